@@ -1,0 +1,20 @@
+"""Load released CosyVoice model directories and stream speech from them, with the fixes of
+upstream's orchestration (see README)."""
+from __future__ import annotations
+
+from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled
+from .types import Chunk, StreamStats, Synthesis
+
+__all__ = [
+    "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Runtime", "StreamError",
+    "StreamStalled", "StreamStats", "Synthesis", "load",
+]
+
+
+def __getattr__(name: str):
+    # torch and the upstream classes load only when a model is loaded.
+    if name in ("load", "Runtime"):
+        from . import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(name)

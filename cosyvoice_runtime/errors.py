@@ -1,0 +1,25 @@
+"""Errors raised by the runtime. Every one names the value at fault and what was expected."""
+from __future__ import annotations
+
+
+class CosyVoiceError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ModelLoadError(CosyVoiceError):
+    """The model directory is missing a file, or a file is not what the yaml expects."""
+
+
+class InvalidInput(CosyVoiceError, ValueError):
+    """Arguments of a request that cannot be synthesised (wrong mode combination, bad audio)."""
+
+
+class StreamError(CosyVoiceError):
+    """The token producer (LLM) failed; ``__cause__`` is the original exception.
+
+    Raised in the consumer after every chunk that could be rendered was yielded.
+    """
+
+
+class StreamStalled(StreamError):
+    """No new token arrived for ``stall_timeout_s`` seconds while the producer was still running."""
