@@ -1,0 +1,1 @@
+"""pytest-cosyvoice: a pytest plugin and regression harness for CosyVoice streaming TTS."""
