@@ -1,0 +1,162 @@
+"""Turns a request's arguments into the tensors the LLM and flow take: text tokens, prompt speech
+tokens (speech tokenizer ONNX), speaker embedding (campplus ONNX) and prompt mel (yaml feat_extractor)."""
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .audio import read_wav, resample
+from .errors import InvalidInput, ModelLoadError
+
+PROMPT_RATE = 16000
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One request's model inputs (batch 1), on the CPU."""
+
+    mode: str
+    text: torch.Tensor | None = None                      # [1, T] int32, None for vc
+    prompt_text: torch.Tensor = torch.zeros(1, 0, dtype=torch.int32)
+    llm_prompt_speech_token: torch.Tensor = torch.zeros(1, 0, dtype=torch.int32)
+    flow_prompt_speech_token: torch.Tensor = torch.zeros(1, 0, dtype=torch.int32)
+    prompt_speech_feat: torch.Tensor = torch.zeros(1, 0, 80)
+    llm_embedding: torch.Tensor = torch.zeros(0, 192)
+    flow_embedding: torch.Tensor = torch.zeros(0, 192)
+    source_speech_token: torch.Tensor = torch.zeros(1, 0, dtype=torch.int32)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    speech_token: torch.Tensor
+    speech_feat: torch.Tensor
+    embedding: torch.Tensor
+
+
+class Frontend:
+    def __init__(self, configs: dict[str, Any], campplus: Path, speech_tokenizer: Path, spk2info: dict[str, Any],
+                 sample_rate: int, version: int) -> None:
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise ModelLoadError(f"onnxruntime is needed for the ONNX frontends: pip install onnxruntime ({e})") from e
+        self.tokenizer = configs["get_tokenizer"]()
+        self.allowed_special = configs.get("allowed_special", "all")
+        self.feat_extractor = configs["feat_extractor"]
+        self.spk2info = spk2info
+        self.sample_rate = sample_rate
+        self.version = version
+        opts = onnxruntime.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self._sessions = {}
+        for name, path in (("campplus", campplus), ("speech_tokenizer", speech_tokenizer)):
+            try:
+                self._sessions[name] = onnxruntime.InferenceSession(str(path), sess_options=opts,
+                                                                    providers=["CPUExecutionProvider"])
+            except Exception as e:
+                raise ModelLoadError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
+        self._prompt_cache: OrderedDict[tuple[str, int, int], Prompt] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # -- text ---------------------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, allowed_special=self.allowed_special))
+
+    def text_tokens(self, text: str) -> torch.Tensor:
+        return torch.tensor([self.encode(text)], dtype=torch.int32)
+
+    def text_token_stream(self, pieces: Iterator[str]) -> Iterator[torch.Tensor]:
+        """Streaming text input: one [1,1] token tensor at a time, as upstream's bistream LLM takes it."""
+        for piece in pieces:
+            if not isinstance(piece, str):
+                raise InvalidInput(f"text iterator yielded {type(piece).__name__} {piece!r}; expected str pieces")
+            for tok in self.encode(piece):
+                yield torch.tensor([[tok]], dtype=torch.int32)
+
+    # -- audio --------------------------------------------------------------------------------
+    def speech_tokens(self, audio16k: np.ndarray) -> torch.Tensor:
+        import whisper
+
+        feat = whisper.log_mel_spectrogram(torch.from_numpy(audio16k)[None], n_mels=128)
+        sess = self._sessions["speech_tokenizer"]
+        ins = sess.get_inputs()
+        out = sess.run(None, {ins[0].name: feat.numpy(), ins[1].name: np.array([feat.shape[2]], dtype=np.int32)})[0]
+        return torch.tensor(np.asarray(out).reshape(1, -1), dtype=torch.int32)
+
+    def embedding(self, audio16k: np.ndarray) -> torch.Tensor:
+        import torchaudio.compliance.kaldi as kaldi
+
+        feat = kaldi.fbank(torch.from_numpy(audio16k)[None], num_mel_bins=80, dither=0, sample_frequency=PROMPT_RATE)
+        feat = feat - feat.mean(dim=0, keepdim=True)
+        sess = self._sessions["campplus"]
+        out = sess.run(None, {sess.get_inputs()[0].name: feat[None].numpy()})[0]
+        return torch.tensor(np.asarray(out, dtype=np.float32).reshape(1, -1))
+
+    def speech_feat(self, audio: np.ndarray) -> torch.Tensor:
+        feat = self.feat_extractor(torch.from_numpy(audio)[None])  # [1, 80, T]
+        return feat.squeeze(0).transpose(0, 1)[None].float()  # [1, T, 80]
+
+    def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> Prompt:
+        """Prompt tokens, mel and embedding of a file; cached by path, size and mtime."""
+        p = Path(wav)
+        st = p.stat() if p.is_file() else None
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns) if st else None
+        if key is not None:
+            with self._lock:
+                hit = self._prompt_cache.get(key)
+            if hit is not None:
+                return hit
+        audio, rate = read_wav(wav, what=what)
+        a16 = resample(audio, rate, PROMPT_RATE)
+        tokens = self.speech_tokens(a16)
+        feat = self.speech_feat(resample(audio, rate, self.sample_rate))
+        if self.version >= 2:
+            # The v2/v3 flow needs exactly 2 mel frames per prompt token.
+            n = min(feat.shape[1] // 2, tokens.shape[1])
+            feat, tokens = feat[:, : 2 * n], tokens[:, :n]
+        if tokens.shape[1] == 0:
+            raise InvalidInput(f"{what}={str(wav)!r}: too short to give any speech token; expected at least ~0.1 s of speech")
+        prompt = Prompt(speech_token=tokens, speech_feat=feat, embedding=self.embedding(a16))
+        if key is not None:
+            with self._lock:
+                self._prompt_cache[key] = prompt
+                while len(self._prompt_cache) > 16:
+                    self._prompt_cache.popitem(last=False)
+        return prompt
+
+    # -- modes --------------------------------------------------------------------------------
+    def speaker_embedding(self, speaker: str) -> torch.Tensor:
+        info = self.spk2info.get(speaker)
+        if info is None:
+            raise InvalidInput(f"speaker={speaker!r} is not in spk2info.pt; available: {sorted(self.spk2info) or 'none'}")
+        return info["embedding"].float().reshape(1, -1)
+
+    def build(self, mode: str, text: torch.Tensor | None, *, speaker: str | None, prompt_wav: Any, prompt_text: str | None,
+              instruct: str | None, source_wav: Any) -> ModelInput:
+        if mode == "sft":
+            emb = self.speaker_embedding(speaker or "")
+            return ModelInput(mode, text, llm_embedding=emb, flow_embedding=emb)
+        if mode == "instruct" and self.version == 1:
+            emb = self.speaker_embedding(speaker or "")
+            return ModelInput(mode, text, prompt_text=self.text_tokens(f"{instruct}<endofprompt>"), flow_embedding=emb)
+        pr = self.prompt(prompt_wav)
+        base = ModelInput(mode, text, flow_prompt_speech_token=pr.speech_token, prompt_speech_feat=pr.speech_feat,
+                          llm_embedding=pr.embedding, flow_embedding=pr.embedding)
+        if mode == "zero_shot":
+            return replace(base, prompt_text=self.text_tokens(prompt_text or ""), llm_prompt_speech_token=pr.speech_token)
+        if mode == "cross_lingual":
+            return base
+        if mode == "instruct":  # v2/v3: instruct text as the LLM prompt, the wav gives the voice
+            return replace(base, prompt_text=self.text_tokens(f"{instruct}<|endofprompt|>"))
+        if mode == "vc":
+            src, rate = read_wav(source_wav, what="source_wav")
+            return replace(base, text=None, source_speech_token=self.speech_tokens(resample(src, rate, PROMPT_RATE)))
+        raise InvalidInput(f"unknown mode {mode!r}")

@@ -1,0 +1,312 @@
+"""The Runtime: a loaded model directory and the streaming orchestration with upstream's fixes."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .channel import TokenChannel, start_producer
+from .errors import InvalidInput, StreamError
+from .frontend import Frontend, ModelInput
+from .loader import load_model
+from .text import prepare
+from .token2wav import Schedule, make_renderer
+from .types import Chunk, StreamStats, Synthesis
+
+log = logging.getLogger("cosyvoice_runtime")
+_ids = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    stall_timeout_s: float = 30.0      # no new token for this long -> StreamStalled
+    join_timeout_s: float = 5.0        # producer join at the end of a request
+    token_hop_len: int = 25            # v2/v3 first hop (tokens)
+    token_max_hop_len: int = 100       # v2/v3 hop ceiling
+    stream_scale_factor: float = 2.0   # v2/v3 hop growth per chunk, per request
+    flow_context_tokens: int | None = None  # bounded-context flow (None: exact, all tokens)
+    empty_cuda_cache: bool = False     # torch.cuda.empty_cache() after each request
+
+    def __post_init__(self) -> None:
+        for name in ("stall_timeout_s", "join_timeout_s"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                raise InvalidInput(f"{name}={v!r}: expected a positive number of seconds")
+        for name in ("token_hop_len", "token_max_hop_len"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise InvalidInput(f"{name}={v!r}: expected a positive whole number of tokens")
+        if self.token_max_hop_len < self.token_hop_len:
+            raise InvalidInput(f"token_max_hop_len={self.token_max_hop_len} is below token_hop_len={self.token_hop_len}")
+        if not self.stream_scale_factor >= 1:
+            raise InvalidInput(f"stream_scale_factor={self.stream_scale_factor!r}: expected a number >= 1")
+        k = self.flow_context_tokens
+        if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+            raise InvalidInput(f"flow_context_tokens={k!r}: expected None (exact) or a positive whole number")
+
+
+def resolve_device(device: str) -> torch.device:
+    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
+        raise InvalidInput(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise InvalidInput(f"device={device!r}: CUDA is not available on this machine (torch {torch.__version__})")
+    idx = 0
+    if ":" in device:
+        tail = device.split(":", 1)[1]
+        if not tail.isdigit():
+            raise InvalidInput(f"device={device!r}: expected 'cuda:N' with N a GPU index")
+        idx = int(tail)
+    if idx >= torch.cuda.device_count():
+        raise InvalidInput(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return torch.device("cuda", idx)
+
+
+def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any) -> str:
+    given = {k for k, v in dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
+                                instruct=instruct, source_wav=source_wav).items() if v is not None}
+    modes: list[tuple[str, set[str]]] = [
+        ("sft", {"speaker"}),
+        ("zero_shot", {"prompt_wav", "prompt_text"}),
+        ("cross_lingual", {"prompt_wav"}),
+        ("instruct", {"speaker", "instruct"} if version == 1 else {"instruct", "prompt_wav"}),
+        ("vc", {"source_wav", "prompt_wav"}),
+    ]
+    for mode, args in modes:
+        if given == args:
+            return mode
+    valid = "; ".join(f"{m}: {' + '.join(sorted(a))}" for m, a in modes)
+    raise InvalidInput(f"arguments {sorted(given) or 'none'} do not name a mode of a v{version} model; valid combinations: {valid}")
+
+
+class Runtime:
+    """A loaded CosyVoice model. ``stream`` and ``synthesize`` may be called from several threads."""
+
+    def __init__(self, model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False,
+                 stall_timeout_s: float = 30.0) -> None:
+        self.device = resolve_device(device)
+        if fp16 and self.device.type != "cuda":
+            raise InvalidInput(f"fp16=True needs a CUDA device; device={device!r} resolved to {self.device}")
+        self.settings = Settings(stall_timeout_s=stall_timeout_s)
+        self.fp16 = bool(fp16)
+        t0 = time.perf_counter()
+        loaded = load_model(model_dir)
+        self.model_dir = Path(model_dir)
+        self.version = loaded.files.version
+        self.configs = loaded.configs
+        self.sample_rate = int(loaded.configs["sample_rate"])
+        self.llm, self.flow, self.hift = loaded.llm, loaded.flow, loaded.hift
+        for m in (self.llm, self.flow, self.hift):
+            m.to(self.device).eval()
+        if self.fp16:
+            self.llm.half()
+            self.flow.half()
+        self.frontend = Frontend(loaded.configs, loaded.files.campplus, loaded.files.speech_tokenizer,
+                                 loaded.spk2info, self.sample_rate, self.version)
+        self._lock = threading.Lock()
+        self._active: dict[str, threading.Thread | None] = {}
+        log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,
+                 self.device, self.fp16, time.perf_counter() - t0)
+
+    # -- public --------------------------------------------------------------------------------
+    @property
+    def speakers(self) -> list[str]:
+        return sorted(self.frontend.spk2info)
+
+    @property
+    def active_requests(self) -> int:
+        """Requests whose state is still held (0 once every stream finished or was closed)."""
+        with self._lock:
+            return len(self._active)
+
+    def configure(self, **changes: Any) -> Settings:
+        known = {f.name for f in fields(Settings)}
+        bad = sorted(set(changes) - known)
+        if bad:
+            raise InvalidInput(f"unknown setting(s) {bad}; valid: {sorted(known)}")
+        self.settings = replace(self.settings, **changes)
+        return self.settings
+
+    def stream(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
+               prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
+               speed: float = 1.0, text_frontend: bool = True) -> Iterator[Chunk]:
+        """Streams chunks as soon as hop + lookahead tokens exist. Arguments are checked now, not at the
+        first ``next``. Raises StreamError / StreamStalled after the chunks already rendered."""
+        if speed != 1.0:
+            raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
+        plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
+        return self._run(plan, streaming=True, speed=1.0, stats=StreamStats())
+
+    def synthesize(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
+                   prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
+                   speed: float = 1.0, text_frontend: bool = True) -> Synthesis:
+        """Non-streamed synthesis (all tokens rendered at once, per sentence), like upstream's stream=False."""
+        if not isinstance(speed, (int, float)) or not 0.5 <= speed <= 2.0:
+            raise InvalidInput(f"speed={speed!r}: expected a number from 0.5 to 2.0")
+        plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
+        stats = StreamStats()
+        chunks = list(self._run(plan, streaming=False, speed=float(speed), stats=stats))
+        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
+        return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
+
+    # -- internals -------------------------------------------------------------------------------
+    def _plan(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
+              text_frontend: bool) -> list[ModelInput]:
+        mode = resolve_mode(self.version, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
+                            instruct=instruct, source_wav=source_wav)
+        kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct, source_wav=source_wav)
+        if mode == "vc":
+            return [self.frontend.build(mode, None, **kw)]
+        if isinstance(text, str):
+            sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
+            if not sentences:
+                raise InvalidInput(f"text={text!r}: nothing to synthesise; expected text with words")
+            return [self.frontend.build(mode, self.frontend.text_tokens(s), **kw) for s in sentences]
+        if isinstance(text, Iterable) and not isinstance(text, (bytes, dict)):
+            if self.version == 1:
+                raise InvalidInput("text given as an iterator: streaming text input needs a v2/v3 model, this is v1")
+            if mode in ("sft", "vc"):
+                raise InvalidInput(f"text given as an iterator: streaming text input is not available in {mode} mode")
+            # The pieces are consumed lazily by the producer (upstream's inference_bistream).
+            inp = self.frontend.build(mode, torch.zeros(1, 0, dtype=torch.int32), **kw)
+            return [_Bistream(inp, iter(text))]
+        raise InvalidInput(f"text={text!r}: expected a str (or, on v2/v3, an iterator of str pieces)")
+
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        return torch.amp.autocast(device_type=self.device.type, enabled=self.fp16)
+
+    def _token_source(self, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
+        dev = self.device
+        if isinstance(inp, _Bistream):
+            base = inp.inputs
+
+            def bistream() -> Iterable[int]:
+                pt = base.prompt_text.to(dev)
+                pst = base.llm_prompt_speech_token.to(dev)
+                return self.llm.inference_bistream(
+                    text=(t.to(dev) for t in self.frontend.text_token_stream(inp.pieces)),
+                    prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
+                    prompt_speech_token_len=_len(pst), embedding=base.llm_embedding.to(dev))
+            return bistream
+        if inp.mode == "vc":
+            tokens = inp.source_speech_token.flatten().tolist()
+            return lambda: iter(tokens)
+
+        def llm() -> Iterable[int]:
+            text, pt, pst = inp.text.to(dev), inp.prompt_text.to(dev), inp.llm_prompt_speech_token.to(dev)
+            return self.llm.inference(text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt),
+                                      prompt_speech_token=pst, prompt_speech_token_len=_len(pst),
+                                      embedding=inp.llm_embedding.to(dev))
+        return llm
+
+    def _producer_context(self) -> Callable[[], contextlib.AbstractContextManager[object]]:
+        device = self.device
+
+        @contextlib.contextmanager
+        def ctx() -> Iterator[None]:
+            with contextlib.ExitStack() as stack:
+                if device.type == "cuda":
+                    # The LLM runs on its own CUDA stream so it overlaps with the flow/HiFT of the consumer.
+                    stack.enter_context(torch.cuda.stream(torch.cuda.Stream(device)))
+                stack.enter_context(torch.inference_mode())
+                stack.enter_context(self._autocast())
+                yield
+        return ctx
+
+    def _run(self, plan: list[Any], *, streaming: bool, speed: float, stats: StreamStats) -> Iterator[Chunk]:
+        t0 = time.perf_counter()
+        index = 0
+        try:
+            for inp in plan:
+                stats.sentences += 1
+                for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats, t0=t0):
+                    audio = speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False)
+                    chunk = Chunk(audio=audio, sample_rate=self.sample_rate, index=index, tokens=ntok)
+                    index += 1
+                    now = time.perf_counter()
+                    if stats.first_chunk_s is None:
+                        stats.first_chunk_s = now - t0
+                    stats.chunks += 1
+                    stats.audio_seconds += chunk.seconds
+                    stats.wall_s = now - t0
+                    log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds, now - t0)
+                    yield chunk
+        finally:
+            stats.wall_s = time.perf_counter() - t0
+            rtf = stats.rtf
+            log.info("%s done: %d tokens, %d chunks, %.2f s audio, first chunk %s, RTF %s",
+                     "stream" if streaming else "synthesis", stats.tokens, stats.chunks, stats.audio_seconds,
+                     f"{stats.first_chunk_s * 1000:.0f} ms" if stats.first_chunk_s is not None else "-",
+                     f"{rtf:.3f}" if rtf is not None else "-")
+
+    def _request(self, inp: Any, *, streaming: bool, speed: float, stats: StreamStats, t0: float) -> Iterator[tuple[torch.Tensor, int]]:
+        rid = f"{next(_ids)}"
+        channel = TokenChannel(rid)
+        base = inp.inputs if isinstance(inp, _Bistream) else inp
+        s = self.settings
+        renderer = make_renderer(self.version, self.flow, self.hift, base, self.device, self._autocast,
+                                 Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor),
+                                 context_tokens=s.flow_context_tokens)
+        with self._lock:
+            self._active[rid] = None
+        thread: threading.Thread | None = None
+        try:
+            thread = start_producer(channel, self._token_source(inp), self._producer_context())
+            with self._lock:
+                self._active[rid] = thread
+            with torch.inference_mode():
+                if streaming:
+                    while True:
+                        count, done = channel.wait_for(renderer.tokens_needed(), s.stall_timeout_s)
+                        if count < renderer.tokens_needed():
+                            break  # producer ended; the rest goes to the closing chunk
+                        speech, ntok = renderer.render_next(channel.tokens())
+                        stats.tokens += ntok
+                        yield speech, ntok
+                else:
+                    while not channel.wait_for(1 << 62, s.stall_timeout_s)[1]:
+                        pass
+                tokens = channel.tokens()
+                if tokens or not streaming:
+                    speech, ntok = renderer.render_last(tokens, speed=speed)
+                    stats.tokens += ntok
+                    yield speech, ntok
+        finally:
+            channel.cancel()
+            if thread is not None:
+                thread.join(s.join_timeout_s)
+                if thread.is_alive():
+                    log.warning("request %s: LLM producer still running %.1f s after the stream ended; abandoned "
+                                "(daemon thread)", rid, s.join_timeout_s)
+            with self._lock:
+                self._active.pop(rid, None)
+            del renderer
+            if self.device.type == "cuda" and s.empty_cuda_cache:
+                torch.cuda.empty_cache()
+
+
+@dataclass
+class _Bistream:
+    inputs: ModelInput
+    pieces: Iterator[str]
+
+
+def _len(t: torch.Tensor) -> torch.Tensor:
+    return torch.tensor([t.shape[1]], dtype=torch.int32, device=t.device)
+
+
+def load(model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False, stall_timeout_s: float = 30.0) -> Runtime:
+    return Runtime(model_dir, device=device, fp16=fp16, stall_timeout_s=stall_timeout_s)
