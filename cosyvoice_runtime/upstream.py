@@ -1,0 +1,119 @@
+"""Drives the installed upstream orchestration class (``cosyvoice.cli.model.CosyVoiceModel`` /
+``CosyVoice2Model`` / ``CosyVoice3Model``) with a Runtime's components and frontend, behind the
+Runtime's own ``stream``/``synthesize`` signature: the before/after reference. Nothing of upstream is
+copied; its class is imported and called as installed, with all its behaviour (polling, shared hop
+length, silent producer death)."""
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import CosyVoiceError, InvalidInput
+from .types import Chunk, StreamStats, Synthesis
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+CLASS_NAMES = {1: "CosyVoiceModel", 2: "CosyVoice2Model", 3: "CosyVoice3Model"}
+
+
+class UpstreamUnavailable(CosyVoiceError):
+    """The installed upstream orchestration class cannot drive this model."""
+
+
+class _CountingLLM:
+    """Stands in for the LLM on the upstream object and counts the tokens it hands over."""
+
+    def __init__(self, llm: Any) -> None:
+        self._llm = llm
+        self.tokens = 0
+
+    def inference(self, *args: Any, **kwargs: Any) -> Iterator[int]:
+        for tok in self._llm.inference(*args, **kwargs):
+            self.tokens += 1
+            yield tok
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+
+class UpstreamEngine:
+    def __init__(self, runtime: "Runtime") -> None:
+        try:
+            from cosyvoice.cli import model as upstream_model
+        except Exception as e:  # the packaged module imports optional things (tensorrt helpers, vllm export)
+            raise UpstreamUnavailable(f"cannot import cosyvoice.cli.model: {type(e).__name__}: {e}") from e
+        name = CLASS_NAMES[runtime.version]
+        cls = getattr(upstream_model, name, None)
+        if cls is None:
+            raise UpstreamUnavailable(
+                f"the installed cosyvoice.cli.model has no {name} (v{runtime.version} model); "
+                f"installed from {getattr(upstream_model, '__file__', '?')}")
+        import torch
+
+        upstream_device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if upstream_device != runtime.device and not (upstream_device.type == runtime.device.type == "cuda"):
+            raise UpstreamUnavailable(
+                f"upstream {name} always runs on {upstream_device} but the runtime is on {runtime.device}")
+        self.runtime = runtime
+        self.version = runtime.version
+        self.sample_rate = runtime.sample_rate
+        self.model = cls(runtime.llm, runtime.flow, runtime.hift, runtime.fp16)
+        # The packaged copy's __init__ leaves out `self.llm = llm`; set it like its load() should.
+        self.counter = _CountingLLM(runtime.llm)
+        self.model.llm = self.counter
+        self._ids = itertools.count()
+
+    def stream(self, text: str | Iterable[str], **kwargs: Any) -> Iterator[Chunk]:
+        return self._run(text, stream=True, stats=StreamStats(), **kwargs)
+
+    def synthesize(self, text: str | Iterable[str], **kwargs: Any) -> Synthesis:
+        stats = StreamStats()
+        chunks = list(self._run(text, stream=False, stats=stats, **kwargs))
+        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
+        return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
+
+    def _run(self, text: Any, *, stream: bool, stats: StreamStats, speed: float = 1.0,
+             text_frontend: bool = True, **kwargs: Any) -> Iterator[Chunk]:
+        if not isinstance(text, str) and kwargs.get("source_wav") is None:
+            raise InvalidInput("the upstream engine here takes text as a str")
+        plan = self.runtime._plan(text, kwargs.get("speaker"), kwargs.get("prompt_wav"), kwargs.get("prompt_text"),
+                                  kwargs.get("instruct"), kwargs.get("source_wav"), text_frontend)
+        return self._chunks(plan, stream=stream, stats=stats, speed=speed)
+
+    def _chunks(self, plan: list[Any], *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
+        t0 = time.perf_counter()
+        index = 0
+        for inp in plan:
+            before = self.counter.tokens
+            args = dict(flow_embedding=inp.flow_embedding, llm_embedding=inp.llm_embedding,
+                        prompt_text=inp.prompt_text, llm_prompt_speech_token=inp.llm_prompt_speech_token,
+                        flow_prompt_speech_token=inp.flow_prompt_speech_token,
+                        prompt_speech_feat=inp.prompt_speech_feat, source_speech_token=inp.source_speech_token,
+                        stream=stream, speed=speed)
+            if inp.text is not None:
+                args["text"] = inp.text
+            attributed = 0
+            for out in self.model.tts(**args):
+                # Upstream does not say which tokens a chunk covers: each chunk takes the tokens generated
+                # since the previous one, so the sum is exact (the last chunk comes after the LLM ended).
+                done = (self.counter.tokens - before) if inp.source_speech_token.shape[1] == 0 \
+                    else inp.source_speech_token.shape[1]
+                audio = out["tts_speech"].squeeze(0).float().numpy().astype(np.float32, copy=False)
+                yield self._chunk(audio, index, done - attributed, stats, t0)
+                attributed = done
+                index += 1
+
+    def _chunk(self, audio: np.ndarray, index: int, tokens: int, stats: StreamStats, t0: float) -> Chunk:
+        now = time.perf_counter()
+        if stats.first_chunk_s is None:
+            stats.first_chunk_s = now - t0
+        stats.chunks += 1
+        stats.tokens += tokens
+        stats.audio_seconds += len(audio) / self.sample_rate
+        stats.wall_s = now - t0
+        return Chunk(audio=audio, sample_rate=self.sample_rate, index=index, tokens=tokens)
