@@ -93,8 +93,12 @@ class CausalRenderer(Renderer):
     def _flow(self, tokens: list[int], offset: int, streaming: bool, finalize: bool) -> torch.Tensor:
         start = 0
         if self.context_tokens is not None and offset > self.context_tokens:
-            # Bounded context: the flow sees only the last K tokens before the new ones (plus the prompt).
-            start = offset - self.context_tokens
+            # Bounded context: the flow sees only the last ~K tokens before the new ones (plus the prompt).
+            # K is widened so prompt + context stays a whole number of hops: the causal encoder's chunk
+            # mask then cuts the new tokens where the exact run cuts them.
+            p, h = self.prompt_token.shape[1], self.schedule.hop
+            k = math.ceil((p + self.context_tokens) / h) * h - p
+            start = max(0, offset - k)
         tok = torch.tensor([tokens[start:]], dtype=torch.int32, device=self.device)
         with self.autocast():
             mel, _ = self.flow.inference(token=tok, token_len=self._lens(tok), prompt_token=self.prompt_token,
