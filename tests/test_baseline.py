@@ -1,0 +1,175 @@
+"""Baseline storage: round trip, merge, refusal of broken or foreign files, concurrent writers,
+and hardware key detection."""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_cosyvoice.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
+from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would try to collect Test*
+from pytest_cosyvoice.hardware import HardwareKey, model_identity
+
+KEY = HardwareKey(device_name="NVIDIA H100 80GB HBM3", cuda="12.8", driver="570.124.06",
+                  torch_version="2.9.1+cu128", dtype="fp16", engine="fixed",
+                  model_name="CosyVoice2-0.5B", model_hash="0123456789")
+
+
+def fig(nodeid: str, rtf: list[float]) -> Figures:
+    return Figures(nodeid=nodeid, rtf=rtf, first_chunk_ms=[300.0 + v for v in rtf],
+                       worst_gap_ms=[5.0] * len(rtf), audio_s=3.5)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path / "baselines")
+    assert store.load(KEY) is None
+    path = store.save(KEY, [fig("suites/a.py::t1", [0.2, 0.21, 0.22]),
+                            fig("suites/a.py::t2", [0.5, 0.6])], commit="abc123")
+    assert path == tmp_path / "baselines" / f"{KEY.slug()}.json"
+    doc = json.loads(path.read_text())
+    assert doc["schema"] == SCHEMA and doc["key"] == KEY.to_dict()
+
+    base = store.load(KEY)
+    assert isinstance(base, Baseline) and base.key == KEY
+    t1 = base.tests["suites/a.py::t1"]
+    assert t1.rtf == [0.2, 0.21, 0.22] and t1.first_chunk_ms == [300.2, 300.21, 300.22]
+    assert t1.worst_gap_ms == [5.0] * 3 and t1.audio_s == 3.5
+    assert t1.commit == "abc123" and t1.saved_at
+    assert base.samples("rtf") == {"suites/a.py::t1": [0.2, 0.21, 0.22],
+                                   "suites/a.py::t2": [0.5, 0.6]}
+    assert not list(path.parent.glob("*.tmp")), "temporary files must not be left behind"
+
+
+def test_save_merges_and_skips_unmeasured(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    store.save(KEY, [fig("t1", [0.2] * 3), fig("t2", [0.3] * 3)], commit="c1")
+    store.save(KEY, [fig("t2", [0.4] * 3), fig("t3", [0.5] * 3), fig("errored", [])], commit="c2")
+    base = store.load(KEY)
+    assert base is not None
+    assert sorted(base.tests) == ["t1", "t2", "t3"]
+    assert base.tests["t1"].rtf == [0.2] * 3 and base.tests["t1"].commit == "c1"
+    assert base.tests["t2"].rtf == [0.4] * 3 and base.tests["t2"].commit == "c2"
+
+
+def test_other_key_is_a_separate_file(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    other = HardwareKey(**{**KEY.to_dict(), "dtype": "fp32"})
+    store.save(KEY, [fig("t1", [0.2] * 3)])
+    assert store.load(other) is None
+    assert store.path_for(other) != store.path_for(KEY)
+
+
+def test_corrupt_file_raises_and_is_not_overwritten(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    path = store.path_for(KEY)
+    path.write_text('{"schema": 1, "key": {', encoding="utf-8")   # a torn write by some tool
+    with pytest.raises(BaselineError, match="not valid JSON") as err:
+        store.load(KEY)
+    assert str(path) in str(err.value) and "schema" in str(err.value)
+    with pytest.raises(BaselineError, match="move .* away"):
+        store.save(KEY, [fig("t1", [0.2] * 3)])
+    assert path.read_text(encoding="utf-8") == '{"schema": 1, "key": {'
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"tests": {}}, 'no "schema"'),
+    ([1, 2, 3], 'no "schema"'),
+    ({"schema": 99, "key": KEY.to_dict(), "tests": {}}, "unknown schema 99"),
+    ({"schema": 1, "key": {"device_name": "x"}, "tests": {}}, 'bad "key"'),
+    ({"schema": 1, "key": {**KEY.to_dict(), "device_name": "NVIDIA A10"}, "tests": {}},
+     "another hardware key .*device_name: file has 'NVIDIA A10'"),
+    ({"schema": 1, "key": KEY.to_dict(), "tests": {"t": {"rtf": "fast"}}}, "list of numbers"),
+])
+def test_foreign_file_raises(tmp_path: Path, doc: object, message: str) -> None:
+    store = BaselineStore(tmp_path)
+    path = store.path_for(KEY)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(BaselineError, match=message) as err:
+        store.load(KEY)
+    assert str(path) in str(err.value)
+    before = path.read_text(encoding="utf-8")
+    with pytest.raises(BaselineError):
+        store.save(KEY, [fig("t1", [0.2] * 3)])
+    assert path.read_text(encoding="utf-8") == before
+
+
+def _writer(directory: str, prefix: str, rounds: int) -> None:
+    store = BaselineStore(directory)
+    for i in range(rounds):
+        store.save(KEY, [fig(f"{prefix}{i}", [0.1 + i / 100] * 3)], commit=prefix)
+
+
+def test_two_writers_at_once_keep_each_others_tests(tmp_path: Path) -> None:
+    # Each process saves 15 times into the same key; without the lock, a read-modify-write
+    # from one would overwrite the other's freshly added test.
+    ctx = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+    procs = [ctx.Process(target=_writer, args=(str(tmp_path), p, 15)) for p in ("a", "b")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    base = BaselineStore(tmp_path).load(KEY)
+    assert base is not None
+    assert sorted(base.tests) == sorted([f"a{i}" for i in range(15)] + [f"b{i}" for i in range(15)])
+
+
+def _model_dir(root: Path) -> Path:
+    d = root / "CosyVoice2-0.5B"
+    d.mkdir()
+    (d / "cosyvoice2.yaml").write_text("sample_rate: 24000\n")
+    (d / "llm.pt").write_bytes(b"\0" * 100)
+    (d / "flow.pt").write_bytes(b"\0" * 50)
+    (d / "campplus.onnx").write_bytes(b"\0" * 10)
+    return d
+
+
+def test_key_detection_on_cpu(tmp_path: Path) -> None:
+    d = _model_dir(tmp_path)
+    key = HardwareKey.detect(d, device="cpu", dtype="fp32", engine="upstream")
+    assert key.device_name
+    assert key.cuda == "none" and key.driver == "none"
+    assert key.dtype == "fp32" and key.engine == "upstream"
+    assert key.model_name == "CosyVoice2-0.5B" and len(key.model_hash) == 10
+    import torch
+    assert key.torch_version == torch.__version__
+    assert HardwareKey.from_dict(key.to_dict()) == key
+    slug = key.slug()
+    assert "/" not in slug and " " not in slug and slug == slug.lower()
+    assert "cosyvoice2-0.5b" in slug and "fp32" in slug and "upstream" in slug
+    assert HardwareKey.detect(d, device="cpu", dtype="fp32", engine="upstream") == key
+
+
+def test_model_identity_follows_config_and_weights(tmp_path: Path) -> None:
+    d = _model_dir(tmp_path)
+    name, h0 = model_identity(d)
+    assert name == "CosyVoice2-0.5B"
+    (d / "hift.pt").write_bytes(b"\0" * 7)
+    h1 = model_identity(d)[1]
+    (d / "cosyvoice2.yaml").write_text("sample_rate: 22050\n")
+    h2 = model_identity(d)[1]
+    (d / "llm.pt").write_bytes(b"\0" * 101)
+    h3 = model_identity(d)[1]
+    assert len({h0, h1, h2, h3}) == 4
+    (d / "notes.txt").write_text("unrelated")
+    assert model_identity(d)[1] == h3
+
+
+def test_key_rejects_bad_arguments(tmp_path: Path) -> None:
+    d = _model_dir(tmp_path)
+    with pytest.raises(ValueError, match="dtype"):
+        HardwareKey.detect(d, device="cpu", dtype="bf16")
+    with pytest.raises(ValueError, match="engine"):
+        HardwareKey.detect(d, device="cpu", engine="turbo")
+    with pytest.raises(FileNotFoundError):
+        HardwareKey.detect(tmp_path / "missing", device="cpu")
+
+
+def test_slug_is_unique_after_sanitising() -> None:
+    a = HardwareKey(**{**KEY.to_dict(), "device_name": "GPU/A"})
+    b = HardwareKey(**{**KEY.to_dict(), "device_name": "GPU A"})
+    assert a.slug() != b.slug()
+    assert len(HardwareKey(**{**KEY.to_dict(), "model_name": "m" * 300}).slug()) < 120
