@@ -1,0 +1,128 @@
+"""The drift rule: verdicts on hand-made samples, and its error rates over seeded trials."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from pytest_cosyvoice.baseline import BaselineStore
+from pytest_cosyvoice.drift import DriftResult, compare, judge, min_attainable_p, regressions
+from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.hardware import HardwareKey
+
+BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]
+
+
+def scaled(factor: float) -> list[float]:
+    return [v * factor for v in BASE]
+
+
+def test_clear_slowdown_is_a_regression() -> None:
+    r = judge("t", scaled(1.2), BASE)
+    assert r.verdict == "regression"
+    assert r.drift == pytest.approx(0.2)
+    assert r.current_median == pytest.approx(0.24) and r.baseline_median == pytest.approx(0.2)
+    assert r.p_value is not None and r.p_value < 0.001
+    assert (r.n_current, r.n_baseline) == (10, 10)
+
+
+def test_clear_speedup_is_an_improvement() -> None:
+    r = judge("t", scaled(0.8), BASE)
+    assert r.verdict == "improvement" and r.drift == pytest.approx(-0.2)
+    assert r.p_value is not None and r.p_value < 0.001
+
+
+def test_within_tolerance_is_ok_even_when_significant() -> None:
+    r = judge("t", scaled(1.05), BASE)
+    assert r.verdict == "ok" and r.p_value is not None and r.p_value < 0.05
+
+
+def test_large_but_noisy_drift_is_ok_with_a_note() -> None:
+    # Median up 15 %, but the two sides overlap so much that it could be chance.
+    base = [0.10, 0.30, 0.12, 0.28, 0.20, 0.14, 0.26, 0.18]
+    cur = [0.11, 0.31, 0.13, 0.29, 0.23, 0.24, 0.27, 0.22]
+    r = judge("t", cur, base)
+    assert r.drift is not None and r.drift > 0.10
+    assert r.verdict == "ok" and r.p_value is not None and r.p_value >= 0.05
+    assert "not significant" in r.note
+
+
+def test_new_and_missing_samples() -> None:
+    assert judge("t", BASE, []).verdict == "new"
+    r = judge("t", [], BASE)
+    assert r.verdict == "insufficient-samples" and r.drift is None and r.baseline_median == 0.2
+
+
+@pytest.mark.parametrize("n_cur, n_base, verdict", [
+    (2, 10, "insufficient-samples"),    # below min_samples
+    (3, 3, "insufficient-samples"),     # full separation gives p = 1/20 = alpha exactly
+    (3, 4, "regression"),               # 1/35 < 0.05: attainable
+])
+def test_small_samples(n_cur: int, n_base: int, verdict: str) -> None:
+    r = judge("t", scaled(1.3)[:n_cur], BASE[:n_base])
+    assert r.verdict == verdict
+    assert r.drift is not None and r.drift > 0.25       # reported either way
+
+
+def test_small_samples_within_tolerance_are_ok() -> None:
+    assert judge("t", BASE[:1], BASE[:1]).verdict == "ok"
+
+
+def test_min_attainable_p() -> None:
+    assert min_attainable_p(3, 3) == pytest.approx(0.05)
+    assert min_attainable_p(3, 4) == pytest.approx(1 / 35)
+    assert min_attainable_p(0, 5) == 1.0
+
+
+def test_compare_accepts_figures_and_baseline(tmp_path: Path) -> None:
+    key = HardwareKey("cpu", "none", "none", "2.9", "fp32", "fixed", "m", "h")
+    store = BaselineStore(tmp_path)
+    store.save(key, [Figures("a", rtf=BASE), Figures("b", rtf=BASE), Figures("gone", rtf=BASE)])
+    current = [Figures("a", rtf=scaled(1.3)), Figures("b", rtf=scaled(1.0)),
+               Figures("c", rtf=BASE)]
+    results = compare(current, store.load(key))
+    assert [(r.nodeid, r.verdict) for r in results] == [("a", "regression"), ("b", "ok"),
+                                                        ("c", "new")]
+    assert regressions(results) == [results[0]]
+    # dict input, and the first-chunk metric
+    by_dict = compare({"a": scaled(1.3)}, {"a": BASE})
+    assert by_dict[0].verdict == "regression"
+    fc = compare([Figures("a", rtf=BASE, first_chunk_ms=[400.0] * 5)],
+                 {"a": [300.0, 301.0, 299.0, 300.5, 299.5]}, metric="first_chunk_ms")
+    assert fc[0].verdict == "regression"
+    assert all(r.verdict == "new" for r in compare(current, None))
+
+
+def test_compare_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError):
+        compare({}, None, tolerance=-0.1)
+    with pytest.raises(ValueError):
+        compare({}, None, alpha=1.5)
+
+
+def _drift_rates() -> ModuleType:
+    # One implementation of the trials: the script that produced the table in docs/reports.md.
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "drift_rates.py"
+    spec = importlib.util.spec_from_file_location("drift_rates", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_error_rates_over_seeded_trials() -> None:
+    """500 trials each, 10 samples a side, ~6 % spread plus 10 % hiccups (docs/reports.md)."""
+    rates = _drift_rates().rates
+    noise = rates(effect=0.0, n=10, trials=500, seed=0)
+    slow = rates(effect=0.15, n=10, trials=500, seed=1)
+    assert noise["regression"] <= 0.05, noise           # false alarms
+    assert noise["improvement"] <= 0.05, noise
+    assert slow["regression"] >= 0.80, slow             # detection of a real 15 % slowdown
+    assert slow["improvement"] == 0.0, slow
+
+
+def test_result_type() -> None:
+    r = judge("t", BASE, BASE)
+    assert isinstance(r, DriftResult) and r.drift_pct == 0.0 and r.verdict == "ok"
