@@ -1,0 +1,289 @@
+"""The session report: terminal table, rtf.csv, history.jsonl, graphs, stream pictures, index.html.
+
+    files = write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
+                                                streams=[ReportStream(nodeid, trace, audio)]))
+
+pandas / matplotlib / pytest-benchmark are a [report] extra, imported inside the functions that
+use them; `summary_table` and the history functions need none of them. No pytest import here.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import statistics
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .baseline import Baseline
+from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult
+from .figures import StreamTrace, TestFigures
+from .hardware import HardwareKey, current_commit
+from .report_plots import INSTALL_HINT, short_id
+
+if TYPE_CHECKING:
+    import numpy as np
+
+HISTORY_SCHEMA = 1
+
+
+@dataclass
+class ReportStream:
+    """One recorded stream to draw, with its audio (mono float32 at trace.sample_rate)."""
+
+    nodeid: str
+    trace: StreamTrace
+    audio: "np.ndarray | None" = None
+    prebuffer_s: float = 0.0        # the test's prebuffer, as the gap-free check used it
+    failed: bool = False            # listed under "failing streams" in index.html
+
+
+@dataclass
+class ReportInput:
+    figures: list[TestFigures]
+    key: HardwareKey
+    drift: list[DriftResult] | None = None      # None: no baseline for this key
+    baseline: Baseline | None = None            # its samples draw the baseline spread
+    streams: list[ReportStream] = field(default_factory=list)
+    tolerance: float = DEFAULT_TOLERANCE     # as passed to drift.compare (drawn as the band)
+    alpha: float = DEFAULT_ALPHA
+    history_path: Path | None = None            # default: <out_dir>/history.jsonl
+    commit: str | None = None                   # None: git rev-parse HEAD in repo_dir; "": none
+    repo_dir: Path | None = None
+    title: str = "pytest-cosyvoice report"
+
+
+@dataclass
+class StreamFiles:
+    stream: ReportStream
+    png: Path
+    wav: Path | None
+
+
+@dataclass
+class ReportFiles:
+    out_dir: Path
+    csv: Path
+    history: Path
+    drift_png: Path
+    trend_png: Path
+    html: Path
+    streams: list[StreamFiles] = field(default_factory=list)
+
+    @property
+    def stream_pngs(self) -> list[Path]:
+        return [s.png for s in self.streams]
+
+    @property
+    def stream_wavs(self) -> list[Path]:
+        return [s.wav for s in self.streams if s.wav is not None]
+
+
+# -- small helpers ---------------------------------------------------------------------------
+
+def sanitise_nodeid(nodeid: str, limit: int = 120) -> str:
+    """A file name for a test id: readable, safe on every OS, unique via a hash when cut."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._") or "test"
+    if len(name) > limit:
+        name = name[:limit] + "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:8]
+    return name
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
+        else format(value, spec)
+
+
+# -- terminal table --------------------------------------------------------------------------
+
+def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] | None = None,
+                  test_width: int = 56) -> str:
+    """Plain-text table: test, runs, RTF (median), baseline (median), drift, verdict,
+    first-chunk ms (median), worst gap ms (worst over runs)."""
+    by_id = {r.nodeid: r for r in (drift or [])}
+    header = ["test", "runs", "RTF", "baseline", "drift", "verdict", "first-chunk ms",
+              "worst gap ms"]
+    rows = []
+    for f in figures:
+        r = by_id.get(f.nodeid)
+        verdict = r.verdict if r else ("no baseline" if drift is None else "-")
+        if f.outcome != "passed":
+            verdict += f" ({f.outcome})"
+        rows.append([short_id(f.nodeid, test_width), str(len(f.rtf)), _fmt(_median(f.rtf), ".3f"),
+                     _fmt(r.baseline_median if r else None, ".3f"),
+                     _fmt(r.drift_pct if r else None, "+.1f") + ("%" if r and r.drift is not None
+                                                                  else ""),
+                     verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
+                     _fmt(max(f.worst_gap_ms) if f.worst_gap_ms else None, ".0f")])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+              for i, h in enumerate(header)]
+    left = {0, 5}   # text columns left-aligned, numbers right-aligned
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    if drift is None:
+        out.append("(no baseline stored for this hardware key: drift not judged)")
+    else:
+        regressed = sum(1 for r in drift if r.verdict == "regression")
+        out.append(f"{regressed} regression(s) in {len(drift)} test(s)")
+    return "\n".join(out)
+
+
+# -- rtf.csv ---------------------------------------------------------------------------------
+
+def write_csv(path: Path, figures: Sequence[TestFigures], key: HardwareKey,
+              drift: Sequence[DriftResult] | None = None) -> Path:
+    """One row per test and measured run; a test with no runs still gets one row (run empty),
+    so an errored test is visible in spreadsheets too."""
+    try:
+        import pandas as pd
+    except ImportError as exc:
+        raise ImportError(f"rtf.csv needs pandas: {INSTALL_HINT}") from exc
+    by_id = {r.nodeid: r for r in (drift or [])}
+    hw = {f"hw_{k}": v for k, v in key.to_dict().items()}
+    hw["hw_slug"] = key.slug()
+    rows: list[dict[str, Any]] = []
+    for f in figures:
+        r = by_id.get(f.nodeid)
+        runs = max(len(f.rtf), len(f.first_chunk_ms), len(f.worst_gap_ms))
+        for run in range(runs) if runs else [None]:
+            def at(values: list[float]) -> float | None:
+                return values[run] if run is not None and run < len(values) else None
+            rows.append({
+                "nodeid": f.nodeid, "outcome": f.outcome, "run": run, "rtf": at(f.rtf),
+                "first_chunk_ms": at(f.first_chunk_ms), "worst_gap_ms": at(f.worst_gap_ms),
+                "audio_s": f.audio_s, "cold": f.cold, "engine": f.engine,
+                "failed_checks": ";".join(f.failed_checks),
+                "baseline_median_rtf": r.baseline_median if r else None,
+                "drift": r.drift if r else None, "p_value": r.p_value if r else None,
+                "verdict": r.verdict if r else "", **hw})
+    frame = pd.DataFrame(rows)
+    if not rows:
+        frame = pd.DataFrame(columns=["nodeid", "run", "rtf", *hw])
+    frame["run"] = frame["run"].astype("Int64")   # integers with <NA>, not floats
+    frame.to_csv(path, index=False)
+    return path
+
+
+# -- history.jsonl ---------------------------------------------------------------------------
+
+def history_entry(figures: Sequence[TestFigures], key: HardwareKey, commit: str | None,
+                  when: datetime | None = None) -> dict[str, Any]:
+    when = when or datetime.now(timezone.utc)
+    return {
+        "schema": HISTORY_SCHEMA,
+        "time_utc": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit or None, "slug": key.slug(), "key": key.to_dict(),
+        "tests": {f.nodeid: {"rtf": _median(f.rtf), "first_chunk_ms": _median(f.first_chunk_ms),
+                             "worst_gap_ms": _median(f.worst_gap_ms), "runs": len(f.rtf),
+                             "outcome": f.outcome} for f in figures},
+    }
+
+
+def append_history(path: Path, entry: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One write of one line in append mode: concurrent sessions interleave whole lines.
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    return path
+
+
+def read_history(path: Path, key: HardwareKey | None = None) -> list[dict[str, Any]]:
+    """Sessions in file order; only those of `key` when given. A torn or foreign line (a killed
+    session, a hand edit) is skipped: history is for reading trends, not for gating."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict):
+            continue
+        if key is not None and entry.get("slug") != key.slug():
+            continue
+        out.append(entry)
+    return out
+
+
+# -- the whole report ------------------------------------------------------------------------
+
+def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
+    """Write every report file into out_dir (created); returns their paths."""
+    from . import report_html, report_plots
+
+    out = Path(out_dir)
+    (out / "streams").mkdir(parents=True, exist_ok=True)
+    commit = data.commit if data.commit is not None else current_commit(data.repo_dir)
+
+    csv_path = write_csv(out / "rtf.csv", data.figures, data.key, data.drift)
+    history_path = Path(data.history_path) if data.history_path else out / "history.jsonl"
+    append_history(history_path, history_entry(data.figures, data.key, commit))
+
+    base_samples = data.baseline.samples("rtf") if data.baseline else None
+    drift_png = report_plots.plot_drift(out / "rtf_drift.png", data.figures, data.drift,
+                                        base_samples, data.key, data.tolerance, data.alpha)
+    base_medians = {r.nodeid: r.baseline_median for r in (data.drift or [])
+                    if r.baseline_median is not None}
+    trend_png = report_plots.plot_trend(out / "rtf_trend.png", read_history(history_path, data.key),
+                                        [f.nodeid for f in data.figures], base_medians, data.key,
+                                        data.tolerance)
+
+    files = ReportFiles(out_dir=out, csv=csv_path, history=history_path, drift_png=drift_png,
+                        trend_png=trend_png, html=out / "index.html",
+                        streams=_write_streams(out / "streams", data.streams))
+    report_html.write_index(files, data, commit)
+    return files
+
+
+def stream_file_stem(stream: ReportStream, several: bool) -> str:
+    stem = sanitise_nodeid(stream.nodeid)
+    return f"{stem}--{sanitise_nodeid(stream.trace.label, 40)}" if several else stem
+
+
+def _write_streams(folder: Path, streams: Sequence[ReportStream]) -> list[StreamFiles]:
+    from . import report_plots
+
+    per_test: dict[str, int] = {}
+    for s in streams:
+        per_test[s.nodeid] = per_test.get(s.nodeid, 0) + 1
+    used: set[str] = set()
+    written: list[StreamFiles] = []
+    for s in streams:
+        stem = base = stream_file_stem(s, per_test[s.nodeid] > 1)
+        i = 2
+        while stem in used:            # two streams with the same label in one test
+            stem, i = f"{base}-{i}", i + 1
+        used.add(stem)
+        png = report_plots.plot_stream(folder / f"{stem}.png", s.nodeid, s.trace, s.audio,
+                                       s.prebuffer_s)
+        wav = None
+        if s.audio is not None and len(s.audio) and s.trace.sample_rate > 0:
+            wav = write_wav(folder / f"{stem}.wav", s.audio, s.trace.sample_rate)
+            s.trace.wav_path = str(wav)
+        written.append(StreamFiles(s, png, wav))
+    return written
+
+
+def write_wav(path: Path, audio: "np.ndarray", sample_rate: int) -> Path:
+    import numpy as np
+    import soundfile as sf
+
+    # libsndfile wraps out-of-range floats when converting to PCM_16; clip so a loud sample
+    # stays a loud sample instead of becoming a click that was never in the stream.
+    x = np.clip(np.asarray(audio, dtype=np.float32).reshape(-1), -1.0, 1.0)
+    sf.write(str(path), x, int(sample_rate), subtype="PCM_16")
+    return path

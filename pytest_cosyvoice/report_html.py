@@ -1,0 +1,122 @@
+"""index.html: one page, images and audio beside it in the report folder, referenced relatively
+(so the folder can be zipped as a CI artifact and opened anywhere). No pytest import here."""
+from __future__ import annotations
+
+import html
+import os
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .report_plots import VERDICT_COLOURS, sample_stats, short_id
+
+if TYPE_CHECKING:
+    from .report import ReportFiles, ReportInput, StreamFiles
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th { background: #f0f0f0; } td.id { text-align: left; font-family: monospace; }
+td.verdict { font-weight: bold; text-align: left; }
+.banner { padding: 0.6em 1em; margin: 1em 0; border-left: 5px solid; background: #fafafa; }
+img { max-width: 100%; border: 1px solid #ddd; }
+.stream { margin: 1.5em 0; } .key { color: #555; font-size: 0.9em; }
+"""
+
+
+def _rel(path: Path, out_dir: Path) -> str:
+    return Path(os.path.relpath(path, out_dir)).as_posix()
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text))
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _table(data: "ReportInput") -> str:
+    by_id = {r.nodeid: r for r in (data.drift or [])}
+    head = ("<tr><th>test</th><th>outcome</th><th>runs</th><th>RTF median</th><th>RTF IQR</th>"
+            "<th>baseline median</th><th>drift</th><th>p</th><th>verdict</th>"
+            "<th>first chunk ms (median)</th><th>worst gap ms (worst run)</th>"
+            "<th>failed checks</th></tr>")
+    rows = []
+    for f in data.figures:
+        r = by_id.get(f.nodeid)
+        st = sample_stats(f.rtf) if f.rtf else None
+        fc = sample_stats(f.first_chunk_ms).median if f.first_chunk_ms else None
+        verdict = r.verdict if r else "no baseline"
+        colour = VERDICT_COLOURS.get(verdict, "#7f7f7f")
+        note = f' title="{_e(r.note)}"' if r and r.note else ""
+        rows.append(
+            f"<tr><td class=id title=\"{_e(f.nodeid)}\">{_e(short_id(f.nodeid, 70))}</td>"
+            f"<td>{_e(f.outcome)}</td><td>{len(f.rtf)}</td>"
+            f"<td>{_num(st.median if st else None, '.3f')}</td>"
+            f"<td>{_num(st.iqr if st else None, '.3f')}</td>"
+            f"<td>{_num(r.baseline_median if r else None, '.3f')}</td>"
+            f"<td>{_num(r.drift_pct if r else None, '+.1f')}{'%' if r and r.drift is not None else ''}</td>"
+            f"<td>{_num(r.p_value if r else None, '.2g')}</td>"
+            f"<td class=verdict style=\"color:{colour}\"{note}>{_e(verdict)}</td>"
+            f"<td>{_num(fc, '.0f')}</td>"
+            f"<td>{_num(max(f.worst_gap_ms) if f.worst_gap_ms else None, '.0f')}</td>"
+            f"<td>{_e(', '.join(f.failed_checks))}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _stream_block(s: "StreamFiles", out_dir: Path) -> str:
+    t = s.stream.trace
+    audio = (f'<div><audio controls preload="none" src="{_e(_rel(s.wav, out_dir))}"></audio> '
+             f'<a href="{_e(_rel(s.wav, out_dir))}">{_e(s.wav.name)}</a></div>'
+             if s.wav else "<div><em>no audio recorded</em></div>")
+    err = f": {_e(t.error)}" if t.error else ""
+    return (f'<div class=stream><h3>{_e(s.stream.nodeid)} / {_e(t.label)} '
+            f'({_e(t.outcome)}{err})</h3>{audio}'
+            f'<img src="{_e(_rel(s.png, out_dir))}" alt="stream {_e(t.label)}"></div>')
+
+
+def write_index(files: "ReportFiles", data: "ReportInput", commit: str | None) -> Path:
+    out = files.out_dir
+    counts = Counter(r.verdict for r in (data.drift or []))
+    if data.drift is None:
+        banner = ("No baseline is stored for this hardware key, so nothing was judged for drift. "
+                  "The graphs show this session's figures only.", VERDICT_COLOURS["new"])
+    elif counts["regression"]:
+        banner = (f"{counts['regression']} regression(s) against the baseline.",
+                  VERDICT_COLOURS["regression"])
+    else:
+        banner = ("No regression against the baseline.", VERDICT_COLOURS["ok"])
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    failing = [s for s in files.streams if s.stream.failed]
+    passing = [s for s in files.streams if not s.stream.failed]
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    parts = [
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(data.title)}</h1>",
+        f"<p class=key>{_e(data.key.describe())}<br>key <code>{_e(data.key.slug())}</code>"
+        f" &middot; commit <code>{_e(commit or 'unknown')}</code> &middot; {_e(now)} UTC"
+        f" &middot; tolerance &plusmn;{data.tolerance:.0%}</p>",
+        f'<div class=banner style="border-color:{banner[1]}">{_e(banner[0])}'
+        f"{(' (' + _e(summary) + ')') if summary else ''}</div>",
+        "<h2>Summary</h2>", _table(data),
+        f'<p><a href="{_e(_rel(files.csv, out))}">rtf.csv</a> (every run) &middot; '
+        + (f'<a href="{_e(_rel(files.history, out))}">history.jsonl</a></p>'
+           if files.history.parent.resolve() == out.resolve() else
+           f"history: <code>{_e(files.history)}</code></p>"),
+        "<h2>RTF against the baseline</h2>",
+        f'<img src="{_e(_rel(files.drift_png, out))}" alt="RTF drift">',
+        "<h2>RTF over sessions</h2>",
+        f'<img src="{_e(_rel(files.trend_png, out))}" alt="RTF trend">',
+        f"<h2>Failing streams ({len(failing)})</h2>",
+        *([_stream_block(s, out) for s in failing] or ["<p>None.</p>"]),
+    ]
+    if passing:
+        parts += [f"<h2>Sample of passing streams ({len(passing)})</h2>",
+                  *[_stream_block(s, out) for s in passing]]
+    parts.append("</body></html>\n")
+    files.html.write_text("\n".join(parts), encoding="utf-8")
+    return files.html

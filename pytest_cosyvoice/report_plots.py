@@ -1,0 +1,335 @@
+"""The report's matplotlib figures (Agg backend, no display needed). No pytest import here.
+
+matplotlib is imported inside each function: it is a [report] extra, and the plugin must load
+without it.
+"""
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .drift import DriftResult
+from .figures import StreamTrace, TestFigures
+from .hardware import HardwareKey
+from .playback import simulate_playback
+
+if TYPE_CHECKING:
+    import numpy as np
+
+INSTALL_HINT = "pip install pytest-cosyvoice[report]"
+
+VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
+                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e"}
+BASELINE_COLOUR = "#555555"
+DPI = 110
+MAX_TREND_PANELS = 24
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise ImportError(f"the report graphs need matplotlib: {INSTALL_HINT}") from exc
+    matplotlib.use("Agg", force=True)   # never try to open a window on a CI runner
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def short_id(nodeid: str, width: int = 56) -> str:
+    """`suites/perf/test_rtf.py::test_rtf[v2]` -> `test_rtf.py::test_rtf[v2]`, middle-elided."""
+    path, sep, rest = nodeid.partition("::")
+    label = (path.rsplit("/", 1)[-1] + sep + rest) if sep else nodeid
+    if len(label) <= width:
+        return label
+    keep = width - 1
+    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
+
+
+def _key_line(key: HardwareKey, width: int = 110) -> str:
+    return "\n".join(textwrap.wrap(key.describe(), width))
+
+
+# -- rtf_drift.png ---------------------------------------------------------------------------
+
+def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[DriftResult] | None,
+               baseline_samples: dict[str, list[float]] | None, key: HardwareKey,
+               tolerance: float, alpha: float = 0.05) -> Path:
+    """Per test: current vs baseline RTF, as % of the baseline median, with the tolerance band."""
+    plt = _pyplot()
+    by_id = {r.nodeid: r for r in (drift or [])}
+    has_baseline = any(r.baseline_median for r in by_id.values())
+    tests = list(figures)
+    n = max(len(tests), 1)
+    # Right-hand column: the numbers per row, in its own axes so tight_layout keeps it in view.
+    fig, (ax, ax_txt) = plt.subplots(1, 2, figsize=(13, 2.3 + 0.5 * n), dpi=DPI, sharey=True,
+                                     gridspec_kw={"width_ratios": [3, 1.05]})
+    ax_txt.axis("off")
+    ys = list(range(n))[::-1]       # first test at the top
+
+    if not has_baseline:
+        _plot_absolute(ax, ax_txt, tests, ys)
+        title = ("RTF per test - NO BASELINE for this hardware key, nothing to compare with\n"
+                 "diamond = median, bar = interquartile range, dots = single runs")
+    else:
+        _plot_relative(ax, ax_txt, tests, ys, by_id, baseline_samples or {}, tolerance)
+        title = (f"RTF drift against the baseline (shaded: ±{tolerance:.0%} tolerance)\n"
+                 f"regression = median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
+                 f"p < {alpha:g}; improvement symmetric")
+    fig.suptitle(title + "\n" + _key_line(key, 130), fontsize=10, x=0.01, ha="left")
+    ax.set_yticks(ys)
+    ax.set_yticklabels([short_id(f.nodeid) for f in tests] or ["(no tests)"], fontsize=9)
+    for label, f in zip(ax.get_yticklabels(), tests):
+        verdict = by_id.get(f.nodeid)
+        if verdict and verdict.verdict == "regression":
+            label.set_color(VERDICT_COLOURS["regression"])
+            label.set_fontweight("bold")
+    ax.set_ylim(-0.7, n - 0.3)
+    ax.grid(axis="x", alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="lower left", ncol=5, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.01, 0.0))
+    fig.tight_layout(rect=(0, 0.35 / (2.3 + 0.5 * n) if handles else 0, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def sample_stats(values: Sequence[float]) -> Any:
+    """pytest-benchmark's Stats (median, q1/q3/iqr, stddev, ...) over plain samples."""
+    try:
+        from pytest_benchmark.stats import Stats
+    except ImportError as exc:
+        raise ImportError(f"the report needs pytest-benchmark's statistics: {INSTALL_HINT}") from exc
+    st = Stats()
+    for v in values:
+        st.update(float(v))
+    return st
+
+
+def _spread(ax: Any, y: float, values: list[float], colour: str, marker: str, label: str | None,
+            size: float = 14) -> None:
+    st = sample_stats(values)
+    ax.scatter(values, [y] * len(values), s=size, color=colour, alpha=0.45, linewidths=0)
+    ax.plot([st.q1, st.q3], [y, y], color=colour, lw=4, alpha=0.6, solid_capstyle="butt")
+    ax.scatter([st.median], [y], s=60, color=colour, marker=marker, edgecolors="black",
+               linewidths=0.6, zorder=3, label=label)
+
+
+def _plot_relative(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[int],
+                   by_id: dict[str, DriftResult], base: dict[str, list[float]],
+                   tolerance: float) -> None:
+    ax.axvspan(-100 * tolerance, 100 * tolerance, color="#2ca02c", alpha=0.10,
+               label=f"±{tolerance:.0%} tolerance")
+    ax.axvline(0, color=BASELINE_COLOUR, lw=1)
+    lo, hi = -100 * tolerance * 2, 100 * tolerance * 2
+    labelled: set[str] = set()
+    for f, y in zip(tests, ys):
+        r = by_id.get(f.nodeid)
+        bmed = r.baseline_median if r else None
+        if not bmed or not f.rtf:
+            text = "new: no baseline for this test" if f.rtf else "no RTF samples"
+            if f.rtf:
+                text += f" (median RTF {sample_stats(f.rtf).median:.3f})"
+            ax.text(0.01, y, text, transform=ax.get_yaxis_transform(), va="center",
+                    fontsize=8.5, color=VERDICT_COLOURS["new"], style="italic")
+            continue
+        rel = lambda vals: [100.0 * (v / bmed - 1.0) for v in vals]  # noqa: E731
+        if base.get(f.nodeid):
+            b = rel(base[f.nodeid])
+            _spread(ax, y + 0.17, b, BASELINE_COLOUR, "s",
+                    "baseline samples (square = median, bar = IQR)"
+                    if "baseline" not in labelled else None)
+            labelled.add("baseline")
+            lo, hi = min(lo, *b), max(hi, *b)
+        verdict = r.verdict if r else "ok"
+        colour = VERDICT_COLOURS.get(verdict, "black")
+        c = rel(f.rtf)
+        _spread(ax, y - 0.17, c, colour, "D",
+                f"current: {verdict}" if verdict not in labelled else None)
+        labelled.add(verdict)
+        lo, hi = min(lo, *c), max(hi, *c)
+        p = f", p={r.p_value:.2g}" if r and r.p_value is not None else ""
+        mark = "  ▲" if verdict == "regression" else ""
+        ax_txt.text(0.02, y, f"{bmed:.3f} → {r.current_median:.3f}  {r.drift_pct:+.1f}%{p}\n"
+                    f"{verdict}{mark}", transform=ax_txt.get_yaxis_transform(), va="center",
+                    fontsize=8.5, color=colour,
+                    fontweight="bold" if verdict == "regression" else "normal")
+    pad = 0.08 * (hi - lo)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_xlabel("RTF relative to the baseline median (%); right = slower")
+    ax_txt.set_title("baseline → current median RTF", fontsize=9, loc="left")
+
+
+def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[int]) -> None:
+    values = [v for f in tests for v in f.rtf]
+    for f, y in zip(tests, ys):
+        if f.rtf:
+            st = sample_stats(f.rtf)
+            _spread(ax, y, list(f.rtf), VERDICT_COLOURS["new"], "D", None)
+            ax_txt.text(0.02, y, f"median {st.median:.3f}, IQR {st.iqr:.3f}, {st.rounds} runs",
+                        transform=ax_txt.get_yaxis_transform(), va="center", fontsize=8.5)
+        else:
+            ax.text(0.01, y, "no RTF samples", transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=8.5, style="italic")
+    hi = max(values + [0.0])
+    if hi >= 0.8:
+        ax.axvline(1.0, color="#d62728", ls="--", lw=1, label="RTF 1 = real time")
+    ax.set_xlim(0, max(hi * 1.15, 0.05))
+    ax.set_xlabel("RTF = synthesis time / audio duration (lower is faster)")
+
+
+# -- rtf_trend.png ---------------------------------------------------------------------------
+
+def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[str],
+               baseline_medians: dict[str, float], key: HardwareKey, tolerance: float) -> Path:
+    """Per test, median RTF over the sessions in history (same key), baseline as a line."""
+    plt = _pyplot()
+    shown = list(nodeids)[:MAX_TREND_PANELS]
+    n = max(len(shown), 1)
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 1.3 + 2.5 * rows), dpi=DPI,
+                             squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, nodeid in zip(axes.flat, shown):
+        pts = [(i + 1, s["tests"][nodeid]["rtf"]) for i, s in enumerate(history)
+               if s.get("tests", {}).get(nodeid, {}).get("rtf") is not None]
+        if pts:
+            xs, vals = zip(*pts)
+            ax.plot(xs, vals, marker="o", ms=4, color=VERDICT_COLOURS["ok"], lw=1.2,
+                    label="session median")
+            ax.scatter([xs[-1]], [vals[-1]], s=50, color=VERDICT_COLOURS["ok"],
+                       edgecolors="black", zorder=3)
+        else:
+            ax.text(0.5, 0.5, "no sessions recorded", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=9)
+        bmed = baseline_medians.get(nodeid)
+        if bmed:
+            ax.axhline(bmed, color=BASELINE_COLOUR, ls="--", lw=1, label="baseline median")
+            ax.axhspan(bmed * (1 - tolerance), bmed * (1 + tolerance), color="#2ca02c",
+                       alpha=0.10, label=f"±{tolerance:.0%}")
+        ax.set_title(short_id(nodeid, 48), fontsize=9)
+        ax.set_xlabel("session (1 = oldest)", fontsize=8)
+        ax.set_ylabel("median RTF", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.set_xlim(0.5, max(len(history), 1) + 0.5)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    if len(history):
+        first = str(history[0].get("time_utc", ""))[:16].replace("T", " ")
+        last = str(history[-1].get("time_utc", ""))[:16].replace("T", " ")
+        span = f"{len(history)} session(s), {first} → {last} UTC"
+    else:
+        span = "no sessions recorded yet"
+    more = f" (showing {len(shown)} of {len(nodeids)} tests)" if len(nodeids) > len(shown) else ""
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=3, frameon=False)
+    fig.suptitle(f"RTF trend: {span}{more}\n{_key_line(key, 90)}", fontsize=10, x=0.01,
+                 ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.03 / rows))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# -- streams/<id>.png ------------------------------------------------------------------------
+
+def _envelope(audio: "np.ndarray", sr: int, buckets: int = 3000) -> tuple[Any, Any, Any]:
+    """Min/max per bucket: a 30 s stream has ~700k samples; plotting each is slow and no clearer."""
+    import numpy as np
+
+    x = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if len(x) <= 2 * buckets:
+        t = np.arange(len(x)) / sr
+        return t, x, x
+    size = len(x) // buckets
+    trimmed = x[: size * buckets].reshape(buckets, size)
+    t = (np.arange(buckets) * size + size / 2) / sr
+    return t, trimmed.min(axis=1), trimmed.max(axis=1)
+
+
+def plot_stream(path: Path, nodeid: str, trace: StreamTrace, audio: "np.ndarray | None",
+                prebuffer_s: float) -> Path:
+    """Waveform with chunk joins, and chunk arrival vs playback due time (stalls, clicks)."""
+    plt = _pyplot()
+    pb = simulate_playback(trace.chunk_samples, trace.arrivals_s, trace.sample_rate, prebuffer_s)
+    sr = trace.sample_rate or 1
+    starts = [sum(trace.chunk_samples[:i]) / sr for i in range(len(trace.chunk_samples))]
+    fig, (ax_w, ax_t) = plt.subplots(2, 1, figsize=(12, 7.2), dpi=DPI,
+                                     gridspec_kw={"height_ratios": [1, 1.15]})
+
+    # Waveform, on the audio's own time axis.
+    if audio is not None and len(audio):
+        t, lo, hi = _envelope(audio, sr)
+        ax_w.fill_between(t, lo, hi, color="#2b7bba", lw=0.6)
+        ax_w.plot(t, lo, color="#2b7bba", lw=0.4)
+    else:
+        ax_w.text(0.5, 0.5, "no audio recorded for this stream", ha="center", va="center",
+                  transform=ax_w.transAxes)
+    for i, s in enumerate(starts[1:], start=1):
+        ax_w.axvline(s, color="#999999", lw=0.7, ls=":", label="chunk join" if i == 1 else None)
+    for j, i in enumerate(pb.stalled_chunks):
+        ax_w.axvline(starts[i], color="#d62728", lw=1.6,
+                     label="player stalls here" if j == 0 else None)
+        ax_w.text(starts[i], 0.97, f" stall {pb.stalls_s[i] * 1000:.0f} ms", color="#d62728",
+                  fontsize=8, ha="left", va="top", transform=ax_w.get_xaxis_transform(),
+                  bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+    clicks = [starts[i] for i in trace.click_joins if 0 <= i < len(starts)]
+    if clicks:
+        ax_w.scatter(clicks, [0.93] * len(clicks), marker="v", s=70, color="#ff7f0e",
+                     edgecolors="black", zorder=4, transform=ax_w.get_xaxis_transform(),
+                     label="click at join")
+    total = sum(trace.chunk_samples) / sr
+    ax_w.set_xlim(0, max(total, 1e-3))
+    ax_w.set_ylim(-1.05, 1.05)
+    ax_w.set_xlabel("audio time (s)")
+    ax_w.set_ylabel("amplitude")
+    ax_w.legend(loc="lower right", fontsize=8, ncol=3)
+    worst = (f"worst stall {pb.worst_stall_s * 1000:.0f} ms at chunk {pb.worst_chunk}"
+             if pb.worst_chunk is not None else "no stall")
+    err = f" - {trace.error}" if trace.error else ""
+    ax_w.set_title(f"{short_id(nodeid, 90)} / {trace.label}: {trace.outcome}{err}\n"
+                   f"{len(trace.chunk_samples)} chunks, {total:.2f} s audio at {sr} Hz; "
+                   f"prebuffer {prebuffer_s * 1000:.0f} ms: {worst}; "
+                   f"gap-free needs {pb.needed_prebuffer_s * 1000:.0f} ms",
+                   fontsize=10, loc="left")
+
+    # Arrival vs due, on the wall clock from the request.
+    idx = list(range(len(trace.arrivals_s)))
+    ms = lambda vals: [v * 1000.0 for v in vals]  # noqa: E731
+    if idx:
+        ax_t.plot(idx, ms(pb.due_s), color="black", marker="o", mfc="white", ms=5, lw=1,
+                  label="due (player needs it)")
+        ax_t.scatter(idx, ms(trace.arrivals_s), color="#2b7bba", s=22, zorder=3,
+                     label="arrived")
+        ax_t.axhline(pb.due_s[0] * 1000, color="#7f7f7f", ls="--", lw=0.8,
+                     label=f"playback starts (first chunk + {prebuffer_s * 1000:.0f} ms)")
+        for j, i in enumerate(pb.stalled_chunks):
+            ax_t.vlines(i, pb.due_s[i] * 1000, trace.arrivals_s[i] * 1000, color="#d62728",
+                        lw=3, label="stall (late by)" if j == 0 else None)
+            ax_t.annotate(f"{pb.stalls_s[i] * 1000:.0f} ms", (i, trace.arrivals_s[i] * 1000),
+                          xytext=(4, 2), textcoords="offset points", color="#d62728",
+                          fontsize=8)
+        for j, i in enumerate(c for c in trace.click_joins if 0 <= c < len(idx)):
+            ax_t.scatter([i], [trace.arrivals_s[i] * 1000], marker="v", s=70, color="#ff7f0e",
+                         edgecolors="black", zorder=4, label="click at join" if j == 0 else None)
+        ax_t.set_xlim(-0.5, len(idx) - 0.5)
+        ax_t.xaxis.get_major_locator().set_params(integer=True)
+    else:
+        ax_t.text(0.5, 0.5, "no chunks arrived", ha="center", va="center",
+                  transform=ax_t.transAxes)
+    ax_t.set_xlabel("chunk index")
+    ax_t.set_ylabel("ms since the request")
+    ax_t.grid(alpha=0.3)
+    ax_t.legend(loc="upper left", fontsize=8)
+    ax_t.set_title("chunk arrival vs playback due time (a late chunk stalls the player "
+                   "and shifts every later due time)", fontsize=9, loc="left")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,197 @@
+"""The report files: present, non-trivial, self-consistent; the terminal table's content."""
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytest_cosyvoice.baseline import BaselineStore
+from pytest_cosyvoice.drift import compare
+from pytest_cosyvoice.figures import StreamTrace
+from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.hardware import HardwareKey
+from pytest_cosyvoice.report import (ReportFiles, ReportInput, ReportStream, append_history,
+                                     history_entry, read_history, sanitise_nodeid, summary_table,
+                                     write_report)
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("pandas")
+
+KEY = HardwareKey("NVIDIA H100 80GB HBM3", "12.8", "570.124", "2.9.1+cu128", "fp16", "fixed",
+                  "CosyVoice2-0.5B", "0123456789")
+SLOW = "suites/perf/test_rtf.py::test_rtf[v2-fp16-short]"
+STEADY = "suites/perf/test_rtf.py::test_rtf[v2-fp16-long]"
+NEW = "suites/perf/test_stream.py::test_first_chunk"
+SR = 8000
+
+
+def figures(rng: np.random.Generator, slow: float = 1.0) -> list[Figures]:
+    def f(nodeid: str, median: float, n: int = 6) -> Figures:
+        return Figures(nodeid, rtf=list(median * np.exp(rng.normal(0, 0.03, n))),
+                       first_chunk_ms=list(300 + rng.normal(0, 10, n)),
+                       worst_gap_ms=[0.0] * (n - 1) + [42.0], audio_s=2.0)
+    return [f(SLOW, 0.2 * slow), f(STEADY, 0.1), f(NEW, 0.3)]
+
+
+def streams(rng: np.random.Generator) -> list[ReportStream]:
+    late = StreamTrace("stream 0", SR, [4000] * 5, [0.2, 0.6, 1.0, 1.9, 2.0], click_joins=[2],
+                       outcome="ok")
+    fine = StreamTrace("stream 1", SR, [4000] * 5, [0.1, 0.4, 0.7, 1.0, 1.3])
+    audio = (0.3 * rng.normal(size=20000)).astype(np.float32)
+    return [ReportStream(SLOW, late, audio, prebuffer_s=0.0, failed=True),
+            ReportStream(SLOW, fine, audio * 3, prebuffer_s=0.1),   # loud: clipped in the .wav
+            ReportStream(STEADY, fine, None)]
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.audio = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.audio += tag == "audio"
+        self.refs += [v for k, v in attrs if k in ("src", "href") and v]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    import matplotlib.image
+
+    img = matplotlib.image.imread(path)
+    return img.shape[1], img.shape[0]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportFiles, ReportInput]:
+    tmp = tmp_path_factory.mktemp("report")
+    rng = np.random.default_rng(0)
+    store = BaselineStore(tmp / "baselines")
+    store.save(KEY, figures(rng)[:2], commit="base")
+    baseline = store.load(KEY)
+    history = tmp / "history.jsonl"
+    for _ in range(3):   # earlier sessions for the trend
+        append_history(history, history_entry(figures(rng), KEY, "old"))
+    current = figures(rng, slow=1.3)
+    current[2].outcome, current[2].failed_checks = "failed", ["gap-free"]
+    data = ReportInput(current, KEY, compare(current, baseline), baseline, streams(rng),
+                       history_path=history, commit="deadbeef")
+    return write_report(tmp / "reports", data), data
+
+
+def test_files_exist_and_are_non_trivial(report: tuple[ReportFiles, ReportInput]) -> None:
+    files, _ = report
+    for png in (files.drift_png, files.trend_png, *files.stream_pngs):
+        width, height = png_size(png)
+        assert width >= 800 and height >= 300, (png, width, height)
+    assert len(files.stream_pngs) == 3 and len(files.stream_wavs) == 2
+    assert files.drift_png.name == "rtf_drift.png" and files.trend_png.name == "rtf_trend.png"
+
+
+def test_stream_files_and_wav(report: tuple[ReportFiles, ReportInput]) -> None:
+    import soundfile as sf
+
+    files, data = report
+    names = sorted(p.name for p in files.stream_pngs)
+    assert names == sorted([f"{sanitise_nodeid(SLOW)}--stream_0.png",
+                            f"{sanitise_nodeid(SLOW)}--stream_1.png",
+                            f"{sanitise_nodeid(STEADY)}.png"])
+    assert all(p.parent.name == "streams" for p in files.stream_pngs)
+    info = sf.info(str(files.stream_wavs[0]))
+    assert info.samplerate == SR and info.frames == 20000 and info.subtype == "PCM_16"
+    loud, _ = sf.read(str(files.stream_wavs[1]))
+    assert np.abs(loud).max() <= 1.0 and np.abs(loud).max() > 0.99   # clipped, not wrapped
+    assert data.streams[0].trace.wav_path == str(files.stream_wavs[0])
+
+
+def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
+    import pandas as pd
+
+    files, data = report
+    frame = pd.read_csv(files.csv)
+    assert len(frame) == sum(len(f.rtf) for f in data.figures) == 18
+    assert set(frame["nodeid"]) == {SLOW, STEADY, NEW}
+    assert {"rtf", "first_chunk_ms", "worst_gap_ms", "run", "verdict", "drift",
+            "hw_device_name", "hw_dtype", "hw_model_hash", "hw_slug"} <= set(frame.columns)
+    assert (frame["hw_device_name"] == KEY.device_name).all()
+    assert set(frame.loc[frame.nodeid == SLOW, "verdict"]) == {"regression"}
+    assert frame.loc[frame.nodeid == SLOW, "rtf"].tolist() == pytest.approx(data.figures[0].rtf)
+
+
+def test_csv_keeps_tests_without_runs(tmp_path: Path) -> None:
+    from pytest_cosyvoice.report import write_csv
+    import pandas as pd
+
+    write_csv(tmp_path / "rtf.csv", [Figures("t::errored", outcome="error")], KEY)
+    frame = pd.read_csv(tmp_path / "rtf.csv")
+    assert len(frame) == 1 and frame["run"].isna().all() and frame["outcome"][0] == "error"
+
+
+def test_history_appends_one_line_per_session(report: tuple[ReportFiles, ReportInput]) -> None:
+    files, data = report
+    lines = files.history.read_text().splitlines()
+    assert len(lines) == 4
+    last = json.loads(lines[-1])
+    assert last["commit"] == "deadbeef" and last["key"] == KEY.to_dict()
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", last["time_utc"])
+    assert last["tests"][SLOW]["rtf"] == pytest.approx(float(np.median(data.figures[0].rtf)))
+    other = HardwareKey(**{**KEY.to_dict(), "dtype": "fp32"})
+    assert len(read_history(files.history, KEY)) == 4 and read_history(files.history, other) == []
+
+
+def test_history_skips_torn_lines(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"tests": {}, "slug": "x"}\n{"tests": {"a"\n[1]\n')
+    assert len(read_history(path)) == 1
+
+
+def test_html_references_resolve(report: tuple[ReportFiles, ReportInput]) -> None:
+    files, _ = report
+    text = files.html.read_text(encoding="utf-8")
+    parser = _Refs()
+    parser.feed(text)
+    assert parser.refs and parser.audio == 2       # the two streams with audio
+    for ref in parser.refs:
+        assert not ref.startswith(("/", "http")), ref
+        assert (files.out_dir / ref).is_file(), ref
+    assert {"rtf_drift.png", "rtf_trend.png", "rtf.csv"} <= set(parser.refs)
+    assert "regression" in text and "deadbeef" in text and KEY.slug() in text
+    # The failing stream comes first, under its own heading.
+    failing = text.index("Failing streams (1)")
+    assert failing < text.index("stream_0.png") < text.index("Sample of passing streams")
+
+
+def test_report_without_baseline(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    files = write_report(tmp_path, ReportInput(figures(rng), KEY, None, None, commit=""))
+    assert png_size(files.drift_png)[0] >= 800
+    assert "No baseline is stored" in files.html.read_text()
+    assert len(read_history(files.history)) == 1
+
+
+def test_summary_table() -> None:
+    rng = np.random.default_rng(1)
+    base = figures(rng)
+    current = figures(rng, slow=1.3)
+    current[1].outcome = "failed"
+    drift = compare(current, {f.nodeid: f.rtf for f in base[:2]})
+    table = summary_table(current, drift)
+    lines = table.splitlines()
+    assert lines[0].split() == ["test", "runs", "RTF", "baseline", "drift", "verdict",
+                                "first-chunk", "ms", "worst", "gap", "ms"]
+    slow = next(line for line in lines if "v2-fp16-short" in line)
+    assert "regression" in slow and re.search(r"\+\d\d\.\d%", slow)
+    assert f"{np.median(current[0].rtf):.3f}" in slow and "42" in slow
+    assert "(failed)" in next(line for line in lines if "v2-fp16-long" in line)
+    assert "new" in next(line for line in lines if "test_first_chunk" in line)
+    assert lines[-1] == "1 regression(s) in 3 test(s)"
+    assert "no baseline stored" in summary_table(current, None)
+
+
+def test_sanitise_nodeid() -> None:
+    assert sanitise_nodeid("suites/a.py::test_x[v2 / fp16]") == "suites_a.py__test_x_v2_fp16"
+    long = sanitise_nodeid("t::" + "x" * 500)
+    assert len(long) < 140 and long != sanitise_nodeid("t::" + "x" * 499)
