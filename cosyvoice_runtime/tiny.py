@@ -382,9 +382,16 @@ def _bias_end_of_speech(decoder: Any, eos: int, share: float) -> None:
 
 
 def _state_dict(module: Any, fp16: bool) -> dict[str, Any]:
-    # Stored fp16 to halve the directory; loaders cast back to the module's dtype.
-    return {k: (v.half() if fp16 and v.is_floating_point() else v).detach().clone()
-            for k, v in module.state_dict().items()}
+    # Stored fp16 to halve the directory; loaders cast back to the module's dtype. Tied tensors (Qwen2's
+    # embed_tokens / lm_head) stay one shared tensor, so torch.save writes them once (272 MB at full size).
+    out: dict[str, Any] = {}
+    done: dict[tuple[int, tuple[int, ...]], Any] = {}
+    for k, v in module.state_dict().items():
+        key = (v.data_ptr(), tuple(v.shape))
+        if key not in done:
+            done[key] = (v.half() if fp16 and v.is_floating_point() else v).detach().clone()
+        out[k] = done[key]
+    return out
 
 
 def _save_onnx(graph: Any, path: Path) -> None:
