@@ -1,0 +1,165 @@
+"""The markers' arguments, bound to frozen dataclasses: `Spec(*mark.args, **mark.kwargs)`.
+
+A wrong keyword or value becomes `pytest.fail(..., pytrace=False)` naming the test, the marker as
+written, what is wrong and the valid keywords, instead of a traceback from inside the plugin.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Sequence
+
+import pytest
+
+# Default click threshold: see checks.join_click_ratio. Natural speech stays below 1.6 with the
+# max-of-neighbours reference (measured on a 5.5 s espeak-ng recording at every sample and on the
+# tiny model's joins, <= 0.55); a step twice the largest nearby jump is a click.
+DEFAULT_MAX_CLICK_RATIO = 3.0
+
+
+class SpecError(ValueError):
+    """A marker argument with the wrong type or range; the message names it."""
+
+
+def _number(name: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise SpecError(f"{name}={value!r}: expected a number")
+    if value < minimum or (strict and value == minimum):
+        raise SpecError(f"{name}={value!r}: expected a number {'>' if strict else '>='} {minimum:g}")
+    return float(value)
+
+
+def _count(name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SpecError(f"{name}={value!r}: expected a whole number >= {minimum}")
+    return value
+
+
+def _patterns(name: str, value: Any) -> tuple[str | type[Warning], ...]:
+    """A regex, a Warning subclass, or a sequence of them."""
+    items = (value,) if isinstance(value, (str, type)) else value
+    if not isinstance(items, Sequence):
+        raise SpecError(f"{name}={value!r}: expected a regular expression, a Warning class or a sequence of them")
+    out: list[str | type[Warning]] = []
+    for it in items:
+        if isinstance(it, type) and issubclass(it, Warning):
+            out.append(it)
+        elif isinstance(it, str):
+            try:
+                re.compile(it)
+            except re.error as e:
+                raise SpecError(f"{name}: {it!r} is not a regular expression ({e})") from None
+            out.append(it)
+        else:
+            raise SpecError(f"{name}: {it!r} is neither a regular expression nor a Warning class")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class StreamingSpec:
+    marker: ClassVar[str] = "streaming"
+    prebuffer_ms: float = 0.0
+    max_gap_ms: float = 0.0
+    max_click_ratio: float = DEFAULT_MAX_CLICK_RATIO
+    allow_warnings: tuple[str | type[Warning], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prebuffer_ms", _number("prebuffer_ms", self.prebuffer_ms))
+        object.__setattr__(self, "max_gap_ms", _number("max_gap_ms", self.max_gap_ms))
+        object.__setattr__(self, "max_click_ratio", _number("max_click_ratio", self.max_click_ratio, strict=True))
+        object.__setattr__(self, "allow_warnings", _patterns("allow_warnings", self.allow_warnings))
+
+
+@dataclass(frozen=True)
+class RtfSpec:
+    marker: ClassVar[str] = "rtf"
+    max: float = 1.0
+    warmup: int = 1
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max", _number("max", self.max, strict=True))
+        _count("warmup", self.warmup, minimum=0)
+        _count("repeat", self.repeat, minimum=1)
+
+
+@dataclass(frozen=True)
+class FirstChunkSpec:
+    marker: ClassVar[str] = "first_chunk"
+    max_ms: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "max_ms", _number("max_ms", self.max_ms, strict=True))
+
+
+@dataclass(frozen=True)
+class NoDeprecationsSpec:
+    marker: ClassVar[str] = "no_deprecations"
+    allow: tuple[str | type[Warning], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow", _patterns("allow", self.allow))
+
+
+@dataclass(frozen=True)
+class StallTimeoutSpec:
+    """Per-test override of --cosy-stall-timeout (the top of the settings resolution)."""
+
+    marker: ClassVar[str] = "stall_timeout"
+    seconds: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seconds", _number("seconds", self.seconds, strict=True))
+
+
+SPECS: tuple[type, ...] = (StreamingSpec, RtfSpec, FirstChunkSpec, NoDeprecationsSpec, StallTimeoutSpec)
+
+# Registered in pytest_configure; `pytest --markers` shows these lines.
+MARKER_HELP: dict[str, str] = {
+    "streaming": (
+        f"streaming(prebuffer_ms=0, max_gap_ms=0, max_click_ratio={DEFAULT_MAX_CLICK_RATIO!r}, allow_warnings=()): "
+        "every stream the test made through cosy_tts must be gap-free (worst playback stall after the "
+        "prebuffer <= max_gap_ms), complete, sound (finite, within [-1, 1], no empty chunk, no click at a "
+        "join, no zero run > 20 ms), clean (no Deprecation/PendingDeprecation/FutureWarning) and tidy "
+        "(no thread left behind)."),
+    "rtf": ("rtf(max=1.0, warmup=1, repeat=1): real-time factor (wall time / audio seconds) of the "
+            "test's cosy_tts calls must be <= max; the first call is replayed `warmup` times untimed, "
+            "every measured call runs `repeat` times."),
+    "first_chunk": "first_chunk(max_ms): every stream's first chunk must arrive within max_ms of the call.",
+    "no_deprecations": ("no_deprecations(allow=()): fail on any DeprecationWarning, PendingDeprecationWarning "
+                        "or FutureWarning raised during the test in any thread, except those matching allow."),
+    "stall_timeout": "stall_timeout(seconds): this test's stream stall timeout (overrides --cosy-stall-timeout).",
+}
+
+
+def _keywords(cls: type) -> str:
+    return ", ".join(f.name for f in fields(cls))
+
+
+def _written(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    parts = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+    return f"@pytest.mark.{name}({', '.join(parts)})"
+
+
+def bind(cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any], nodeid: str) -> Any:
+    """`cls(*args, **kwargs)`, or `pytest.fail` with a message fit for the user."""
+    written = _written(cls.marker, args, kwargs)
+    try:
+        return cls(*args, **kwargs)
+    except SpecError as e:
+        problem = str(e)
+    except TypeError as e:
+        # The dataclass constructor's own message ("unexpected keyword argument 'maxx'") names the fault.
+        problem = re.sub(r"^\w+\.__init__\(\) ", "", str(e))
+    pytest.fail(f"{nodeid}: {written}: {problem}; valid keywords: {_keywords(cls)}", pytrace=False)
+
+
+def specs_for(item: pytest.Item) -> dict[str, Any]:
+    """The bound spec of each of our markers on the item (closest marker wins)."""
+    out: dict[str, Any] = {}
+    for cls in SPECS:
+        mark = item.get_closest_marker(cls.marker)
+        if mark is not None:
+            out[cls.marker] = bind(cls, mark.args, dict(mark.kwargs), item.nodeid)
+    return out

@@ -1,0 +1,110 @@
+"""pytest-cosyvoice hooks and fixtures (entry point `pytest11: cosyvoice`). The work is done in
+settings.py, markers.py, session.py, recorder.py and checks.py; this module only wires it in."""
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from . import settings as _settings
+from .markers import MARKER_HELP
+from .recorder import CosyTTS
+from .session import WIRE_KEY, CosySession, Prompt, TestRun, default_prompt, report_text
+
+SESSION_KEY = pytest.StashKey[CosySession]()
+RUN_KEY = pytest.StashKey[TestRun]()
+
+
+def get_session(config: pytest.Config) -> CosySession:
+    """The plugin's session object (figures, streams, the loaded model)."""
+    return config.stash[SESSION_KEY]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _settings.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKER_HELP.items():
+        config.addinivalue_line("markers", text)
+    # Bad or clashing options stop the session here (UsageError, exit code 4), before any test runs.
+    config.stash[SESSION_KEY] = CosySession(config, _settings.resolve(config))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before fixtures: a misused marker is an error of this test, without loading a model.
+    item.stash[RUN_KEY] = get_session(item.config).start_test(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
+    run = item.stash.get(RUN_KEY, None)
+    if run is None:
+        return (yield)
+    run.start_call()
+    try:
+        result = yield
+    except BaseException:
+        run.stop_call()
+        problems = run.evaluate()
+        if problems:
+            item.add_report_section("call", "cosyvoice checks", report_text(problems))
+        raise
+    run.stop_call()
+    problems = run.evaluate()
+    if problems:
+        pytest.fail(report_text(problems), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        get_session(item.config).set_outcome(item.nodeid, report.outcome)
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    if hasattr(config, "workeroutput"):  # an xdist worker: hand the figures to the controller
+        config.workeroutput[WIRE_KEY] = get_session(config).to_wire()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    # xdist controller: collect what a finished worker recorded.
+    get_session(node.config).merge_wire(getattr(node, "workeroutput", {}).get(WIRE_KEY))
+
+
+@pytest.fixture(scope="session")
+def cosy_model(pytestconfig: pytest.Config) -> Any:
+    """The loaded `cosyvoice_runtime.Runtime` (once per session, or per xdist worker)."""
+    return get_session(pytestconfig).runtime()
+
+
+@pytest.fixture
+def cosy_tts(request: pytest.FixtureRequest, cosy_model: Any) -> Iterator[CosyTTS]:
+    """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks."""
+    session = get_session(request.config)
+    run = request.node.stash[RUN_KEY]
+    engine = session.engine()
+    timeout = run.settings.stall_timeout_s
+    saved = cosy_model.settings.stall_timeout_s
+    if timeout != saved:
+        cosy_model.configure(stall_timeout_s=timeout)
+    tts = CosyTTS(engine, cosy_model, stall_timeout_s=timeout, rtf=run.rtf, first_use=session.first_use)
+    run.recordings = tts.recordings
+    try:
+        yield tts
+    finally:
+        if timeout != saved:
+            cosy_model.configure(stall_timeout_s=saved)
+
+
+@pytest.fixture(scope="session")
+def cosy_prompt() -> Prompt:
+    """A default zero-shot prompt: `.wav` (16 kHz mono recording) and `.text` (its transcript)."""
+    return default_prompt()

@@ -1,0 +1,304 @@
+"""The plugin's state: one `CosySession` per pytest session (built in pytest_configure, kept in
+`config.stash`), one `TestRun` per test (kept in `item.stash`).
+
+`CosySession.results()` gives what the session recorded, `(figures, streams)`, for the report and
+baseline modules; under xdist the controller's session holds every worker's results.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from . import checks
+from .checks import CLEAN_CATEGORIES, Recording, WarningRecord
+from .figures import StreamTrace, TestFigures
+from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec, specs_for
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from .report import ReportStream
+
+log = logging.getLogger("pytest_cosyvoice")
+DATA_DIR = Path(__file__).parent / "data"
+WIRE_KEY = "cosyvoice"       # key of the worker -> controller payload in xdist's workeroutput
+WIRE_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A zero-shot prompt: a 16 kHz mono recording and its transcript."""
+
+    wav: Path
+    text: str
+
+
+def default_prompt() -> Prompt:
+    return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
+
+
+@dataclass
+class StreamRecord:
+    """One recorded stream as the report module wants it (see `report.ReportStream`)."""
+
+    nodeid: str
+    trace: StreamTrace
+    audio: np.ndarray | None
+    prebuffer_s: float = 0.0
+    failed: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"nodeid": self.nodeid, "trace": asdict(self.trace), "prebuffer_s": self.prebuffer_s,
+                "failed": self.failed,
+                "audio": None if self.audio is None else np.asarray(self.audio, "<f4").tobytes()}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> "StreamRecord":
+        audio = None if d["audio"] is None else np.frombuffer(d["audio"], dtype="<f4").copy()
+        return cls(d["nodeid"], StreamTrace(**d["trace"]), audio, d["prebuffer_s"], d["failed"])
+
+
+class CosySession:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.worker_id = os.environ.get("PYTEST_XDIST_WORKER", "")
+        self.figures: dict[str, TestFigures] = {}
+        self.streams: list[StreamRecord] = []
+        self._runtime: Any = None
+        self._engine: Any = None
+        self._engine_skip: str | None = None
+        self._load_error: str | None = None
+        self._used = False
+        self._lock = threading.Lock()
+
+    # -- results ------------------------------------------------------------------------------------
+    def results(self) -> tuple[list[TestFigures], list[StreamRecord]]:
+        """Every test's figures and every recorded stream (with its audio) of the session."""
+        return list(self.figures.values()), list(self.streams)
+
+    def report_streams(self) -> list["ReportStream"]:
+        from .report import ReportStream
+
+        return [ReportStream(s.nodeid, s.trace, s.audio, s.prebuffer_s, s.failed) for s in self.streams]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"schema": WIRE_SCHEMA, "worker": self.worker_id,
+                "figures": [f.to_json() for f in self.figures.values()],
+                "streams": [s.to_wire() for s in self.streams]}
+
+    def merge_wire(self, data: dict[str, Any] | None) -> None:
+        if not data or data.get("schema") != WIRE_SCHEMA:
+            return
+        for f in data["figures"]:
+            fig = TestFigures.from_json(f)
+            self.figures[fig.nodeid] = fig
+        self.streams.extend(StreamRecord.from_wire(s) for s in data["streams"])
+
+    def set_outcome(self, nodeid: str, outcome: str) -> None:
+        if nodeid in self.figures:
+            self.figures[nodeid].outcome = outcome
+
+    # -- model and engine ---------------------------------------------------------------------------
+    def model_dir(self) -> Path:
+        if self.settings.model is not None:
+            return self.settings.model
+        from cosyvoice_runtime.tiny import default_model_dir
+
+        return default_model_dir()
+
+    def device(self) -> str:
+        """The device to load on: with xdist on CUDA, worker k takes GPU k modulo the visible GPUs."""
+        dev = self.settings.device
+        if not self.worker_id or dev not in ("auto", "cuda"):
+            return dev
+        import torch
+
+        if not torch.cuda.is_available():
+            return dev
+        k = int(re.sub(r"\D", "", self.worker_id) or 0)
+        return f"cuda:{k % torch.cuda.device_count()}"
+
+    def runtime(self) -> Any:
+        """The loaded Runtime, once per process."""
+        with self._lock:
+            if self._runtime is None and self._load_error is None:
+                import cosyvoice_runtime
+
+                model_dir = self.model_dir()
+                try:
+                    self._runtime = cosyvoice_runtime.load(model_dir, device=self.device(), fp16=self.settings.fp16,
+                                                           stall_timeout_s=self.settings.stall_timeout_s)
+                except cosyvoice_runtime.CosyVoiceError as e:
+                    self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
+        if self._load_error is not None:
+            pytest.fail(self._load_error, pytrace=False)
+        return self._runtime
+
+    def engine(self) -> Any:
+        """What cosy_tts calls: the Runtime, or upstream's orchestration class driving its components."""
+        rt = self.runtime()
+        if self.settings.engine == "fixed":
+            return rt
+        with self._lock:
+            if self._engine is None and self._engine_skip is None:
+                from cosyvoice_runtime.upstream import UpstreamEngine, UpstreamUnavailable
+
+                try:
+                    self._engine = UpstreamEngine(rt)
+                except UpstreamUnavailable as e:
+                    self._engine_skip = f"--cosy-engine upstream: the installed upstream class is unusable: {e}"
+        if self._engine_skip is not None:
+            pytest.skip(self._engine_skip)
+        return self._engine
+
+    def first_use(self) -> bool:
+        """True once: for the first call on the model in this process (the cold one)."""
+        with self._lock:
+            cold, self._used = not self._used, True
+        return cold
+
+    # -- per test -----------------------------------------------------------------------------------
+    def start_test(self, item: pytest.Item) -> "TestRun":
+        return TestRun(self, item, specs_for(item))
+
+
+class TestRun:
+    """One test: its marker specs, the recordings of its `cosy_tts`, its warnings, its verdict."""
+
+    __test__ = False  # not a test class, whatever pytest's collection thinks of the name
+
+    def __init__(self, session: CosySession, item: pytest.Item, specs: dict[str, Any]) -> None:
+        self.session = session
+        self.item = item
+        self.streaming: StreamingSpec | None = specs.get("streaming")
+        self.rtf: RtfSpec | None = specs.get("rtf")
+        self.first_chunk: FirstChunkSpec | None = specs.get("first_chunk")
+        self.no_deprecations: NoDeprecationsSpec | None = specs.get("no_deprecations")
+        stall: StallTimeoutSpec | None = specs.get("stall_timeout")
+        self.settings = session.settings.with_stall_timeout(stall.seconds) if stall else session.settings
+        self.recordings: list[Recording] = []
+        self.warnings: list[WarningRecord] = []
+        self._catcher: Any = None
+
+    @property
+    def checks_warnings(self) -> bool:
+        return self.streaming is not None or self.no_deprecations is not None
+
+    # -- warnings: a process-wide capture, so warnings from the engine's threads count too ------------
+    def start_call(self) -> None:
+        if not self.checks_warnings:
+            return
+        self._catcher = warnings.catch_warnings()
+        self._catcher.__enter__()
+        for cat in CLEAN_CATEGORIES:
+            # "always" beats "once"/"default" and makes __warningregistry__ entries irrelevant, so a
+            # warning already shown by an earlier test is seen again.
+            warnings.filterwarnings("always", category=cat)
+        warnings.showwarning = self._show
+
+    def _show(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
+              file: Any = None, line: str | None = None) -> None:
+        self.warnings.append(WarningRecord(category, str(message), filename, lineno, threading.current_thread().name))
+
+    def stop_call(self) -> None:
+        if self._catcher is None:
+            return
+        self._catcher.__exit__(None, None, None)
+        self._catcher = None
+        for w in self.warnings:
+            # Hand them on to pytest's own capture, so its warnings summary still lists them.
+            try:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            except Warning:  # a -W error filter: the clean check reports them already
+                pass
+
+    # -- verdict ------------------------------------------------------------------------------------
+    def evaluate(self) -> list[str]:
+        """The failed checks as '<check>: <problem>' lines; records figures and streams on the session."""
+        problems: list[tuple[str, str]] = []
+        spec = self.streaming
+        prebuffer_ms = spec.prebuffer_ms if spec else 0.0
+        traces: list[tuple[Recording, StreamTrace, bool]] = []
+        gaps: dict[int, float] = {}
+        for rec in self.recordings:
+            pb, gap_p = checks.check_gap_free(rec, prebuffer_ms, spec.max_gap_ms if spec else float("inf"))
+            clicks, sound_p = checks.check_sound(rec, spec.max_click_ratio if spec else float("inf"))
+            mine: list[tuple[str, str]] = []
+            if spec:
+                mine += [(checks.GAP_FREE, p) for p in gap_p]
+                mine += [(checks.COMPLETE, p) for p in checks.check_complete(rec)]
+                mine += [(checks.SOUND, p) for p in sound_p]
+                mine += [(checks.TIDY, p) for p in checks.check_tidy(rec)]
+            problems += mine
+            traces.append((rec, rec.to_trace(pb, clicks), bool(mine)))
+            gaps[id(rec)] = pb.worst_stall_s * 1000.0
+        if self.checks_warnings:
+            allow = list(self.session.settings.allowed_warnings)
+            allow += list(spec.allow_warnings) if spec else []
+            allow += list(self.no_deprecations.allow) if self.no_deprecations else []
+            problems += [(checks.CLEAN, p) for p in checks.check_clean(self.warnings, allow)]
+
+        rounds = checks.rtf_rounds(self.recordings)
+        if self.rtf is not None:
+            if not rounds:
+                problems.append(("rtf", "the test made no complete cosy_tts call to time"))
+            elif checks.median(rounds) > self.rtf.max:
+                problems.append(("rtf", f"real-time factor {checks.median(rounds):.3f} > max {self.rtf.max:g} "
+                                        f"(rounds: {', '.join(f'{r:.3f}' for r in rounds)}; wall time / audio seconds "
+                                        f"after {self.rtf.warmup} warm-up run(s))"))
+        streams = [r for r in self.recordings if r.kind == "stream" and r.arrivals_s]
+        if self.first_chunk is not None:
+            if not streams:
+                problems.append(("first_chunk", "the test made no cosy_tts.stream call that produced a chunk"))
+            for r in streams:
+                ms = r.arrivals_s[0] * 1000.0
+                if ms > self.first_chunk.max_ms:
+                    problems.append(("first_chunk", f"{r.label}: first chunk after {ms:.0f} ms > max_ms "
+                                                    f"{self.first_chunk.max_ms:g}"))
+        self._record(traces, gaps, rounds, problems)
+        return [f"{check}: {text}" for check, text in problems]
+
+    def _record(self, traces: list[tuple[Recording, StreamTrace, bool]], gaps: dict[int, float],
+                rounds: list[float], problems: list[tuple[str, str]]) -> None:
+        if not self.recordings and not (self.streaming or self.rtf or self.first_chunk):
+            return
+        by_round: dict[int, list[Recording]] = {}
+        for r in self.recordings:
+            by_round.setdefault(r.round, []).append(r)
+        first: list[float] = []
+        worst: list[float] = []
+        for k in sorted(by_round):
+            st = [r for r in by_round[k] if r.kind == "stream" and r.arrivals_s]
+            if st:
+                first.append(max(r.arrivals_s[0] * 1000.0 for r in st))
+                worst.append(max(gaps[id(r)] for r in st))
+        failed = sorted({c for c, _ in problems}, key=lambda c: (c not in checks.CHECKS, c))
+        fig = TestFigures(nodeid=self.item.nodeid, rtf=rounds, first_chunk_ms=first, worst_gap_ms=worst,
+                          audio_s=sum(r.audio_s for r in self.recordings if r.round == 0),
+                          cold=any(r.cold for r in self.recordings), engine=self.session.settings.engine,
+                          failed_checks=failed)
+        self.session.figures[self.item.nodeid] = fig
+        prebuffer_s = (self.streaming.prebuffer_ms / 1000.0) if self.streaming else 0.0
+        for rec, trace, bad in traces:
+            self.session.streams.append(StreamRecord(self.item.nodeid, trace, rec.audio, prebuffer_s, bad))
+        # JUnit XML carries these (one value per test: the median round, the worst gap).
+        props = self.item.user_properties
+        if rounds:
+            props.append(("rtf", round(checks.median(rounds), 4)))
+        if first:
+            props.append(("first_chunk_ms", round(checks.median(first), 1)))
+        if worst:
+            props.append(("worst_gap_ms", round(max(worst), 1)))
+
+
+def report_text(problems: list[str]) -> str:
+    return "cosyvoice checks failed:\n" + "\n".join(f"  {p}" for p in problems)
