@@ -26,8 +26,9 @@ from .markers import RtfSpec
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Synthesis
 
-# The runtime raises its own StreamStalled at the stall timeout; the watchdog waits a little longer so
-# that the runtime's clean error wins where there is one.
+# The runtime raises its own StreamStalled at the stall timeout, after joining its producer for up to
+# its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
+# wherever there is one.
 WATCHDOG_MARGIN_S = 1.0
 # Threads the call started get this long to end after it before they count as leaked (the runtime
 # joins its producer before the stream ends, so this is only scheduling slack).
@@ -135,6 +136,12 @@ class CosyTTS:
         rate = getattr(flow, "input_frame_rate", None) or (50 if runtime.version == 1 else 25)
         self.samples_per_token = runtime.sample_rate / float(rate)
 
+    @property
+    def watchdog_s(self) -> float:
+        """Seconds without a chunk or a token after which a call fails."""
+        join = getattr(getattr(self.runtime, "settings", None), "join_timeout_s", 0.0)
+        return self.stall_timeout_s + float(join) + WATCHDOG_MARGIN_S
+
     # -- what the test sees ------------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
@@ -229,7 +236,7 @@ class CosyTTS:
             return
         if reader is not None and not rec.abandoned:
             # A closed stream ends at the reader's next chunk: give it up to a stall timeout.
-            reader.join(self.stall_timeout_s + WATCHDOG_MARGIN_S if rec.outcome == "closed" else TIDY_GRACE_S)
+            reader.join(self.watchdog_s if rec.outcome == "closed" else TIDY_GRACE_S)
         mine = {reader.ident} if reader is not None else set()
         deadline = time.monotonic() + TIDY_GRACE_S
         while True:
@@ -254,7 +261,7 @@ class CosyTTS:
         """The next queue item, or a test failure once nothing has progressed for the stall timeout."""
         rec, reader = call.rec, call.reader
         assert reader is not None
-        limit = self.stall_timeout_s + WATCHDOG_MARGIN_S
+        limit = self.watchdog_s
         while True:
             last_chunk = t0 + rec.arrivals_s[-1] if rec.arrivals_s else t0
             idle = time.perf_counter() - max(t0, last_chunk, self._tokens.last)

@@ -97,12 +97,14 @@ def test_sound_never_calls_real_speech_a_click() -> None:
     assert max(ratios) < DEFAULT_MAX_CLICK_RATIO / 1.5
 
 
-@pytest.mark.parametrize("kind", ["step", "spike-after", "spike-before"])
+@pytest.mark.parametrize("kind", ["step", "decaying-step", "spike-after", "spike-before"])
 def test_sound_finds_a_spliced_click(kind: str) -> None:
     x = noise(SR, scale=0.03)
     j = 9000
     if kind == "step":
         x[j:] += 0.4
+    elif kind == "decaying-step":  # what a join without its cross-fade sounds like
+        x[j:] += 0.4 * np.exp(-np.arange(SR - j) / (0.002 * SR))
     elif kind == "spike-after":
         x[j] = 0.8
     else:
