@@ -3,22 +3,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_warm: set[str] = set()
+import pytest
 
 
-def warm_imports(model_dir: Path) -> None:
-    """Import, in this process, everything an inner session's model load and streams import.
+@pytest.fixture(scope="session")
+def warm_tiny(tiny_v2_dir: Path) -> Path:
+    """The tiny v2 model directory, with everything its inner sessions import already imported.
 
-    Inline pytester runs restore `sys.modules` afterwards: a heavy C extension (torch) imported for
-    the first time inside one would be dropped and imported a second time by the next. Loading the
-    model and making one zero-shot call here, before pytester takes its snapshot, avoids that.
+    Inline pytester runs restore `sys.modules` to their snapshot afterwards: torch imported for the
+    first time inside one would be dropped, and imported a second time by the next ("function
+    '_has_torch_function' already has a docstring"). Being session-scoped, this runs before the
+    function-scoped `pytester` takes its snapshot.
     """
-    if str(model_dir) in _warm:
-        return
     import cosyvoice_runtime
     from pytest_cosyvoice.session import default_prompt
 
-    rt = cosyvoice_runtime.load(model_dir, device="cpu")
+    rt = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
     p = default_prompt()
     rt.synthesize("Hi.", prompt_wav=str(p.wav), prompt_text=p.text)
     try:
@@ -27,4 +27,4 @@ def warm_imports(model_dir: Path) -> None:
         UpstreamEngine(rt)
     except Exception:  # noqa: BLE001 - the upstream tests skip with the reason themselves
         pass
-    _warm.add(str(model_dir))
+    return tiny_v2_dir

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from .plugin_helpers import warm_imports
+from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 # The inner session's conftest: fault injectors and a dump of the recorded figures.
 INNER_CONFTEST = '''
@@ -235,12 +235,11 @@ EXPECTED_FAILED_CHECKS = {
 }
 
 
-def test_fault_matrix(pytester: pytest.Pytester, tiny_v2_dir: Path) -> None:
-    warm_imports(tiny_v2_dir)
+def test_fault_matrix(pytester: pytest.Pytester, warm_tiny: Path) -> None:
     pytester.makeconftest(INNER_CONFTEST)
     pytester.makepyfile(test_matrix=INNER_TESTS)
     pytester.makeini("[pytest]\ncosy_allowed_warnings =\n    allowed by ini\n")
-    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={tiny_v2_dir}", "--cosy-device=cpu",
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
                                 "--junitxml=junit.xml")
     figures = json.loads((pytester.path / "figures.json").read_text())
 
