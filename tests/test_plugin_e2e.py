@@ -71,7 +71,7 @@ INNER_TESTS = '''
 import dataclasses, threading, time, warnings
 import numpy as np
 import pytest
-from cosyvoice_runtime import StreamError, StreamStalled
+from cosyvoice_runtime import InvalidInput, StreamError, StreamStalled
 from conftest import TOKENS, forced, on_call
 
 TEXT = "Hello there, this is a test of streaming speech."
@@ -95,6 +95,21 @@ def test_zero_shot_with_default_prompt_passes(cosy_tts, cosy_prompt):
 def test_forced_tokens_stream_passes(cosy_tts, cosy_model, speaker, monkeypatch):
     monkeypatch.setattr(cosy_model.llm, "inference", forced())
     assert [c.tokens for c in cosy_tts.stream("x", **speaker)] == [25, 50, 65]
+
+
+@LENIENT
+def test_closed_stream_is_not_incomplete(cosy_tts, cosy_model, speaker, monkeypatch):
+    monkeypatch.setattr(cosy_model.llm, "inference", forced())
+    for chunk in cosy_tts.stream("x", **speaker):
+        break   # the test walks away; the runtime's producer must stop (tidy) and that is no failure
+
+
+@LENIENT
+def test_invalid_arguments_raise_as_from_the_runtime(cosy_tts):
+    with pytest.raises(InvalidInput):
+        cosy_tts.stream("x")            # no speaker, no prompt: no mode
+    with pytest.raises(InvalidInput):
+        cosy_tts.synthesize("x", speaker="nobody", speed=9)
 
 
 @LENIENT
@@ -220,6 +235,8 @@ EXPECTED_FAILED_CHECKS = {
     "test_stream_and_synthesize_pass": [],
     "test_zero_shot_with_default_prompt_passes": [],
     "test_forced_tokens_stream_passes": [],
+    "test_closed_stream_is_not_incomplete": [],
+    "test_invalid_arguments_raise_as_from_the_runtime": [],
     "test_llm_exception_fails_complete": ["complete"],
     "test_llm_exception_uncaught": ["complete"],
     "test_llm_stall_fails_complete": ["complete"],
@@ -243,7 +260,7 @@ def test_fault_matrix(pytester: pytest.Pytester, warm_tiny: Path) -> None:
                                 "--junitxml=junit.xml")
     figures = json.loads((pytester.path / "figures.json").read_text())
 
-    result.assert_outcomes(passed=6, failed=12)
+    result.assert_outcomes(passed=8, failed=12)
     # Tests without a cosy_tts call (no_deprecations alone) carry no figures.
     assert not any("no_deprecations" in n for n in figures["figures"])
     got = {nodeid.split("::")[1]: f["failed_checks"] for nodeid, f in figures["figures"].items()}
@@ -292,6 +309,8 @@ def check_streams(figures: dict[str, Any]) -> None:
     assert [s["label"] for s in by_test["test_stream_and_synthesize_pass"]] == ["stream 0", "synthesize 0"]
     assert all(s["audio"] > 0 for s in by_test["test_stream_and_synthesize_pass"])
     assert by_test["test_llm_exception_fails_complete"][0]["outcome"] == "StreamError"
+    assert [s["outcome"] for s in by_test["test_closed_stream_is_not_incomplete"]] == ["closed"]
+    assert "test_invalid_arguments_raise_as_from_the_runtime" not in by_test   # refused calls made no stream
     assert by_test["test_spliced_click_fails_sound"][0]["click_joins"] == [1]
     assert by_test["test_spliced_click_fails_sound"][0]["failed"] is True
     assert by_test["test_watchdog_fails_a_hung_engine"][0]["outcome"] == "watchdog"
