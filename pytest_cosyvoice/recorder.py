@@ -10,6 +10,7 @@ recording names it.
 """
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 import time
@@ -34,7 +35,7 @@ WATCHDOG_MARGIN_S = 1.0
 # joins its producer before the stream ends, so this is only scheduling slack).
 TIDY_GRACE_S = 1.0
 _MISSING = object()
-_readers = iter(range(1, 1 << 62))
+_readers = itertools.count(1)
 
 
 class _Tokens:

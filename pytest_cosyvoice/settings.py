@@ -1,5 +1,6 @@
 """One settings object for the plugin, resolved like pytest-timeout: command line > environment >
-ini > default (markers override per test on top; see `Settings.for_item`).
+ini > default; a marker overrides per test on top (`@pytest.mark.stall_timeout`, see
+`Settings.with_stall_timeout`; `allow_warnings` adds to the ini list `cosy_allowed_warnings`).
 
 Every value is parsed here, from whichever source gave it, so a bad value is reported the same way
 (`pytest.UsageError`, exit code 4) naming the source (`--cosy-device`, `COSY_DEVICE`, ini

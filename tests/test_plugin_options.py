@@ -178,6 +178,7 @@ def test_bad_marker_arguments_are_errors_naming_test_value_and_keywords(pytester
     """)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(errors=9)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines_random([
         "test_bad.py::test_rtf_text: @pytest.mark.rtf(max='fast'): max='fast': expected a number; "
         "valid keywords: max, warmup, repeat",
