@@ -50,7 +50,7 @@ class TokenChannel:
     def wait_for(self, count: int, stall_timeout_s: float) -> tuple[int, bool]:
         """Blocks until ``count`` tokens exist or the producer ended; returns (tokens, done).
 
-        Raises StreamError when the producer failed, StreamStalled when no token arrived for
+        Raises StreamError when the producer failed before ``count`` tokens, StreamStalled when no token arrived for
         ``stall_timeout_s`` while the producer still ran.
         """
         with self._cond:
@@ -62,7 +62,8 @@ class TokenChannel:
                         f"(stall_timeout_s) after {len(self._tokens)} tokens; the LLM producer is stuck"
                     )
                 self._cond.wait(left)
-            if self._done and self._error is not None:
+            # Tokens already handed over are rendered first; the failure surfaces when more are needed.
+            if len(self._tokens) < count and self._error is not None:
                 raise StreamError(
                     f"request {self.request_id}: the LLM producer failed after {len(self._tokens)} tokens: "
                     f"{type(self._error).__name__}: {self._error}"

@@ -3,6 +3,7 @@ tokens (speech tokenizer ONNX), speaker embedding (campplus ONNX) and prompt mel
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from .audio import read_wav, resample
 from .errors import InvalidInput, ModelLoadError
 
 PROMPT_RATE = 16000
+_FEAT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,15 @@ class Frontend:
         return torch.tensor(np.asarray(out, dtype=np.float32).reshape(1, -1))
 
     def speech_feat(self, audio: np.ndarray) -> torch.Tensor:
-        feat = self.feat_extractor(torch.from_numpy(audio)[None])  # [1, 80, T]
+        with _FEAT_LOCK:
+            # matcha's mel_spectrogram caches its window and mel basis by fmax and device only, so a v1
+            # (n_fft 1024) and a v2 (n_fft 1920) model in one process would share the wrong window.
+            mod = sys.modules.get(getattr(getattr(self.feat_extractor, "func", None), "__module__", "") or "")
+            for name in ("hann_window", "mel_basis"):
+                cache = getattr(mod, name, None)
+                if isinstance(cache, dict):
+                    cache.clear()
+            feat = self.feat_extractor(torch.from_numpy(audio)[None])  # [1, 80, T]
         return feat.squeeze(0).transpose(0, 1)[None].float()  # [1, T, 80]
 
     def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> Prompt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,15 @@ def read_configs(files: ModelFiles) -> dict[str, Any]:
     if files.blank_en is not None and "qwen_pretrain_path" in text:
         overrides["qwen_pretrain_path"] = str(files.blank_en)
     try:
-        configs = load_hyperpyyaml(text, overrides=overrides or None)
+        # Upstream's classes warn while they are built (diffusers' LoRACompatibleLinear in matcha, ...).
+        # Those are facts about the installed components, not about a request: log them once here so
+        # they do not surface inside the user's first test.
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            configs = load_hyperpyyaml(text, overrides=overrides or None)
+        for w in {(w.category.__name__, str(w.message)): w for w in seen}.values():
+            log.info("while building %s: %s: %s (%s:%d)", files.yaml.name, w.category.__name__, w.message,
+                     w.filename, w.lineno)
     except ModuleNotFoundError as e:
         raise ModelLoadError(f"{files.yaml}: the yaml needs module {e.name!r}: {INSTALL_HINT}") from e
     except Exception as e:  # hyperpyyaml raises many kinds; all mean "this yaml cannot be built"
