@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from . import gate
 from . import settings as _settings
 from .markers import MARKER_HELP
 from .recorder import CosyTTS
@@ -14,6 +15,7 @@ from .session import WIRE_KEY, CosySession, Prompt, TestRun, default_prompt, rep
 
 SESSION_KEY = pytest.StashKey[CosySession]()
 RUN_KEY = pytest.StashKey[TestRun]()
+GATE_KEY = pytest.StashKey[gate.GateResult]()
 
 
 def get_session(config: pytest.Config) -> CosySession:
@@ -71,6 +73,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workeroutput"):  # an xdist worker: hand the figures to the controller
         config.workeroutput[WIRE_KEY] = get_session(config).to_wire()
+    if hasattr(config, "workerinput"):
+        return
+    # The controller (or a plain session): key, baseline, drift, report, save, fail-on-drift.
+    result = gate.finish(get_session(config), session.exitstatus, config.invocation_params.dir)
+    if result is not None:
+        config.stash[GATE_KEY] = result
+        session.exitstatus = result.exitstatus
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    result = config.stash.get(GATE_KEY, None)
+    if result is None:
+        return
+    terminalreporter.section("cosyvoice")
+    for line in result.lines:
+        terminalreporter.write_line(line, red=line.startswith("ERROR"))
 
 
 @pytest.hookimpl(optionalhook=True)
