@@ -54,6 +54,31 @@ class Renderer:
     def _lens(self, t: torch.Tensor) -> torch.Tensor:
         return torch.tensor([t.shape[1]], dtype=torch.int32, device=self.device)
 
+    def _setup_hift_cache(self, mel_cache_len: int, samples_per_frame: int) -> None:
+        self.mel_cache_len = mel_cache_len
+        self.source_cache_len = mel_cache_len * samples_per_frame
+        self.window = hamming(2 * self.source_cache_len, self.device)
+        self.cache: dict[str, torch.Tensor] | None = None
+
+    def _vocode(self, mel: torch.Tensor, finalize: bool, speed: float = 1.0) -> torch.Tensor:
+        """HiFT continuing from the previous chunk: cached mel and source prepended, speech cross-faded,
+        the tail held back for the next chunk unless this is the last one."""
+        if self.cache is not None:
+            mel = torch.cat([self.cache["mel"], mel], dim=2)
+            source = self.cache["source"]
+        else:
+            source = torch.zeros(1, 1, 0, device=self.device)
+        if finalize and speed != 1.0:
+            mel = F.interpolate(mel, size=int(mel.shape[2] / speed), mode="linear")
+        speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
+        if self.cache is not None:
+            speech = crossfade(speech, self.cache["speech"], self.window)
+        if not finalize:
+            self.cache = {"mel": mel[:, :, -self.mel_cache_len:], "source": new_source[:, :, -self.source_cache_len:],
+                          "speech": speech[:, -self.source_cache_len:]}
+            speech = speech[:, :-self.source_cache_len]
+        return speech
+
     # interface used by the runtime's consumer loop
     def tokens_needed(self) -> int:
         raise NotImplementedError
@@ -81,10 +106,7 @@ class CausalRenderer(Renderer):
         self.offset = 0
         self.lookahead = int(self.flow.pre_lookahead_len)
         self.ratio = int(self.flow.token_mel_ratio)
-        self.mel_cache_len = mel_cache_len
-        self.source_cache_len = mel_cache_len * samples_per_frame
-        self.window = hamming(2 * self.source_cache_len, self.device)
-        self.cache: dict[str, torch.Tensor] | None = None
+        self._setup_hift_cache(mel_cache_len, samples_per_frame)
         self.context_tokens = context_tokens  # bounded-context mode (None: exact, all tokens)
 
     def tokens_needed(self) -> int:
@@ -106,23 +128,6 @@ class CausalRenderer(Renderer):
                                          prompt_feat_len=self._lens(self.prompt_feat), embedding=self.embedding,
                                          streaming=streaming, finalize=finalize)
         return mel[:, :, (offset - start) * self.ratio:]
-
-    def _vocode(self, mel: torch.Tensor, finalize: bool, speed: float = 1.0) -> torch.Tensor:
-        if self.cache is not None:
-            mel = torch.cat([self.cache["mel"], mel], dim=2)
-            source = self.cache["source"]
-        else:
-            source = torch.zeros(1, 1, 0, device=self.device)
-        if finalize and speed != 1.0:
-            mel = F.interpolate(mel, size=int(mel.shape[2] / speed), mode="linear")
-        speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
-        if self.cache is not None:
-            speech = crossfade(speech, self.cache["speech"], self.window)
-        if not finalize:
-            self.cache = {"mel": mel[:, :, -self.mel_cache_len:], "source": new_source[:, :, -self.source_cache_len:],
-                          "speech": speech[:, -self.source_cache_len:]}
-            speech = speech[:, :-self.source_cache_len]
-        return speech
 
     def render_next(self, tokens: list[int]) -> tuple[torch.Tensor, int]:
         hop = self.next_hop
@@ -167,16 +172,12 @@ class OverlapRenderer(Renderer):
         rate = int(self.flow.input_frame_rate)
         self.hop = 2 * rate
         self.overlap = overlap_tokens
-        self.frames_per_token = 22050 / 256 / rate
         self.mel_overlap_len = int(overlap_tokens / rate * 22050 / 256)
         self.mel_window = hamming(2 * self.mel_overlap_len, self.device)
-        self.mel_cache_len = mel_cache_len
-        self.source_cache_len = mel_cache_len * 256
-        self.speech_window = hamming(2 * self.source_cache_len, self.device)
+        self._setup_hift_cache(mel_cache_len, 256)
         self.consumed = 0
         self.flow_cache = torch.zeros(1, 80, 0, 2, device=self.device)
         self.mel_overlap = torch.zeros(1, 80, 0, device=self.device)
-        self.cache: dict[str, torch.Tensor] | None = None
 
     def tokens_needed(self) -> int:
         return self.consumed + self.hop + self.overlap
@@ -190,24 +191,11 @@ class OverlapRenderer(Renderer):
                 prompt_feat_len=self._lens(self.prompt_feat), embedding=self.embedding, flow_cache=self.flow_cache)
         if self.mel_overlap.shape[2] != 0:
             mel = crossfade(mel, self.mel_overlap, self.mel_window)
-        if self.cache is not None:
-            mel = torch.cat([self.cache["mel"], mel], dim=2)
-            source = self.cache["source"]
-        else:
-            source = torch.zeros(1, 1, 0, device=self.device)
         if not finalize:
+            # The overlap tail is held back and faded into the next window's head.
             self.mel_overlap = mel[:, :, -self.mel_overlap_len:]
             mel = mel[:, :, :-self.mel_overlap_len]
-        elif speed != 1.0:
-            mel = F.interpolate(mel, size=int(mel.shape[2] / speed), mode="linear")
-        speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
-        if self.cache is not None:
-            speech = crossfade(speech, self.cache["speech"], self.speech_window)
-        if not finalize:
-            self.cache = {"mel": mel[:, :, -self.mel_cache_len:], "source": new_source[:, :, -self.source_cache_len:],
-                          "speech": speech[:, -self.source_cache_len:]}
-            speech = speech[:, :-self.source_cache_len]
-        return speech
+        return self._vocode(mel, finalize, speed)
 
     def render_next(self, tokens: list[int]) -> tuple[torch.Tensor, int]:
         window = tokens[self.consumed: self.consumed + self.hop + self.overlap]
