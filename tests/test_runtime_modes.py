@@ -95,9 +95,14 @@ def test_sentences_stream_in_turn(v2: Runtime) -> None:
 
 def test_streaming_text_input_v2(v2: Runtime, voice: Path) -> None:
     pieces = iter(["Hello ", "there, ", "this text ", "arrives in pieces."])
-    chunks = list(v2.stream(pieces, prompt_wav=voice, prompt_text="A short prompt sentence."))
+    it = v2.stream(pieces, prompt_wav=voice, prompt_text="A short prompt sentence.")
+    # upstream's bistream decoder rarely ends on a random LLM (it ran past 1000 tokens): take three
+    # chunks, which proves text pieces turn into streamed speech, then walk away.
+    chunks = [next(it) for _ in range(3)]
+    it.close()
     check_stream(v2, chunks)
-    assert sum(c.tokens for c in chunks) > 0
+    assert chunks[0].tokens >= 25 and chunks[1].tokens == 50
+    assert v2.active_requests == 0
 
 
 def test_speed_changes_duration(v2: Runtime) -> None:
