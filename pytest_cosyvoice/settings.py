@@ -104,7 +104,7 @@ OPTIONS: tuple[Option[Any], ...] = (
     Option("engine", "--cosy-engine", "cosy_engine", "COSY_ENGINE", _engine, "fixed",
            "fixed: this project's runtime; upstream: the installed upstream orchestration class with the "
            "same components (default: fixed).", metavar="fixed|upstream"),
-    # Reserved for the baseline/report modules: registered, validated and stored here.
+    # Baseline and report options: used by pytest_cosyvoice.gate at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
            "store this session's figures as the baseline of this hardware key.", is_flag=True),
     Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _text, "baselines",
