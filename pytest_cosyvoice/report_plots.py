@@ -289,7 +289,8 @@ def plot_stream(path: Path, nodeid: str, trace: StreamTrace, audio: "np.ndarray 
     ax_w.set_ylim(-1.05, 1.05)
     ax_w.set_xlabel("audio time (s)")
     ax_w.set_ylabel("amplitude")
-    ax_w.legend(loc="lower right", fontsize=8, ncol=3)
+    if ax_w.get_legend_handles_labels()[0]:  # a passing single-chunk stream has nothing to label
+        ax_w.legend(loc="lower right", fontsize=8, ncol=3)
     worst = (f"worst stall {pb.worst_stall_s * 1000:.0f} ms at chunk {pb.worst_chunk}"
              if pb.worst_chunk is not None else "no stall")
     err = f" - {trace.error}" if trace.error else ""
