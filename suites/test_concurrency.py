@@ -1,35 +1,34 @@
-"""4 streams at once: each completes with the chunk schedule it gets alone."""
+"""4 streams at once: each gap-free and with the chunk schedule it gets alone."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
-import numpy as np
+import pytest
+
+from .conftest import LIMITS, voice_kwargs
+
+STREAMS = 4
 
 
-def test_four_concurrent_streams_keep_the_solo_schedule(cosy_model) -> None:
-    vocab = 4096 if cosy_model.version == 1 else 6561
-    tokens = [int(x) for x in np.random.default_rng(1).integers(0, vocab, 200)]
+@pytest.mark.streaming(prebuffer_ms=LIMITS.concurrent_prebuffer_ms, max_gap_ms=LIMITS.max_gap_ms)
+def test_four_concurrent_streams_keep_the_solo_schedule(cosy_tts, cosy_model, cosy_prompt, forced_tokens) -> None:
+    forced_tokens(200)
+    kw = voice_kwargs(cosy_model, cosy_prompt)
+    solo = [(c.tokens, c.audio.size) for c in cosy_tts.stream("x", **kw)]
+    out: dict[int, Any] = {}
 
-    def forced(*a, **k):
-        yield from tokens
+    def run(i: int) -> None:
+        try:
+            out[i] = [(c.tokens, c.audio.size) for c in cosy_tts.stream("x", **kw)]
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            out[i] = e
 
-    spk = cosy_model.speakers[0]
-    cosy_model.llm.inference = forced
-    try:
-        solo = [(c.tokens, c.audio.size) for c in cosy_model.stream("x", speaker=spk)]
-        out: dict[int, object] = {}
-
-        def run(i: int) -> None:
-            try:
-                out[i] = [(c.tokens, c.audio.size) for c in cosy_model.stream("x", speaker=spk)]
-            except Exception as e:  # noqa: BLE001 - reported below
-                out[i] = e
-
-        threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(300)
-    finally:
-        del cosy_model.llm.inference
-    assert all(out[i] == solo for i in range(4)), out
+    threads = [threading.Thread(target=run, args=(i,), name=f"suite-stream-{i}") for i in range(STREAMS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(cosy_tts.watchdog_s * 10)
+    assert sorted(out) == list(range(STREAMS)), f"streams still running: {sorted(set(range(STREAMS)) - set(out))}"
+    for i in range(STREAMS):
+        assert out[i] == solo, f"stream {i}: (tokens, samples) per chunk {out[i]} differ from solo {solo}"
