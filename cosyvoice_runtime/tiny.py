@@ -1,11 +1,11 @@
-"""Random-weight CosyVoice model directories of the released layout, tiny or at full size.
+"""Random-weight CosyVoice model directories of the released layout: tiny, mid (v2) or full size (v2).
 
 No CosyVoice weights can be fetched here, so tests and the embedded default model use directories
 built from the real upstream component classes (``cosyvoice``, ``matcha``) with small sizes and random
 weights, plus small ONNX frontends with the released models' inputs and outputs. A loader reads them
 exactly like a released CosyVoice-300M (v1) or CosyVoice2-0.5B (v2) directory.
 
-    python -m cosyvoice_runtime.tiny OUT --version 2 [--size tiny|full] [--seed 0]
+    python -m cosyvoice_runtime.tiny OUT --version 2 [--size tiny|mid|full] [--seed 0]
 
 Utterance lengths: a random LLM never samples end-of-speech, so every utterance would run to the
 20x-text cap. The builder flattens the LLM's output layer and gives end-of-speech a fixed bias, so that
@@ -57,6 +57,11 @@ SIZES: dict[tuple[int, str], dict[str, Any]] = {
     (2, "tiny"): dict(hidden=64, layers=2, heads=4, kv_heads=2, ff=128, vocab=512,
                       enc_heads=8, enc_ff=64, enc_blocks=1, dec_channels=64, dec_head_dim=32, dec_blocks=1,
                       dec_mid=1, dec_heads=2, hift_channels=32),
+    # Between the two, for timings where the flow's share matters (e.g. benchmarks/flow_context.py):
+    # a 4-layer 256-wide LLM, 3 encoder blocks, a decoder with 4 mid blocks of 2 transformer blocks.
+    (2, "mid"): dict(hidden=256, layers=4, heads=4, kv_heads=2, ff=1024, vocab=512,
+                     enc_heads=8, enc_ff=1024, enc_blocks=3, dec_channels=128, dec_head_dim=32, dec_blocks=2,
+                     dec_mid=4, dec_heads=4, hift_channels=128),
     # The released CosyVoice2-0.5B shapes.
     (2, "full"): dict(hidden=896, layers=24, heads=14, kv_heads=2, ff=4864, vocab=151936,
                       enc_heads=8, enc_ff=2048, enc_blocks=6, dec_channels=256, dec_head_dim=64, dec_blocks=4,
@@ -601,8 +606,9 @@ def main(argv: list[str] | None = None) -> int:
                                  description="Build a random-weight CosyVoice model directory.")
     ap.add_argument("out", help="directory to create (must not exist or be empty)")
     ap.add_argument("--version", type=int, choices=(1, 2), default=2)
-    ap.add_argument("--size", choices=("tiny", "full"), default="tiny",
-                    help="full (v2 only): the CosyVoice2-0.5B shapes, about 1 GB with fp16-stored weights")
+    ap.add_argument("--size", choices=("tiny", "mid", "full"), default="tiny",
+                    help="mid (v2 only): between tiny and full, for timings; full (v2 only): the "
+                         "CosyVoice2-0.5B shapes, about 1 GB with fp16-stored weights")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fp32-weights", action="store_true", help="store weights as fp32 (default: fp16)")
     args = ap.parse_args(argv)

@@ -283,6 +283,19 @@ def test_full_size_parameter_counts() -> None:
     assert counts["hift"] == pytest.approx(20.8e6, abs=0.05e6)
 
 
+def test_mid_size_between_tiny_and_full(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """v2 mid: every component larger than tiny and smaller than full (meta-device counts); v1 has none."""
+    small, mid, full = (tiny.param_counts(2, size) for size in ("tiny", "mid", "full"))
+    for name in ("llm", "flow", "hift"):
+        assert small[name] < mid[name] < full[name], name
+    assert mid["llm"] == pytest.approx(7.44e6, abs=0.01e6)
+    assert mid["flow"] == pytest.approx(27.86e6, abs=0.01e6)
+    assert mid["hift"] == pytest.approx(1.42e6, abs=0.01e6)
+    assert tiny.main([str(tmp_path / "m"), "--version", "1", "--size", "mid"]) == 2
+    assert "no size 'mid' for version 1" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("COSY_SLOW") != "1", reason="builds a ~1 GB model (about a minute); COSY_SLOW=1")
 def test_full_size_build(tmp_path: Path) -> None:
