@@ -107,24 +107,28 @@ def require_upstream() -> None:
             raise ModelLoadError(f"the Python package {mod!r} is not installed: {INSTALL_HINT}")
 
 
-def read_configs(files: ModelFiles) -> dict[str, Any]:
-    require_upstream()
+
+def build_yaml(text: str, overrides: dict[str, Any] | None, name: str) -> dict[str, Any]:
+    """The objects a CosyVoice yaml describes. Upstream's classes warn while they are built (diffusers'
+    LoRACompatibleLinear in matcha, ...): facts about the installed components, not about a request,
+    so they are logged once here instead of surfacing inside the user's first test."""
     from hyperpyyaml import load_hyperpyyaml
 
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        configs = load_hyperpyyaml(text, overrides=overrides)
+    for w in {(w.category.__name__, str(w.message)): w for w in seen}.values():
+        log.info("while building %s: %s: %s (%s:%d)", name, w.category.__name__, w.message, w.filename, w.lineno)
+    return configs
+
+def read_configs(files: ModelFiles) -> dict[str, Any]:
+    require_upstream()
     text = files.yaml.read_text(encoding="utf-8")
     overrides = {}
     if files.blank_en is not None and "qwen_pretrain_path" in text:
         overrides["qwen_pretrain_path"] = str(files.blank_en)
     try:
-        # Upstream's classes warn while they are built (diffusers' LoRACompatibleLinear in matcha, ...).
-        # Those are facts about the installed components, not about a request: log them once here so
-        # they do not surface inside the user's first test.
-        with warnings.catch_warnings(record=True) as seen:
-            warnings.simplefilter("always")
-            configs = load_hyperpyyaml(text, overrides=overrides or None)
-        for w in {(w.category.__name__, str(w.message)): w for w in seen}.values():
-            log.info("while building %s: %s: %s (%s:%d)", files.yaml.name, w.category.__name__, w.message,
-                     w.filename, w.lineno)
+        configs = build_yaml(text, overrides or None, files.yaml.name)
     except ModuleNotFoundError as e:
         raise ModelLoadError(f"{files.yaml}: the yaml needs module {e.name!r}: {INSTALL_HINT}") from e
     except Exception as e:  # hyperpyyaml raises many kinds; all mean "this yaml cannot be built"

@@ -481,7 +481,8 @@ def _onnx_speech_tokenizer(path: Path, seed: int, stride: int, vocab: int) -> No
 
 def _build_into(out: Path, version: int, size: str, seed: int, fp16_weights: bool) -> None:
     import torch
-    from hyperpyyaml import load_hyperpyyaml
+
+    from .loader import build_yaml
 
     s = _sizes(version, size)
     text = yaml_text(version, size)
@@ -501,7 +502,7 @@ def _build_into(out: Path, version: int, size: str, seed: int, fp16_weights: boo
         overrides["qwen_pretrain_path"] = str(blank)
     (out / YAML_NAME[version]).write_text(text)
     torch.manual_seed(seed)  # the yaml-built modules draw their random init from here
-    configs = load_hyperpyyaml(text, overrides=overrides or None)
+    configs = build_yaml(text, overrides or None, YAML_NAME[version])
     llm, flow, hift = configs["llm"], configs["flow"], configs["hift"]
     _bias_end_of_speech(llm.llm_decoder, llm.speech_token_size, EOS_SHARE[version])
     torch.save(_state_dict(llm, fp16_weights), out / "llm.pt")
