@@ -156,7 +156,8 @@ class Frontend:
             return ModelInput(mode, text, llm_embedding=emb, flow_embedding=emb)
         if mode == "instruct" and self.version == 1:
             emb = self.speaker_embedding(speaker or "")
-            return ModelInput(mode, text, prompt_text=self.text_tokens(f"{instruct}<endofprompt>"), flow_embedding=emb)
+            return ModelInput(mode, text, prompt_text=self.text_tokens(_end_prompt(instruct, "<endofprompt>")),
+                              flow_embedding=emb)
         pr = self.prompt(prompt_wav)
         base = ModelInput(mode, text, flow_prompt_speech_token=pr.speech_token, prompt_speech_feat=pr.speech_feat,
                           llm_embedding=pr.embedding, flow_embedding=pr.embedding)
@@ -165,8 +166,14 @@ class Frontend:
         if mode == "cross_lingual":
             return base
         if mode == "instruct":  # v2/v3: instruct text as the LLM prompt, the wav gives the voice
-            return replace(base, prompt_text=self.text_tokens(f"{instruct}<|endofprompt|>"))
+            return replace(base, prompt_text=self.text_tokens(_end_prompt(instruct, "<|endofprompt|>")))
         if mode == "vc":
             src, rate = read_wav(source_wav, what="source_wav")
             return replace(base, text=None, source_speech_token=self.speech_tokens(resample(src, rate, PROMPT_RATE)))
         raise InvalidInput(f"unknown mode {mode!r}")
+
+
+def _end_prompt(instruct: str, marker: str) -> str:
+    """The instruction closed by the model's end-of-prompt marker; CosyVoice3 users often write the
+    marker themselves (upstream's v3 examples do), and it must not appear twice."""
+    return instruct if marker in instruct else f"{instruct}{marker}"

@@ -365,15 +365,21 @@ def test_every_mode_resolves_on_v3(v3: Runtime, voice: Path, source: Path, llm_c
     # zero-shot: the prompt's speech tokens go to the LLM; instruct: the instruction text does, no speech
     assert llm_prompt == (p if mode == "zero_shot" else 0)
     if mode == "instruct":
-        # The instruction leads the LLM prompt. (Whether v3 should append <|endofprompt|> itself, as the
-        # v2 frontend does, is a frontend question this file leaves open.)
-        head = v3.frontend.encode("Speak calmly.")
-        assert prompt_text[:len(head)] == head
+        assert prompt_text == v3.frontend.encode("Speak calmly.<|endofprompt|>")
     elif mode == "zero_shot":
         assert prompt_text == v3.frontend.encode("A short prompt sentence.")
     else:
         assert prompt_text == []
     assert sum(c.tokens for c in chunks) == 120
+
+
+@pytest.mark.parametrize("instruct", ["Speak calmly.", "Speak calmly.<|endofprompt|>"])
+def test_instruct_ends_with_one_end_of_prompt_marker(v3: Runtime, voice: Path, llm_calls: Callable,
+                                                     instruct: str) -> None:
+    """CosyVoice3 users write the marker themselves (upstream's v3 examples do); it is added only when missing."""
+    calls = llm_calls(TOKENS[:30])
+    list(v3.stream("Hello.", instruct=instruct, prompt_wav=voice))
+    assert calls[0]["prompt_text"].flatten().tolist() == v3.frontend.encode("Speak calmly.<|endofprompt|>")
 
 
 def test_real_tiny_llm_drives_the_v3_path(v3: Runtime, voice: Path) -> None:
