@@ -132,6 +132,9 @@ class CosyTTS:
         self._overlap = False
         self._prev_hook: Any = None
         self._live: list[_Call] = []
+        # Threads that call cosy_tts or read for it: under concurrent calls they are the harness's and
+        # the test's, not threads a stream left behind.
+        self._harness_threads: set[int | None] = set()
         self._lock = threading.Lock()
         flow = getattr(runtime, "flow", None)
         rate = getattr(flow, "input_frame_rate", None) or (50 if runtime.version == 1 else 25)
@@ -182,8 +185,9 @@ class CosyTTS:
 
     # -- rtf replays -------------------------------------------------------------------------------
     def _label(self, kind: str) -> str:
-        n = self._n[kind]
-        self._n[kind] += 1
+        with self._lock:  # calls may come from several threads at once
+            n = self._n[kind]
+            self._n[kind] += 1
         return f"{kind} {n}"
 
     def _replays(self, text: Any) -> int:
@@ -217,7 +221,10 @@ class CosyTTS:
                 threading.excepthook = self._thread_died
             else:
                 self._overlap = True
-            call = _Call(rec, self._tokens.count, {t.ident for t in threading.enumerate()})
+            # Voice conversion takes its tokens from the source audio: the LLM count says nothing.
+            call = _Call(rec, self._tokens.count, {t.ident for t in threading.enumerate()},
+                         counts_tokens=kwargs.get("source_wav") is None)
+            self._harness_threads.add(threading.get_ident())
             self._live.append(call)
         if measured:
             self.recordings.append(rec)
@@ -242,13 +249,14 @@ class CosyTTS:
         deadline = time.monotonic() + TIDY_GRACE_S
         while True:
             new = [t for t in threading.enumerate()
-                   if t.ident not in call.threads_before and t.ident not in mine and t.is_alive()]
+                   if t.ident not in call.threads_before and t.ident not in mine
+                   and t.ident not in self._harness_threads and t.is_alive()]
             if not new or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         rec.leaked_threads = ([rec.abandoned] if rec.abandoned else []) + [t.name for t in new]
         with self._lock:
-            if not self._overlap:
+            if not self._overlap and call.counts_tokens:
                 rec.generated_tokens = self._tokens.count - call.token_start
             self._live.remove(call)
             self._active -= 1
@@ -298,6 +306,7 @@ class CosyTTS:
             raise
         call.reader = _Reader(_drain(iter(it)))
         call.reader.start()
+        self._harness_threads.add(call.reader.ident)
         return self._consume(call, t0)
 
     def _consume(self, call: "_Call", t0: float) -> Iterator["Chunk"]:
@@ -331,6 +340,7 @@ class CosyTTS:
         t0 = time.perf_counter()
         call.reader = _Reader(lambda r: r.put("result", self.engine.synthesize(text, **kwargs)))
         call.reader.start()
+        self._harness_threads.add(call.reader.ident)
         kind, payload, t = self._wait(call, t0)
         rec.wall_s = t - t0
         if kind == "error":
@@ -357,6 +367,7 @@ class _Call:
     rec: Recording
     token_start: int
     threads_before: set[int | None]
+    counts_tokens: bool = True
     reader: _Reader | None = None
 
 
