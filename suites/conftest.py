@@ -27,9 +27,9 @@ class GateLimits:
     """The suites' thresholds. Defaults let the embedded tiny model pass on a 2-core CPU runner; a GPU
     gate tightens them through the environment (see README, "Gate suites")."""
 
-    max_rtf: float = 2.0            # COSY_GATE_MAX_RTF
+    max_rtf: float = 3.0            # COSY_GATE_MAX_RTF
     max_gap_ms: float = 1000.0      # COSY_GATE_MAX_GAP_MS: worst playback stall of one stream
-    prebuffer_ms: float = 0.0       # COSY_GATE_PREBUFFER_MS
+    prebuffer_ms: float = 2000.0    # COSY_GATE_PREBUFFER_MS
     concurrent_prebuffer_ms: float = 10_000.0  # COSY_GATE_CONCURRENT_PREBUFFER_MS: 4 streams share the device
 
     @classmethod
