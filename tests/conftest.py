@@ -20,3 +20,19 @@ def tiny_v1_dir() -> Path:
     from cosyvoice_runtime.tiny import default_model_dir
 
     return default_model_dir(1)
+
+
+@pytest.fixture(scope="session")
+def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2.5 s voiced prompt at 16 kHz (62 prompt tokens, not a multiple of 25: the first hop is padded)."""
+    from .runtime_helpers import write_voice
+
+    return write_voice(tmp_path_factory.mktemp("audio") / "prompt.wav")
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1.5 s source recording at 22.05 kHz for voice conversion."""
+    from .runtime_helpers import write_voice
+
+    return write_voice(tmp_path_factory.mktemp("audio") / "source.wav", seconds=1.5, rate=22050, seed=1)

@@ -21,7 +21,7 @@ import torch
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, InvalidInput, Runtime
 
-from .runtime_helpers import forced, write_voice
+from .runtime_helpers import forced
 
 TOKENS = [int(x) for x in np.random.default_rng(11).integers(0, 6561, 300)]
 SMALL_K = 50
@@ -38,12 +38,6 @@ def rt(tiny_v2_dir: Path) -> Iterator[Runtime]:
         yield cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
     finally:
         torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # 2.5 s -> 62 prompt tokens, not a multiple of 25: the first hop is padded and K gets widened.
-    return write_voice(tmp_path_factory.mktemp("audio") / "prompt.wav")
 
 
 def run(rt: Runtime, voice: Path, context: int | None) -> tuple[list[Chunk], list[int]]:

@@ -13,15 +13,10 @@ import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 from cosyvoice_runtime.upstream import UpstreamEngine
 
-from .runtime_helpers import forced, write_voice
+from .runtime_helpers import forced
 
 TOKENS_V2 = [int(x) for x in np.random.default_rng(5).integers(0, 6561, 120)]
 TOKENS_V1 = [int(x) for x in np.random.default_rng(6).integers(0, 4096, 260)]
-
-
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_voice(tmp_path_factory.mktemp("audio") / "prompt.wav")
 
 
 def both(rt: Runtime, tokens: list[int], stream: bool, **kw: object) -> tuple[list[np.ndarray], list[np.ndarray]]:

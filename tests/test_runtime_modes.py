@@ -10,7 +10,6 @@ import pytest
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, Runtime
 
-from .runtime_helpers import write_voice
 
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning",
                                         "error::PendingDeprecationWarning")
@@ -24,16 +23,6 @@ def v2(tiny_v2_dir: Path) -> Runtime:
 @pytest.fixture(scope="module")
 def v1(tiny_v1_dir: Path) -> Runtime:
     return cosyvoice_runtime.load(tiny_v1_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_voice(tmp_path_factory.mktemp("audio") / "prompt.wav")
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_voice(tmp_path_factory.mktemp("audio") / "source.wav", seconds=1.5, rate=22050, seed=1)
 
 
 def modes(rt: Runtime, voice: Path, source: Path) -> dict[str, dict]:

@@ -25,7 +25,7 @@ import cosyvoice_runtime
 from cosyvoice_runtime import InvalidInput, Runtime
 from cosyvoice_runtime.loader import detect_version
 
-from .runtime_helpers import forced, llm_threads, write_voice
+from .runtime_helpers import forced, llm_threads
 from .v3_standins import CausalHiFTStandIn, FlowStandIn
 
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning",
@@ -91,16 +91,6 @@ def tiny_v3_dir(tiny_v2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 @pytest.fixture(scope="module")
 def v3(tiny_v3_dir: Path) -> Runtime:
     return cosyvoice_runtime.load(tiny_v3_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_voice(tmp_path_factory.mktemp("audio") / "prompt.wav")
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_voice(tmp_path_factory.mktemp("audio") / "source.wav", seconds=1.5, rate=22050, seed=1)
 
 
 @pytest.fixture
