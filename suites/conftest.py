@@ -31,10 +31,13 @@ class GateLimits:
     max_gap_ms: float = 1000.0      # COSY_GATE_MAX_GAP_MS: worst playback stall of one stream
     prebuffer_ms: float = 2000.0    # COSY_GATE_PREBUFFER_MS
     concurrent_prebuffer_ms: float = 10_000.0  # COSY_GATE_CONCURRENT_PREBUFFER_MS: 4 streams share the device
+    # COSY_GATE_RTF_REPEAT: measured runs per streamed test; the drift rule needs >= 4 a side to be
+    # able to call anything significant (docs/reports.md), 10 for reliable detection of a 15 % slowdown.
+    rtf_repeat: int = 5
 
     @classmethod
     def from_env(cls) -> "GateLimits":
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             var = f"COSY_GATE_{name.upper()}"
             raw = os.environ.get(var)
@@ -46,6 +49,10 @@ class GateLimits:
                 raise pytest.UsageError(f"{var}={raw!r}: expected a number") from None
             if values[name] < 0:
                 raise pytest.UsageError(f"{var}={raw!r}: expected a number >= 0")
+            if name == "rtf_repeat" and (values[name] < 1 or values[name] != int(values[name])):
+                raise pytest.UsageError(f"{var}={raw!r}: expected a whole number >= 1")
+            if name == "rtf_repeat":
+                values[name] = int(values[name])
         return cls(**values)
 
 
@@ -57,6 +64,14 @@ COLD_TEST = "test_cold_start.py::test_cold_then_warm_first_chunk"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not item.nodeid.endswith(COLD_TEST))
+
+
+@pytest.fixture(autouse=True)
+def _seeded() -> None:
+    """Each test starts from the same torch seed, so a run's texts yield comparable token counts."""
+    import torch
+
+    torch.manual_seed(0)
 
 
 def mode_kwargs(mode: str, model: Any, prompt: Any) -> dict[str, Any]:

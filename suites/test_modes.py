@@ -9,7 +9,7 @@ MODES = ["sft", "zero_shot", "cross_lingual", "instruct"]
 
 
 @pytest.mark.streaming(prebuffer_ms=LIMITS.prebuffer_ms, max_gap_ms=LIMITS.max_gap_ms)
-@pytest.mark.rtf(max=LIMITS.max_rtf, warmup=0, repeat=1)
+@pytest.mark.rtf(max=LIMITS.max_rtf, warmup=1, repeat=LIMITS.rtf_repeat)
 @pytest.mark.parametrize("text", list(TEXTS))
 @pytest.mark.parametrize("mode", MODES)
 def test_stream(cosy_tts, cosy_model, cosy_prompt, mode: str, text: str) -> None:
