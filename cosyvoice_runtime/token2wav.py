@@ -108,6 +108,9 @@ class CausalRenderer(Renderer):
         self.ratio = int(self.flow.token_mel_ratio)
         self._setup_hift_cache(mel_cache_len, samples_per_frame)
         self.context_tokens = context_tokens  # bounded-context mode (None: exact, all tokens)
+        # The causal encoder masks in chunks of this many tokens (upstream's yaml: chunk_size 25).
+        chunk = getattr(getattr(self.flow, "encoder", None), "static_chunk_size", 0)
+        self.encoder_chunk = int(chunk) if chunk else schedule.hop
 
     def tokens_needed(self) -> int:
         return self.offset + self.next_hop + self.lookahead
@@ -115,12 +118,11 @@ class CausalRenderer(Renderer):
     def _flow(self, tokens: list[int], offset: int, streaming: bool, finalize: bool) -> torch.Tensor:
         start = 0
         if self.context_tokens is not None and offset > self.context_tokens:
-            # Bounded context: the flow sees only the last ~K tokens before the new ones (plus the prompt).
-            # K is widened so prompt + context stays a whole number of hops: the causal encoder's chunk
-            # mask then cuts the new tokens where the exact run cuts them.
-            p, h = self.prompt_token.shape[1], self.schedule.hop
-            k = math.ceil((p + self.context_tokens) / h) * h - p
-            start = max(0, offset - k)
+            # Bounded context: the flow sees the prompt and the tokens from the last encoder-chunk
+            # boundary at least K tokens before the new ones. Positions then differ from the exact
+            # run's by whole chunks, so the causal chunk mask splits the tokens where exact mode does.
+            c = self.encoder_chunk
+            start = (offset - self.context_tokens) // c * c
         tok = torch.tensor([tokens[start:]], dtype=torch.int32, device=self.device)
         with self.autocast():
             mel, _ = self.flow.inference(token=tok, token_len=self._lens(tok), prompt_token=self.prompt_token,

@@ -112,10 +112,12 @@ def test_small_context(rt: Runtime, voice: Path, exact: tuple[list[Chunk], list[
         assert not np.array_equal(chunks[i].audio, ref[i].audio), f"chunk {i}: bound had no effect"
 
 
-def test_bounded_windows_and_cuts(rt: Runtime, voice: Path) -> None:
+@pytest.mark.parametrize("hop", [25, 30])
+def test_bounded_windows_and_cuts(rt: Runtime, voice: Path, hop: int) -> None:
     """With a stand-in flow whose mel frames carry the token ids, the mel handed to HiFT for each chunk
     must be exactly that chunk's tokens, and every flow window must start on a chunk boundary of the
-    causal encoder (so its chunk mask splits the tokens as in exact mode) at least K tokens back."""
+    causal encoder (so its chunk mask splits the tokens as in exact mode) at least K tokens back,
+    also with a hop that is not the encoder's chunk size."""
     lookahead, ratio = int(rt.flow.pre_lookahead_len), int(rt.flow.token_mel_ratio)
     chunk = int(rt.flow.encoder.static_chunk_size)
     windows: list[list[int]] = []
@@ -133,14 +135,15 @@ def test_bounded_windows_and_cuts(rt: Runtime, voice: Path) -> None:
         feats.append(speech_feat.clone())
         return vocode(speech_feat=speech_feat, **kw)
 
-    rt.configure(flow_context_tokens=SMALL_K)
+    saved = rt.settings
+    rt.configure(flow_context_tokens=SMALL_K, token_hop_len=hop)
     rt.llm.inference = forced(TOKENS)  # type: ignore[method-assign]
     rt.flow.inference, rt.hift.inference = flow, hift  # type: ignore[method-assign]
     try:
         chunks = list(rt.stream("x", prompt_wav=voice, prompt_text=PROMPT_TEXT))
     finally:
         del rt.llm.inference, rt.flow.inference, rt.hift.inference
-        rt.configure(flow_context_tokens=None)
+        rt.settings = saved
 
     sizes = [c.tokens for c in chunks]
     offsets = np.cumsum([0] + sizes[:-1]).tolist()
