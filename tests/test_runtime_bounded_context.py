@@ -98,7 +98,7 @@ def test_small_context(rt: Runtime, voice: Path, exact: tuple[list[Chunk], list[
         assert np.array_equal(chunks[i].audio, ref[i].audio), f"chunk {i} (offset {offsets[i]}) differs from exact"
     assert flow_tokens[:len(before)] == ref_flow[:len(before)]
 
-    # The bound holds: context (K widened by less than one 25-token hop) + a hop of at most 100 + lookahead 3.
+    # The bound holds: context (K plus less than one 25-token encoder chunk) + a hop of at most 100 + lookahead 3.
     lookahead = int(rt.flow.pre_lookahead_len)
     assert max(ref_flow) == len(TOKENS)
     assert max(flow_tokens) <= SMALL_K + 24 + rt.settings.token_max_hop_len + lookahead, flow_tokens
