@@ -1,0 +1,66 @@
+"""README and docs stay true: commands, options, markers, gate variables and pictures they name exist."""
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from pytest_cosyvoice.markers import MARKER_HELP
+from pytest_cosyvoice.settings import OPTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+DOCS = {p.name: p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md")}
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    test_cmd = "bash scripts/bootstrap.sh && .venv/bin/python -m pytest tests"
+    main_cmd = "bash scripts/bootstrap.sh && .venv/bin/python -m pytest suites"
+    assert f"    {test_cmd}\n" in README and f"    {main_cmd}\n" in README
+    assert (ROOT / ".ci" / "run").read_text().strip().endswith(test_cmd)
+
+
+@pytest.mark.parametrize("name", ["README.md", *sorted(DOCS)])
+def test_every_cosy_flag_named_in_the_docs_exists(name: str) -> None:
+    text = README if name == "README.md" else DOCS[name]
+    known = {opt.flag for opt in OPTIONS}
+    named = set(re.findall(r"--cosy-[a-z0-9-]+", text))
+    assert named <= known, f"{name} names unknown options {sorted(named - known)}"
+
+
+def test_readme_markers_match_the_registered_signatures() -> None:
+    for name, help_text in MARKER_HELP.items():
+        signature = help_text.split(":", 1)[0]           # e.g. "rtf(max=1.0, warmup=1, repeat=1)"
+        keywords = re.findall(r"(\w+)=", signature) or re.findall(r"\((\w+)\)", signature)
+        assert f"`{name}" in README, f"README does not mention marker {name}"
+        shown = re.search(rf"`{name}\(([^`]*)\)`", README)
+        if shown:
+            assert [k.strip() for k in shown.group(1).split(",") if k.strip()] == keywords, name
+
+
+def test_readme_gate_variables_and_defaults_are_the_suites() -> None:
+    from suites.conftest import GateLimits
+
+    rows = dict(re.findall(r"\| `(COSY_GATE_[A-Z_]+)` \| ([0-9.]+) \|", README))
+    expected = {f"COSY_GATE_{f.name.upper()}": f.default for f in fields(GateLimits)}
+    assert set(rows) == set(expected)
+    assert {k: float(v) for k, v in rows.items()} == expected
+
+
+def test_pictures_and_links_in_the_readme_exist() -> None:
+    targets = re.findall(r"\]\(((?:docs|suites|baselines)/[^)#]+)\)", README)
+    assert targets, "the README links nothing under docs/"
+    missing = [t for t in targets if not (ROOT / t).exists()]
+    assert not missing, f"README links missing files {missing}"
+    for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README):
+        data = (ROOT / img).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000, f"{img} is not a real picture"
+
+
+def test_gpu_workflow_example_uses_existing_options() -> None:
+    text = (ROOT / "docs" / "examples" / "gpu-gate.yml").read_text()
+    known = {opt.flag for opt in OPTIONS}
+    assert set(re.findall(r"--cosy-[a-z0-9-]+", text)) <= known
+    assert "pytest suites" in text
