@@ -60,7 +60,14 @@ def test_pictures_and_links_in_the_readme_exist() -> None:
 
 
 def test_gpu_workflow_example_uses_existing_options() -> None:
+    import yaml
+
     text = (ROOT / "docs" / "examples" / "gpu-gate.yml").read_text()
     known = {opt.flag for opt in OPTIONS}
     assert set(re.findall(r"--cosy-[a-z0-9-]+", text)) <= known
     assert "pytest suites" in text
+    env = yaml.safe_load(text)["jobs"]["gate"]["env"]
+    from suites.conftest import GateLimits
+
+    gate_vars = {k for k in env if k.startswith("COSY_GATE_")}
+    assert gate_vars <= {f"COSY_GATE_{name.upper()}" for name in GateLimits.__dataclass_fields__}
