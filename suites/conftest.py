@@ -31,6 +31,7 @@ class GateLimits:
     max_gap_ms: float = 1000.0      # COSY_GATE_MAX_GAP_MS: worst playback stall of one stream
     prebuffer_ms: float = 2000.0    # COSY_GATE_PREBUFFER_MS
     concurrent_prebuffer_ms: float = 10_000.0  # COSY_GATE_CONCURRENT_PREBUFFER_MS: 4 streams share the device
+    max_first_chunk_ms: float = 60_000.0  # COSY_GATE_MAX_FIRST_CHUNK_MS: the cold first request included
     # COSY_GATE_RTF_REPEAT: measured runs per streamed test; the drift rule needs >= 4 a side to be
     # able to call anything significant (docs/reports.md), 10 for reliable detection of a 15 % slowdown.
     rtf_repeat: int = 5

@@ -5,8 +5,10 @@ import statistics
 
 import pytest
 
+from .conftest import LIMITS
 
-@pytest.mark.first_chunk(max_ms=60_000)
+
+@pytest.mark.first_chunk(max_ms=LIMITS.max_first_chunk_ms)
 def test_cold_then_warm_first_chunk(cosy_tts, cosy_prompt, record_property) -> None:
     """Runs first in the session (see conftest): its first stream is the model's first request. The
     report marks this test `cold`; its first-chunk figures land in JUnit as cold_/warm_first_chunk_ms."""
