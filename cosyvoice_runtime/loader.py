@@ -107,7 +107,6 @@ def require_upstream() -> None:
             raise ModelLoadError(f"the Python package {mod!r} is not installed: {INSTALL_HINT}")
 
 
-
 def build_yaml(text: str, overrides: dict[str, Any] | None, name: str) -> dict[str, Any]:
     """The objects a CosyVoice yaml describes. Upstream's classes warn while they are built (diffusers'
     LoRACompatibleLinear in matcha, ...): facts about the installed components, not about a request,
@@ -120,6 +119,7 @@ def build_yaml(text: str, overrides: dict[str, Any] | None, name: str) -> dict[s
     for w in {(w.category.__name__, str(w.message)): w for w in seen}.values():
         log.info("while building %s: %s: %s (%s:%d)", name, w.category.__name__, w.message, w.filename, w.lineno)
     return configs
+
 
 def read_configs(files: ModelFiles) -> dict[str, Any]:
     require_upstream()
