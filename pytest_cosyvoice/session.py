@@ -288,7 +288,14 @@ class TestRun:
                           failed_checks=failed)
         self.session.figures[self.item.nodeid] = fig
         prebuffer_s = (self.streaming.prebuffer_ms / 1000.0) if self.streaming else 0.0
+        # The report draws every stream that failed a check and one sample of the others (the test's
+        # first): keeping all of them would grow with rtf repeats, in memory and on the xdist wire.
+        sampled = False
         for rec, trace, bad in traces:
+            if not bad:
+                if sampled:
+                    continue
+                sampled = True
             self.session.streams.append(StreamRecord(self.item.nodeid, trace, rec.audio, prebuffer_s, bad))
         # JUnit XML carries these (one value per test: the median round, the worst gap).
         props = self.item.user_properties

@@ -323,15 +323,15 @@ def check_streams(figures: dict[str, Any]) -> None:
     by_test: dict[str, list[dict[str, Any]]] = {}
     for s in figures["streams"]:
         by_test.setdefault(s["nodeid"].split("::")[1], []).append(s)
-    # rtf(warmup=1, repeat=3): three measured rounds, the warm-up is not recorded.
-    assert [s["label"] for s in by_test["test_rtf_repeat_records_rounds"]] == [
-        "stream 0", "stream 0 (repeat 2)", "stream 0 (repeat 3)"]
+    # rtf(warmup=1, repeat=3): three measured rounds in the figures, the warm-up is not recorded; the
+    # report keeps one passing stream per test (the first) and every failing one.
+    assert [s["label"] for s in by_test["test_rtf_repeat_records_rounds"]] == ["stream 0"]
     fig = figures["figures"]["test_matrix.py::test_rtf_repeat_records_rounds"]
     assert len(fig["rtf"]) == 3 and len(fig["first_chunk_ms"]) == 3 and len(fig["worst_gap_ms"]) == 3
-    assert [s["label"] for s in by_test["test_stream_and_synthesize_pass"]] == ["stream 0", "synthesize 0"]
+    assert [s["label"] for s in by_test["test_stream_and_synthesize_pass"]] == ["stream 0"]
     assert all(s["audio"] > 0 for s in by_test["test_stream_and_synthesize_pass"])
     assert by_test["test_llm_exception_fails_complete"][0]["outcome"] == "StreamError"
-    assert sorted(s["label"] for s in by_test["test_concurrent_streams_pass"]) == ["stream 0", "stream 1", "stream 2"]
+    assert len(by_test["test_concurrent_streams_pass"]) == 1
     assert [s["outcome"] for s in by_test["test_closed_stream_is_not_incomplete"]] == ["closed"]
     assert "test_invalid_arguments_raise_as_from_the_runtime" not in by_test   # refused calls made no stream
     assert by_test["test_spliced_click_fails_sound"][0]["click_joins"] == [1]

@@ -96,6 +96,7 @@ def test_two_workers_record_the_same_figures_as_a_serial_run(pytester: pytest.Py
     parallel_data = json.loads((pytester.path / "figures.json").read_text())
 
     assert shape(parallel_data) == shape(serial_data)
-    assert len(parallel_data["figures"]) == 4 and len(parallel_data["streams"]) == 6
+    # Streams kept for the report: every failing one and the first passing one per test.
+    assert len(parallel_data["figures"]) == 4 and len(parallel_data["streams"]) == 4
     # Each worker loaded its own model: pid files from two processes besides the serial one.
     assert len(list(pytester.path.glob("pid-*"))) == 3
