@@ -1,17 +1,23 @@
-"""Baselines: the samples a known-good session measured, one JSON file per `HardwareKey`.
+"""Baselines: the samples a known-good session measured, one JSON file per runner and configuration.
 
-File layout (`<directory>/<key.slug()>.json`)::
+File layout (`<directory>/<runner>/<config slug>.json`, see `hardware.RunKey`)::
 
-    {"schema": 1,
-     "key": {...HardwareKey.to_dict()...},
-     "updated_at": "2025-01-01T12:00:00+00:00",
+    {"schema": 2,
+     "key": {...RunKey.to_dict()...},
+     "updated_at": "2026-11-25T12:00:00+00:00",
+     "sessions": {"<saved_at>": {"commit": "<sha or null>", "stack": {...}, "health": {...}}},
      "tests": {"<nodeid>": {"rtf": [...], "first_chunk_ms": [...], "worst_gap_ms": [...],
-                            "audio_s": 3.2, "cold": false,
-                            "saved_at": "...", "commit": "<sha or null>"}}}
+                            "audio_s": 3.2, "cold": false, "session": "<saved_at>"}}}
+
+Each save records its session (stack: torch, CUDA, driver...; health: the calibration workload's
+timings and the contention seen), and its tests point to it; tests replaced by later saves drop
+sessions nobody points to. Schema 1 files (keyed by device name and torch version, at
+`<directory>/<slug>.json`) are not migrated: their key cannot say which host measured them. They
+are reported with how to re-save, and never overwritten.
 
 Writes go to a temporary file in the same directory followed by os.replace, so a crash or a
 parallel reader never sees half a file; read-modify-write runs under an fcntl lock on
-`<slug>.json.lock`, so two sessions saving the same key keep each other's tests.
+`<file>.lock`, so two sessions saving the same key keep each other's tests.
 No pytest import here.
 """
 from __future__ import annotations
@@ -26,17 +32,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
 
+from .calibration import Health
 from .figures import TestFigures
-from .hardware import HardwareKey
+from .hardware import RunKey
 
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; atomic replace still protects the file itself
     fcntl = None  # type: ignore[assignment]
 
-SCHEMA = 1
+SCHEMA = 2
 METRICS = ("rtf", "first_chunk_ms", "worst_gap_ms")
 DEFAULT_DIRECTORY = "baselines"
+RESAVE = ("re-save it with --cosy-save-baseline on a known-good commit on this runner "
+          "(the old file is left as it is; delete it afterwards)")
 
 
 class BaselineError(Exception):
@@ -51,21 +60,41 @@ class TestBaseline:
     worst_gap_ms: list[float] = field(default_factory=list)
     audio_s: float = 0.0
     cold: bool = False
-    saved_at: str = ""
-    commit: str | None = None
+    session: str = ""               # the saving session's id (its saved_at time)
 
     def to_json(self) -> dict[str, Any]:
         return {"rtf": self.rtf, "first_chunk_ms": self.first_chunk_ms,
                 "worst_gap_ms": self.worst_gap_ms, "audio_s": self.audio_s, "cold": self.cold,
-                "saved_at": self.saved_at, "commit": self.commit}
+                "session": self.session}
+
+
+@dataclass
+class SavedSession:
+    """What a save recorded about the session that measured the samples."""
+
+    saved_at: str
+    commit: str | None = None
+    stack: dict[str, str] = field(default_factory=dict)
+    health: Health = field(default_factory=Health)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"commit": self.commit, "stack": self.stack, "health": self.health.to_json()}
 
 
 @dataclass
 class Baseline:
-    key: HardwareKey
+    key: RunKey
     tests: dict[str, TestBaseline]
     path: Path
     updated_at: str = ""
+    sessions: dict[str, SavedSession] = field(default_factory=dict)
+
+    def session_of(self, nodeid: str) -> SavedSession | None:
+        t = self.tests.get(nodeid)
+        return self.sessions.get(t.session) if t else None
+
+    def latest(self) -> SavedSession | None:
+        return self.sessions[max(self.sessions)] if self.sessions else None
 
     def samples(self, metric: str = "rtf") -> dict[str, list[float]]:
         """nodeid -> samples of one metric: the shape `drift.compare` takes."""
@@ -73,12 +102,14 @@ class Baseline:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
         return {nodeid: list(getattr(t, metric)) for nodeid, t in self.tests.items()}
 
-    def __contains__(self, nodeid: object) -> bool:
-        return nodeid in self.tests
-
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    # Microseconds: the session id of a save, unique even for saves within one second.
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _os_reason(e: OSError) -> str:
+    return f"{type(e).__name__}: {e.strerror or e}"
 
 
 def _floats(value: Any, where: str) -> list[float]:
@@ -89,60 +120,105 @@ def _floats(value: Any, where: str) -> list[float]:
 
 
 class BaselineStore:
-    """One JSON file per hardware key under `directory` (created on first save)."""
+    """One JSON file per runner and configuration under `directory` (created on first save)."""
 
     def __init__(self, directory: str | Path = DEFAULT_DIRECTORY) -> None:
         self.directory = Path(directory)
 
-    def path_for(self, key: HardwareKey) -> Path:
-        return self.directory / f"{key.slug()}.json"
+    def path_for(self, key: RunKey) -> Path:
+        return self.directory / key.runner / f"{key.config_slug()}.json"
 
-    def load(self, key: HardwareKey) -> Baseline | None:
-        """The baseline for `key`, or None when this key has none yet."""
+    def load(self, key: RunKey) -> Baseline | None:
+        """The baseline for `key`, or None when this key has none yet; BaselineError naming the file
+        when it cannot be read or is not a baseline of this key and schema."""
         path = self.path_for(key)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        return self._parse(path, text, key)
+        text = self._read(path)
+        return None if text is None else self._parse(path, text, key)
 
-    def save(self, key: HardwareKey, figures: list[TestFigures], commit: str | None = None) -> Path:
+    def runners(self) -> list[str]:
+        """Runner names that have baselines here (for the 'no baseline for runner X' message)."""
+        try:
+            return sorted(p.name for p in self.directory.iterdir() if p.is_dir() and any(p.glob("*.json")))
+        except OSError:
+            return []
+
+    def legacy_files(self) -> list[Path]:
+        """Schema-1 files (`<directory>/<slug>.json`): not usable, reported so nobody wonders."""
+        try:
+            candidates = sorted(self.directory.glob("*.json"))
+        except OSError:
+            return []
+        out = []
+        for p in candidates:
+            try:
+                doc = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                out.append(p)   # unreadable at the top level: not one of ours either way
+                continue
+            if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+                out.append(p)
+        return out
+
+    def save(self, key: RunKey, figures: list[TestFigures], *, commit: str | None = None,
+             stack: dict[str, str] | None = None, health: Health | None = None) -> Path:
         """Merge `figures` into the key's baseline: tests given are replaced, others are kept.
 
         Tests without RTF samples (errored before measuring) are skipped: an empty baseline
         would only turn the next session's verdict into "new". Which tests deserve to become the
         baseline (e.g. only passed ones) is the caller's choice.
         """
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.path_for(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BaselineError(f"{path.parent}: cannot create the baseline folder ({_os_reason(e)})") from None
         stamp = _now()
-        with self._locked(path):
-            try:
-                text = path.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                tests: dict[str, TestBaseline] = {}
-            else:
-                try:
-                    tests = self._parse(path, text, key).tests
-                except BaselineError as exc:
-                    raise BaselineError(f"{exc}\nRefusing to overwrite it: move {path} away "
-                                        f"(or delete it) and save the baseline again.") from None
-            for fig in figures:
-                if not fig.rtf:
-                    continue
-                tests[fig.nodeid] = TestBaseline(
-                    nodeid=fig.nodeid, rtf=[float(v) for v in fig.rtf],
-                    first_chunk_ms=[float(v) for v in fig.first_chunk_ms],
-                    worst_gap_ms=[float(v) for v in fig.worst_gap_ms],
-                    audio_s=float(fig.audio_s), cold=bool(fig.cold), saved_at=stamp, commit=commit)
-            doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": stamp,
-                   "tests": {n: tests[n].to_json() for n in sorted(tests)}}
-            self._write_atomic(path, doc)
+        try:
+            with self._locked(path):
+                text = self._read(path)
+                if text is None:
+                    tests: dict[str, TestBaseline] = {}
+                    sessions: dict[str, SavedSession] = {}
+                else:
+                    try:
+                        old = self._parse(path, text, key)
+                    except BaselineError as exc:
+                        raise BaselineError(f"{exc}\nRefusing to overwrite it: move {path} away "
+                                            f"(or delete it) and save the baseline again.") from None
+                    tests, sessions = old.tests, old.sessions
+                for fig in figures:
+                    if not fig.rtf:
+                        continue
+                    tests[fig.nodeid] = TestBaseline(
+                        nodeid=fig.nodeid, rtf=[float(v) for v in fig.rtf],
+                        first_chunk_ms=[float(v) for v in fig.first_chunk_ms],
+                        worst_gap_ms=[float(v) for v in fig.worst_gap_ms],
+                        audio_s=float(fig.audio_s), cold=bool(fig.cold), session=stamp)
+                sessions[stamp] = SavedSession(stamp, commit, dict(stack or {}), health or Health())
+                used = {t.session for t in tests.values()}
+                doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": stamp,
+                       "sessions": {k: sessions[k].to_json() for k in sorted(sessions) if k in used},
+                       "tests": {n: tests[n].to_json() for n in sorted(tests)}}
+                self._write_atomic(path, doc)
+        except OSError as e:
+            raise BaselineError(f"{path}: cannot write the baseline ({_os_reason(e)})") from None
         return path
 
     # -- internals -----------------------------------------------------------------------
 
-    def _parse(self, path: Path, text: str, key: HardwareKey) -> Baseline:
+    @staticmethod
+    def _read(path: Path) -> str | None:
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except UnicodeDecodeError as e:
+            raise BaselineError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a "
+                                f"pytest-cosyvoice baseline (JSON); move it away") from None
+        except OSError as e:
+            raise BaselineError(f"{path}: cannot read the baseline ({_os_reason(e)})") from None
+
+    def _parse(self, path: Path, text: str, key: RunKey) -> Baseline:
         expected = f"expected a pytest-cosyvoice baseline (JSON object with \"schema\": {SCHEMA})"
         try:
             doc = json.loads(text)
@@ -150,22 +226,32 @@ class BaselineStore:
             raise BaselineError(f"{path}: not valid JSON ({exc}); {expected}") from None
         if not isinstance(doc, dict) or "schema" not in doc:
             raise BaselineError(f"{path}: no \"schema\" field; {expected}")
+        if doc["schema"] == 1:
+            raise BaselineError(f"{path}: a schema-1 baseline, keyed by device name, which cannot tell two "
+                                f"hosts apart; {RESAVE}")
         if doc["schema"] != SCHEMA:
             raise BaselineError(f"{path}: unknown schema {doc['schema']!r}; {expected} - "
                                 "written by a different pytest-cosyvoice version?")
         try:
-            stored_key = HardwareKey.from_dict(doc.get("key") or {})
+            stored_key = RunKey.from_dict(doc.get("key") or {})
         except (ValueError, TypeError) as exc:
             raise BaselineError(f"{path}: bad \"key\" ({exc}); {expected}") from None
         if stored_key != key:
             diff = ", ".join(f"{k}: file has {v!r}, expected {key.to_dict()[k]!r}"
                              for k, v in stored_key.to_dict().items() if key.to_dict()[k] != v)
-            raise BaselineError(f"{path}: holds the baseline of another hardware key ({diff})")
-        raw_tests = doc.get("tests")
-        if not isinstance(raw_tests, dict):
-            raise BaselineError(f"{path}: \"tests\" must be an object of nodeid -> samples")
+            raise BaselineError(f"{path}: holds the baseline of another key ({diff})")
+        raw_tests, raw_sessions = doc.get("tests"), doc.get("sessions", {})
+        if not isinstance(raw_tests, dict) or not isinstance(raw_sessions, dict):
+            raise BaselineError(f"{path}: \"tests\" and \"sessions\" must be objects; {expected}")
         tests: dict[str, TestBaseline] = {}
+        sessions: dict[str, SavedSession] = {}
         try:
+            for sid, entry in raw_sessions.items():
+                if not isinstance(entry, dict) or not isinstance(entry.get("stack", {}), dict):
+                    raise ValueError(f"session {sid!r} must be an object with a \"stack\" object")
+                sessions[sid] = SavedSession(sid, entry.get("commit"),
+                                             {str(k): str(v) for k, v in entry.get("stack", {}).items()},
+                                             Health.from_json(entry.get("health", {})))
             for nodeid, entry in raw_tests.items():
                 if not isinstance(entry, dict):
                     raise ValueError(f"test {nodeid!r} must be an object")
@@ -174,12 +260,11 @@ class BaselineStore:
                     raise ValueError(f"{nodeid} rtf has non-finite values")
                 tests[nodeid] = TestBaseline(
                     nodeid=nodeid, **values, audio_s=float(entry.get("audio_s", 0.0)),
-                    cold=bool(entry.get("cold", False)), saved_at=str(entry.get("saved_at", "")),
-                    commit=entry.get("commit"))
-        except (ValueError, TypeError) as exc:
+                    cold=bool(entry.get("cold", False)), session=str(entry.get("session", "")))
+        except (ValueError, TypeError, KeyError) as exc:
             raise BaselineError(f"{path}: {exc}; {expected}") from None
-        return Baseline(key=stored_key, tests=tests, path=path,
-                        updated_at=str(doc.get("updated_at", "")))
+        return Baseline(key=stored_key, tests=tests, path=path, updated_at=str(doc.get("updated_at", "")),
+                        sessions=sessions)
 
     @contextlib.contextmanager
     def _locked(self, path: Path) -> Iterator[None]:

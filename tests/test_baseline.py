@@ -1,5 +1,5 @@
-"""Baseline storage: round trip, merge, refusal of broken or foreign files, concurrent writers,
-and hardware key detection."""
+"""Baseline storage: round trip, merge, refusal of broken, foreign or schema-1 files, OS errors
+named by path, concurrent writers, and run key detection."""
 from __future__ import annotations
 
 import json
@@ -11,11 +11,12 @@ import pytest
 
 from pytest_cosyvoice.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
 from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would try to collect Test*
-from pytest_cosyvoice.hardware import HardwareKey, model_identity
+from pytest_cosyvoice.calibration import CalibrationSample, Health
+from pytest_cosyvoice.hardware import RunKey, model_identity
 
-KEY = HardwareKey(device_name="NVIDIA H100 80GB HBM3", cuda="12.8", driver="570.124.06",
-                  torch_version="2.9.1+cu128", dtype="fp16", engine="fixed",
-                  model_name="CosyVoice2-0.5B", model_hash="0123456789")
+KEY = RunKey(runner="nvidia-h100-80gb-hbm3", device_kind="cuda", dtype="fp16", engine="fixed",
+             model_name="CosyVoice2-0.5B", model_hash="0123456789")
+STACK = {"torch": "2.9.1+cu128", "cuda": "12.8", "driver": "570.124.06", "commit": "abc123"}
 
 
 def fig(nodeid: str, rtf: list[float]) -> Figures:
@@ -26,18 +27,22 @@ def fig(nodeid: str, rtf: list[float]) -> Figures:
 def test_round_trip(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path / "baselines")
     assert store.load(KEY) is None
+    health = Health([CalibrationSample(0.02, 0.03), CalibrationSample(0.021, 0.031)], others_cpu=0.01, steal=0.0)
     path = store.save(KEY, [fig("suites/a.py::t1", [0.2, 0.21, 0.22]),
-                            fig("suites/a.py::t2", [0.5, 0.6])], commit="abc123")
-    assert path == tmp_path / "baselines" / f"{KEY.slug()}.json"
+                            fig("suites/a.py::t2", [0.5, 0.6])], commit="abc123", stack=STACK, health=health)
+    assert path == tmp_path / "baselines" / KEY.runner / f"{KEY.config_slug()}.json"
     doc = json.loads(path.read_text())
-    assert doc["schema"] == SCHEMA and doc["key"] == KEY.to_dict()
+    assert doc["schema"] == SCHEMA == 2 and doc["key"] == KEY.to_dict()
 
     base = store.load(KEY)
     assert isinstance(base, Baseline) and base.key == KEY
     t1 = base.tests["suites/a.py::t1"]
     assert t1.rtf == [0.2, 0.21, 0.22] and t1.first_chunk_ms == [300.2, 300.21, 300.22]
     assert t1.worst_gap_ms == [5.0] * 3 and t1.audio_s == 3.5
-    assert t1.commit == "abc123" and t1.saved_at
+    saved = base.session_of("suites/a.py::t1")
+    assert saved is not None and saved.commit == "abc123" and saved.stack == STACK
+    assert saved.health.calibration_s == pytest.approx(0.051) and saved.health.others_cpu == 0.01
+    assert base.latest() == saved
     assert base.samples("rtf") == {"suites/a.py::t1": [0.2, 0.21, 0.22],
                                    "suites/a.py::t2": [0.5, 0.6]}
     assert not list(path.parent.glob("*.tmp")), "temporary files must not be left behind"
@@ -50,13 +55,16 @@ def test_save_merges_and_skips_unmeasured(tmp_path: Path) -> None:
     base = store.load(KEY)
     assert base is not None
     assert sorted(base.tests) == ["t1", "t2", "t3"]
-    assert base.tests["t1"].rtf == [0.2] * 3 and base.tests["t1"].commit == "c1"
-    assert base.tests["t2"].rtf == [0.4] * 3 and base.tests["t2"].commit == "c2"
+    assert base.tests["t1"].rtf == [0.2] * 3 and base.session_of("t1").commit == "c1"
+    assert base.tests["t2"].rtf == [0.4] * 3 and base.session_of("t2").commit == "c2"
+    assert len(base.sessions) == 2
+    store.save(KEY, [fig("t1", [0.2] * 3)], commit="c3")
+    assert [s.commit for s in store.load(KEY).sessions.values()] == ["c2", "c3"], "unreferenced sessions dropped"
 
 
 def test_other_key_is_a_separate_file(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
-    other = HardwareKey(**{**KEY.to_dict(), "dtype": "fp32"})
+    other = RunKey(**{**KEY.to_dict(), "dtype": "fp32"})
     store.save(KEY, [fig("t1", [0.2] * 3)])
     assert store.load(other) is None
     assert store.path_for(other) != store.path_for(KEY)
@@ -65,27 +73,32 @@ def test_other_key_is_a_separate_file(tmp_path: Path) -> None:
 def test_corrupt_file_raises_and_is_not_overwritten(tmp_path: Path) -> None:
     store = BaselineStore(tmp_path)
     path = store.path_for(KEY)
-    path.write_text('{"schema": 1, "key": {', encoding="utf-8")   # a torn write by some tool
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema": 2, "key": {', encoding="utf-8")   # a torn write by some tool
     with pytest.raises(BaselineError, match="not valid JSON") as err:
         store.load(KEY)
     assert str(path) in str(err.value) and "schema" in str(err.value)
     with pytest.raises(BaselineError, match="move .* away"):
         store.save(KEY, [fig("t1", [0.2] * 3)])
-    assert path.read_text(encoding="utf-8") == '{"schema": 1, "key": {'
+    assert path.read_text(encoding="utf-8") == '{"schema": 2, "key": {'
 
 
 @pytest.mark.parametrize("doc, message", [
     ({"tests": {}}, 'no "schema"'),
     ([1, 2, 3], 'no "schema"'),
     ({"schema": 99, "key": KEY.to_dict(), "tests": {}}, "unknown schema 99"),
-    ({"schema": 1, "key": {"device_name": "x"}, "tests": {}}, 'bad "key"'),
-    ({"schema": 1, "key": {**KEY.to_dict(), "device_name": "NVIDIA A10"}, "tests": {}},
-     "another hardware key .*device_name: file has 'NVIDIA A10'"),
-    ({"schema": 1, "key": KEY.to_dict(), "tests": {"t": {"rtf": "fast"}}}, "list of numbers"),
+    ({"schema": 1, "key": {"device_name": "x"}, "tests": {}}, "schema-1 baseline.*re-save it with --cosy-save-baseline"),
+    ({"schema": 2, "key": {"device_name": "x"}, "tests": {}}, 'bad "key"'),
+    ({"schema": 2, "key": {**KEY.to_dict(), "runner": "nvidia-a10"}, "tests": {}},
+     "another key .*runner: file has 'nvidia-a10'"),
+    ({"schema": 2, "key": KEY.to_dict(), "tests": {"t": {"rtf": "fast"}}}, "list of numbers"),
+    ({"schema": 2, "key": KEY.to_dict(), "sessions": {"s": {"health": {"calibration": [{"device_s": 1}]}}},
+      "tests": {}}, "python_s"),
 ])
 def test_foreign_file_raises(tmp_path: Path, doc: object, message: str) -> None:
     store = BaselineStore(tmp_path)
     path = store.path_for(KEY)
+    path.parent.mkdir(parents=True)
     path.write_text(json.dumps(doc), encoding="utf-8")
     with pytest.raises(BaselineError, match=message) as err:
         store.load(KEY)
@@ -127,22 +140,6 @@ def _model_dir(root: Path) -> Path:
     return d
 
 
-def test_key_detection_on_cpu(tmp_path: Path) -> None:
-    d = _model_dir(tmp_path)
-    key = HardwareKey.detect(d, device="cpu", dtype="fp32", engine="upstream")
-    assert key.device_name
-    assert key.cuda == "none" and key.driver == "none"
-    assert key.dtype == "fp32" and key.engine == "upstream"
-    assert key.model_name == "CosyVoice2-0.5B" and len(key.model_hash) == 10
-    import torch
-    assert key.torch_version == torch.__version__
-    assert HardwareKey.from_dict(key.to_dict()) == key
-    slug = key.slug()
-    assert "/" not in slug and " " not in slug and slug == slug.lower()
-    assert "cosyvoice2-0.5b" in slug and "fp32" in slug and "upstream" in slug
-    assert HardwareKey.detect(d, device="cpu", dtype="fp32", engine="upstream") == key
-
-
 def test_model_identity_follows_config_and_weights(tmp_path: Path) -> None:
     d = _model_dir(tmp_path)
     name, h0 = model_identity(d)
@@ -158,18 +155,35 @@ def test_model_identity_follows_config_and_weights(tmp_path: Path) -> None:
     assert model_identity(d)[1] == h3
 
 
-def test_key_rejects_bad_arguments(tmp_path: Path) -> None:
-    d = _model_dir(tmp_path)
-    with pytest.raises(ValueError, match="dtype"):
-        HardwareKey.detect(d, device="cpu", dtype="bf16")
-    with pytest.raises(ValueError, match="engine"):
-        HardwareKey.detect(d, device="cpu", engine="turbo")
-    with pytest.raises(FileNotFoundError):
-        HardwareKey.detect(tmp_path / "missing", device="cpu")
+def test_schema_1_files_are_reported_not_used_and_never_touched(tmp_path: Path) -> None:
+    store = BaselineStore(tmp_path)
+    old = tmp_path / "amd-epyc_cpu_torch2.9.1_fp32_fixed_m-46408825.json"
+    text = json.dumps({"schema": 1, "key": {"device_name": "AMD EPYC"}, "tests": {"t1": {"rtf": [0.2]}}})
+    old.write_text(text, encoding="utf-8")
+    assert store.load(KEY) is None
+    assert store.legacy_files() == [old]
+    store.save(KEY, [fig("t1", [0.3] * 3)])
+    assert old.read_text(encoding="utf-8") == text
+    assert store.legacy_files() == [old] and store.runners() == [KEY.runner]
 
 
-def test_slug_is_unique_after_sanitising() -> None:
-    a = HardwareKey(**{**KEY.to_dict(), "device_name": "GPU/A"})
-    b = HardwareKey(**{**KEY.to_dict(), "device_name": "GPU A"})
-    assert a.slug() != b.slug()
-    assert len(HardwareKey(**{**KEY.to_dict(), "model_name": "m" * 300}).slug()) < 120
+def test_unreadable_and_unwritable_places_are_named(tmp_path: Path) -> None:
+    # bytes that are not UTF-8
+    store = BaselineStore(tmp_path / "b")
+    path = store.path_for(KEY)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xff\xfe{not utf-8")
+    with pytest.raises(BaselineError, match="not UTF-8") as err:
+        store.load(KEY)
+    assert str(path) in str(err.value)
+    with pytest.raises(BaselineError):
+        store.save(KEY, [fig("t1", [0.2] * 3)])
+    assert path.read_bytes() == b"\xff\xfe{not utf-8"
+    # the baseline directory is a file
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(BaselineError, match="cannot create the baseline folder") as err:
+        BaselineStore(blocker).save(KEY, [fig("t1", [0.2] * 3)])
+    assert str(blocker) in str(err.value)
+    with pytest.raises(BaselineError, match="cannot read"):
+        BaselineStore(blocker).load(KEY)
