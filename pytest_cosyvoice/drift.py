@@ -1,21 +1,26 @@
-"""Drift of a session's samples against the stored baseline, and the regression rule.
+"""Drift of a session's samples against the stored baseline, and the verdict rule.
 
-    drift = (current median - baseline median) / baseline median
+One sample per test per **round** (see pytest_cosyvoice.rounds: rounds are spread over the session
+in shuffled order, so one slow minute touches one sample of many tests, not every sample of one).
+The machine's own speed is known from the calibration workload (pytest_cosyvoice.calibration):
 
-A change is declared only when it is both large and unlikely to be noise:
+    machine  = calibration_now / calibration_at_baseline     (1.10: the machine is 10 % slower)
+    drift    = median(current / machine) / median(baseline) - 1    (calibrated)
+    raw      = median(current) / median(baseline) - 1
 
-* "regression":  drift > +tolerance AND one-sided Mann-Whitney U (current > baseline) p < alpha
-* "improvement": drift < -tolerance AND one-sided Mann-Whitney U (current < baseline) p < alpha
-* "ok":          |drift| <= tolerance (no test needed to say "within tolerance"), or the drift is
-                 beyond tolerance but not significant (`note` says so)
-* "new":         the baseline has no samples for this test
-* "insufficient-samples": |drift| > tolerance but the samples cannot carry a significance
-                 verdict: either side has fewer than `min_samples` (default 3), or even complete
-                 separation of the two sides could not reach p < alpha (the exact one-sided
-                 Mann-Whitney minimum is 1 / C(n+m, n): 3 vs 3 gives 0.05, so at alpha 0.05
-                 the smallest usable pair is 3 vs 4). Also used when the current side has no
-                 samples at all, or the baseline median is not positive. The drift is still
-                 reported, so a human can judge.
+Verdicts, per test:
+
+* "regression" / "improvement": |drift| > tolerance AND a one-sided Mann-Whitney U test of the
+  calibrated current samples against the baseline's gives p < alpha, AND the machine is
+  comparable with the baseline's (calibration within `machine_tolerance`, no contention).
+* "inconclusive": the same evidence of a change, but the machine is not comparable: it is
+  X % slower or faster than at baseline, or busy (other processes, steal, GPU throttling). The
+  note says why; a slow VM or a busy neighbour is never called a regression.
+* "ok": |drift| <= tolerance (raw and calibrated), or beyond it but not significant (note).
+* "new": the baseline has no samples for this test.
+* "insufficient-samples": |drift| > tolerance but the sample counts cannot reach p < alpha even
+  with complete separation (the exact one-sided minimum is 1 / C(n+m, n): 4 vs 4 gives 0.014,
+  4 vs 5 0.0079, 5 vs 5 0.004), or fewer than `min_samples` a side; the drift is still shown.
 
 No pytest import here; scipy is a core dependency of the plugin.
 """
@@ -29,11 +34,38 @@ from typing import Mapping, Sequence, Union
 from .baseline import Baseline
 from .figures import TestFigures
 
-DEFAULT_TOLERANCE = 0.10
-DEFAULT_ALPHA = 0.05
-DEFAULT_MIN_SAMPLES = 3
+DEFAULT_TOLERANCE = 0.05
+DEFAULT_ALPHA = 0.01
+DEFAULT_MIN_SAMPLES = 4
+DEFAULT_MACHINE_TOLERANCE = 0.10
 
-VERDICTS = ("ok", "regression", "improvement", "new", "insufficient-samples")
+VERDICTS = ("ok", "regression", "improvement", "inconclusive", "new", "insufficient-samples")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """How this session's machine compares with the baseline's (pytest_cosyvoice.calibration)."""
+
+    ratio: float | None = None          # calibration now / at baseline; None: not measured on a side
+    problems: tuple[str, ...] = ()      # contention or throttling seen in this session
+    tolerance: float = DEFAULT_MACHINE_TOLERANCE
+
+    @property
+    def comparable(self) -> bool:
+        return not self.problems and (self.ratio is None or abs(self.ratio - 1.0) <= self.tolerance)
+
+    def describe(self) -> str:
+        """'machine 23 % slower than at baseline (other processes used 48 % of the CPU)'."""
+        if self.ratio is None:
+            head = "machine speed not compared (no calibration on one side)"
+        else:
+            pct = 100.0 * (self.ratio - 1.0)
+            head = (f"machine {abs(pct):.0f} % {'slower' if pct >= 0 else 'faster'} than at baseline "
+                    f"(calibration x{self.ratio:.2f})")
+        why = list(self.problems)
+        if self.ratio is not None and abs(self.ratio - 1.0) > self.tolerance:
+            why.append(f"beyond the machine tolerance of {self.tolerance:.0%}")
+        return head + (f" ({'; '.join(why)})" if why else "")
 
 Samples = Mapping[str, Sequence[float]]
 CurrentInput = Union[Samples, Sequence[TestFigures]]
@@ -51,6 +83,8 @@ class DriftResult:
     n_current: int = 0
     n_baseline: int = 0
     note: str = ""
+    raw_drift: float | None = None          # before calibration (equal to drift when not calibrated)
+    calibrated_median: float | None = None  # median(current / machine ratio)
 
     @property
     def drift_pct(self) -> float | None:
@@ -78,11 +112,14 @@ def _as_samples(current: CurrentInput, metric: str) -> dict[str, list[float]]:
 
 def compare(current: CurrentInput, baseline: BaselineInput,
             tolerance: float = DEFAULT_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-            metric: str = "rtf", min_samples: int = DEFAULT_MIN_SAMPLES) -> list[DriftResult]:
+            metric: str = "rtf", min_samples: int = DEFAULT_MIN_SAMPLES,
+            machine: Machine | Mapping[str, Machine] | None = None) -> list[DriftResult]:
     """One `DriftResult` per current test, in the order given (see the module docstring).
 
     `current`: nodeid -> samples, or the session's TestFigures (their `metric` samples).
     `baseline`: a loaded `Baseline`, nodeid -> samples, or None (every test is "new").
+    `machine`: this session's machine against the baseline's, one for all tests or per nodeid (the
+    baseline of each test may come from another saving session); None: not compared (raw figures).
     Tests only in the baseline are not reported: they were not run (deselected), not slower.
     """
     if tolerance < 0:
@@ -96,16 +133,19 @@ def compare(current: CurrentInput, baseline: BaselineInput,
         base = baseline.samples(metric)
     else:
         base = {n: [float(v) for v in s] for n, s in baseline.items()}
-    return [judge(nodeid, samples, base.get(nodeid, []), tolerance, alpha, min_samples)
+    def machine_of(nodeid: str) -> Machine | None:
+        return machine.get(nodeid) if isinstance(machine, Mapping) else machine
+    return [judge(nodeid, samples, base.get(nodeid, []), tolerance, alpha, min_samples, machine_of(nodeid))
             for nodeid, samples in cur.items()]
 
 
 def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
           tolerance: float = DEFAULT_TOLERANCE, alpha: float = DEFAULT_ALPHA,
-          min_samples: int = DEFAULT_MIN_SAMPLES) -> DriftResult:
+          min_samples: int = DEFAULT_MIN_SAMPLES, machine: Machine | None = None) -> DriftResult:
     """The rule for one test."""
     from scipy.stats import mannwhitneyu
 
+    machine = machine or Machine()
     n_cur, n_base = len(current), len(baseline)
     cur_med = _median(current) if current else None
     base_med = _median(baseline) if baseline else None
@@ -120,24 +160,34 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
         return DriftResult(nodeid, cur_med, base_med, None, None, "insufficient-samples",
                            **counts, note="baseline median is not positive")
 
-    drift = (cur_med - base_med) / base_med
+    ratio = machine.ratio if machine.ratio and machine.ratio > 0 else 1.0
+    calibrated = [v / ratio for v in current]
+    cal_med = _median(calibrated)
+    raw = (cur_med - base_med) / base_med
+    drift = (cal_med - base_med) / base_med
+    extra = dict(raw_drift=raw, calibrated_median=cal_med)
     testable = (min(n_cur, n_base) >= min_samples
                 and min_attainable_p(n_cur, n_base) < alpha)
     p_value: float | None = None
     if testable:
         side = "greater" if drift >= 0 else "less"
-        p_value = float(mannwhitneyu(current, baseline, alternative=side).pvalue)
+        p_value = float(mannwhitneyu(calibrated, baseline, alternative=side).pvalue)
 
-    if abs(drift) <= tolerance:
-        return DriftResult(nodeid, cur_med, base_med, drift, p_value, "ok", **counts)
+    within = abs(drift) <= tolerance
+    if within and (machine.comparable or abs(raw) <= tolerance):
+        return DriftResult(nodeid, cur_med, base_med, drift, p_value, "ok", **counts, **extra)
+    if not machine.comparable:
+        # Whatever the samples say, this machine cannot vouch for them.
+        return DriftResult(nodeid, cur_med, base_med, drift, p_value, "inconclusive", **counts, **extra,
+                           note=machine.describe())
     if p_value is None:
         return DriftResult(nodeid, cur_med, base_med, drift, None, "insufficient-samples",
-                           **counts, note=f"{n_cur} current vs {n_base} baseline samples cannot "
+                           **counts, **extra, note=f"{n_cur} current vs {n_base} baseline samples cannot "
                            f"reach p < {alpha:g}")
     if p_value < alpha:
         verdict = "regression" if drift > 0 else "improvement"
-        return DriftResult(nodeid, cur_med, base_med, drift, p_value, verdict, **counts)
-    return DriftResult(nodeid, cur_med, base_med, drift, p_value, "ok", **counts,
+        return DriftResult(nodeid, cur_med, base_med, drift, p_value, verdict, **counts, **extra)
+    return DriftResult(nodeid, cur_med, base_med, drift, p_value, "ok", **counts, **extra,
                        note=f"beyond tolerance but not significant (p={p_value:.3g})")
 
 

@@ -1,4 +1,5 @@
-"""The drift rule: verdicts on hand-made samples, and its error rates over seeded trials."""
+"""The drift rule: verdicts on crafted samples (calibrated, inconclusive on a busy or slower machine),
+and its error rates over seeded trials."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,9 +9,9 @@ from types import ModuleType
 import pytest
 
 from pytest_cosyvoice.baseline import BaselineStore
-from pytest_cosyvoice.drift import DriftResult, compare, judge, min_attainable_p, regressions
+from pytest_cosyvoice.drift import DriftResult, Machine, compare, judge, min_attainable_p, regressions
 from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
-from pytest_cosyvoice.hardware import HardwareKey
+from pytest_cosyvoice.hardware import RunKey
 
 BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]
 
@@ -35,8 +36,8 @@ def test_clear_speedup_is_an_improvement() -> None:
 
 
 def test_within_tolerance_is_ok_even_when_significant() -> None:
-    r = judge("t", scaled(1.05), BASE)
-    assert r.verdict == "ok" and r.p_value is not None and r.p_value < 0.05
+    r = judge("t", scaled(1.04), BASE)
+    assert r.verdict == "ok" and r.p_value is not None and r.p_value < 0.01
 
 
 def test_large_but_noisy_drift_is_ok_with_a_note() -> None:
@@ -45,7 +46,7 @@ def test_large_but_noisy_drift_is_ok_with_a_note() -> None:
     cur = [0.11, 0.31, 0.13, 0.29, 0.23, 0.24, 0.27, 0.22]
     r = judge("t", cur, base)
     assert r.drift is not None and r.drift > 0.10
-    assert r.verdict == "ok" and r.p_value is not None and r.p_value >= 0.05
+    assert r.verdict == "ok" and r.p_value is not None and r.p_value >= 0.01
     assert "not significant" in r.note
 
 
@@ -55,10 +56,42 @@ def test_new_and_missing_samples() -> None:
     assert r.verdict == "insufficient-samples" and r.drift is None and r.baseline_median == 0.2
 
 
+def test_a_uniformly_slower_machine_is_calibrated_away() -> None:
+    # The machine is 8 % slower (within the machine tolerance) and so is every sample: no regression.
+    r = judge("t", scaled(1.08), BASE, machine=Machine(ratio=1.08))
+    assert r.verdict == "ok" and r.drift == pytest.approx(0.0) and r.raw_drift == pytest.approx(0.08)
+    # The same machine, and the model 20 % slower on top: a regression, judged on the calibrated drift.
+    r = judge("t", scaled(1.08 * 1.2), BASE, machine=Machine(ratio=1.08))
+    assert r.verdict == "regression" and r.drift == pytest.approx(0.2)
+    assert r.calibrated_median == pytest.approx(0.24)
+
+
+@pytest.mark.parametrize("machine, why", [
+    (Machine(ratio=1.3), "machine 30 % slower than at baseline .*beyond the machine tolerance of 10%"),
+    (Machine(ratio=0.8), "machine 20 % faster"),
+    (Machine(ratio=1.0, problems=("other processes used 48% of the CPU",)), "other processes used 48%"),
+])
+def test_a_machine_not_comparable_makes_changes_inconclusive(machine: Machine, why: str) -> None:
+    for factor in (1.3, 0.7):
+        r = judge("t", scaled(factor * (machine.ratio or 1.0)), BASE, machine=machine)
+        assert r.verdict == "inconclusive", (factor, r)
+        assert r.note and __import__("re").search(why, r.note), r.note
+    # No change at all on a slower machine: nothing to doubt.
+    assert judge("t", BASE, BASE, machine=Machine(ratio=1.0, problems=("busy",))).verdict == "ok"
+
+
+def test_machine_tolerance_is_a_setting() -> None:
+    assert not Machine(ratio=1.15).comparable
+    assert Machine(ratio=1.15, tolerance=0.2).comparable
+    r = judge("t", scaled(1.15 * 1.3), BASE, machine=Machine(ratio=1.15, tolerance=0.2))
+    assert r.verdict == "regression"
+
+
 @pytest.mark.parametrize("n_cur, n_base, verdict", [
-    (2, 10, "insufficient-samples"),    # below min_samples
-    (3, 3, "insufficient-samples"),     # full separation gives p = 1/20 = alpha exactly
-    (3, 4, "regression"),               # 1/35 < 0.05: attainable
+    (3, 10, "insufficient-samples"),    # below min_samples (4)
+    (4, 4, "insufficient-samples"),     # full separation gives p = 1/70 = 0.014 > alpha 0.01
+    (4, 5, "regression"),               # 1/126 = 0.0079 < 0.01: attainable
+    (5, 5, "regression"),
 ])
 def test_small_samples(n_cur: int, n_base: int, verdict: str) -> None:
     r = judge("t", scaled(1.3)[:n_cur], BASE[:n_base])
@@ -72,12 +105,12 @@ def test_small_samples_within_tolerance_are_ok() -> None:
 
 def test_min_attainable_p() -> None:
     assert min_attainable_p(3, 3) == pytest.approx(0.05)
-    assert min_attainable_p(3, 4) == pytest.approx(1 / 35)
+    assert min_attainable_p(4, 5) == pytest.approx(1 / 126)
     assert min_attainable_p(0, 5) == 1.0
 
 
 def test_compare_accepts_figures_and_baseline(tmp_path: Path) -> None:
-    key = HardwareKey("cpu", "none", "none", "2.9", "fp32", "fixed", "m", "h")
+    key = RunKey("cpu-runner", "cpu", "fp32", "fixed", "m", "h")
     store = BaselineStore(tmp_path)
     store.save(key, [Figures("a", rtf=BASE), Figures("b", rtf=BASE), Figures("gone", rtf=BASE)])
     current = [Figures("a", rtf=scaled(1.3)), Figures("b", rtf=scaled(1.0)),

@@ -1,0 +1,268 @@
+"""Machine health: is this machine, right now, comparable with the one that saved the baseline?
+
+Two kinds of evidence, both measured during the session and stored with a baseline:
+
+* **Calibration**: a small fixed workload, timed between RTF rounds: a fixed-shape matmul and a
+  1-D convolution on the test's device (the kinds of kernels the LM, flow and vocoder spend their
+  time in) and a pure-Python loop (the orchestration's share). Its median time over the session,
+  divided by the baseline's, says how much slower the machine is; it does not change when the
+  model's code does, so a slower model on a healthy machine stays a regression.
+* **Contention**: CPU time other processes used while the session ran (a busy neighbour on the
+  same cores), the hypervisor's steal time, and on CUDA (with `nvidia-ml-py`, optional) clock
+  throttling and other processes on the GPU.
+
+No pytest import here; torch and psutil are imported where used.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Shapes are fixed so that a measurement means the same on every run; about 20-30 ms each on a
+# 2-core CPU, a few ms on a GPU.
+MATMUL_N = 192
+MATMUL_STEPS = 24
+CONV_SHAPE = (1, 64, 8192)       # batch, channels, frames
+CONV_KERNEL = 7
+PY_LOOP = 200_000
+REPEATS = 3                       # per measurement; the minimum is kept (noise only adds time)
+
+# Contention thresholds: beyond these the machine is not the quiet one a baseline assumes.
+OTHERS_CPU_LIMIT = 0.15           # share of all cores' time used by other processes
+STEAL_LIMIT = 0.05                # share of CPU time the hypervisor gave to other guests
+GPU_CLOCK_LIMIT = 0.75            # SM clock below 75 % of its maximum: throttled (as nvbench)
+NVML_HINT = "install nvidia-ml-py (`pip install nvidia-ml-py`) to check GPU clocks and other GPU processes"
+
+
+@dataclass(frozen=True)
+class CalibrationSample:
+    """One timing of the fixed workload, in seconds."""
+
+    device_s: float
+    python_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.device_s + self.python_s
+
+
+def measure(device: str = "cpu") -> CalibrationSample:
+    """Time the fixed workload once (best of REPEATS) on `device` ("cpu", "cuda", "cuda:N")."""
+    import torch
+
+    dev = torch.device(device)
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    a = torch.randn(MATMUL_N, MATMUL_N, generator=gen).to(dev)
+    x = torch.randn(*CONV_SHAPE, generator=gen).to(dev)
+    w = torch.randn(CONV_SHAPE[1], CONV_SHAPE[1], CONV_KERNEL, generator=gen).to(dev)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+
+    def device_work() -> None:
+        with torch.inference_mode():
+            b = a
+            for _ in range(MATMUL_STEPS):
+                b = torch.tanh(b @ a)
+            torch.nn.functional.conv1d(x, w, padding=CONV_KERNEL // 2)
+        sync()
+
+    def python_work() -> int:
+        acc = 0
+        for i in range(PY_LOOP):
+            acc = (acc + i * i) % 1_000_003
+        return acc
+
+    device_work()  # first call: kernel selection and allocation, not the machine's speed
+    best_dev = best_py = float("inf")
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        device_work()
+        best_dev = min(best_dev, time.perf_counter() - t)
+        t = time.perf_counter()
+        python_work()
+        best_py = min(best_py, time.perf_counter() - t)
+    return CalibrationSample(best_dev, best_py)
+
+
+# -- contention -----------------------------------------------------------------------------------
+
+def _proc_stat() -> tuple[float, float] | None:
+    """(all CPU jiffies, steal jiffies) from /proc/stat, or None where there is none."""
+    try:
+        first = Path("/proc/stat").read_text(encoding="ascii").splitlines()[0].split()
+    except (OSError, IndexError):
+        return None
+    values = [float(v) for v in first[1:]]
+    steal = values[7] if len(values) > 7 else 0.0
+    # guest times are already counted in user/nice
+    return sum(values[:8]), steal
+
+
+@dataclass
+class Snapshot:
+    wall: float
+    system_busy_s: float | None
+    own_cpu_s: float
+    stat: tuple[float, float] | None
+
+
+def snapshot() -> Snapshot:
+    try:
+        import psutil
+    except ImportError:  # psutil is a core dependency; keep the gate running without it anyway
+        psutil = None  # type: ignore[assignment]
+    busy = None
+    own = time.process_time()
+    if psutil is not None:
+        t = psutil.cpu_times()
+        busy = float(t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0)
+                     + getattr(t, "softirq", 0.0))
+        p = psutil.Process().cpu_times()
+        own = float(p.user + p.system + p.children_user + p.children_system)
+    return Snapshot(time.monotonic(), busy, own, _proc_stat())
+
+
+@dataclass(frozen=True)
+class Contention:
+    """What other work shared the machine between two snapshots."""
+
+    seconds: float
+    others_cpu: float | None       # share of all cores' time other processes used
+    steal: float | None            # share of CPU time stolen by the hypervisor
+
+    @classmethod
+    def between(cls, a: Snapshot, b: Snapshot) -> "Contention":
+        wall = max(b.wall - a.wall, 1e-9)
+        cores = os.cpu_count() or 1
+        others = None
+        if a.system_busy_s is not None and b.system_busy_s is not None:
+            others = max(0.0, (b.system_busy_s - a.system_busy_s) - (b.own_cpu_s - a.own_cpu_s)) / (wall * cores)
+        steal = None
+        if a.stat is not None and b.stat is not None and b.stat[0] > a.stat[0]:
+            steal = (b.stat[1] - a.stat[1]) / (b.stat[0] - a.stat[0])
+        return cls(wall, others, steal)
+
+
+# -- GPU state (optional NVML) --------------------------------------------------------------------
+
+def gpu_state(device: str) -> dict[str, Any]:
+    """SM clock vs its maximum, throttle reasons, other processes on the GPU; `{"error": why}` when
+    NVML cannot be asked (not installed, no driver). Never raises."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return {"error": NVML_HINT}
+    try:
+        import torch
+
+        index = torch.device(device).index or 0
+        pynvml.nvmlInit()
+        try:
+            h = pynvml.nvmlDeviceGetHandleByIndex(index)
+            sm = pynvml.nvmlDeviceGetClockInfo(h, pynvml.NVML_CLOCK_SM)
+            sm_max = pynvml.nvmlDeviceGetMaxClockInfo(h, pynvml.NVML_CLOCK_SM)
+            reasons = int(pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
+                          if hasattr(pynvml, "nvmlDeviceGetCurrentClocksEventReasons")
+                          else pynvml.nvmlDeviceGetCurrentClocksThrottleReasons(h))
+            procs = pynvml.nvmlDeviceGetComputeRunningProcesses(h)
+            others = sorted({int(p.pid) for p in procs} - {os.getpid()})
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception as e:  # noqa: BLE001 - NVML errors come as many types; health then says why
+        return {"error": f"NVML: {type(e).__name__}: {e}"}
+    # Idle (0x1) and application-clock settings (0x2) are not slowdowns; the rest are.
+    slowing = reasons & ~0x3
+    return {"sm_clock_ratio": (sm / sm_max) if sm_max else None, "throttle_reasons": hex(slowing),
+            "other_processes": others}
+
+
+# -- the session's health -------------------------------------------------------------------------
+
+@dataclass
+class Health:
+    """Calibration samples and contention of one session (or of the session that saved a baseline)."""
+
+    calibration: list[CalibrationSample] = field(default_factory=list)
+    others_cpu: float | None = None
+    steal: float | None = None
+    gpu: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def calibration_s(self) -> float | None:
+        """The median workload time: the machine's speed during the session."""
+        if not self.calibration:
+            return None
+        return float(statistics.median(s.total_s for s in self.calibration))
+
+    def problems(self) -> list[str]:
+        """Why this session's machine is busy or throttled (empty: quiet)."""
+        out = []
+        if self.others_cpu is not None and self.others_cpu > OTHERS_CPU_LIMIT:
+            out.append(f"other processes used {self.others_cpu:.0%} of the CPU")
+        if self.steal is not None and self.steal > STEAL_LIMIT:
+            out.append(f"hypervisor steal {self.steal:.0%}")
+        ratio = self.gpu.get("sm_clock_ratio")
+        if ratio is not None and ratio < GPU_CLOCK_LIMIT:
+            out.append(f"GPU clock at {ratio:.0%} of its maximum")
+        if self.gpu.get("throttle_reasons") not in (None, "0x0"):
+            out.append(f"GPU throttled (reasons {self.gpu['throttle_reasons']})")
+        if self.gpu.get("other_processes"):
+            out.append(f"other processes on the GPU (pids {', '.join(map(str, self.gpu['other_processes']))})")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"calibration": [asdict(s) for s in self.calibration], "calibration_s": self.calibration_s,
+                "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Health":
+        """From a stored baseline or history line; raises ValueError on a malformed entry."""
+        if not isinstance(data, dict):
+            raise ValueError("health must be an object")
+        cal = data.get("calibration", [])
+        if not isinstance(cal, list):
+            raise ValueError("health.calibration must be a list")
+        samples = [CalibrationSample(float(s["device_s"]), float(s["python_s"])) for s in cal]
+        def opt(name: str) -> float | None:
+            v = data.get(name)
+            return None if v is None else float(v)
+        gpu = data.get("gpu") or {}
+        if not isinstance(gpu, dict):
+            raise ValueError("health.gpu must be an object")
+        return cls(samples, opt("others_cpu"), opt("steal"), gpu)
+
+
+class HealthMonitor:
+    """Collects a session's health: `start()` once, `calibrate()` between rounds, `finish()` at the end."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.health = Health()
+        self._start: Snapshot | None = None
+        self._busy_s = 0.0   # seconds spent calibrating: not the session's own measured work
+
+    def start(self) -> None:
+        if self._start is None:
+            self._start = snapshot()
+
+    def calibrate(self) -> CalibrationSample:
+        self.start()
+        t = time.perf_counter()
+        s = measure(self.device)
+        self._busy_s += time.perf_counter() - t
+        self.health.calibration.append(s)
+        return s
+
+    def finish(self) -> Health:
+        if self._start is not None:
+            c = Contention.between(self._start, snapshot())
+            self.health.others_cpu, self.health.steal = c.others_cpu, c.steal
+        if str(self.device).startswith("cuda"):
+            self.health.gpu = gpu_state(self.device)
+        return self.health
