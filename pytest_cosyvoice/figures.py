@@ -44,6 +44,7 @@ class TestFigures:
     cold: bool = False              # the first synthesis after the model loaded
     engine: str = "fixed"
     failed_checks: list[str] = field(default_factory=list)
+    round_notes: list[str] = field(default_factory=list)   # failures in later RTF rounds (rounds.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from . import gate
+import time
+
+from . import gate, rounds
 from . import settings as _settings
 from .markers import MARKER_HELP
 from .recorder import CosyTTS
@@ -58,6 +60,33 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     problems = run.evaluate()
     if problems:
         pytest.fail(report_text(problems), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
+    result = yield
+    # After the main pass (on each xdist worker, for the tests it ran): rounds 2..N of the RTF tests,
+    # spread and shuffled so each round samples another moment of the machine.
+    cosy = get_session(session.config)
+    if session.config.option.collectonly or not cosy.figures:
+        return result
+    by_id = {item.nodeid: item for item in session.items}
+    measured = [by_id[f.nodeid] for f in cosy.figures.values()
+                if f.rtf and f.outcome == "passed" and f.nodeid in by_id]
+    plan = rounds.plan(measured, cosy.rtf_repeat, seed=int(time.time()))
+    if not plan.rounds:
+        return result
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"cosyvoice: {text}")
+
+    def set_round(k: int) -> None:
+        cosy.round = k - 1
+    rounds.run(plan, before_round=lambda k: cosy.calibrate(), after=cosy.calibrate, set_round=set_round,
+               say=say, should_stop=lambda: bool(session.shouldstop or session.shouldfail))
     return result
 
 
@@ -113,7 +142,8 @@ def cosy_tts(request: pytest.FixtureRequest, cosy_model: Any) -> Iterator[CosyTT
     saved = cosy_model.settings.stall_timeout_s
     if timeout != saved:
         cosy_model.configure(stall_timeout_s=timeout)
-    tts = CosyTTS(engine, cosy_model, stall_timeout_s=timeout, rtf=run.rtf, first_use=session.first_use)
+    tts = CosyTTS(engine, cosy_model, stall_timeout_s=timeout, rtf=run.rtf, first_use=session.first_use,
+                  round=run.round)
     run.recordings = tts.recordings
     try:
         yield tts

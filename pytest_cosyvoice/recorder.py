@@ -118,11 +118,12 @@ class CosyTTS:
     signature, plus `recordings` (one `Recording` per call, replays included)."""
 
     def __init__(self, engine: Any, runtime: Any, *, stall_timeout_s: float, rtf: RtfSpec | None = None,
-                 first_use: Callable[[], bool] = lambda: False) -> None:
+                 first_use: Callable[[], bool] = lambda: False, round: int = 0) -> None:
         self.engine = engine
         self.runtime = runtime
         self.stall_timeout_s = stall_timeout_s
         self.rtf = rtf
+        self.round = round      # the RTF round this test run records (0: the main pass; see rounds.py)
         self.recordings: list[Recording] = []
         self._first_use = first_use
         self._warmed = False
@@ -162,37 +163,18 @@ class CosyTTS:
     def stream(self, text: Any, **kwargs: Any) -> Iterator["Chunk"]:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
         self._warmup("stream", text, kwargs)
-        label = self._label("stream")
-        gen = self._stream(label, text, kwargs, round_=0, measured=True)
-        replays = self._replays(text)
-        if not replays:
-            return gen
-
-        def with_replays() -> Iterator["Chunk"]:
-            yield from gen
-            for k in range(1, replays + 1):
-                for _ in self._stream(f"{label} (repeat {k + 1})", text, kwargs, round_=k, measured=True):
-                    pass
-        return with_replays()
+        return self._stream(self._label("stream"), text, kwargs, round_=self.round, measured=True)
 
     def synthesize(self, text: Any, **kwargs: Any) -> "Synthesis":
         self._warmup("synthesize", text, kwargs)
-        label = self._label("synthesize")
-        result = self._synthesize(label, text, kwargs, round_=0, measured=True)
-        for k in range(1, self._replays(text) + 1):
-            self._synthesize(f"{label} (repeat {k + 1})", text, kwargs, round_=k, measured=True)
-        return result
+        return self._synthesize(self._label("synthesize"), text, kwargs, round_=self.round, measured=True)
 
-    # -- rtf replays -------------------------------------------------------------------------------
+    # -- rtf rounds and warm-up ----------------------------------------------------------------------
     def _label(self, kind: str) -> str:
         with self._lock:  # calls may come from several threads at once
             n = self._n[kind]
             self._n[kind] += 1
-        return f"{kind} {n}"
-
-    def _replays(self, text: Any) -> int:
-        # A text iterator is consumed by its first run and cannot be replayed.
-        return self.rtf.repeat - 1 if self.rtf and isinstance(text, str) else 0
+        return f"{kind} {n}" + (f" (round {self.round + 1})" if self.round else "")
 
     def _warmup(self, kind: str, text: Any, kwargs: dict[str, Any]) -> None:
         """Under @rtf, the test's first call is run `warmup` times untimed and unrecorded first."""
@@ -301,7 +283,7 @@ class CosyTTS:
             it = self.engine.stream(text, **kwargs)
         except BaseException:
             self._end(call, keep=False)  # refused for its arguments: no stream to check
-            if measured and round_ == 0:
+            if measured:
                 self._n["stream"] -= 1
             raise
         call.reader = _Reader(_drain(iter(it)))
@@ -345,7 +327,7 @@ class CosyTTS:
         rec.wall_s = t - t0
         if kind == "error":
             refused = _is_argument_error(payload)
-            if refused and measured and round_ == 0:
+            if refused and measured:
                 self._n["synthesize"] -= 1
             elif not refused:
                 rec.outcome, rec.error = type(payload).__name__, str(payload)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from . import checks
+from .calibration import Health, HealthMonitor
 from .checks import CLEAN_CATEGORIES, Recording, WarningRecord
 from .figures import StreamTrace, TestFigures
 from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec, specs_for
@@ -79,6 +80,9 @@ class CosySession:
         self._load_error: str | None = None
         self._used = False
         self._lock = threading.Lock()
+        self.round = 0                   # the RTF round being recorded (0: the main pass; rounds.py)
+        self.monitor: HealthMonitor | None = None
+        self.worker_health: list[Health] = []   # xdist controller: what each worker measured
 
     # -- results ------------------------------------------------------------------------------------
     def results(self) -> tuple[list[TestFigures], list[StreamRecord]]:
@@ -91,9 +95,11 @@ class CosySession:
         return [ReportStream(s.nodeid, s.trace, s.audio, s.prebuffer_s, s.failed) for s in self.streams]
 
     def to_wire(self) -> dict[str, Any]:
+        health = self.health()
         return {"schema": WIRE_SCHEMA, "worker": self.worker_id,
                 "figures": [f.to_json() for f in self.figures.values()],
-                "streams": [s.to_wire() for s in self.streams]}
+                "streams": [s.to_wire() for s in self.streams],
+                "health": None if health is None else health.to_json()}
 
     def merge_wire(self, data: dict[str, Any] | None) -> None:
         if not data or data.get("schema") != WIRE_SCHEMA:
@@ -102,9 +108,30 @@ class CosySession:
             fig = TestFigures.from_json(f)
             self.figures[fig.nodeid] = fig
         self.streams.extend(StreamRecord.from_wire(s) for s in data["streams"])
+        if data.get("health"):
+            self.worker_health.append(Health.from_json(data["health"]))
+
+    def health(self) -> Health | None:
+        """The machine's health over the session (calibration and contention); None when no model ran.
+        Under xdist the controller pools the workers' calibration samples and keeps the worst contention."""
+        if self.monitor is not None:
+            return self.monitor.finish()
+        if not self.worker_health:
+            return None
+        pooled = Health(calibration=[c for h in self.worker_health for c in h.calibration])
+        for name in ("others_cpu", "steal"):
+            values = [getattr(h, name) for h in self.worker_health if getattr(h, name) is not None]
+            setattr(pooled, name, max(values) if values else None)
+        pooled.gpu = next((h.gpu for h in self.worker_health if h.gpu), {})
+        return pooled
+
+    def calibrate(self) -> None:
+        """Time the calibration workload now (between RTF rounds; never during a test's timed calls)."""
+        if self.monitor is not None:
+            self.monitor.calibrate()
 
     def set_outcome(self, nodeid: str, outcome: str) -> None:
-        if nodeid in self.figures:
+        if nodeid in self.figures and self.round == 0:
             self.figures[nodeid].outcome = outcome
 
     # -- model and engine ---------------------------------------------------------------------------
@@ -139,9 +166,22 @@ class CosySession:
                                                            stall_timeout_s=self.settings.stall_timeout_s)
                 except cosyvoice_runtime.CosyVoiceError as e:
                     self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
+                else:
+                    # The machine's speed and contention are watched from the load on.
+                    self.monitor = HealthMonitor(str(self._runtime.device))
+                    self.monitor.calibrate()
         if self._load_error is not None:
             pytest.fail(self._load_error, pytrace=False)
         return self._runtime
+
+    def device_used(self) -> tuple[str, bool]:
+        """(device, fp16) of the loaded model; the settings' resolution where this process loaded none
+        (the xdist controller)."""
+        if self._runtime is not None:
+            return str(self._runtime.device), bool(self._runtime.fp16)
+        from cosyvoice_runtime.runtime import resolve_device
+
+        return str(resolve_device(self.settings.device)), self.settings.fp16
 
     def engine(self) -> Any:
         """What cosy_tts calls: the Runtime, or upstream's orchestration class driving its components."""
@@ -170,6 +210,12 @@ class CosySession:
     def start_test(self, item: pytest.Item) -> "TestRun":
         return TestRun(self, item, specs_for(item))
 
+    @staticmethod
+    def rtf_repeat(item: pytest.Item) -> int:
+        """How many RTF rounds the test's marker asks for (1: none after the main pass)."""
+        spec = specs_for(item).get("rtf")
+        return spec.repeat if spec is not None else 1
+
 
 class TestRun:
     """One test: its marker specs, the recordings of its `cosy_tts`, its warnings, its verdict."""
@@ -185,6 +231,7 @@ class TestRun:
         self.no_deprecations: NoDeprecationsSpec | None = specs.get("no_deprecations")
         stall: StallTimeoutSpec | None = specs.get("stall_timeout")
         self.settings = session.settings.with_stall_timeout(stall.seconds) if stall else session.settings
+        self.round = session.round
         self.recordings: list[Recording] = []
         self.warnings: list[WarningRecord] = []
         self._catcher: Any = None
@@ -271,6 +318,9 @@ class TestRun:
                 rounds: list[float], problems: list[tuple[str, str]]) -> None:
         if not self.recordings and not (self.streaming or self.rtf or self.first_chunk):
             return
+        if self.round:
+            self._record_round(gaps, rounds, problems)
+            return
         by_round: dict[int, list[Recording]] = {}
         for r in self.recordings:
             by_round.setdefault(r.round, []).append(r)
@@ -305,6 +355,24 @@ class TestRun:
             props.append(("first_chunk_ms", round(checks.median(first), 1)))
         if worst:
             props.append(("worst_gap_ms", round(max(worst), 1)))
+
+
+    def _record_round(self, gaps: dict[int, float], rounds: list[float], problems: list[tuple[str, str]]) -> None:
+        """A later RTF round (rounds.py): its samples join the test's figures; a failure becomes a note."""
+        fig = self.session.figures.get(self.item.nodeid)
+        if fig is None:
+            return
+        label = f"round {self.round + 1}"
+        # A failed check is noted, but the sample stays: dropping slow rounds would hide slowdowns.
+        fig.round_notes += [f"{label}: {check}: {text}" for check, text in problems]
+        if not rounds:
+            fig.round_notes.append(f"{label}: no complete cosy_tts call to time")
+            return
+        fig.rtf += rounds
+        streams = [r for r in self.recordings if r.kind == "stream" and r.arrivals_s and r.measured]
+        if streams:
+            fig.first_chunk_ms.append(max(r.arrivals_s[0] * 1000.0 for r in streams))
+            fig.worst_gap_ms.append(max(gaps[id(r)] for r in streams))
 
 
 def report_text(problems: list[str]) -> str:

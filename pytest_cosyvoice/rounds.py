@@ -1,0 +1,68 @@
+"""RTF rounds spread over the session, so a slow minute is not mistaken for a regression.
+
+A test marked `@pytest.mark.rtf(repeat=N)` measures its first round when pytest runs it. Its
+rounds 2..N run after the main pass, one round at a time over every such test, each round in a
+fresh shuffled order (randomized multiple interleaved trials, Abedi & Brecht, ICPE 2017), with the
+calibration workload timed between rounds. The N samples of a test then come from N moments of the
+machine; back-to-back repeats would share one moment, and a slow minute would turn all of a test's
+samples slow together, which a rank test reads as significant.
+
+Later rounds run through pytest's own runtest protocol without reporting (as rerun plugins do):
+fixtures are set up and torn down as for any test, the harness records the round's figures, and
+the test's reported outcome stays that of its first round. A failure in a later round is kept as a
+note on the test and shown in the terminal summary and the report.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+from _pytest.runner import runtestprotocol  # the rerun entry point rerun plugins use
+
+
+@dataclass
+class RoundPlan:
+    """Which tests run in which extra round, in which order (round 2 is index 0)."""
+
+    seed: int
+    rounds: list[list[pytest.Item]] = field(default_factory=list)
+
+    @property
+    def runs(self) -> int:
+        return sum(len(r) for r in self.rounds)
+
+
+def plan(items: Sequence[pytest.Item], repeats: Callable[[pytest.Item], int], seed: int) -> RoundPlan:
+    """Rounds 2..max(repeat): every item whose repeat reaches the round, shuffled per round."""
+    rng = random.Random(seed)
+    wanted = [(it, repeats(it)) for it in items]
+    top = max((n for _, n in wanted), default=1)
+    out = RoundPlan(seed)
+    for k in range(2, top + 1):
+        batch = [it for it, n in wanted if n >= k]
+        rng.shuffle(batch)
+        out.rounds.append(batch)
+    return out
+
+
+def run(plan_: RoundPlan, *, before_round: Callable[[int], None], after: Callable[[], None],
+        set_round: Callable[[int], None], say: Callable[[str], None],
+        should_stop: Callable[[], bool]) -> None:
+    """Run the planned rounds; `set_round(k)` tells the harness which round it is recording."""
+    try:
+        for index, batch in enumerate(plan_.rounds):
+            k = index + 2
+            if should_stop():
+                say(f"RTF rounds stopped before round {k}: the session is stopping")
+                return
+            before_round(k)
+            say(f"RTF round {k} of {len(plan_.rounds) + 1}: {len(batch)} test(s), shuffled (seed {plan_.seed})")
+            set_round(k)
+            for i, item in enumerate(batch):
+                nxt = batch[i + 1] if i + 1 < len(batch) else None
+                runtestprotocol(item, log=False, nextitem=nxt)
+    finally:
+        set_round(1)
+        after()
