@@ -1,6 +1,6 @@
-"""End of session on the controller: hardware key, baseline, drift, report, --cosy-save-baseline and
---cosy-fail-on-drift. `finish()` does the work and returns what the terminal summary prints and
-the exit status the session should end with; plugin.py only calls it."""
+"""End of session on the controller: run key, baseline, machine health, drift, report,
+--cosy-save-baseline and --cosy-fail-on-drift. `finish()` does the work and returns what the terminal
+summary prints and the exit status the session should end with; plugin.py only calls it."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .baseline import Baseline, BaselineError, BaselineStore
-from .drift import DriftResult, compare, regressions
+from .baseline import RESAVE, Baseline, BaselineError, BaselineStore
+from .calibration import Health
+from .drift import DriftResult, Machine, compare
 from .figures import TestFigures
-from .hardware import HardwareKey, current_commit
+from .hardware import RunKey, detect_stack, stack_changes
 
 if TYPE_CHECKING:
     from .session import CosySession
@@ -33,21 +34,47 @@ def resolve(path: Path, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def session_key(session: "CosySession") -> HardwareKey:
-    """The hardware key of what this session ran: the model dir, device, dtype and engine it used."""
-    rt = session._runtime  # loaded in this process (no xdist); the controller of workers has none
-    if rt is not None:
-        device, fp16 = str(rt.device), bool(rt.fp16)
-    else:
-        from cosyvoice_runtime.runtime import resolve_device
-
-        device, fp16 = str(resolve_device(session.settings.device)), session.settings.fp16
-    return HardwareKey.detect(session.model_dir(), device=device, dtype="fp16" if fp16 else "fp32",
-                              engine=session.settings.engine)
+def session_key(session: "CosySession") -> tuple[RunKey, str]:
+    """The run key of what this session ran (runner, model, device kind, dtype, engine) and its device."""
+    device, fp16 = session.device_used()
+    key = RunKey.detect(session.model_dir(), device=device, dtype="fp16" if fp16 else "fp32",
+                        engine=session.settings.engine, runner=session.settings.runner)
+    return key, device
 
 
 def passed(figures: list[TestFigures]) -> list[TestFigures]:
     return [f for f in figures if f.outcome == "passed"]
+
+
+def machines(baseline: Baseline, health: Health | None, tolerance: float) -> dict[str, Machine]:
+    """Per test: this session's machine against the one of the session that saved its baseline."""
+    now = health.calibration_s if health else None
+    problems = tuple(health.problems()) if health else ()
+    out = {}
+    for nodeid in baseline.tests:
+        saved = baseline.session_of(nodeid)
+        then = saved.health.calibration_s if saved else None
+        ratio = now / then if now and then else None
+        out[nodeid] = Machine(ratio, problems, tolerance)
+    return out
+
+
+def health_line(health: Health | None, machine: Machine | None) -> str:
+    if health is None or health.calibration_s is None:
+        return "machine: not calibrated (no model was loaded in this process)"
+    parts = [f"calibration {1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})"]
+    if machine is not None and machine.ratio is not None:
+        parts.append(f"x{machine.ratio:.2f} vs baseline")
+    if health.others_cpu is not None:
+        parts.append(f"other processes {health.others_cpu:.0%} of the CPU")
+    if health.steal is not None:
+        parts.append(f"steal {health.steal:.0%}")
+    if health.gpu.get("error"):
+        parts.append(f"GPU state unknown: {health.gpu['error']}")
+    verdict = "comparable" if machine is None or machine.comparable else "NOT comparable: " + machine.describe()
+    if machine is None and health.problems():
+        verdict = "busy: " + "; ".join(health.problems())
+    return f"machine: {', '.join(parts)}; {verdict}"
 
 
 def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: Path) -> GateResult | None:
@@ -57,7 +84,9 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
         return None
     s = session.settings
     out = GateResult(exitstatus=exitstatus)
-    key = session_key(session)
+    key, device = session_key(session)
+    stack = detect_stack(device, base_dir)
+    health = session.health()
     store = BaselineStore(resolve(s.baseline_dir, base_dir))
     baseline: Baseline | None = None
     drift: list[DriftResult] | None = None
@@ -68,20 +97,45 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
         broken = True
         out.lines.append(f"ERROR: the stored baseline cannot be used: {e}")
         out.exitstatus = pytest.ExitCode.USAGE_ERROR
+    for legacy in store.legacy_files():
+        out.lines.append(f"note: {legacy} is not a schema-2 baseline and is not used; {RESAVE}")
+    changes: list[str] = []
+    machine: Machine | None = None
     if baseline is not None:
-        drift = compare(figures, baseline, s.rtf_tolerance)
+        per_test = machines(baseline, health, s.machine_tolerance)
+        drift = compare(figures, baseline, s.rtf_tolerance, machine=per_test)
+        latest = baseline.latest()
+        if latest is not None:
+            changes = stack_changes(latest.stack, stack, with_commit=False)
+            machine = Machine(per_test[next(iter(per_test))].ratio if per_test else None,
+                              tuple(health.problems()) if health else (), s.machine_tolerance)
+        since = f"baseline of {baseline.updated_at} ({baseline.path})"
+        out.lines.append(f"drift against the {since}; stack "
+                         + ("unchanged" if not changes else "changed: " + ", ".join(changes)))
     elif not broken:
-        out.lines.append(f"no baseline stored for this hardware key ({key.describe()})")
+        others = [r for r in store.runners() if r != key.runner]
+        out.lines.append(f"no baseline for runner {key.runner} ({key.config_description()}): run with --cosy-save-baseline "
+                         f"on a known-good commit" + (f" (baselines exist for runner(s) {', '.join(others)}; "
+                                                      "--cosy-runner NAME names this machine as one of them)"
+                                                      if others else ""))
+    out.lines.append(health_line(health, machine))
     out.lines.append(summary(figures, drift))
+    notes = [f"  {f.nodeid}: {n}" for f in figures for n in f.round_notes]
+    if notes:
+        out.lines.append("later RTF rounds that failed a check (the sample is kept):")
+        out.lines += notes
 
     if not s.no_report:
-        from .report import ReportInput, write_report
+        from .report import ReportInput, history_problems, write_report
 
         report_dir = resolve(s.report_dir, base_dir)
+        history = report_dir / "history.jsonl"
+        out.lines += [f"note: {p}" for p in history_problems(history)]
         try:
             files = write_report(report_dir, ReportInput(
                 figures, key, drift, baseline, session.report_streams(), tolerance=s.rtf_tolerance,
-                history_path=report_dir / "history.jsonl", repo_dir=base_dir))
+                history_path=history, repo_dir=base_dir, stack=stack, stack_changes=changes,
+                health=health, machine=machine, commit=stack.get("commit", "")))
         except Exception as e:  # noqa: BLE001 - a report that cannot be written must not hide the results
             out.lines.append(f"report not written to {report_dir}: {type(e).__name__}: {e}")
         else:
@@ -89,31 +143,46 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
             out.lines.append(f"report: {files.html}")
 
     if s.save_baseline:
-        good = [f for f in passed(figures) if f.rtf]
-        if broken:
-            out.lines.append(f"baseline not saved: {store.path_for(key)} is left as it is (see the error above)")
-        elif not good:
-            out.lines.append("baseline not saved: no passed test recorded RTF figures")
-        else:
-            try:
-                path = store.save(key, good, current_commit(base_dir))
-            except BaselineError as e:
-                out.lines.append(f"ERROR: baseline not saved: {e}")
-                out.exitstatus = pytest.ExitCode.USAGE_ERROR
-            else:
-                out.lines.append(f"baseline saved ({len(good)} test(s)): {path}")
+        save(out, store, key, figures, stack, health, broken)
 
-    bad = regressions(drift or [])
+    judged = drift or []
+    bad = [r for r in judged if r.verdict == "regression"]
+    unsure = [r for r in judged if r.verdict == "inconclusive"]
+    if unsure:
+        out.lines.append(f"inconclusive ({len(unsure)}): {unsure[0].note}; rerun on a quiet machine")
     if bad:
         head = "RTF regression(s) beyond the tolerance" + (
             " (--cosy-fail-on-drift: the session fails)" if s.fail_on_drift else " (reported only)")
-        out.lines.append(head + ":")
+        out.lines.append(head + (f"; stack changed since the baseline: {', '.join(changes)}" if changes else "")
+                         + ":")
         out.lines += [f"  {r.nodeid}: RTF {r.current_median:.3f} vs baseline {r.baseline_median:.3f} "
-                      f"({r.drift_pct:+.1f}%" + ("" if r.p_value is None else f", p={r.p_value:.3g}") + ")"
+                      f"({r.drift_pct:+.1f}% calibrated, {100 * (r.raw_drift or 0):+.1f}% raw"
+                      + ("" if r.p_value is None else f", p={r.p_value:.3g}") + ")"
                       for r in bad]
         if s.fail_on_drift and out.exitstatus == pytest.ExitCode.OK:
             out.exitstatus = pytest.ExitCode.TESTS_FAILED
     return out
+
+
+def save(out: GateResult, store: BaselineStore, key: RunKey, figures: list[TestFigures],
+         stack: dict[str, str], health: Health | None, broken: bool) -> None:
+    good = [f for f in passed(figures) if f.rtf]
+    if broken:
+        out.lines.append(f"baseline not saved: {store.path_for(key)} is left as it is (see the error above)")
+        return
+    if not good:
+        out.lines.append("baseline not saved: no passed test recorded RTF figures")
+        return
+    try:
+        path = store.save(key, good, commit=stack.get("commit"), stack=stack, health=health)
+    except BaselineError as e:
+        out.lines.append(f"ERROR: baseline not saved: {e}")
+        out.exitstatus = pytest.ExitCode.USAGE_ERROR
+        return
+    out.lines.append(f"baseline saved ({len(good)} test(s)) for runner {key.runner}: {path}")
+    if health is not None and health.problems():
+        out.lines.append(f"warning: the machine was busy while this baseline was measured "
+                         f"({'; '.join(health.problems())}): re-save it on a quiet machine")
 
 
 def summary(figures: list[TestFigures], drift: list[DriftResult] | None) -> str:

@@ -21,13 +21,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 from .baseline import Baseline
 from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult
 from .figures import StreamTrace, TestFigures
-from .hardware import HardwareKey, current_commit
+from .calibration import Health
+from .drift import Machine
+from .hardware import RunKey, current_commit
 from .report_plots import INSTALL_HINT, short_id
 
 if TYPE_CHECKING:
     import numpy as np
 
-HISTORY_SCHEMA = 1
+HISTORY_SCHEMA = 2
 
 
 @dataclass
@@ -44,7 +46,7 @@ class ReportStream:
 @dataclass
 class ReportInput:
     figures: list[TestFigures]
-    key: HardwareKey
+    key: RunKey
     drift: list[DriftResult] | None = None      # None: no baseline for this key
     baseline: Baseline | None = None            # its samples draw the baseline spread
     streams: list[ReportStream] = field(default_factory=list)
@@ -54,6 +56,10 @@ class ReportInput:
     commit: str | None = None                   # None: git rev-parse HEAD in repo_dir; "": none
     repo_dir: Path | None = None
     title: str = "pytest-cosyvoice report"
+    stack: dict[str, str] = field(default_factory=dict)        # this session's (hardware.detect_stack)
+    stack_changes: list[str] = field(default_factory=list)     # since the baseline, e.g. "torch a -> b"
+    health: Health | None = None                                # calibration and contention
+    machine: Machine | None = None                              # against the baseline's machine
 
 
 @dataclass
@@ -132,16 +138,17 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
 
     out = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
     if drift is None:
-        out.append("(no baseline stored for this hardware key: drift not judged)")
+        out.append("(no baseline stored for this runner and configuration: drift not judged)")
     else:
         regressed = sum(1 for r in drift if r.verdict == "regression")
-        out.append(f"{regressed} regression(s) in {len(drift)} test(s)")
+        unsure = sum(1 for r in drift if r.verdict == "inconclusive")
+        out.append(f"{regressed} regression(s), {unsure} inconclusive in {len(drift)} test(s)")
     return "\n".join(out)
 
 
 # -- rtf.csv ---------------------------------------------------------------------------------
 
-def write_csv(path: Path, figures: Sequence[TestFigures], key: HardwareKey,
+def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
               drift: Sequence[DriftResult] | None = None) -> Path:
     """One row per test and measured run; a test with no runs still gets one row (run empty),
     so an errored test is visible in spreadsheets too."""
@@ -150,8 +157,7 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: HardwareKey,
     except ImportError as exc:
         raise ImportError(f"rtf.csv needs pandas: {INSTALL_HINT}") from exc
     by_id = {r.nodeid: r for r in (drift or [])}
-    hw = {f"hw_{k}": v for k, v in key.to_dict().items()}
-    hw["hw_slug"] = key.slug()
+    hw = {f"key_{k}": v for k, v in key.to_dict().items()}
     rows: list[dict[str, Any]] = []
     for f in figures:
         r = by_id.get(f.nodeid)
@@ -165,7 +171,8 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: HardwareKey,
                 "audio_s": f.audio_s, "cold": f.cold, "engine": f.engine,
                 "failed_checks": ";".join(f.failed_checks),
                 "baseline_median_rtf": r.baseline_median if r else None,
-                "drift": r.drift if r else None, "p_value": r.p_value if r else None,
+                "drift": r.drift if r else None, "raw_drift": r.raw_drift if r else None,
+                "p_value": r.p_value if r else None,
                 "verdict": r.verdict if r else "", **hw})
     frame = pd.DataFrame(rows)
     if not rows:
@@ -177,13 +184,17 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: HardwareKey,
 
 # -- history.jsonl ---------------------------------------------------------------------------
 
-def history_entry(figures: Sequence[TestFigures], key: HardwareKey, commit: str | None,
-                  when: datetime | None = None) -> dict[str, Any]:
+def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | None,
+                  when: datetime | None = None, stack: dict[str, str] | None = None,
+                  health: Health | None = None) -> dict[str, Any]:
+    """One session: its key (runner + configuration), stack and machine health as attributes."""
     when = when or datetime.now(timezone.utc)
     return {
         "schema": HISTORY_SCHEMA,
         "time_utc": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit or None, "slug": key.slug(), "key": key.to_dict(),
+        "commit": commit or None, "runner": key.runner, "key": key.to_dict(), "stack": dict(stack or {}),
+        "health": None if health is None else {"calibration_s": health.calibration_s,
+                                               "others_cpu": health.others_cpu, "steal": health.steal},
         "tests": {f.nodeid: {"rtf": _median(f.rtf), "first_chunk_ms": _median(f.first_chunk_ms),
                              "worst_gap_ms": _median(f.worst_gap_ms), "runs": len(f.rtf),
                              "outcome": f.outcome} for f in figures},
@@ -198,25 +209,44 @@ def append_history(path: Path, entry: dict[str, Any]) -> Path:
     return path
 
 
-def read_history(path: Path, key: HardwareKey | None = None) -> list[dict[str, Any]]:
-    """Sessions in file order; only those of `key` when given. A torn or foreign line (a killed
-    session, a hand edit) is skipped: history is for reading trends, not for gating."""
+def _history_lines(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON or None for a line that is not JSON) of every non-empty line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         return []
-    out = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
+    out: list[tuple[int, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
             continue
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError:
+            out.append((n, None))
+    return out
+
+
+def read_history(path: Path, key: RunKey | None = None) -> list[dict[str, Any]]:
+    """Sessions in file order; only those of `key` when given. A torn or foreign line (a killed
+    session, a hand edit) is skipped here and named by `history_problems`."""
+    out = []
+    for _, entry in _history_lines(path):
         if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict):
             continue
-        if key is not None and entry.get("slug") != key.slug():
+        if key is not None and entry.get("key") != key.to_dict():
             continue
         out.append(entry)
     return out
+
+
+def history_problems(path: Path) -> list[str]:
+    """What `read_history` skips, named by file and line, so a broken history is not a silent one."""
+    bad = [n for n, entry in _history_lines(path)
+           if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict)]
+    if not bad:
+        return []
+    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return [f"{path}: line(s) {shown} are not session records (JSON objects with \"tests\"); skipped"]
 
 
 # -- the whole report ------------------------------------------------------------------------
@@ -231,7 +261,8 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
 
     csv_path = write_csv(out / "rtf.csv", data.figures, data.key, data.drift)
     history_path = Path(data.history_path) if data.history_path else out / "history.jsonl"
-    append_history(history_path, history_entry(data.figures, data.key, commit))
+    append_history(history_path, history_entry(data.figures, data.key, commit, stack=data.stack,
+                                               health=data.health))
 
     base_samples = data.baseline.samples("rtf") if data.baseline else None
     drift_png = report_plots.plot_drift(out / "rtf_drift.png", data.figures, data.drift,

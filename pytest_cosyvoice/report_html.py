@@ -41,7 +41,7 @@ def _num(value: float | None, spec: str) -> str:
 def _table(data: "ReportInput") -> str:
     by_id = {r.nodeid: r for r in (data.drift or [])}
     head = ("<tr><th>test</th><th>outcome</th><th>runs</th><th>RTF median</th><th>RTF IQR</th>"
-            "<th>baseline median</th><th>drift</th><th>p</th><th>verdict</th>"
+            "<th>baseline median</th><th>drift (raw)</th><th>drift (calibrated)</th><th>p</th><th>verdict</th>"
             "<th>first chunk ms (median)</th><th>worst gap ms (worst run)</th>"
             "<th>failed checks</th></tr>")
     rows = []
@@ -58,13 +58,40 @@ def _table(data: "ReportInput") -> str:
             f"<td>{_num(st.median if st else None, '.3f')}</td>"
             f"<td>{_num(st.iqr if st else None, '.3f')}</td>"
             f"<td>{_num(r.baseline_median if r else None, '.3f')}</td>"
-            f"<td>{_num(r.drift_pct if r else None, '+.1f')}{'%' if r and r.drift is not None else ''}</td>"
+            f"<td>{_pct(r.raw_drift if r else None)}</td><td>{_pct(r.drift if r else None)}</td>"
             f"<td>{_num(r.p_value if r else None, '.2g')}</td>"
             f"<td class=verdict style=\"color:{colour}\"{note}>{_e(verdict)}</td>"
             f"<td>{_num(fc, '.0f')}</td>"
             f"<td>{_num(max(f.worst_gap_ms) if f.worst_gap_ms else None, '.0f')}</td>"
-            f"<td>{_e(', '.join(f.failed_checks))}</td></tr>")
+            f"<td>{_e(', '.join(f.failed_checks + f.round_notes))}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:+.1f}%"
+
+
+def _machine(data: "ReportInput") -> str:
+    """The machine section: calibration now and at baseline, contention, what changed in the stack."""
+    h, m = data.health, data.machine
+    rows = []
+    if h is not None and h.calibration_s is not None:
+        rows.append(("calibration workload", f"{1000 * h.calibration_s:.1f} ms (median of {len(h.calibration)})"))
+    if m is not None:
+        rows.append(("against the baseline's machine", m.describe()
+                     + (" - comparable" if m.comparable else " - NOT comparable: drift verdicts are inconclusive")))
+    if h is not None:
+        if h.others_cpu is not None:
+            rows.append(("other processes' CPU share", f"{h.others_cpu:.0%}"))
+        if h.steal is not None:
+            rows.append(("hypervisor steal", f"{h.steal:.0%}"))
+        for k, v in sorted(h.gpu.items()):
+            rows.append((f"GPU {k}", str(v)))
+    if data.drift is not None:
+        rows.append(("stack changes since the baseline", ", ".join(data.stack_changes) or "none"))
+    rows += [(f"stack: {k}", v) for k, v in data.stack.items()]
+    body = "".join(f"<tr><td class=id>{_e(k)}</td><td class=id>{_e(v)}</td></tr>" for k, v in rows)
+    return f"<table>{body}</table>" if rows else "<p>Not measured.</p>"
 
 
 def _stream_block(s: "StreamFiles", out_dir: Path) -> str:
@@ -82,11 +109,16 @@ def write_index(files: "ReportFiles", data: "ReportInput", commit: str | None) -
     out = files.out_dir
     counts = Counter(r.verdict for r in (data.drift or []))
     if data.drift is None:
-        banner = ("No baseline is stored for this hardware key, so nothing was judged for drift. "
-                  "The graphs show this session's figures only.", VERDICT_COLOURS["new"])
+        banner = (f"No baseline is stored for runner {data.key.runner} and this configuration, so nothing "
+                  "was judged for drift. The graphs show this session's figures only.", VERDICT_COLOURS["new"])
     elif counts["regression"]:
-        banner = (f"{counts['regression']} regression(s) against the baseline.",
+        banner = (f"{counts['regression']} regression(s) against the baseline"
+                  + (f" (stack changed: {', '.join(data.stack_changes)})." if data.stack_changes else "."),
                   VERDICT_COLOURS["regression"])
+    elif counts["inconclusive"]:
+        note = next(r.note for r in data.drift if r.verdict == "inconclusive")
+        banner = (f"{counts['inconclusive']} verdict(s) inconclusive: {note}. Rerun on a quiet machine.",
+                  VERDICT_COLOURS["inconclusive"])
     else:
         banner = ("No regression against the baseline.", VERDICT_COLOURS["ok"])
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
@@ -97,12 +129,14 @@ def write_index(files: "ReportFiles", data: "ReportInput", commit: str | None) -
         "<!DOCTYPE html><html lang=en><head><meta charset=utf-8>",
         f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{_e(data.title)}</h1>",
-        f"<p class=key>{_e(data.key.describe())}<br>key <code>{_e(data.key.slug())}</code>"
+        f"<p class=key>{_e(data.key.describe())}<br>baseline file <code>{_e(data.key.runner)}/"
+        f"{_e(data.key.config_slug())}.json</code>"
         f" &middot; commit <code>{_e(commit or 'unknown')}</code> &middot; {_e(now)} UTC"
         f" &middot; tolerance &plusmn;{data.tolerance:.0%}</p>",
         f'<div class=banner style="border-color:{banner[1]}">{_e(banner[0])}'
         f"{(' (' + _e(summary) + ')') if summary else ''}</div>",
         "<h2>Summary</h2>", _table(data),
+        "<h2>Machine and stack</h2>", _machine(data),
         f'<p><a href="{_e(_rel(files.csv, out))}">rtf.csv</a> (every run) &middot; '
         + (f'<a href="{_e(_rel(files.history, out))}">history.jsonl</a></p>'
            if files.history.parent.resolve() == out.resolve() else

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .drift import DriftResult
 from .figures import StreamTrace, TestFigures
-from .hardware import HardwareKey
+from .hardware import RunKey
 from .playback import simulate_playback
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"
 
 VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
-                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e"}
+                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e", "inconclusive": "#9467bd"}
 BASELINE_COLOUR = "#555555"
 DPI = 110
 MAX_TREND_PANELS = 24
@@ -47,14 +47,14 @@ def short_id(nodeid: str, width: int = 56) -> str:
     return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
 
 
-def _key_line(key: HardwareKey, width: int = 110) -> str:
+def _key_line(key: RunKey, width: int = 110) -> str:
     return "\n".join(textwrap.wrap(key.describe(), width))
 
 
 # -- rtf_drift.png ---------------------------------------------------------------------------
 
 def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[DriftResult] | None,
-               baseline_samples: dict[str, list[float]] | None, key: HardwareKey,
+               baseline_samples: dict[str, list[float]] | None, key: RunKey,
                tolerance: float, alpha: float = 0.05) -> Path:
     """Per test: current vs baseline RTF, as % of the baseline median, with the tolerance band."""
     plt = _pyplot()
@@ -70,13 +70,13 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
 
     if not has_baseline:
         _plot_absolute(ax, ax_txt, tests, ys)
-        title = ("RTF per test - NO BASELINE for this hardware key, nothing to compare with\n"
+        title = ("RTF per test - NO BASELINE for this runner and configuration, nothing to compare with\n"
                  "diamond = median, bar = interquartile range, dots = single runs")
     else:
         _plot_relative(ax, ax_txt, tests, ys, by_id, baseline_samples or {}, tolerance)
         title = (f"RTF drift against the baseline (shaded: ±{tolerance:.0%} tolerance)\n"
-                 f"regression = median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
-                 f"p < {alpha:g}; improvement symmetric")
+                 f"regression = calibrated median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
+                 f"p < {alpha:g} on a comparable machine; else inconclusive")
     fig.suptitle(title + "\n" + _key_line(key, 130), fontsize=10, x=0.01, ha="left")
     ax.set_yticks(ys)
     ax.set_yticklabels([short_id(f.nodeid) for f in tests] or ["(no tests)"], fontsize=9)
@@ -184,7 +184,7 @@ def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
 # -- rtf_trend.png ---------------------------------------------------------------------------
 
 def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[str],
-               baseline_medians: dict[str, float], key: HardwareKey, tolerance: float) -> Path:
+               baseline_medians: dict[str, float], key: RunKey, tolerance: float) -> Path:
     """Per test, median RTF over the sessions in history (same key), baseline as a line."""
     plt = _pyplot()
     shown = list(nodeids)[:MAX_TREND_PANELS]

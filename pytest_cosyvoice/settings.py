@@ -66,6 +66,15 @@ def _seconds(v: str) -> float:
     return x
 
 
+def _runner(v: str) -> str:
+    from .hardware import check_runner
+
+    try:
+        return check_runner(v.strip())
+    except ValueError as e:
+        raise _Bad(str(e).split(": ", 1)[1]) from None
+
+
 def _fraction(v: str) -> float:
     try:
         x = float(v)
@@ -109,8 +118,16 @@ OPTIONS: tuple[Option[Any], ...] = (
            "store this session's figures as the baseline of this hardware key.", is_flag=True),
     Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _text, "baselines",
            "where baselines are kept (default: baselines/).", metavar="DIR"),
-    Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", _fraction, 0.10,
-           "relative RTF drift tolerated against the baseline (default: 0.10).", metavar="FRACTION"),
+    Option("runner", "--cosy-runner", "cosy_runner", "COSY_RUNNER", _runner, None,
+           "name of this machine for its baselines (default: the GPU model on CUDA; on CPU the CPU "
+           "model, core count and a hash of this host's machine id).", metavar="NAME"),
+    Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", _fraction, 0.05,
+           "relative RTF drift (after calibration) tolerated against the baseline (default: 0.05).",
+           metavar="FRACTION"),
+    Option("machine_tolerance", "--cosy-machine-tolerance", "cosy_machine_tolerance", "COSY_MACHINE_TOLERANCE",
+           _fraction, 0.10,
+           "how far the calibration workload may drift from the baseline's before verdicts become "
+           "inconclusive (default: 0.10).", metavar="FRACTION"),
     Option("fail_on_drift", "--cosy-fail-on-drift", "cosy_fail_on_drift", "COSY_FAIL_ON_DRIFT", _bool, False,
            "fail the session when RTF drifted beyond the tolerance.", is_flag=True),
     Option("report_dir", "--cosy-report", "cosy_report_dir", "COSY_REPORT_DIR", _text, "reports",
@@ -131,7 +148,9 @@ class Settings:
     engine: str = "fixed"
     save_baseline: bool = False
     baseline_dir: Path = Path("baselines")
-    rtf_tolerance: float = 0.10
+    runner: str | None = None          # None: hardware.default_runner
+    rtf_tolerance: float = 0.05
+    machine_tolerance: float = 0.10
     fail_on_drift: bool = False
     report_dir: Path = Path("reports")
     no_report: bool = False

@@ -13,7 +13,9 @@ from pytest_cosyvoice.baseline import BaselineStore
 from pytest_cosyvoice.drift import compare
 from pytest_cosyvoice.figures import StreamTrace
 from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
-from pytest_cosyvoice.hardware import HardwareKey
+from pytest_cosyvoice.calibration import CalibrationSample, Health
+from pytest_cosyvoice.drift import Machine
+from pytest_cosyvoice.hardware import RunKey
 from pytest_cosyvoice.report import (ReportFiles, ReportInput, ReportStream, append_history,
                                      history_entry, read_history, sanitise_nodeid, summary_table,
                                      write_report)
@@ -21,8 +23,7 @@ from pytest_cosyvoice.report import (ReportFiles, ReportInput, ReportStream, app
 pytest.importorskip("matplotlib")
 pytest.importorskip("pandas")
 
-KEY = HardwareKey("NVIDIA H100 80GB HBM3", "12.8", "570.124", "2.9.1+cu128", "fp16", "fixed",
-                  "CosyVoice2-0.5B", "0123456789")
+KEY = RunKey("nvidia-h100-80gb-hbm3", "cuda", "fp16", "fixed", "CosyVoice2-0.5B", "0123456789")
 SLOW = "suites/perf/test_rtf.py::test_rtf[v2-fp16-short]"
 STEADY = "suites/perf/test_rtf.py::test_rtf[v2-fp16-long]"
 NEW = "suites/perf/test_stream.py::test_first_chunk"
@@ -77,8 +78,10 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportFiles, Repor
         append_history(history, history_entry(figures(rng), KEY, "old"))
     current = figures(rng, slow=1.3)
     current[2].outcome, current[2].failed_checks = "failed", ["gap-free"]
+    health = Health([CalibrationSample(0.02, 0.03)] * 3, others_cpu=0.02, steal=0.0)
     data = ReportInput(current, KEY, compare(current, baseline), baseline, streams(rng),
-                       history_path=history, commit="deadbeef")
+                       history_path=history, commit="deadbeef", stack={"torch": "2.10.0", "commit": "deadbeef"},
+                       stack_changes=["torch 2.9.1 -> 2.10.0"], health=health, machine=Machine(1.02))
     return write_report(tmp / "reports", data), data
 
 
@@ -115,8 +118,8 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
     assert len(frame) == sum(len(f.rtf) for f in data.figures) == 18
     assert set(frame["nodeid"]) == {SLOW, STEADY, NEW}
     assert {"rtf", "first_chunk_ms", "worst_gap_ms", "run", "verdict", "drift",
-            "hw_device_name", "hw_dtype", "hw_model_hash", "hw_slug"} <= set(frame.columns)
-    assert (frame["hw_device_name"] == KEY.device_name).all()
+            "raw_drift", "key_runner", "key_dtype", "key_model_hash"} <= set(frame.columns)
+    assert (frame["key_runner"] == KEY.runner).all()
     assert set(frame.loc[frame.nodeid == SLOW, "verdict"]) == {"regression"}
     assert frame.loc[frame.nodeid == SLOW, "rtf"].tolist() == pytest.approx(data.figures[0].rtf)
 
@@ -138,14 +141,20 @@ def test_history_appends_one_line_per_session(report: tuple[ReportFiles, ReportI
     assert last["commit"] == "deadbeef" and last["key"] == KEY.to_dict()
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", last["time_utc"])
     assert last["tests"][SLOW]["rtf"] == pytest.approx(float(np.median(data.figures[0].rtf)))
-    other = HardwareKey(**{**KEY.to_dict(), "dtype": "fp32"})
+    assert last["runner"] == KEY.runner and last["stack"] == data.stack
+    other = RunKey(**{**KEY.to_dict(), "dtype": "fp32"})
     assert len(read_history(files.history, KEY)) == 4 and read_history(files.history, other) == []
 
 
-def test_history_skips_torn_lines(tmp_path: Path) -> None:
+def test_history_skips_torn_lines_and_names_them(tmp_path: Path) -> None:
+    from pytest_cosyvoice.report import history_problems
+
     path = tmp_path / "history.jsonl"
-    path.write_text('{"tests": {}, "slug": "x"}\n{"tests": {"a"\n[1]\n')
+    path.write_text('{"tests": {}, "slug": "x"}\n{"tests": {"a"\n[1]\n\n')
     assert len(read_history(path)) == 1
+    (problem,) = history_problems(path)
+    assert str(path) in problem and "line(s) 2, 3 " in problem
+    assert history_problems(tmp_path / "missing.jsonl") == []
 
 
 def test_html_references_resolve(report: tuple[ReportFiles, ReportInput]) -> None:
@@ -158,7 +167,8 @@ def test_html_references_resolve(report: tuple[ReportFiles, ReportInput]) -> Non
         assert not ref.startswith(("/", "http")), ref
         assert (files.out_dir / ref).is_file(), ref
     assert {"rtf_drift.png", "rtf_trend.png", "rtf.csv"} <= set(parser.refs)
-    assert "regression" in text and "deadbeef" in text and KEY.slug() in text
+    assert "regression" in text and "deadbeef" in text and KEY.config_slug() in text
+    assert "torch 2.9.1 -&gt; 2.10.0" in text and "Machine and stack" in text
     # The failing stream comes first, under its own heading.
     failing = text.index("Failing streams (1)")
     assert failing < text.index("stream_0.png") < text.index("Sample of passing streams")
@@ -187,7 +197,7 @@ def test_summary_table() -> None:
     assert f"{np.median(current[0].rtf):.3f}" in slow and "42" in slow
     assert "(failed)" in next(line for line in lines if "v2-fp16-long" in line)
     assert "new" in next(line for line in lines if "test_first_chunk" in line)
-    assert lines[-1] == "1 regression(s) in 3 test(s)"
+    assert lines[-1] == "1 regression(s), 0 inconclusive in 3 test(s)"
     assert "no baseline stored" in summary_table(current, None)
 
 
