@@ -111,10 +111,10 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] | None = None,
                   test_width: int = 56) -> str:
-    """Plain-text table: test, runs, RTF (median), baseline (median), drift, verdict,
-    first-chunk ms (median), worst gap ms (worst over runs)."""
+    """Plain-text table: test, runs, RTF (median), baseline (median), drift raw and calibrated,
+    verdict, first-chunk ms (median), worst gap ms (worst over runs)."""
     by_id = {r.nodeid: r for r in (drift or [])}
-    header = ["test", "runs", "RTF", "baseline", "drift", "verdict", "first-chunk ms",
+    header = ["test", "runs", "RTF", "baseline", "raw", "calibrated", "verdict", "first-chunk ms",
               "worst gap ms"]
     rows = []
     for f in figures:
@@ -123,14 +123,12 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
         if f.outcome != "passed":
             verdict += f" ({f.outcome})"
         rows.append([short_id(f.nodeid, test_width), str(len(f.rtf)), _fmt(_median(f.rtf), ".3f"),
-                     _fmt(r.baseline_median if r else None, ".3f"),
-                     _fmt(r.drift_pct if r else None, "+.1f") + ("%" if r and r.drift is not None
-                                                                  else ""),
-                     verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
+                     _fmt(r.baseline_median if r else None, ".3f"), _pct(r.raw_drift if r else None),
+                     _pct(r.drift if r else None), verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
                      _fmt(max(f.worst_gap_ms) if f.worst_gap_ms else None, ".0f")])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(header)]
-    left = {0, 5}   # text columns left-aligned, numbers right-aligned
+    left = {0, 6}   # text columns left-aligned, numbers right-aligned
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)
@@ -144,6 +142,10 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
         unsure = sum(1 for r in drift if r.verdict == "inconclusive")
         out.append(f"{regressed} regression(s), {unsure} inconclusive in {len(drift)} test(s)")
     return "\n".join(out)
+
+
+def _pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{100 * fraction:+.1f}%"
 
 
 # -- rtf.csv ---------------------------------------------------------------------------------
