@@ -7,7 +7,8 @@ session-to-session spread). "flat": no shift; the share of trials with ANY chang
 false-alarm rate. "step": every session from `at` on is multiplied by (1 + shift); found = a
 change point within +-1 session of `at` (other change points in the same trial are counted as
 extra). `--outliers`: that share of sessions is slowed by a half-normal hiccup of scale
-4 * noise (a busy neighbour). `at` is the middle, or n - 3 (the shift seen by the last 3 sessions only).
+4 * noise (a busy neighbour). `at` is the middle, or n - 3 (the shift seen by the last 3
+sessions only).
 """
 from __future__ import annotations
 

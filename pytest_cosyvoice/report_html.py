@@ -76,14 +76,14 @@ def _changes_section(files: "ReportFiles", tests: list[str]) -> str:
     for nodeid in sorted(files.changes, key=lambda n: order.get(n, len(order))):
         for cp in files.changes[nodeid]:
             colour = VERDICT_COLOURS["regression" if cp.shift > 0 else "improvement"]
+            changed = "<br>".join(_e(w) for w in cp.what_changed) or "nothing recorded"
             when = (cp.time_utc or "time unknown")[:16].replace("T", " ")
             rows.append(
                 f"<tr><td class=id title=\"{_e(nodeid)}\">{_e(short_id(nodeid, 70))}</td>"
                 f"<td>{cp.index + 1} ({_e(when)}, <code>{_e((cp.commit or 'unknown')[:7])}</code>)"
                 f"</td><td style=\"color:{colour}\">{cp.shift_pct:+.1f}%</td>"
                 f"<td>{cp.median_before:.3f} &rarr; {cp.median_after:.3f}</td>"
-                f"<td class=changed>{'<br>'.join(_e(w) for w in cp.what_changed) or 'nothing recorded'}"
-                "</td></tr>")
+                f"<td class=changed>{changed}</td></tr>")
     if not rows:
         return "<p>None found.</p>"
     head = ("<tr><th>test</th><th>from session (time UTC, commit)</th><th>RTF shift</th>"

@@ -28,9 +28,9 @@ def noisy(rng: np.random.Generator, n: int, median: float = 0.25,
 
 def entry(i: int, rtf: dict[str, float | None], stack: dict[str, str] | None = None,
           commit: str = OLD, key: dict[str, str] | None = None) -> dict[str, Any]:
-    e: dict[str, Any] = {"schema": 1, "time_utc": f"2026-11-{1 + i // 24:02d}T{i % 24:02d}:00:00+00:00",
-                         "commit": commit, "tests": {n: {"rtf": v, "runs": 5}
-                                                     for n, v in rtf.items()}}
+    when = f"2026-11-{1 + i // 24:02d}T{i % 24:02d}:00:00+00:00"
+    e: dict[str, Any] = {"schema": 1, "time_utc": when, "commit": commit,
+                         "tests": {n: {"rtf": v, "runs": 5} for n, v in rtf.items()}}
     if stack is not None:
         e["stack"], e["runner"] = stack, "ci-h100"
     if key is not None:
