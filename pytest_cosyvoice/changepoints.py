@@ -93,16 +93,16 @@ def find_changes(values: Sequence[float], *, min_size: int = 2,
     session of the step; docs/changepoints.md has the whole table):
 
     | sessions | flat: any change | +20 % step in the middle | +20 % in the last 3 sessions |
-    | 8        | 3.3 %            | 59.7 %                   | 52.7 % (last 3 of 8)         |
+    | 8        | 3.3 %            | 59.7 %                   | 52.7 %                       |
     | 12       | 2.0 %            | 85.7 %                   | 63.3 %                       |
     | 20       | 1.0 %            | 99.3 %                   | 67.3 %                       |
     | 40       | 0.3 %            | 99.3 %                   | 77.7 %                       |
 
-    Penalties tried on the same trials (150 each, seed 1): 6 gave 2-7 % false changes, 8 and
-    10 lost a third of the late steps, 2-2.5 * log(n) gave 4-9 % false changes on short
-    histories and found fewer late steps the longer the history. A fixed penalty works here
-    because the series is normalised by its noise; most false changes on short histories come
-    from a noise estimate made of few differences.
+    Penalties tried on similar trials (150 each, seeds 1, 2): 6 gave 2-7 % false changes (7:
+    1-2 %), 8 found 39-66 % of the late steps (6: 56-91 %), 10 31-37 %; 2-2.5 * log(n) gave
+    4-9 % false changes on short histories and found fewer late steps the longer the history.
+    A fixed penalty works because the series is scaled by its own noise; most false changes on
+    short histories come from a noise estimate made of few differences.
     """
     if min_size < 1:
         raise ValueError(f"min_size must be >= 1, got {min_size}")
