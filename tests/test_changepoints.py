@@ -147,6 +147,20 @@ def test_entries_without_the_test_are_skipped_but_indices_stay() -> None:
     assert history_changes(history, ["not/in/history.py::t"]) == {"not/in/history.py::t": []}
 
 
+def test_only_the_most_recent_sessions_are_searched(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_cosyvoice import changepoints
+
+    rng = np.random.default_rng(9)
+    t = noisy(rng, 40, 0.2, 0.03)
+    t[10:] *= 1.3
+    t[30:] *= 1.3
+    history = [entry(i, {T: float(v)}, STACK) for i, v in enumerate(t)]
+    assert [cp.index for cp in history_changes(history, [T])[T]] == [10, 30]
+    monkeypatch.setattr(changepoints, "MAX_SESSIONS", 20)
+    (cp,) = history_changes(history, [T])[T]
+    assert (cp.index, cp.before_first, cp.after_last) == (30, 20, 39)   # indices into history
+
+
 def test_old_format_entries_use_their_key() -> None:
     rng = np.random.default_rng(5)
     t = noisy(rng, 16, 0.3, 0.03)
