@@ -29,6 +29,8 @@ from .report_plots import INSTALL_HINT, short_id
 if TYPE_CHECKING:
     import numpy as np
 
+    from .changepoints import ChangePoint
+
 HISTORY_SCHEMA = 2
 
 
@@ -78,6 +80,17 @@ class ReportFiles:
     trend_png: Path
     html: Path
     streams: list[StreamFiles] = field(default_factory=list)
+    # Change points of each test's RTF over the history of this key; None: not computed, and
+    # changes_note says why (ruptures missing).
+    changes: "dict[str, list[ChangePoint]] | None" = None
+    changes_note: str = ""
+
+    @property
+    def change_lines(self) -> list[str]:
+        """One plain-text line per change point (for the terminal summary)."""
+        from .changepoints import describe
+
+        return [describe(cp) for cps in (self.changes or {}).values() for cp in cps]
 
     @property
     def stream_pngs(self) -> list[Path]:
@@ -271,15 +284,28 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
                                         base_samples, data.key, data.tolerance, data.alpha)
     base_medians = {r.nodeid: r.baseline_median for r in (data.drift or [])
                     if r.baseline_median is not None}
-    trend_png = report_plots.plot_trend(out / "rtf_trend.png", read_history(history_path, data.key),
-                                        [f.nodeid for f in data.figures], base_medians, data.key,
-                                        data.tolerance)
+    history = read_history(history_path, data.key)
+    nodeids = [f.nodeid for f in data.figures]
+    changes, changes_note = _history_changes(history, nodeids)
+    trend_png = report_plots.plot_trend(out / "rtf_trend.png", history, nodeids, base_medians,
+                                        data.key, data.tolerance, changes)
 
     files = ReportFiles(out_dir=out, csv=csv_path, history=history_path, drift_png=drift_png,
                         trend_png=trend_png, html=out / "index.html",
-                        streams=_write_streams(out / "streams", data.streams))
+                        streams=_write_streams(out / "streams", data.streams),
+                        changes=changes, changes_note=changes_note)
     report_html.write_index(files, data, commit)
     return files
+
+
+def _history_changes(history: Sequence[dict[str, Any]], nodeids: Sequence[str]
+                     ) -> "tuple[dict[str, list[ChangePoint]] | None, str]":
+    from .changepoints import history_changes
+
+    try:
+        return history_changes(history, nodeids), ""
+    except ImportError as exc:   # ruptures missing: the rest of the report is still worth having
+        return None, str(exc)
 
 
 def stream_file_stem(stream: ReportStream, several: bool) -> str:

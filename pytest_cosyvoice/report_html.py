@@ -19,7 +19,7 @@ body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width
 table { border-collapse: collapse; font-size: 0.9em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
 th { background: #f0f0f0; } td.id { text-align: left; font-family: monospace; }
-td.verdict { font-weight: bold; text-align: left; }
+td.verdict { font-weight: bold; text-align: left; } td.changed { text-align: left; }
 .banner { padding: 0.6em 1em; margin: 1em 0; border-left: 5px solid; background: #fafafa; }
 img { max-width: 100%; border: 1px solid #ddd; }
 .stream { margin: 1.5em 0; } .key { color: #555; font-size: 0.9em; }
@@ -94,6 +94,30 @@ def _machine(data: "ReportInput") -> str:
     return f"<table>{body}</table>" if rows else "<p>Not measured.</p>"
 
 
+def _changes_section(files: "ReportFiles", tests: list[str]) -> str:
+    """The change points of each test's RTF over the sessions of this key (oldest first)."""
+    if files.changes is None:
+        return f"<p>Not computed: {_e(files.changes_note)}</p>"
+    order = {n: i for i, n in enumerate(tests)}
+    rows = []
+    for nodeid in sorted(files.changes, key=lambda n: order.get(n, len(order))):
+        for cp in files.changes[nodeid]:
+            colour = VERDICT_COLOURS["regression" if cp.shift > 0 else "improvement"]
+            changed = "<br>".join(_e(w) for w in cp.what_changed) or "nothing recorded"
+            when = (cp.time_utc or "time unknown")[:16].replace("T", " ")
+            rows.append(
+                f"<tr><td class=id title=\"{_e(nodeid)}\">{_e(short_id(nodeid, 70))}</td>"
+                f"<td>{cp.index + 1} ({_e(when)}, <code>{_e((cp.commit or 'unknown')[:7])}</code>)"
+                f"</td><td style=\"color:{colour}\">{cp.shift_pct:+.1f}%</td>"
+                f"<td>{cp.median_before:.3f} &rarr; {cp.median_after:.3f}</td>"
+                f"<td class=changed>{changed}</td></tr>")
+    if not rows:
+        return "<p>None found.</p>"
+    head = ("<tr><th>test</th><th>from session (time UTC, commit)</th><th>RTF shift</th>"
+            "<th>median RTF before &rarr; after</th><th>what changed</th></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _stream_block(s: "StreamFiles", out_dir: Path) -> str:
     t = s.stream.trace
     audio = (f'<div><audio controls preload="none" src="{_e(_rel(s.wav, out_dir))}"></audio> '
@@ -145,6 +169,11 @@ def write_index(files: "ReportFiles", data: "ReportInput", commit: str | None) -
         f'<img src="{_e(_rel(files.drift_png, out))}" alt="RTF drift">',
         "<h2>RTF over sessions</h2>",
         f'<img src="{_e(_rel(files.trend_png, out))}" alt="RTF trend">',
+        "<h2>Change points</h2>",
+        "<p class=key>Where a test's median RTF over these sessions moved to a new level "
+        "(ruptures PELT, L1 cost on log RTF scaled by its noise), and what differs between "
+        "the session before and the first session after.</p>",
+        _changes_section(files, [f.nodeid for f in data.figures]),
         f"<h2>Failing streams ({len(failing)})</h2>",
         *([_stream_block(s, out) for s in failing] or ["<p>None.</p>"]),
     ]

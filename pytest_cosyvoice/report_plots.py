@@ -18,11 +18,14 @@ from .playback import simulate_playback
 if TYPE_CHECKING:
     import numpy as np
 
+    from .changepoints import ChangePoint
+
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"
 
 VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
                    "new": "#7f7f7f", "insufficient-samples": "#ff7f0e", "inconclusive": "#9467bd"}
 BASELINE_COLOUR = "#555555"
+REGIME_COLOUR = "#9467bd"
 DPI = 110
 MAX_TREND_PANELS = 24
 
@@ -184,8 +187,11 @@ def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
 # -- rtf_trend.png ---------------------------------------------------------------------------
 
 def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[str],
-               baseline_medians: dict[str, float], key: RunKey, tolerance: float) -> Path:
-    """Per test, median RTF over the sessions in history (same key), baseline as a line."""
+               baseline_medians: dict[str, float], key: RunKey, tolerance: float,
+               changes: dict[str, list["ChangePoint"]] | None = None) -> Path:
+    """Per test, median RTF over the sessions in history (same key), baseline as a line; with
+    `changes` (changepoints.history_changes over the same history), each change point as a
+    dashed line labelled with its shift and what changed first, and each regime's median."""
     plt = _pyplot()
     shown = list(nodeids)[:MAX_TREND_PANELS]
     n = max(len(shown), 1)
@@ -212,6 +218,7 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
             ax.axhline(bmed, color=BASELINE_COLOUR, ls="--", lw=1, label="baseline median")
             ax.axhspan(bmed * (1 - tolerance), bmed * (1 + tolerance), color="#2ca02c",
                        alpha=0.10, label=f"±{tolerance:.0%}")
+        _mark_changes(ax, (changes or {}).get(nodeid, []))
         ax.set_title(short_id(nodeid, 48), fontsize=9)
         ax.set_xlabel("session (1 = oldest)", fontsize=8)
         ax.set_ylabel("median RTF", fontsize=8)
@@ -226,15 +233,53 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
     else:
         span = "no sessions recorded yet"
     more = f" (showing {len(shown)} of {len(nodeids)} tests)" if len(nodeids) > len(shown) else ""
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="upper right", fontsize=8, ncol=3, frameon=False)
+    legend: dict[str, Any] = {}     # every panel's entries once: a change may be in any panel
+    for ax in axes.flat[:n]:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="upper right", fontsize=8, ncol=3,
+                   frameon=False)
     fig.suptitle(f"RTF trend: {span}{more}\n{_key_line(key, 90)}", fontsize=10, x=0.01,
                  ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.03 / rows))
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _change_label(cp: "ChangePoint") -> str:
+    """"+31 %" over "torch 2.10.0+cu128": the first thing that changed, by its new value."""
+    first = cp.what_changed[0] if cp.what_changed else ""
+    name, _, rest = first.partition(" ")
+    new = rest.rpartition(" -> ")[2]
+    item = f"{name} {new}" if new else first
+    return f"{cp.shift_pct:+.0f} %" + (f"\n{item[:21]}…" if len(item) > 22 else
+                                      f"\n{item}" if item else "")
+
+
+def _mark_changes(ax: Any, changes: Sequence["ChangePoint"]) -> None:
+    """Dashed line between the last session before and the first after each change (x is the
+    1-based session number), labelled at the top; each regime's median as a segment."""
+    if not changes:
+        return
+    for j, cp in enumerate(changes):
+        x = (cp.previous_index + cp.index) / 2 + 1
+        colour = VERDICT_COLOURS["regression" if cp.shift > 0 else "improvement"]
+        ax.axvline(x, color=colour, ls="--", lw=1.2, label="change point" if j == 0 else None)
+        # Alternate heights so that labels of nearby changes do not cover each other.
+        ax.text(x, 0.97 - 0.13 * (j % 2), " " + _change_label(cp).replace("\n", "\n "),
+                ha="left", va="top", fontsize=7, color=colour, clip_on=True,
+                transform=ax.get_xaxis_transform(),
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 0.5})
+        ax.hlines(cp.median_before, cp.before_first + 1, cp.previous_index + 1,
+                  color=REGIME_COLOUR, lw=2.2, alpha=0.8,
+                  label="regime median" if j == 0 else None)
+    last = changes[-1]
+    ax.hlines(last.median_after, last.index + 1, last.after_last + 1, color=REGIME_COLOUR,
+              lw=2.2, alpha=0.8)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.35 * (hi - lo))     # headroom for the labels above the data
 
 
 # -- streams/<id>.png ------------------------------------------------------------------------

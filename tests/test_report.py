@@ -1,8 +1,10 @@
 """The report files: present, non-trivial, self-consistent; the terminal table's content."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -190,7 +192,7 @@ def test_summary_table() -> None:
     drift = compare(current, {f.nodeid: f.rtf for f in base[:2]})
     table = summary_table(current, drift)
     lines = table.splitlines()
-    assert lines[0].split() == ["test", "runs", "RTF", "baseline", "drift", "verdict",
+    assert lines[0].split() == ["test", "runs", "RTF", "baseline", "raw", "calibrated", "verdict",
                                 "first-chunk", "ms", "worst", "gap", "ms"]
     slow = next(line for line in lines if "v2-fp16-short" in line)
     assert "regression" in slow and re.search(r"\+\d\d\.\d%", slow)
@@ -205,3 +207,86 @@ def test_sanitise_nodeid() -> None:
     assert sanitise_nodeid("suites/a.py::test_x[v2 / fp16]") == "suites_a.py__test_x_v2_fp16"
     long = sanitise_nodeid("t::" + "x" * 500)
     assert len(long) < 140 and long != sanitise_nodeid("t::" + "x" * 499)
+
+
+# -- change points ---------------------------------------------------------------------------
+
+STACK = {"torch": "2.9.1+cu128", "cuda": "12.8", "driver": "570.124", "python": "3.11.2",
+         "numpy": "2.4.6"}
+
+
+def shifted_history(path: Path, rng: np.random.Generator) -> None:
+    """14 sessions; from the 8th on torch is upgraded, the commit is new and SLOW is 30 % slower."""
+    for i in range(14):
+        upgraded = i >= 7
+        entry = history_entry(figures(rng, slow=1.3 if upgraded else 1.0), KEY,
+                              "b" * 40 if upgraded else "a" * 40)
+        entry["stack"] = dict(STACK, torch="2.10.0+cu128") if upgraded else dict(STACK)
+        append_history(path, entry)
+
+
+def test_report_lists_and_draws_change_points(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ruptures")
+    from pytest_cosyvoice import report_plots
+
+    drawn: list[int] = []
+    mark = report_plots._mark_changes
+    monkeypatch.setattr(report_plots, "_mark_changes",
+                        lambda ax, cps: (drawn.extend(cp.index for cp in cps), mark(ax, cps)))
+    rng = np.random.default_rng(4)
+    shifted_history(tmp_path / "history.jsonl", rng)
+    files = write_report(tmp_path, ReportInput(figures(rng, slow=1.3), KEY, None, None,
+                                               commit="b" * 40))
+    assert files.changes is not None and files.changes[STEADY] == files.changes[NEW] == []
+    (cp,) = files.changes[SLOW]
+    assert cp.index == 7 and 0.2 < cp.shift < 0.4
+    assert cp.what_changed == ["torch 2.9.1+cu128 -> 2.10.0+cu128", "commit aaaaaaa -> bbbbbbb"]
+    assert len(files.change_lines) == 1 and files.change_lines[0].startswith(SLOW)
+    assert png_size(files.trend_png)[0] >= 800 and drawn == [7]    # marked on rtf_trend.png
+    text = files.html.read_text(encoding="utf-8")
+    section = text[text.index("<h2>Change points</h2>"):text.index("<h2>Failing streams")]
+    assert "v2-fp16-short" in section and "v2-fp16-long" not in section
+    assert f"{cp.shift_pct:+.1f}%" in section and "bbbbbbb" in section
+    assert "torch 2.9.1+cu128 -&gt; 2.10.0+cu128" in section
+    assert f"{cp.median_before:.3f} &rarr; {cp.median_after:.3f}" in section
+
+
+def test_report_without_change_points_or_ruptures(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(6):
+        append_history(tmp_path / "history.jsonl", history_entry(figures(rng), KEY, "a"))
+    if importlib.util.find_spec("ruptures"):
+        files = write_report(tmp_path / "a", ReportInput(
+            figures(rng), KEY, None, None, commit="", history_path=tmp_path / "history.jsonl"))
+        assert files.changes == {SLOW: [], STEADY: [], NEW: []} and files.change_lines == []
+        assert "None found." in files.html.read_text(encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "ruptures", None)    # `import ruptures` fails
+    files = write_report(tmp_path / "b", ReportInput(
+        figures(rng), KEY, None, None, commit="", history_path=tmp_path / "history.jsonl"))
+    assert files.changes is None and files.change_lines == []
+    assert "Not computed: change points need ruptures: pip install ruptures" in \
+        files.html.read_text(encoding="utf-8")
+    assert png_size(files.trend_png)[0] >= 800
+
+
+def test_trend_marks_each_change(tmp_path: Path) -> None:
+    from pytest_cosyvoice.changepoints import ChangePoint
+    from pytest_cosyvoice.report_plots import _mark_changes, _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    cps = [ChangePoint(SLOW, 5, None, None, 0.2, 0.26, 0.3, ["torch 2.9.1 -> 2.10.0"], 3, 0, 8),
+           ChangePoint(SLOW, 9, None, None, 0.26, 0.2, -0.23, [], 8, 5, 12)]
+    _mark_changes(ax, cps)
+    dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    # Between the sessions around each change: 1-based (3 + 5) / 2 + 1 and (8 + 9) / 2 + 1.
+    assert sorted(ln.get_xdata()[0] for ln in dashed) == [5.0, 9.5]
+    labels = sorted(" ".join(t.get_text().split()) for t in ax.texts)
+    assert labels == ["+30 % torch 2.10.0", "-23 %"]    # shift, and the first change's new value
+    segments = [seg for coll in ax.collections for seg in coll.get_segments()]
+    # Three regimes: sessions 1-4 at 0.2, 6-9 at 0.26, 10-13 at 0.2.
+    assert sorted((s[0][0], s[1][0], s[0][1]) for s in segments) == \
+        [(1, 4, 0.2), (6, 9, 0.26), (10, 13, 0.2)]
+    plt.close(fig)

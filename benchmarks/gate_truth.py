@@ -1,0 +1,199 @@
+"""How far the gate's verdicts can be trusted, measured on real reruns of the gate suites.
+
+    .venv/bin/python benchmarks/gate_truth.py [--clean 5] [--contended 3] [--slow-runs 2]
+                                              [--levels 0.1,0.2,0.4] [--repeat 5] [--defects]
+
+On the embedded tiny model, in a scratch folder (`--workdir`, default a temporary one):
+1. one run saves a baseline (runner `gate-truth`);
+2. `--clean` reruns of the same code;
+3. `--contended` reruns while a busy process (a pure-Python loop) shares the cores;
+4. `--slow-runs` reruns per level with every component (LLM per token, flow, vocoder) made that share
+   slower through the loaded components (benchmarks/inject.py);
+5. with `--defects`, one run per functional defect injected through the components, and whether the
+   named check caught it in every affected test.
+
+Prints one markdown table per part: the share of test verdicts per verdict, the median raw and
+calibrated drift, and the machine figures the gate saw. `--json FILE` keeps every run's rows.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RTF_TESTS = "test_stream and (short-en or medium-en or zh)"      # 4 modes x 3 texts = 12 verdicts a run
+DEFECT_TESTS = "test_stream and (short-en or medium-en)"
+# defect -> (tests to run, text the failure must contain: the named check, extra pytest args)
+DEFECT_CHECKS: dict[str, tuple[str, str, list[str]]] = {
+    "vocoder-nan": (DEFECT_TESTS, "sound:", []),
+    "vocoder-short": (DEFECT_TESTS, "complete:", []),
+    "flow-futurewarning": (DEFECT_TESTS, "clean:", []),
+    "llm-stall": (DEFECT_TESTS, "StreamStalled", ["--cosy-stall-timeout=2"]),
+    "thread-left": (DEFECT_TESTS, "tidy:", []),
+    "tensor-kept": ("test_fifty_sequential_streams_keep_memory_flat", "more live tensors", []),
+    "chunk-late": (DEFECT_TESTS, "gap-free:", []),
+}
+VERDICTS = ("regression", "improvement", "inconclusive", "ok", "insufficient-samples", "new")
+
+
+@dataclass
+class Run:
+    part: str
+    label: str
+    seconds: float
+    returncode: int
+    verdicts: dict[str, str] = field(default_factory=dict)       # nodeid -> verdict
+    raw_drift: dict[str, float] = field(default_factory=dict)
+    drift: dict[str, float] = field(default_factory=dict)
+    calibration_s: float | None = None
+    others_cpu: float | None = None
+    caught: dict[str, bool] = field(default_factory=dict)         # defects: nodeid -> named check failed
+
+
+def pytest_cmd(work: Path, select: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", str(ROOT / "suites"), "-p", "inject", "-p", "no:cacheprovider",
+            "-q", "-k", select, "--cosy-runner=gate-truth", f"--cosy-baseline-dir={work / 'bl'}",
+            f"--cosy-report={work / 'rep'}", f"--junitxml={work / 'junit.xml'}", *extra]
+
+
+def run_gate(work: Path, part: str, label: str, select: str, *, inject: str = "", repeat: int = 5,
+             extra: list[str] | None = None) -> Run:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)]),
+           "COSY_INJECT": inject, "COSY_GATE_RTF_REPEAT": str(repeat)}
+    t = time.monotonic()
+    proc = subprocess.run(pytest_cmd(work, select, extra or []), cwd=work, env=env, capture_output=True, text=True)
+    run = Run(part, label, time.monotonic() - t, proc.returncode)
+    (work / f"{part}-{label}.log").write_text(proc.stdout + proc.stderr)
+    csv_path = work / "rep" / "rtf.csv"
+    if csv_path.is_file():
+        with open(csv_path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                run.verdicts[row["nodeid"]] = row["verdict"] or "no baseline"
+                if row["raw_drift"]:
+                    run.raw_drift[row["nodeid"]] = float(row["raw_drift"])
+                if row["drift"]:
+                    run.drift[row["nodeid"]] = float(row["drift"])
+    history = work / "rep" / "history.jsonl"
+    if history.is_file():
+        last = json.loads(history.read_text().splitlines()[-1])
+        health = last.get("health") or {}
+        run.calibration_s, run.others_cpu = health.get("calibration_s"), health.get("others_cpu")
+    if (work / "junit.xml").is_file():
+        for case in ET.parse(work / "junit.xml").getroot().iter("testcase"):
+            nodeid = f"{case.get('classname', '').replace('.', '/')}::{case.get('name')}"
+            failure = case.find("failure")
+            text = "" if failure is None else (failure.get("message", "") + (failure.text or ""))
+            run.caught[nodeid] = text
+    (work / "rep" / "rtf.csv").unlink(missing_ok=True)
+    return run
+
+
+def busy_process() -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def verdict_table(runs: list[Run], baseline_cal: float | None) -> str:
+    head = ("| runs | condition | verdicts | regression | improvement | inconclusive | ok | other | "
+            "median raw drift | median calibrated drift | machine vs baseline | other processes' CPU |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for label in dict.fromkeys(r.label for r in runs):
+        group = [r for r in runs if r.label == label]
+        counts: Counter[str] = Counter(v for r in group for v in r.verdicts.values())
+        n = sum(counts.values()) or 1
+        raw = [d for r in group for d in r.raw_drift.values()]
+        cal = [d for r in group for d in r.drift.values()]
+        ratios = [r.calibration_s / baseline_cal for r in group if r.calibration_s and baseline_cal]
+        others = [r.others_cpu for r in group if r.others_cpu is not None]
+        other = n - sum(counts[v] for v in ("regression", "improvement", "inconclusive", "ok"))
+
+        def pct(k: int) -> str:
+            return f"{100 * k / n:.0f} % ({k})"
+        rows.append(
+            f"| {len(group)} | {label} | {sum(counts.values())} | {pct(counts['regression'])} | "
+            f"{pct(counts['improvement'])} | {pct(counts['inconclusive'])} | {pct(counts['ok'])} | {pct(other)} | "
+            + (f"{100 * statistics.median(raw):+.1f} %" if raw else "-") + " | "
+            + (f"{100 * statistics.median(cal):+.1f} %" if cal else "-") + " | "
+            + (f"x{min(ratios):.2f} .. x{max(ratios):.2f}" if ratios else "-") + " | "
+            + (f"{100 * min(others):.0f} .. {100 * max(others):.0f} %" if others else "-") + " |")
+    return head + "\n" + "\n".join(rows)
+
+
+def defect_table(runs: list[Run]) -> str:
+    head = "| defect | expected check | affected tests | caught by that check |\n|---|---|---|---|"
+    rows = []
+    for r in runs:
+        _, expected, _ = DEFECT_CHECKS[r.label]
+        hits = sum(1 for text in r.caught.values() if expected in text)
+        n = len(r.caught)
+        rows.append(f"| {r.label} | `{expected.rstrip(':')}` | {n} | {100 * hits / max(n, 1):.0f} % ({hits}/{n}) |")
+    return head + "\n" + "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clean", type=int, default=5)
+    ap.add_argument("--contended", type=int, default=3)
+    ap.add_argument("--slow-runs", type=int, default=2)
+    ap.add_argument("--levels", default="0.1,0.2,0.4")
+    ap.add_argument("--repeat", type=int, default=5, help="RTF rounds per test (COSY_GATE_RTF_REPEAT)")
+    ap.add_argument("--select", default=RTF_TESTS, help="pytest -k expression of the timed tests")
+    ap.add_argument("--defects", action="store_true")
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="gate-truth-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"workdir: {work}", flush=True)
+    runs: list[Run] = []
+
+    def step(part: str, label: str, **kw: object) -> Run:
+        r = run_gate(work, part, label, **kw)  # type: ignore[arg-type]
+        runs.append(r)
+        counts = Counter(r.verdicts.values())
+        print(f"{part:10s} {label:28s} rc={r.returncode} {r.seconds:5.0f}s {dict(counts)}", flush=True)
+        return r
+
+    base = step("baseline", "save baseline", select=args.select, repeat=args.repeat, extra=["--cosy-save-baseline"])
+    for _ in range(args.clean):
+        step("clean", "clean rerun", select=args.select, repeat=args.repeat)
+    for _ in range(args.contended):
+        busy = busy_process()
+        try:
+            step("contended", "rerun + 1 busy process", select=args.select, repeat=args.repeat)
+        finally:
+            busy.kill()
+            busy.wait()
+    for level in [float(x) for x in args.levels.split(",") if x]:
+        for _ in range(args.slow_runs):
+            pct = f"{100 * level:.0f}"
+            step("slow", f"LLM+flow+vocoder +{pct} %", select=args.select, repeat=args.repeat,
+                 inject=f"slow:llm={level},flow={level},hift={level}")
+    defects: list[Run] = []
+    if args.defects:
+        for name, (select, _, extra) in DEFECT_CHECKS.items():
+            r = step("defect", name, select=select, repeat=1, inject=f"defect:{name}", extra=extra)
+            defects.append(r)
+    baseline_cal = base.calibration_s
+    timed = [r for r in runs if r.part in ("clean", "contended", "slow")]
+    print("\n" + verdict_table(timed, baseline_cal))
+    if defects:
+        print("\n" + defect_table(defects))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
