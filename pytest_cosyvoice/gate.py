@@ -141,6 +141,12 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
         else:
             out.report = files.html
             out.lines.append(f"report: {files.html}")
+            shifts = files.change_lines
+            if shifts:
+                out.lines.append(f"change points in the RTF history ({len(shifts)}; see the report):")
+                out.lines += [f"  {line}" for line in shifts[:10]]
+            elif files.changes is None:
+                out.lines.append(f"change points not computed: {files.changes_note}")
 
     if s.save_baseline:
         save(out, store, key, figures, stack, health, broken)
