@@ -61,21 +61,24 @@ class Run:
     caught: dict[str, bool] = field(default_factory=dict)         # defects: nodeid -> named check failed
 
 
-def pytest_cmd(work: Path, select: str, extra: list[str]) -> list[str]:
+def pytest_cmd(work: Path, select: str, extra: list[str], report: str) -> list[str]:
+    # Defect runs keep their own baseline and report folders: the timed runs' history stays theirs.
+    bl = "bl" if report == "rep" else f"bl-{report}"
     return [sys.executable, "-m", "pytest", str(ROOT / "suites"), "-p", "inject", "-p", "no:cacheprovider",
-            "-q", "-k", select, "--cosy-runner=gate-truth", f"--cosy-baseline-dir={work / 'bl'}",
-            f"--cosy-report={work / 'rep'}", f"--junitxml={work / 'junit.xml'}", *extra]
+            "-q", "-k", select, "--cosy-runner=gate-truth", f"--cosy-baseline-dir={work / bl}",
+            f"--cosy-report={work / report}", f"--junitxml={work / 'junit.xml'}", *extra]
 
 
 def run_gate(work: Path, part: str, label: str, select: str, *, inject: str = "", repeat: int = 5,
-             extra: list[str] | None = None) -> Run:
+             extra: list[str] | None = None, report: str = "rep") -> Run:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)]),
            "COSY_INJECT": inject, "COSY_GATE_RTF_REPEAT": str(repeat)}
     t = time.monotonic()
-    proc = subprocess.run(pytest_cmd(work, select, extra or []), cwd=work, env=env, capture_output=True, text=True)
+    proc = subprocess.run(pytest_cmd(work, select, extra or [], report), cwd=work, env=env, capture_output=True,
+                          text=True)
     run = Run(part, label, time.monotonic() - t, proc.returncode)
     (work / f"{part}-{label}.log").write_text(proc.stdout + proc.stderr)
-    csv_path = work / "rep" / "rtf.csv"
+    csv_path = work / report / "rtf.csv"
     if csv_path.is_file():
         with open(csv_path, newline="") as fh:
             for row in csv.DictReader(fh):
@@ -84,7 +87,7 @@ def run_gate(work: Path, part: str, label: str, select: str, *, inject: str = ""
                     run.raw_drift[row["nodeid"]] = float(row["raw_drift"])
                 if row["drift"]:
                     run.drift[row["nodeid"]] = float(row["drift"])
-    history = work / "rep" / "history.jsonl"
+    history = work / report / "history.jsonl"
     if history.is_file():
         last = json.loads(history.read_text().splitlines()[-1])
         health = last.get("health") or {}
@@ -95,7 +98,7 @@ def run_gate(work: Path, part: str, label: str, select: str, *, inject: str = ""
             failure = case.find("failure")
             text = "" if failure is None else (failure.get("message", "") + (failure.text or ""))
             run.caught[nodeid] = text
-    (work / "rep" / "rtf.csv").unlink(missing_ok=True)
+    csv_path.unlink(missing_ok=True)
     return run
 
 
@@ -183,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     defects: list[Run] = []
     if args.defects:
         for name, (select, _, extra) in DEFECT_CHECKS.items():
-            r = step("defect", name, select=select, repeat=1, inject=f"defect:{name}", extra=extra)
+            r = step("defect", name, select=select, repeat=1, inject=f"defect:{name}", extra=extra,
+                     report="rep-defects")
             defects.append(r)
     baseline_cal = base.calibration_s
     timed = [r for r in runs if r.part in ("clean", "contended", "slow")]
