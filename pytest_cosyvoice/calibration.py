@@ -192,6 +192,7 @@ class Health:
     others_cpu: float | None = None
     steal: float | None = None
     gpu: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)    # calibrations that could not run, and why
 
     @property
     def calibration_s(self) -> float | None:
@@ -218,7 +219,7 @@ class Health:
 
     def to_json(self) -> dict[str, Any]:
         return {"calibration": [asdict(s) for s in self.calibration], "calibration_s": self.calibration_s,
-                "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu}
+                "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu, "errors": self.errors}
 
     @classmethod
     def from_json(cls, data: Any) -> "Health":
@@ -235,7 +236,7 @@ class Health:
         gpu = data.get("gpu") or {}
         if not isinstance(gpu, dict):
             raise ValueError("health.gpu must be an object")
-        return cls(samples, opt("others_cpu"), opt("steal"), gpu)
+        return cls(samples, opt("others_cpu"), opt("steal"), gpu, [str(e) for e in data.get("errors", [])])
 
 
 class HealthMonitor:
@@ -245,17 +246,20 @@ class HealthMonitor:
         self.device = device
         self.health = Health()
         self._start: Snapshot | None = None
-        self._busy_s = 0.0   # seconds spent calibrating: not the session's own measured work
 
     def start(self) -> None:
         if self._start is None:
             self._start = snapshot()
 
-    def calibrate(self) -> CalibrationSample:
+    def calibrate(self) -> CalibrationSample | None:
+        """One measurement; a workload that cannot run (a broken device) is noted, never raised:
+        the machine then counts as not calibrated and verdicts say so."""
         self.start()
-        t = time.perf_counter()
-        s = measure(self.device)
-        self._busy_s += time.perf_counter() - t
+        try:
+            s = measure(self.device)
+        except Exception as e:  # noqa: BLE001 - any failure of the workload is reported the same way
+            self.health.errors.append(f"calibration on {self.device} failed: {type(e).__name__}: {e}")
+            return None
         self.health.calibration.append(s)
         return s
 

@@ -60,8 +60,10 @@ def machines(baseline: Baseline, health: Health | None, tolerance: float) -> dic
 
 
 def health_line(health: Health | None, machine: Machine | None) -> str:
-    if health is None or health.calibration_s is None:
+    if health is None:
         return "machine: not calibrated (no model was loaded in this process)"
+    if health.calibration_s is None:
+        return "machine: not calibrated" + (f" ({health.errors[0]})" if health.errors else "")
     parts = [f"calibration {1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})"]
     if machine is not None and machine.ratio is not None:
         parts.append(f"x{machine.ratio:.2f} vs baseline")
@@ -71,6 +73,7 @@ def health_line(health: Health | None, machine: Machine | None) -> str:
         parts.append(f"steal {health.steal:.0%}")
     if health.gpu.get("error"):
         parts.append(f"GPU state unknown: {health.gpu['error']}")
+    parts += health.errors[:1]
     verdict = "comparable" if machine is None or machine.comparable else "NOT comparable: " + machine.describe()
     if machine is None and health.problems():
         verdict = "busy: " + "; ".join(health.problems())

@@ -288,7 +288,7 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
     nodeids = [f.nodeid for f in data.figures]
     changes, changes_note = _history_changes(history, nodeids)
     trend_png = report_plots.plot_trend(out / "rtf_trend.png", history, nodeids, base_medians,
-                                        data.key, data.tolerance, changes)
+                                        data.key, data.tolerance, changes, data.stack_changes)
 
     files = ReportFiles(out_dir=out, csv=csv_path, history=history_path, drift_png=drift_png,
                         trend_png=trend_png, html=out / "index.html",

@@ -188,10 +188,12 @@ def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
 
 def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[str],
                baseline_medians: dict[str, float], key: RunKey, tolerance: float,
-               changes: dict[str, list["ChangePoint"]] | None = None) -> Path:
+               changes: dict[str, list["ChangePoint"]] | None = None,
+               stack_changes: Sequence[str] = ()) -> Path:
     """Per test, median RTF over the sessions in history (same key), baseline as a line; with
     `changes` (changepoints.history_changes over the same history), each change point as a
-    dashed line labelled with its shift and what changed first, and each regime's median."""
+    dashed line labelled with its shift and what changed first, and each regime's median.
+    `stack_changes` (what differs from the baseline's stack) is named in the title."""
     plt = _pyplot()
     shown = list(nodeids)[:MAX_TREND_PANELS]
     n = max(len(shown), 1)
@@ -240,7 +242,8 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
     if legend:
         fig.legend(list(legend.values()), list(legend), loc="upper right", fontsize=8, ncol=3,
                    frameon=False)
-    fig.suptitle(f"RTF trend: {span}{more}\n{_key_line(key, 90)}", fontsize=10, x=0.01,
+    since = ("\nstack changed since the baseline: " + ", ".join(stack_changes)) if stack_changes else ""
+    fig.suptitle(f"RTF trend: {span}{more}{since}\n{_key_line(key, 90)}", fontsize=10, x=0.01,
                  ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.03 / rows))
     fig.savefig(path)

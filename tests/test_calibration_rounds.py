@@ -81,3 +81,11 @@ def test_rounds_cover_each_test_once_per_round_in_shuffled_orders() -> None:
     again = rounds.plan(items, lambda it: it.repeat, seed=3)  # type: ignore[arg-type, attr-defined]
     assert [[it.nodeid for it in r] for r in again.rounds] == [[it.nodeid for it in r] for r in plan.rounds]
     assert rounds.plan(items[-1:], lambda it: it.repeat, seed=0).rounds == []  # type: ignore[arg-type, attr-defined]
+
+
+def test_a_calibration_that_cannot_run_is_noted_not_raised() -> None:
+    mon = HealthMonitor("cuda:7")       # no such device here: torch refuses it
+    assert mon.calibrate() is None
+    health = mon.finish()
+    assert health.calibration_s is None
+    assert health.errors and health.errors[0].startswith("calibration on cuda:7 failed: ")
