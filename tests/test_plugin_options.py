@@ -69,6 +69,20 @@ def test_ini_and_env_values_are_checked_and_named(pytester: pytest.Pytester, mon
     assert "ERROR: COSY_FP16='maybe': expected true/false (1/0, yes/no, on/off)" in usage_error(pytester)
 
 
+def test_runner_and_machine_tolerance_are_checked_wherever_they_come_from(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ("ERROR: --cosy-runner='a/b': expected 1-80 characters: letters, digits and . _ + - "
+            "(starting with a letter or digit)") in usage_error(pytester, "--cosy-runner", "a/b")
+    assert ("ERROR: --cosy-machine-tolerance='lots': expected a fraction >= 0, e.g. 0.10 for 10 %"
+            in usage_error(pytester, "--cosy-machine-tolerance", "lots"))
+    monkeypatch.setenv("COSY_RUNNER", "gpu box")
+    assert any(line.startswith("ERROR: COSY_RUNNER='gpu box': expected 1-80 characters")
+               for line in usage_error(pytester))
+    monkeypatch.delenv("COSY_RUNNER")
+    pytester.makeini("[pytest]\ncosy_runner = ../up\n")
+    assert any(line.startswith("ERROR: ini cosy_runner='../up'") for line in usage_error(pytester))
+
+
 def test_fp16_needs_cuda_even_with_device_auto(pytester: pytest.Pytester) -> None:
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
@@ -96,8 +110,9 @@ def test_resolution_cli_over_env_over_ini_over_default(pytester: pytest.Pytester
     result.stdout.fnmatch_lines([
         "SETTINGS 11.0 upstream model cpu 0.2 ('autocast', '^DeprecationWarning: old') [('baseline_dir', 'default'), "
         "('device', '--cosy-device'), ('engine', 'ini cosy_engine'), ('fail_on_drift', 'default'), "
-        "('fp16', 'default'), ('model', 'ini cosy_model'), ('no_report', 'default'), "
-        "('report_dir', 'default'), ('rtf_tolerance', 'COSY_RTF_TOLERANCE'), ('save_baseline', 'default'), "
+        "('fp16', 'default'), ('machine_tolerance', 'default'), ('model', 'ini cosy_model'), "
+        "('no_report', 'default'), ('report_dir', 'default'), ('rtf_tolerance', 'COSY_RTF_TOLERANCE'), "
+        "('runner', 'default'), ('save_baseline', 'default'), "
         "('stall_timeout_s', '--cosy-stall-timeout')]",
     ])
 
