@@ -26,7 +26,7 @@ DEFECTS = {
     "llm-stall": "the LLM stalls past the stall timeout",
     "thread-left": "the flow starts a thread that outlives the request",
     "tensor-kept": "the vocoder keeps a tensor per request",
-    "chunk-late": "the vocoder delivers one chunk 2.5 s late",
+    "chunk-late": "the vocoder delivers each request's second chunk 5 s late",
 }
 KEPT: list[Any] = []   # the "tensor-kept" defect's leak
 
@@ -102,9 +102,11 @@ def _defect(name: str, model: Any) -> None:
         hift.inference = hift_keep
     elif name == "chunk-late":
         def hift_late(*a: Any, **k: Any) -> Any:
-            calls["n"] += 1
-            if calls["n"] % 3 == 2:
-                time.sleep(2.5)
+            # A request's first vocoder call has an empty source cache (v1/v2 HiFT): count from there.
+            source = k.get("cache_source")
+            calls["n"] = 0 if source is None or source.shape[-1] == 0 else calls["n"] + 1
+            if calls["n"] == 1:
+                time.sleep(5.0)
             return hift_fn(*a, **k)
         hift.inference = hift_late
     else:
