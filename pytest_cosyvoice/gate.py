@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .baseline import RESAVE, Baseline, BaselineError, BaselineStore
+from .baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from .calibration import Health
 from .drift import DriftResult, Machine, compare
 from .figures import TestFigures
@@ -46,17 +46,16 @@ def passed(figures: list[TestFigures]) -> list[TestFigures]:
     return [f for f in figures if f.outcome == "passed"]
 
 
+def machine_against(saved: SavedSession | None, health: Health | None, tolerance: float) -> Machine:
+    """This session's machine against the one of a saving session (its calibration and health)."""
+    now = health.calibration_s if health else None
+    then = saved.health.calibration_s if saved else None
+    return Machine(now / then if now and then else None, tuple(health.problems()) if health else (), tolerance)
+
+
 def machines(baseline: Baseline, health: Health | None, tolerance: float) -> dict[str, Machine]:
     """Per test: this session's machine against the one of the session that saved its baseline."""
-    now = health.calibration_s if health else None
-    problems = tuple(health.problems()) if health else ()
-    out = {}
-    for nodeid in baseline.tests:
-        saved = baseline.session_of(nodeid)
-        then = saved.health.calibration_s if saved else None
-        ratio = now / then if now and then else None
-        out[nodeid] = Machine(ratio, problems, tolerance)
-    return out
+    return {nodeid: machine_against(baseline.session_of(nodeid), health, tolerance) for nodeid in baseline.tests}
 
 
 def health_line(health: Health | None, machine: Machine | None) -> str:
@@ -105,22 +104,20 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
     changes: list[str] = []
     machine: Machine | None = None
     if baseline is not None:
-        per_test = machines(baseline, health, s.machine_tolerance)
-        drift = compare(figures, baseline, s.rtf_tolerance, machine=per_test)
+        drift = compare(figures, baseline, s.rtf_tolerance, machine=machines(baseline, health, s.machine_tolerance))
         latest = baseline.latest()
+        machine = machine_against(latest, health, s.machine_tolerance)
         if latest is not None:
             changes = stack_changes(latest.stack, stack, with_commit=False)
-            machine = Machine(per_test[next(iter(per_test))].ratio if per_test else None,
-                              tuple(health.problems()) if health else (), s.machine_tolerance)
         since = f"baseline of {baseline.updated_at} ({baseline.path})"
         out.lines.append(f"drift against the {since}; stack "
                          + ("unchanged" if not changes else "changed: " + ", ".join(changes)))
     elif not broken:
         others = [r for r in store.runners() if r != key.runner]
-        out.lines.append(f"no baseline for runner {key.runner} ({key.config_description()}): run with --cosy-save-baseline "
-                         f"on a known-good commit" + (f" (baselines exist for runner(s) {', '.join(others)}; "
-                                                      "--cosy-runner NAME names this machine as one of them)"
-                                                      if others else ""))
+        out.lines.append(f"no baseline for runner {key.runner} ({key.config_description()}): run with "
+                         "--cosy-save-baseline on a known-good commit"
+                         + (f" (baselines exist for runner(s) {', '.join(others)}; --cosy-runner NAME names "
+                            "this machine as one of them)" if others else ""))
     out.lines.append(health_line(health, machine))
     out.lines.append(summary(figures, drift))
     notes = [f"  {f.nodeid}: {n}" for f in figures for n in f.round_notes]

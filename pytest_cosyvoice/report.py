@@ -228,7 +228,7 @@ def _history_lines(path: Path) -> list[tuple[int, Any]]:
     """(line number, parsed JSON or None for a line that is not JSON) of every non-empty line."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except FileNotFoundError:
         return []
     out: list[tuple[int, Any]] = []
     for n, line in enumerate(text.splitlines(), 1):
@@ -244,8 +244,12 @@ def _history_lines(path: Path) -> list[tuple[int, Any]]:
 def read_history(path: Path, key: RunKey | None = None) -> list[dict[str, Any]]:
     """Sessions in file order; only those of `key` when given. A torn or foreign line (a killed
     session, a hand edit) is skipped here and named by `history_problems`."""
+    try:
+        lines = _history_lines(path)
+    except OSError:
+        return []   # history_problems names it
     out = []
-    for _, entry in _history_lines(path):
+    for _, entry in lines:
         if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict):
             continue
         if key is not None and entry.get("key") != key.to_dict():
@@ -256,8 +260,11 @@ def read_history(path: Path, key: RunKey | None = None) -> list[dict[str, Any]]:
 
 def history_problems(path: Path) -> list[str]:
     """What `read_history` skips, named by file and line, so a broken history is not a silent one."""
-    bad = [n for n, entry in _history_lines(path)
-           if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict)]
+    try:
+        lines = _history_lines(path)
+    except OSError as e:
+        return [f"{path}: cannot read the history ({type(e).__name__}: {e.strerror or e})"]
+    bad = [n for n, entry in lines if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict)]
     if not bad:
         return []
     shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")

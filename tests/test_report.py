@@ -290,3 +290,13 @@ def test_trend_marks_each_change(tmp_path: Path) -> None:
     assert sorted((s[0][0], s[1][0], s[0][1]) for s in segments) == \
         [(1, 4, 0.2), (6, 9, 0.26), (10, 13, 0.2)]
     plt.close(fig)
+
+
+def test_an_unreadable_history_is_named_not_raised(tmp_path: Path) -> None:
+    from pytest_cosyvoice.report import history_problems
+
+    folder = tmp_path / "history.jsonl"
+    folder.mkdir()          # a folder where the file should be
+    assert read_history(folder) == []
+    (problem,) = history_problems(folder)
+    assert problem.startswith(f"{folder}: cannot read the history (IsADirectoryError")
