@@ -8,6 +8,8 @@ from pathlib import Path
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -66,13 +68,26 @@ def test_report_baseline_and_drift(pytester: pytest.Pytester, warm_tiny: Path) -
     history = (rep / "history.jsonl").read_text().splitlines()
     assert len(history) == 2 and json.loads(history[-1])["runner"] == "ci-box"
 
-    # 3. Another runner name: its own (missing) baseline, and the message names the runners that have one.
+    # 3. A busy neighbour on the cores: the machine is not comparable, so no change can be a regression.
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        crowded = pytester.runpytest(*common, "--cosy-no-report", "--cosy-fail-on-drift", "-k", "test_timed")
+    finally:
+        busy.kill()
+        busy.wait()
+    out = crowded.stdout.str()
+    assert "NOT comparable: " in out and "other processes used" in out, out
+    assert crowded.ret == 0 and "RTF regression(s)" not in out
+    row = next(line for line in out.splitlines() if "test_timed" in line and "  3  " in line)
+    assert "regression" not in row and "improvement" not in row, row
+
+    # 4. Another runner name: its own (missing) baseline, and the message names the runners that have one.
     other = pytester.runpytest(*common[:-1], "--cosy-runner=other-box", "--cosy-no-report", "-k", "test_timed")
     assert other.ret == 0
     assert "no baseline for runner other-box" in other.stdout.str()
     assert "baselines exist for runner(s) ci-box" in other.stdout.str()
 
-    # 4. A corrupt baseline: exit code 4, the file named and left as it was, even when saving.
+    # 5. A corrupt baseline: exit code 4, the file named and left as it was, even when saving.
     saved[0].write_text("{not json", encoding="utf-8")
     third = pytester.runpytest(*common, "--cosy-no-report", "--cosy-save-baseline", "-k", "test_no_call")
     assert third.ret == 4
