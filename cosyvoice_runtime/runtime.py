@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -18,6 +19,7 @@ import torch
 from .channel import TokenChannel, start_producer
 from .errors import InvalidInput, StreamError
 from .frontend import Frontend, ModelInput
+from .limits import check_timeout
 from .loader import load_model
 from .text import prepare
 from .token2wav import Schedule, make_renderer
@@ -39,20 +41,21 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("stall_timeout_s", "join_timeout_s"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                raise InvalidInput(f"{name}={v!r}: expected a positive number of seconds")
+            object.__setattr__(self, name, check_timeout(name, getattr(self, name)))
         for name in ("token_hop_len", "token_max_hop_len"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInput(f"{name}={v!r}: expected a positive whole number of tokens")
         if self.token_max_hop_len < self.token_hop_len:
             raise InvalidInput(f"token_max_hop_len={self.token_max_hop_len} is below token_hop_len={self.token_hop_len}")
-        if not self.stream_scale_factor >= 1:
-            raise InvalidInput(f"stream_scale_factor={self.stream_scale_factor!r}: expected a number >= 1")
+        f = self.stream_scale_factor
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 1 <= f < math.inf:
+            raise InvalidInput(f"stream_scale_factor={f!r}: expected a finite number >= 1")
         k = self.flow_context_tokens
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise InvalidInput(f"flow_context_tokens={k!r}: expected None (exact) or a positive whole number")
+        if not isinstance(self.empty_cuda_cache, bool):
+            raise InvalidInput(f"empty_cuda_cache={self.empty_cuda_cache!r}: expected True or False")
 
 
 def resolve_device(device: str) -> torch.device:
