@@ -116,8 +116,9 @@ class Frontend:
 
     def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> Prompt:
         """Prompt tokens, mel and embedding of a file; cached by path, size and mtime."""
-        p = Path(wav)
-        st = p.stat() if p.is_file() else None
+        # Not a path: read_wav below refuses it with the argument's name.
+        p = Path(wav) if isinstance(wav, (str, os.PathLike)) else None
+        st = p.stat() if p is not None and p.is_file() else None
         key = (str(p.resolve()), st.st_size, st.st_mtime_ns) if st else None
         if key is not None:
             with self._lock:
@@ -132,8 +133,8 @@ class Frontend:
             # The v2/v3 flow needs exactly 2 mel frames per prompt token.
             n = min(feat.shape[1] // 2, tokens.shape[1])
             feat, tokens = feat[:, : 2 * n], tokens[:, :n]
-        if tokens.shape[1] == 0:
-            raise InvalidInput(f"{what}={str(wav)!r}: too short to give any speech token; expected at least ~0.1 s of speech")
+        if tokens.shape[1] == 0:  # a released tokenizer with a longer receptive field than measured
+            raise InvalidInput(f"{what}={str(wav)!r}: too short to give any speech token; expected a longer recording")
         prompt = Prompt(speech_token=tokens, speech_feat=feat, embedding=self.embedding(a16))
         if key is not None:
             with self._lock:
