@@ -18,11 +18,12 @@ MAX_TIMEOUT_S = 86400.0
 MAX_TEXT_CHARS = 5000
 
 # Speech tokens per LLM call: upstream's own ratio (the LLM's ``max_token_text_ratio``, 20) times the
-# text tokens received so far, at least MIN_TOKEN_CAP (upstream's 20 per token cuts a one-word text
-# at 0.8 s of speech) and at most MAX_SPEECH_S of speech. Past the cap the model is not ending the
-# utterance: the stream ends with TokenLimitExceeded instead of running on (or stopping silently).
+# text tokens received so far, at least MIN_CAP_S of speech (upstream's 20 per token cuts a one-word
+# text at 0.8 s; 20 s covers any short utterance, pauses included) and at most MAX_SPEECH_S of speech
+# (a 5000-character text is 5-6 minutes). Past the cap the model is not ending the utterance: the
+# stream ends with TokenLimitExceeded instead of running on, or stopping silently as upstream's does.
 DEFAULT_TOKEN_TEXT_RATIO = 20.0
-MIN_TOKEN_CAP = 200
+MIN_CAP_S = 20.0
 MAX_SPEECH_S = 600.0
 
 
@@ -36,6 +37,6 @@ def check_timeout(name: str, value: object) -> float:
 
 
 def token_cap(text_tokens: int, ratio: float, token_rate: float) -> int:
-    """The most speech tokens one LLM call may produce for ``text_tokens`` text tokens."""
-    ceiling = int(MAX_SPEECH_S * token_rate)
-    return min(ceiling, max(MIN_TOKEN_CAP, int(text_tokens * ratio)))
+    """The most speech tokens one LLM call may produce for ``text_tokens`` text tokens, at
+    ``token_rate`` speech tokens per second (the flow's ``input_frame_rate``: 50 for v1, 25 for v2/v3)."""
+    return min(int(MAX_SPEECH_S * token_rate), max(int(MIN_CAP_S * token_rate), int(text_tokens * ratio)))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import logging
 import math
@@ -17,9 +18,10 @@ import numpy as np
 import torch
 
 from .channel import TokenChannel, start_producer
-from .errors import InvalidInput, StreamError
+from .errors import InvalidInput, StreamError, TokenLimitExceeded
 from .frontend import Frontend, ModelInput
-from .limits import check_timeout
+from .limits import (DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MAX_TEXT_CHARS, MIN_CAP_S, check_timeout,
+                     token_cap)
 from .loader import load_model
 from .text import prepare
 from .token2wav import Schedule, make_renderer
@@ -95,6 +97,33 @@ def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: An
     raise InvalidInput(f"arguments {sorted(given) or 'none'} do not name a mode of a v{version} model; valid combinations: {valid}")
 
 
+def check_speed(speed: Any) -> float:
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.5 <= speed <= 2.0:
+        raise InvalidInput(f"speed={speed!r}: expected a number from 0.5 to 2.0")
+    return float(speed)
+
+
+def check_texts(*, speaker: Any, prompt_text: Any, instruct: Any, text_frontend: Any) -> None:
+    """Types and emptiness of the text-like arguments (the mode is decided on what is not None)."""
+    for name, v in (("speaker", speaker), ("prompt_text", prompt_text), ("instruct", instruct)):
+        if v is not None and not isinstance(v, str):
+            raise InvalidInput(f"{name}={_short(v)}: expected a str, got {type(v).__name__}")
+    if prompt_text is not None and not prompt_text.strip():
+        # Upstream would run zero-shot with no transcript; the caller most likely meant cross-lingual.
+        raise InvalidInput(f"prompt_text={prompt_text!r}: empty transcript; give the words spoken in prompt_wav "
+                           "(zero-shot), or leave prompt_text out (None) for cross-lingual mode")
+    if instruct is not None and not instruct.strip():
+        raise InvalidInput(f"instruct={instruct!r}: empty instruction; expected text such as 'Speak calmly.', "
+                           "or leave instruct out (None)")
+    if not isinstance(text_frontend, bool):
+        raise InvalidInput(f"text_frontend={text_frontend!r}: expected True or False")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
 class Runtime:
     """A loaded CosyVoice model. ``stream`` and ``synthesize`` may be called from several threads."""
 
@@ -119,6 +148,10 @@ class Runtime:
             self.flow.half()
         self.frontend = Frontend(loaded.configs, loaded.files.campplus, loaded.files.speech_tokenizer,
                                  loaded.spk2info, self.sample_rate, self.version)
+        self.spk2info_file = loaded.files.spk2info
+        # Upstream's rule (cli/cosyvoice.py): v1 instruct only for a model path containing '-Instruct'
+        # (CosyVoice-300M-Instruct); the weights alone do not say. v2/v3 instruct with a prompt wav.
+        self.supports_instruct = self.version >= 2 or "-Instruct" in str(Path(model_dir).absolute())
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread | None] = {}
         log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,
@@ -128,6 +161,15 @@ class Runtime:
     @property
     def speakers(self) -> list[str]:
         return sorted(self.frontend.spk2info)
+
+    @property
+    def modes(self) -> list[str]:
+        """The modes this model can run (sft needs speakers; v1 instruct an Instruct model and a speaker)."""
+        out = ["sft"] if self.speakers else []
+        out += ["zero_shot", "cross_lingual"]
+        if self.supports_instruct and (self.version >= 2 or self.speakers):
+            out.append("instruct")
+        return out + ["vc"]
 
     @property
     def active_requests(self) -> int:
@@ -148,7 +190,7 @@ class Runtime:
                speed: float = 1.0, text_frontend: bool = True) -> Iterator[Chunk]:
         """Streams chunks as soon as hop + lookahead tokens exist. Arguments are checked now, not at the
         first ``next``. Raises StreamError / StreamStalled after the chunks already rendered."""
-        if speed != 1.0:
+        if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
         plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
         return self._run(plan, streaming=True, speed=1.0, stats=StreamStats())
@@ -157,19 +199,27 @@ class Runtime:
                    prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                    speed: float = 1.0, text_frontend: bool = True) -> Synthesis:
         """Non-streamed synthesis (all tokens rendered at once, per sentence), like upstream's stream=False."""
-        if not isinstance(speed, (int, float)) or not 0.5 <= speed <= 2.0:
-            raise InvalidInput(f"speed={speed!r}: expected a number from 0.5 to 2.0")
+        speed = check_speed(speed)
         plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
         stats = StreamStats()
-        chunks = list(self._run(plan, streaming=False, speed=float(speed), stats=stats))
+        chunks = list(self._run(plan, streaming=False, speed=speed, stats=stats))
         audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
 
     # -- internals -------------------------------------------------------------------------------
     def _plan(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
               text_frontend: bool) -> list[ModelInput]:
+        check_texts(speaker=speaker, prompt_text=prompt_text, instruct=instruct, text_frontend=text_frontend)
+        self._check_voice(speaker, prompt_wav, source_wav)
         mode = resolve_mode(self.version, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
                             instruct=instruct, source_wav=source_wav)
+        if mode == "instruct" and not self.supports_instruct:
+            raise InvalidInput(
+                f"instruct={instruct!r}: {str(self.model_dir)!r} is not a CosyVoice v1 Instruct model; like upstream, "
+                "v1 instruct needs a model directory whose path contains '-Instruct' (e.g. CosyVoice-300M-Instruct)")
+        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+            raise InvalidInput(f"text of {len(text)} characters: at most {MAX_TEXT_CHARS} per request; split it into "
+                               "several requests (e.g. by paragraph)")
         kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct, source_wav=source_wav)
         if mode == "vc":
             return [self.frontend.build(mode, None, **kw)]
@@ -177,7 +227,10 @@ class Runtime:
             sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
             if not sentences:
                 raise InvalidInput(f"text={text!r}: nothing to synthesise; expected text with words")
-            return [self.frontend.build(mode, self.frontend.text_tokens(s), **kw) for s in sentences]
+            tokens = [self.frontend.text_tokens(s) for s in sentences]
+            if any(t.shape[1] == 0 for t in tokens):  # e.g. "" with text_frontend=False
+                raise InvalidInput(f"text={_short(text)}: gives no text token; expected text with words")
+            return [self.frontend.build(mode, t, **kw) for t in tokens]
         if isinstance(text, Iterable) and not isinstance(text, (bytes, dict)):
             if self.version == 1:
                 raise InvalidInput("text given as an iterator: streaming text input needs a v2/v3 model, this is v1")
@@ -188,31 +241,81 @@ class Runtime:
             return [_Bistream(inp, iter(text))]
         raise InvalidInput(f"text={text!r}: expected a str (or, on v2/v3, an iterator of str pieces)")
 
+    def _check_voice(self, speaker: Any, prompt_wav: Any, source_wav: Any) -> None:
+        """Names the missing spk2info.pt instead of a generic mode error when no voice can be had."""
+        if self.speakers or prompt_wav is not None or source_wav is not None:
+            return
+        where = (f"{str(self.model_dir)!r} has no spk2info.pt" if self.spk2info_file is None
+                 else f"{str(self.spk2info_file)!r} lists no speaker")
+        asked = f"speaker={speaker!r}: " if speaker is not None else "no voice given: "
+        raise InvalidInput(f"{asked}{where}, so this model has no built-in speaker; pass prompt_wav= (cross-lingual, "
+                           "plus prompt_text= for zero-shot, or instruct= on v2/v3)")
+
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         return torch.amp.autocast(device_type=self.device.type, enabled=self.fp16)
 
-    def _token_source(self, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
+    def _token_text_ratio(self) -> tuple[float, bool]:
+        """Upstream's speech-per-text-token cap of this LLM (its ``max_token_text_ratio`` default) and
+        whether ``inference`` takes that argument."""
+        try:
+            param = inspect.signature(self.llm.inference).parameters.get("max_token_text_ratio")
+        except (TypeError, ValueError):
+            param = None
+        default = param.default if param is not None else inspect.Parameter.empty
+        ratio = float(default) if isinstance(default, (int, float)) and default > 0 else DEFAULT_TOKEN_TEXT_RATIO
+        return ratio, param is not None
+
+    def _capped(self, rid: str, tokens: Iterable[int], text_tokens: Callable[[], int]) -> Iterator[int]:
+        """Passes tokens on until the cap for the text tokens seen so far is exceeded, then raises."""
+        ratio, _ = self._token_text_ratio()
+        rate = float(getattr(self.flow, "input_frame_rate", 25))
+        n = 0
+        for tok in tokens:
+            cap = token_cap(text_tokens(), ratio, rate)
+            if n >= cap:
+                raise TokenLimitExceeded(
+                    f"request {rid}: the LLM generated more than {cap} speech tokens for {text_tokens()} text tokens "
+                    f"without ending the utterance (cap: {ratio:g} per text token, at least {MIN_CAP_S:g} s and at most "
+                    f"{MAX_SPEECH_S:g} s of speech); the chunks rendered before the cap were delivered")
+            n += 1
+            yield tok
+
+    def _token_source(self, rid: str, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
         dev = self.device
         if isinstance(inp, _Bistream):
             base = inp.inputs
+            seen = [0]
+
+            def counted() -> Iterator[torch.Tensor]:
+                for t in self.frontend.text_token_stream(inp.pieces):
+                    seen[0] += t.shape[1]
+                    yield t.to(dev)
 
             def bistream() -> Iterable[int]:
+                # Upstream's bistream loop has no length cap at all: ours applies to the text received so far.
                 pt = base.prompt_text.to(dev)
                 pst = base.llm_prompt_speech_token.to(dev)
-                return self.llm.inference_bistream(
-                    text=(t.to(dev) for t in self.frontend.text_token_stream(inp.pieces)),
-                    prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
-                    prompt_speech_token_len=_len(pst), embedding=base.llm_embedding.to(dev))
+                return self._capped(rid, self.llm.inference_bistream(
+                    text=counted(), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
+                    prompt_speech_token_len=_len(pst), embedding=base.llm_embedding.to(dev)), lambda: seen[0])
             return bistream
-        if inp.mode == "vc":
+        if inp.mode == "vc":  # the source recording's tokens: bounded by its 30 s maximum
             tokens = inp.source_speech_token.flatten().tolist()
             return lambda: iter(tokens)
 
         def llm() -> Iterable[int]:
             text, pt, pst = inp.text.to(dev), inp.prompt_text.to(dev), inp.llm_prompt_speech_token.to(dev)
-            return self.llm.inference(text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt),
-                                      prompt_speech_token=pst, prompt_speech_token_len=_len(pst),
-                                      embedding=inp.llm_embedding.to(dev))
+            n = text.shape[1]
+            extra: dict[str, float] = {}
+            ratio, takes_ratio = self._token_text_ratio()
+            if takes_ratio:
+                # Upstream's own loop stops at ratio * text tokens without a word; let it run past our
+                # cap, so that reaching the cap is always seen (and raised) here.
+                rate = float(getattr(self.flow, "input_frame_rate", 25))
+                extra["max_token_text_ratio"] = token_cap(n, ratio, rate) / max(n, 1) + 1
+            return self._capped(rid, self.llm.inference(
+                text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
+                prompt_speech_token_len=_len(pst), embedding=inp.llm_embedding.to(dev), **extra), lambda: n)
         return llm
 
     def _producer_context(self) -> Callable[[], contextlib.AbstractContextManager[object]]:
@@ -267,7 +370,7 @@ class Runtime:
             self._active[rid] = None
         thread: threading.Thread | None = None
         try:
-            thread = start_producer(channel, self._token_source(inp), self._producer_context())
+            thread = start_producer(channel, self._token_source(rid, inp), self._producer_context())
             with self._lock:
                 self._active[rid] = thread
             with torch.inference_mode():

@@ -3,6 +3,7 @@ where it enters, with an error naming the value and what was expected (no traceb
 numpy, threading or soundfile), and no generation runs without end."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 import soundfile as sf
 
 import cosyvoice_runtime
-from cosyvoice_runtime import InvalidInput, Runtime
+from cosyvoice_runtime import InvalidInput, Runtime, TokenLimitExceeded
 
 TIMEOUT_MSG = r"expected a positive number of seconds, finite and at most 86400"
 
@@ -112,3 +113,153 @@ def test_prompt_that_is_not_a_path(rt: Runtime, value: object, kind: str) -> Non
 def test_prompt_that_is_a_directory(rt: Runtime, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"prompt_wav='.*': is a directory; expected an audio file"):
         rt.stream("Hello.", prompt_wav=tmp_path)
+
+
+# -- request arguments -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("speed", ["fast", float("nan"), 3.0, True, None])
+def test_stream_names_an_invalid_speed_first(rt: Runtime, speed: object) -> None:
+    with pytest.raises(InvalidInput, match=rf"^speed={speed!r}: expected a number from 0.5 to 2.0$"):
+        rt.stream("Hello.", speaker=rt.speakers[0], speed=speed)
+
+
+def test_stream_refuses_a_valid_speed_change(rt: Runtime) -> None:
+    with pytest.raises(InvalidInput, match=r"speed=1.5: speed change is only supported by synthesize"):
+        rt.stream("Hello.", speaker=rt.speakers[0], speed=1.5)
+
+
+@pytest.mark.parametrize("prompt_text", ["", "   \n"])
+def test_empty_prompt_text_is_refused_not_zero_shot(rt: Runtime, voice: Path, prompt_text: str) -> None:
+    with pytest.raises(InvalidInput, match=rf"^prompt_text={re.escape(repr(prompt_text))}: empty transcript; give the words spoken in "
+                                           r"prompt_wav \(zero-shot\), or leave prompt_text out \(None\) for "
+                                           r"cross-lingual mode$"):
+        rt.synthesize("Hello.", prompt_wav=voice, prompt_text=prompt_text)
+
+
+def test_empty_instruct_is_refused(rt: Runtime, voice: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"^instruct=' ': empty instruction"):
+        rt.synthesize("Hello.", prompt_wav=voice, instruct=" ")
+
+
+@pytest.mark.parametrize("name, value", [("speaker", 3), ("prompt_text", b"hi"), ("instruct", ["calm"])])
+def test_text_arguments_must_be_str(rt: Runtime, voice: Path, name: str, value: object) -> None:
+    kw: dict[str, object] = {"speaker": dict(speaker=value), "prompt_text": dict(prompt_wav=voice, prompt_text=value),
+                             "instruct": dict(prompt_wav=voice, instruct=value)}[name]
+    with pytest.raises(InvalidInput, match=rf"^{name}={re.escape(repr(value))}: expected a str, got {type(value).__name__}$"):
+        rt.stream("Hello.", **kw)
+
+
+def test_text_over_the_maximum_is_refused_up_front(rt: Runtime) -> None:
+    text = "A sentence of words. " * 1000  # 21,000 characters
+    with pytest.raises(InvalidInput, match=r"^text of 21000 characters: at most 5000 per request; split it into several "
+                                           r"requests"):
+        rt.synthesize(text, speaker=rt.speakers[0])
+
+
+def test_text_iterator_over_the_maximum_ends_the_stream(rt: Runtime, voice: Path) -> None:
+    # One oversized piece: the tiny LLM pulls text only as it needs it, and the first piece is pulled first.
+    it = rt.stream(iter(["x" * 6000]), prompt_wav=voice)
+    with pytest.raises(InvalidInput, match=r"text iterator: 6000 characters received, at most 5000 per request"):
+        list(it)
+    assert rt.active_requests == 0
+
+
+def test_text_without_tokens(rt: Runtime) -> None:
+    with pytest.raises(InvalidInput, match=r"text='': gives no text token; expected text with words"):
+        rt.synthesize("", speaker=rt.speakers[0], text_frontend=False)
+
+
+@pytest.fixture(scope="module")
+def no_spk2info(tiny_v2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Runtime:
+    d = tmp_path_factory.mktemp("models") / "nospk"
+    d.mkdir()
+    for entry in tiny_v2_dir.iterdir():
+        if entry.name != "spk2info.pt":
+            (d / entry.name).symlink_to(entry)
+    return cosyvoice_runtime.load(d, device="cpu")
+
+
+def test_model_without_spk2info_and_no_voice(no_spk2info: Runtime) -> None:
+    with pytest.raises(InvalidInput, match=r"^no voice given: '.*nospk' has no spk2info.pt, so this model has no built-in "
+                                           r"speaker; pass prompt_wav= \(cross-lingual, plus prompt_text= for zero-shot"):
+        no_spk2info.stream("Hello.")
+    assert no_spk2info.modes == ["zero_shot", "cross_lingual", "instruct", "vc"]
+
+
+def test_model_without_spk2info_and_a_speaker(no_spk2info: Runtime) -> None:
+    with pytest.raises(InvalidInput, match=r"^speaker='alice': '.*nospk' has no spk2info.pt"):
+        no_spk2info.stream("Hello.", speaker="alice")
+
+
+def test_v1_instruct_needs_an_instruct_model(tiny_v1_dir: Path, tmp_path: Path) -> None:
+    v1 = cosyvoice_runtime.load(tiny_v1_dir, device="cpu")
+    assert "instruct" not in v1.modes
+    with pytest.raises(InvalidInput, match=r"^instruct='Speak calmly.': '.*' is not a CosyVoice v1 Instruct model; like "
+                                           r"upstream, v1 instruct needs a model directory whose path contains "
+                                           r"'-Instruct'"):
+        v1.stream("Hello.", speaker=v1.speakers[0], instruct="Speak calmly.")
+    link = tmp_path / "CosyVoice-300M-Instruct"
+    link.symlink_to(tiny_v1_dir, target_is_directory=True)
+    assert "instruct" in cosyvoice_runtime.load(link, device="cpu").modes
+
+
+# -- runaway generation ----------------------------------------------------------------------------------
+CAP_MSG = (r"^request \d+: the LLM generated more than {cap} speech tokens for \d+ text tokens without ending the "
+           r"utterance \(cap: 20 per text token, at least 20 s and at most 600 s of speech\)")
+
+
+def test_bistream_runaway_ends_with_a_named_error(rt: Runtime, voice: Path) -> None:
+    # Upstream's inference_bistream has no length cap; the tiny LLM never samples its fill token, so
+    # without ours this stream never ends.
+    pieces = iter(["Hello ", "there, ", "this text ", "arrives in pieces."])
+    before = rt.settings
+    rt.configure(token_hop_len=100, token_max_hop_len=400)  # few flow runs before the cap
+    chunks = []
+    try:
+        with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=500)):
+            for c in rt.stream(pieces, prompt_wav=voice, prompt_text="A short prompt sentence."):
+                chunks.append(c)
+    finally:
+        rt.configure(token_hop_len=before.token_hop_len, token_max_hop_len=before.token_max_hop_len)
+    assert chunks and sum(c.tokens for c in chunks) <= 500
+    assert rt.active_requests == 0
+
+
+def test_bistream_runaway_in_synthesize(rt: Runtime, voice: Path) -> None:
+    with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=500)):
+        rt.synthesize(iter(["Hello there."]), prompt_wav=voice)
+
+
+@pytest.fixture(scope="module")
+def endless(tiny_v2_dir: Path) -> Runtime:
+    """The tiny v2 model with end-of-speech pushed out of reach: it never ends an utterance."""
+    import torch
+
+    model = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
+    with torch.no_grad():
+        model.llm.llm_decoder.bias[model.llm.speech_token_size] = -30.0
+    model.configure(token_hop_len=100, token_max_hop_len=400)  # few flow runs before the cap
+    return model
+
+
+def test_runaway_is_not_cut_silently_by_synthesize(endless: Runtime) -> None:
+    # Upstream's own loop would stop at 20 tokens per text token and return that audio as if complete.
+    with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=500)):
+        endless.synthesize("Hello there.", speaker=endless.speakers[0], text_frontend=False)
+    assert endless.active_requests == 0
+
+
+def test_runaway_stream_delivers_then_raises(endless: Runtime) -> None:
+    chunks = []
+    with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=500)):
+        for c in endless.stream("Hello there.", speaker=endless.speakers[0], text_frontend=False):
+            chunks.append(c)
+    assert chunks and 100 < sum(c.tokens for c in chunks) <= 500
+
+
+def test_cap_grows_with_the_text(endless: Runtime) -> None:
+    text = ("This sentence has many more words than the minimum cap would allow for at twenty speech tokens per "
+            "text token, so the cap is set by the text")
+    n = len(endless.frontend.encode(text))
+    assert n * 20 > 500
+    with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=n * 20)):
+        endless.synthesize(text, speaker=endless.speakers[0], text_frontend=False)
