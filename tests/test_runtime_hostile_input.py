@@ -263,3 +263,21 @@ def test_cap_grows_with_the_text(endless: Runtime) -> None:
     assert n * 20 > 500
     with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=n * 20)):
         endless.synthesize(text, speaker=endless.speakers[0], text_frontend=False)
+
+
+# -- model directory ---------------------------------------------------------------------------------------
+def test_model_dir_that_is_not_a_path() -> None:
+    with pytest.raises(cosyvoice_runtime.ModelLoadError, match=r"^model_dir=42: expected the path of a model directory"):
+        cosyvoice_runtime.load(42, device="cpu")  # type: ignore[arg-type]
+
+
+def test_yaml_that_is_not_utf8(tiny_v2_dir: Path, tmp_path: Path) -> None:
+    d = tmp_path / "m"
+    d.mkdir()
+    for entry in tiny_v2_dir.iterdir():
+        if entry.name != "cosyvoice2.yaml":
+            (d / entry.name).symlink_to(entry)
+    (d / "cosyvoice2.yaml").write_bytes(b"sample_rate: 24000\n\xff\xfe llm: 1\n")
+    with pytest.raises(cosyvoice_runtime.ModelLoadError, match=r"cosyvoice2.yaml: cannot be read as UTF-8 text "
+                                                               r"\(UnicodeDecodeError"):
+        cosyvoice_runtime.load(d, device="cpu")
