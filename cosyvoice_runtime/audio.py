@@ -32,7 +32,15 @@ def read_wav(path: str | os.PathLike[str], *, what: str = "prompt_wav") -> tuple
     if not p.is_file():
         raise InvalidInput(f"{what}={str(path)!r}: no such file (expected a readable audio file)")
     try:
+        # The header first: an hours-long file is refused before its samples are read into memory.
+        info = sf.info(str(p))
+        if info.samplerate > 0 and info.frames / info.samplerate > MAX_PROMPT_S:
+            seconds = info.frames / info.samplerate
+            raise InvalidInput(f"{what}={str(path)!r}: {seconds:.1f} s long; prompt audio must be at most "
+                               f"{MAX_PROMPT_S:.0f} s")
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+    except InvalidInput:
+        raise
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError for anything it can't parse
         raise InvalidInput(f"{what}={str(path)!r}: unreadable audio ({e}); expected WAV/FLAC/OGG readable by soundfile") from e
     if data.size == 0:

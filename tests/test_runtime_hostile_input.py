@@ -281,3 +281,9 @@ def test_yaml_that_is_not_utf8(tiny_v2_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(cosyvoice_runtime.ModelLoadError, match=r"cosyvoice2.yaml: cannot be read as UTF-8 text "
                                                                r"\(UnicodeDecodeError"):
         cosyvoice_runtime.load(d, device="cpu")
+
+
+def test_text_iterator_with_a_non_str_piece(rt: Runtime, voice: Path) -> None:
+    with pytest.raises(InvalidInput, match=r"^text iterator yielded int 7; expected str pieces$"):
+        list(rt.stream(iter([7]), prompt_wav=voice))
+    assert rt.active_requests == 0
