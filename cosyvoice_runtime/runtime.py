@@ -189,7 +189,8 @@ class Runtime:
                prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                speed: float = 1.0, text_frontend: bool = True) -> Iterator[Chunk]:
         """Streams chunks as soon as hop + lookahead tokens exist. Arguments are checked now, not at the
-        first ``next``. Raises StreamError / StreamStalled after the chunks already rendered."""
+        first ``next``. Raises StreamError / StreamStalled / TokenLimitExceeded after the chunks already
+        rendered, and InvalidInput for a bad piece of a text iterator (those are read lazily)."""
         if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
         plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
