@@ -227,7 +227,7 @@ class Runtime:
         if isinstance(text, str):
             sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
             if not sentences:
-                raise InvalidInput(f"text={text!r}: nothing to synthesise; expected text with words")
+                raise InvalidInput(f"text={_short(text)}: nothing to synthesise; expected text with words")
             tokens = [self.frontend.text_tokens(s) for s in sentences]
             if any(t.shape[1] == 0 for t in tokens):  # e.g. "" with text_frontend=False
                 raise InvalidInput(f"text={_short(text)}: gives no text token; expected text with words")
@@ -240,7 +240,7 @@ class Runtime:
             # The pieces are consumed lazily by the producer (upstream's inference_bistream).
             inp = self.frontend.build(mode, torch.zeros(1, 0, dtype=torch.int32), **kw)
             return [_Bistream(inp, iter(text))]
-        raise InvalidInput(f"text={text!r}: expected a str (or, on v2/v3, an iterator of str pieces)")
+        raise InvalidInput(f"text={_short(text)}: expected a str (or, on v2/v3, an iterator of str pieces)")
 
     def _check_voice(self, speaker: Any, prompt_wav: Any, source_wav: Any) -> None:
         """Names the missing spk2info.pt instead of a generic mode error when no voice can be had."""
@@ -256,15 +256,22 @@ class Runtime:
         return torch.amp.autocast(device_type=self.device.type, enabled=self.fp16)
 
     def _token_text_ratio(self) -> tuple[float, bool]:
-        """Upstream's speech-per-text-token cap of this LLM (its ``max_token_text_ratio`` default) and
-        whether ``inference`` takes that argument."""
+        """Upstream's speech-per-text-token cap of this LLM (the ``max_token_text_ratio`` default of its
+        class's ``inference``) and whether the callable now in place takes that argument (by name or
+        through ``**kwargs``: wrappers such as the plugin's token counter pass it on)."""
+        ratio = DEFAULT_TOKEN_TEXT_RATIO
         try:
-            param = inspect.signature(self.llm.inference).parameters.get("max_token_text_ratio")
+            param = inspect.signature(type(self.llm).inference).parameters.get("max_token_text_ratio")
+            if param is not None and isinstance(param.default, (int, float)) and param.default > 0:
+                ratio = float(param.default)
+        except (AttributeError, TypeError, ValueError):
+            pass
+        try:
+            params = inspect.signature(self.llm.inference).parameters.values()
         except (TypeError, ValueError):
-            param = None
-        default = param.default if param is not None else inspect.Parameter.empty
-        ratio = float(default) if isinstance(default, (int, float)) and default > 0 else DEFAULT_TOKEN_TEXT_RATIO
-        return ratio, param is not None
+            return ratio, False
+        takes = any(p.name == "max_token_text_ratio" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        return ratio, takes
 
     def _capped(self, rid: str, tokens: Iterable[int], text_tokens: Callable[[], int]) -> Iterator[int]:
         """Passes tokens on until the cap for the text tokens seen so far is exceeded, then raises."""

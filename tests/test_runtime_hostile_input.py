@@ -248,6 +248,26 @@ def test_runaway_is_not_cut_silently_by_synthesize(endless: Runtime) -> None:
     assert endless.active_requests == 0
 
 
+def test_runaway_under_a_kwargs_wrapper_is_not_cut_silently(endless: Runtime) -> None:
+    # The plugin counts tokens with a (*args, **kwargs) wrapper around llm.inference; the runtime's cap
+    # must still be the one that bites, not upstream's silent 20 per text token inside.
+    real = endless.llm.inference
+    seen: list[int] = []
+
+    def counted(*args: object, **kwargs: object):
+        for tok in real(*args, **kwargs):
+            seen.append(tok)
+            yield tok
+
+    endless.llm.inference = counted  # type: ignore[method-assign]
+    try:
+        with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=500)):
+            endless.synthesize("Hello there.", speaker=endless.speakers[0], text_frontend=False)
+    finally:
+        del endless.llm.inference
+    assert len(seen) == 501
+
+
 def test_runaway_stream_delivers_then_raises(endless: Runtime) -> None:
     chunks = []
     with pytest.raises(TokenLimitExceeded, match=CAP_MSG.format(cap=500)):
