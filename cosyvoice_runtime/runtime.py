@@ -278,15 +278,21 @@ class Runtime:
         ratio, _ = self._token_text_ratio()
         rate = float(getattr(self.flow, "input_frame_rate", 25))
         n = 0
-        for tok in tokens:
-            cap = token_cap(text_tokens(), ratio, rate)
-            if n >= cap:
-                raise TokenLimitExceeded(
-                    f"request {rid}: the LLM generated more than {cap} speech tokens for {text_tokens()} text tokens "
-                    f"without ending the utterance (cap: {ratio:g} per text token, at least {MIN_CAP_S:g} s and at most "
-                    f"{MAX_SPEECH_S:g} s of speech); the chunks rendered before the cap were delivered")
-            n += 1
-            yield tok
+        it = iter(tokens)
+        try:
+            for tok in it:
+                cap = token_cap(text_tokens(), ratio, rate)
+                if n >= cap:
+                    raise TokenLimitExceeded(
+                        f"request {rid}: the LLM generated more than {cap} speech tokens for {text_tokens()} text "
+                        f"tokens without ending the utterance (cap: {ratio:g} per text token, at least {MIN_CAP_S:g} s "
+                        f"and at most {MAX_SPEECH_S:g} s of speech); the chunks rendered before the cap were delivered")
+                n += 1
+                yield tok
+        finally:
+            close = getattr(it, "close", None)  # stop the LLM's generator now, not at garbage collection
+            if close is not None:
+                close()
 
     def _token_source(self, rid: str, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
         dev = self.device
