@@ -9,26 +9,58 @@ import numpy as np
 from .errors import InvalidInput
 
 MAX_PROMPT_S = 30.0
+# Measured on the tiny models: v1 needs 25 ms (kaldi fbank's 400-sample window at 16 kHz; below 20 ms
+# the mel extractor's reflect pad fails), v2 40 ms (its mel pads 720 samples at 24 kHz, and one 25 Hz
+# speech token). 0.1 s leaves room for the released tokenizers; a shorter prompt carries no voice anyway.
+MIN_PROMPT_S = 0.1
 SILENCE_PEAK = 1e-4
+# Float files are nominally within +-1; far beyond that the frontends' power spectra overflow float32
+# and the speaker embedding turns NaN (1e30 did). Such a file is broken, not loud speech.
+MAX_PEAK = 100.0
 
 
 def read_wav(path: str | os.PathLike[str], *, what: str = "prompt_wav") -> tuple[np.ndarray, int]:
     """Mono float32 samples and their rate; InvalidInput for unreadable, empty, silent or >30 s audio."""
     import soundfile as sf
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise InvalidInput(f"{what}={_short(path)}: expected the path of an audio file (str or os.PathLike), "
+                           f"got {type(path).__name__}")
     p = Path(path)
+    if p.is_dir():
+        raise InvalidInput(f"{what}={str(path)!r}: is a directory; expected an audio file")
     if not p.is_file():
         raise InvalidInput(f"{what}={str(path)!r}: no such file (expected a readable audio file)")
     try:
+        # The header first: an hours-long file is refused before its samples are read into memory.
+        info = sf.info(str(p))
+        if info.samplerate > 0 and info.frames / info.samplerate > MAX_PROMPT_S:
+            seconds = info.frames / info.samplerate
+            raise InvalidInput(f"{what}={str(path)!r}: {seconds:.1f} s long; prompt audio must be at most "
+                               f"{MAX_PROMPT_S:.0f} s")
         data, rate = sf.read(str(p), dtype="float32", always_2d=True)
+    except InvalidInput:
+        raise
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError for anything it can't parse
         raise InvalidInput(f"{what}={str(path)!r}: unreadable audio ({e}); expected WAV/FLAC/OGG readable by soundfile") from e
-    mono = data.mean(axis=1).astype(np.float32)
-    if mono.size == 0:
+    if data.size == 0:
         raise InvalidInput(f"{what}={str(path)!r}: the file holds no samples; expected speech audio")
+    bad = ~np.isfinite(data).all(axis=1)
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise InvalidInput(f"{what}={str(path)!r}: {int(bad.sum())} samples are NaN or infinite (the first at "
+                           f"{first / rate:.3f} s); expected finite audio samples")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        raise InvalidInput(f"{what}={str(path)!r}: peak sample {peak:.3g}; expected samples within "
+                           f"+-{MAX_PEAK:g} (audio is nominally within +-1)")
+    mono = data.mean(axis=1).astype(np.float32)
     seconds = mono.size / rate
     if seconds > MAX_PROMPT_S:
         raise InvalidInput(f"{what}={str(path)!r}: {seconds:.1f} s long; prompt audio must be at most {MAX_PROMPT_S:.0f} s")
+    if seconds < MIN_PROMPT_S:
+        raise InvalidInput(f"{what}={str(path)!r}: {seconds * 1000:.0f} ms long; prompt audio must be at least "
+                           f"{MIN_PROMPT_S * 1000:.0f} ms (the shortest the frontend can process)")
     if float(np.abs(mono).max()) < SILENCE_PEAK:
         raise InvalidInput(f"{what}={str(path)!r}: the audio is silent (peak below {SILENCE_PEAK}); expected speech")
     return mono, int(rate)
@@ -41,3 +73,8 @@ def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
     import torchaudio.functional as AF
 
     return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
+
+
+def _short(value: object, limit: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."

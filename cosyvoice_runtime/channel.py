@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 
-from .errors import StreamError, StreamStalled
+from .errors import CosyVoiceError, StreamError, StreamStalled
 
 
 class TokenChannel:
@@ -64,6 +64,8 @@ class TokenChannel:
                 self._cond.wait(left)
             # Tokens already handed over are rendered first; the failure surfaces when more are needed.
             if len(self._tokens) < count and self._error is not None:
+                if isinstance(self._error, CosyVoiceError):
+                    raise self._error  # our own errors (cap hit, bad text piece) already say what happened
                 raise StreamError(
                     f"request {self.request_id}: the LLM producer failed after {len(self._tokens)} tokens: "
                     f"{type(self._error).__name__}: {self._error}"

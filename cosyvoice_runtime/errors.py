@@ -23,3 +23,8 @@ class StreamError(CosyVoiceError):
 
 class StreamStalled(StreamError):
     """No new token arrived for ``stall_timeout_s`` seconds while the producer was still running."""
+
+
+class TokenLimitExceeded(StreamError):
+    """The LLM went past the length cap for the text it was given (see ``limits.token_cap``) without
+    ending the utterance; the chunks up to the cap were yielded first."""

@@ -16,6 +16,7 @@ import torch
 
 from .audio import read_wav, resample
 from .errors import InvalidInput, ModelLoadError
+from .limits import MAX_TEXT_CHARS
 
 PROMPT_RATE = 16000
 _FEAT_LOCK = threading.Lock()
@@ -76,10 +77,17 @@ class Frontend:
         return torch.tensor([self.encode(text)], dtype=torch.int32)
 
     def text_token_stream(self, pieces: Iterator[str]) -> Iterator[torch.Tensor]:
-        """Streaming text input: one [1,1] token tensor at a time, as upstream's bistream LLM takes it."""
+        """Streaming text input: one [1,1] token tensor at a time, as upstream's bistream LLM takes it.
+        Raises InvalidInput (in the producer; the stream re-raises it) for a non-str piece or once the
+        pieces pass MAX_TEXT_CHARS."""
+        chars = 0
         for piece in pieces:
             if not isinstance(piece, str):
                 raise InvalidInput(f"text iterator yielded {type(piece).__name__} {piece!r}; expected str pieces")
+            chars += len(piece)
+            if chars > MAX_TEXT_CHARS:
+                raise InvalidInput(f"text iterator: {chars} characters received, at most {MAX_TEXT_CHARS} per request; "
+                                   "split the text into several requests")
             for tok in self.encode(piece):
                 yield torch.tensor([[tok]], dtype=torch.int32)
 
@@ -116,8 +124,9 @@ class Frontend:
 
     def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> Prompt:
         """Prompt tokens, mel and embedding of a file; cached by path, size and mtime."""
-        p = Path(wav)
-        st = p.stat() if p.is_file() else None
+        # Not a path: read_wav below refuses it with the argument's name.
+        p = Path(wav) if isinstance(wav, (str, os.PathLike)) else None
+        st = p.stat() if p is not None and p.is_file() else None
         key = (str(p.resolve()), st.st_size, st.st_mtime_ns) if st else None
         if key is not None:
             with self._lock:
@@ -132,8 +141,8 @@ class Frontend:
             # The v2/v3 flow needs exactly 2 mel frames per prompt token.
             n = min(feat.shape[1] // 2, tokens.shape[1])
             feat, tokens = feat[:, : 2 * n], tokens[:, :n]
-        if tokens.shape[1] == 0:
-            raise InvalidInput(f"{what}={str(wav)!r}: too short to give any speech token; expected at least ~0.1 s of speech")
+        if tokens.shape[1] == 0:  # a released tokenizer with a longer receptive field than measured
+            raise InvalidInput(f"{what}={str(wav)!r}: too short to give any speech token; expected a longer recording")
         prompt = Prompt(speech_token=tokens, speech_feat=feat, embedding=self.embedding(a16))
         if key is not None:
             with self._lock:

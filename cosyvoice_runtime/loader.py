@@ -56,6 +56,8 @@ class LoadedModel:
 
 def detect_version(model_dir: str | os.PathLike[str]) -> tuple[Path, int]:
     """The yaml of a model directory and its CosyVoice version; ModelLoadError when it is not one."""
+    if not isinstance(model_dir, (str, os.PathLike)):
+        raise ModelLoadError(f"model_dir={model_dir!r}: expected the path of a model directory (str or os.PathLike)")
     root = Path(model_dir)
     if not root.exists():
         raise ModelLoadError(f"model directory {str(root)!r} does not exist")
@@ -123,7 +125,10 @@ def build_yaml(text: str, overrides: dict[str, Any] | None, name: str) -> dict[s
 
 def read_configs(files: ModelFiles) -> dict[str, Any]:
     require_upstream()
-    text = files.yaml.read_text(encoding="utf-8")
+    try:
+        text = files.yaml.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{files.yaml}: cannot be read as UTF-8 text ({type(e).__name__}: {e})") from e
     overrides = {}
     if files.blank_en is not None and "qwen_pretrain_path" in text:
         overrides["qwen_pretrain_path"] = str(files.blank_en)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -16,8 +18,10 @@ import numpy as np
 import torch
 
 from .channel import TokenChannel, start_producer
-from .errors import InvalidInput, StreamError
+from .errors import InvalidInput, StreamError, TokenLimitExceeded
 from .frontend import Frontend, ModelInput
+from .limits import (DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MAX_TEXT_CHARS, MIN_CAP_S, check_timeout,
+                     token_cap)
 from .loader import load_model
 from .text import prepare
 from .token2wav import Schedule, make_renderer
@@ -39,20 +43,21 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("stall_timeout_s", "join_timeout_s"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                raise InvalidInput(f"{name}={v!r}: expected a positive number of seconds")
+            object.__setattr__(self, name, check_timeout(name, getattr(self, name)))
         for name in ("token_hop_len", "token_max_hop_len"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInput(f"{name}={v!r}: expected a positive whole number of tokens")
         if self.token_max_hop_len < self.token_hop_len:
             raise InvalidInput(f"token_max_hop_len={self.token_max_hop_len} is below token_hop_len={self.token_hop_len}")
-        if not self.stream_scale_factor >= 1:
-            raise InvalidInput(f"stream_scale_factor={self.stream_scale_factor!r}: expected a number >= 1")
+        f = self.stream_scale_factor
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not 1 <= f < math.inf:
+            raise InvalidInput(f"stream_scale_factor={f!r}: expected a finite number >= 1")
         k = self.flow_context_tokens
         if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
             raise InvalidInput(f"flow_context_tokens={k!r}: expected None (exact) or a positive whole number")
+        if not isinstance(self.empty_cuda_cache, bool):
+            raise InvalidInput(f"empty_cuda_cache={self.empty_cuda_cache!r}: expected True or False")
 
 
 def resolve_device(device: str) -> torch.device:
@@ -92,6 +97,33 @@ def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: An
     raise InvalidInput(f"arguments {sorted(given) or 'none'} do not name a mode of a v{version} model; valid combinations: {valid}")
 
 
+def check_speed(speed: Any) -> float:
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.5 <= speed <= 2.0:
+        raise InvalidInput(f"speed={speed!r}: expected a number from 0.5 to 2.0")
+    return float(speed)
+
+
+def check_texts(*, speaker: Any, prompt_text: Any, instruct: Any, text_frontend: Any) -> None:
+    """Types and emptiness of the text-like arguments (the mode is decided on what is not None)."""
+    for name, v in (("speaker", speaker), ("prompt_text", prompt_text), ("instruct", instruct)):
+        if v is not None and not isinstance(v, str):
+            raise InvalidInput(f"{name}={_short(v)}: expected a str, got {type(v).__name__}")
+    if prompt_text is not None and not prompt_text.strip():
+        # Upstream would run zero-shot with no transcript; the caller most likely meant cross-lingual.
+        raise InvalidInput(f"prompt_text={prompt_text!r}: empty transcript; give the words spoken in prompt_wav "
+                           "(zero-shot), or leave prompt_text out (None) for cross-lingual mode")
+    if instruct is not None and not instruct.strip():
+        raise InvalidInput(f"instruct={instruct!r}: empty instruction; expected text such as 'Speak calmly.', "
+                           "or leave instruct out (None)")
+    if not isinstance(text_frontend, bool):
+        raise InvalidInput(f"text_frontend={text_frontend!r}: expected True or False")
+
+
+def _short(value: object, limit: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
 class Runtime:
     """A loaded CosyVoice model. ``stream`` and ``synthesize`` may be called from several threads."""
 
@@ -116,6 +148,10 @@ class Runtime:
             self.flow.half()
         self.frontend = Frontend(loaded.configs, loaded.files.campplus, loaded.files.speech_tokenizer,
                                  loaded.spk2info, self.sample_rate, self.version)
+        self.spk2info_file = loaded.files.spk2info
+        # Upstream's rule (cli/cosyvoice.py): v1 instruct only for a model path containing '-Instruct'
+        # (CosyVoice-300M-Instruct); the weights alone do not say. v2/v3 instruct with a prompt wav.
+        self.supports_instruct = self.version >= 2 or "-Instruct" in str(Path(model_dir).absolute())
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread | None] = {}
         log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,
@@ -125,6 +161,15 @@ class Runtime:
     @property
     def speakers(self) -> list[str]:
         return sorted(self.frontend.spk2info)
+
+    @property
+    def modes(self) -> list[str]:
+        """The modes this model can run (sft needs speakers; v1 instruct an Instruct model and a speaker)."""
+        out = ["sft"] if self.speakers else []
+        out += ["zero_shot", "cross_lingual"]
+        if self.supports_instruct and (self.version >= 2 or self.speakers):
+            out.append("instruct")
+        return out + ["vc"]
 
     @property
     def active_requests(self) -> int:
@@ -144,8 +189,9 @@ class Runtime:
                prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                speed: float = 1.0, text_frontend: bool = True) -> Iterator[Chunk]:
         """Streams chunks as soon as hop + lookahead tokens exist. Arguments are checked now, not at the
-        first ``next``. Raises StreamError / StreamStalled after the chunks already rendered."""
-        if speed != 1.0:
+        first ``next``. Raises StreamError / StreamStalled / TokenLimitExceeded after the chunks already
+        rendered, and InvalidInput for a bad piece of a text iterator (those are read lazily)."""
+        if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
         plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
         return self._run(plan, streaming=True, speed=1.0, stats=StreamStats())
@@ -154,27 +200,38 @@ class Runtime:
                    prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                    speed: float = 1.0, text_frontend: bool = True) -> Synthesis:
         """Non-streamed synthesis (all tokens rendered at once, per sentence), like upstream's stream=False."""
-        if not isinstance(speed, (int, float)) or not 0.5 <= speed <= 2.0:
-            raise InvalidInput(f"speed={speed!r}: expected a number from 0.5 to 2.0")
+        speed = check_speed(speed)
         plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
         stats = StreamStats()
-        chunks = list(self._run(plan, streaming=False, speed=float(speed), stats=stats))
+        chunks = list(self._run(plan, streaming=False, speed=speed, stats=stats))
         audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
 
     # -- internals -------------------------------------------------------------------------------
     def _plan(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
               text_frontend: bool) -> list[ModelInput]:
+        check_texts(speaker=speaker, prompt_text=prompt_text, instruct=instruct, text_frontend=text_frontend)
+        self._check_voice(speaker, prompt_wav, source_wav)
         mode = resolve_mode(self.version, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
                             instruct=instruct, source_wav=source_wav)
+        if mode == "instruct" and not self.supports_instruct:
+            raise InvalidInput(
+                f"instruct={instruct!r}: {str(self.model_dir)!r} is not a CosyVoice v1 Instruct model; like upstream, "
+                "v1 instruct needs a model directory whose path contains '-Instruct' (e.g. CosyVoice-300M-Instruct)")
+        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
+            raise InvalidInput(f"text of {len(text)} characters: at most {MAX_TEXT_CHARS} per request; split it into "
+                               "several requests (e.g. by paragraph)")
         kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct, source_wav=source_wav)
         if mode == "vc":
             return [self.frontend.build(mode, None, **kw)]
         if isinstance(text, str):
             sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
             if not sentences:
-                raise InvalidInput(f"text={text!r}: nothing to synthesise; expected text with words")
-            return [self.frontend.build(mode, self.frontend.text_tokens(s), **kw) for s in sentences]
+                raise InvalidInput(f"text={_short(text)}: nothing to synthesise; expected text with words")
+            tokens = [self.frontend.text_tokens(s) for s in sentences]
+            if any(t.shape[1] == 0 for t in tokens):  # e.g. "" with text_frontend=False
+                raise InvalidInput(f"text={_short(text)}: gives no text token; expected text with words")
+            return [self.frontend.build(mode, t, **kw) for t in tokens]
         if isinstance(text, Iterable) and not isinstance(text, (bytes, dict)):
             if self.version == 1:
                 raise InvalidInput("text given as an iterator: streaming text input needs a v2/v3 model, this is v1")
@@ -183,33 +240,96 @@ class Runtime:
             # The pieces are consumed lazily by the producer (upstream's inference_bistream).
             inp = self.frontend.build(mode, torch.zeros(1, 0, dtype=torch.int32), **kw)
             return [_Bistream(inp, iter(text))]
-        raise InvalidInput(f"text={text!r}: expected a str (or, on v2/v3, an iterator of str pieces)")
+        raise InvalidInput(f"text={_short(text)}: expected a str (or, on v2/v3, an iterator of str pieces)")
+
+    def _check_voice(self, speaker: Any, prompt_wav: Any, source_wav: Any) -> None:
+        """Names the missing spk2info.pt instead of a generic mode error when no voice can be had."""
+        if self.speakers or prompt_wav is not None or source_wav is not None:
+            return
+        where = (f"{str(self.model_dir)!r} has no spk2info.pt" if self.spk2info_file is None
+                 else f"{str(self.spk2info_file)!r} lists no speaker")
+        asked = f"speaker={speaker!r}: " if speaker is not None else "no voice given: "
+        raise InvalidInput(f"{asked}{where}, so this model has no built-in speaker; pass prompt_wav= (cross-lingual, "
+                           "plus prompt_text= for zero-shot, or instruct= on v2/v3)")
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         return torch.amp.autocast(device_type=self.device.type, enabled=self.fp16)
 
-    def _token_source(self, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
+    def _token_text_ratio(self) -> tuple[float, bool]:
+        """Upstream's speech-per-text-token cap of this LLM (the ``max_token_text_ratio`` default of its
+        class's ``inference``) and whether the callable now in place takes that argument (by name or
+        through ``**kwargs``: wrappers such as the plugin's token counter pass it on)."""
+        ratio = DEFAULT_TOKEN_TEXT_RATIO
+        try:
+            param = inspect.signature(type(self.llm).inference).parameters.get("max_token_text_ratio")
+            if param is not None and isinstance(param.default, (int, float)) and param.default > 0:
+                ratio = float(param.default)
+        except (AttributeError, TypeError, ValueError):
+            pass
+        try:
+            params = inspect.signature(self.llm.inference).parameters.values()
+        except (TypeError, ValueError):
+            return ratio, False
+        takes = any(p.name == "max_token_text_ratio" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+        return ratio, takes
+
+    def _capped(self, rid: str, tokens: Iterable[int], text_tokens: Callable[[], int]) -> Iterator[int]:
+        """Passes tokens on until the cap for the text tokens seen so far is exceeded, then raises."""
+        ratio, _ = self._token_text_ratio()
+        rate = float(getattr(self.flow, "input_frame_rate", 25))
+        n = 0
+        it = iter(tokens)
+        try:
+            for tok in it:
+                cap = token_cap(text_tokens(), ratio, rate)
+                if n >= cap:
+                    raise TokenLimitExceeded(
+                        f"request {rid}: the LLM generated more than {cap} speech tokens for {text_tokens()} text "
+                        f"tokens without ending the utterance (cap: {ratio:g} per text token, at least {MIN_CAP_S:g} s "
+                        f"and at most {MAX_SPEECH_S:g} s of speech); the chunks rendered before the cap were delivered")
+                n += 1
+                yield tok
+        finally:
+            close = getattr(it, "close", None)  # stop the LLM's generator now, not at garbage collection
+            if close is not None:
+                close()
+
+    def _token_source(self, rid: str, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
         dev = self.device
         if isinstance(inp, _Bistream):
             base = inp.inputs
+            seen = [0]
+
+            def counted() -> Iterator[torch.Tensor]:
+                for t in self.frontend.text_token_stream(inp.pieces):
+                    seen[0] += t.shape[1]
+                    yield t.to(dev)
 
             def bistream() -> Iterable[int]:
+                # Upstream's bistream loop has no length cap at all: ours applies to the text received so far.
                 pt = base.prompt_text.to(dev)
                 pst = base.llm_prompt_speech_token.to(dev)
-                return self.llm.inference_bistream(
-                    text=(t.to(dev) for t in self.frontend.text_token_stream(inp.pieces)),
-                    prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
-                    prompt_speech_token_len=_len(pst), embedding=base.llm_embedding.to(dev))
+                return self._capped(rid, self.llm.inference_bistream(
+                    text=counted(), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
+                    prompt_speech_token_len=_len(pst), embedding=base.llm_embedding.to(dev)), lambda: seen[0])
             return bistream
-        if inp.mode == "vc":
+        if inp.mode == "vc":  # the source recording's tokens: bounded by its 30 s maximum
             tokens = inp.source_speech_token.flatten().tolist()
             return lambda: iter(tokens)
 
         def llm() -> Iterable[int]:
             text, pt, pst = inp.text.to(dev), inp.prompt_text.to(dev), inp.llm_prompt_speech_token.to(dev)
-            return self.llm.inference(text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt),
-                                      prompt_speech_token=pst, prompt_speech_token_len=_len(pst),
-                                      embedding=inp.llm_embedding.to(dev))
+            n = text.shape[1]
+            extra: dict[str, float] = {}
+            ratio, takes_ratio = self._token_text_ratio()
+            if takes_ratio:
+                # Upstream's own loop stops at ratio * text tokens without a word; let it run past our
+                # cap, so that reaching the cap is always seen (and raised) here.
+                rate = float(getattr(self.flow, "input_frame_rate", 25))
+                extra["max_token_text_ratio"] = token_cap(n, ratio, rate) / max(n, 1) + 1
+            return self._capped(rid, self.llm.inference(
+                text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
+                prompt_speech_token_len=_len(pst), embedding=inp.llm_embedding.to(dev), **extra), lambda: n)
         return llm
 
     def _producer_context(self) -> Callable[[], contextlib.AbstractContextManager[object]]:
@@ -264,7 +384,7 @@ class Runtime:
             self._active[rid] = None
         thread: threading.Thread | None = None
         try:
-            thread = start_producer(channel, self._token_source(inp), self._producer_context())
+            thread = start_producer(channel, self._token_source(rid, inp), self._producer_context())
             with self._lock:
                 self._active[rid] = thread
             with torch.inference_mode():

@@ -12,6 +12,8 @@ from typing import Any, ClassVar, Sequence
 
 import pytest
 
+from cosyvoice_runtime import InvalidInput, check_timeout
+
 # Default click threshold: see checks.join_click_ratio. Natural speech stays below 1.6 with the
 # max-of-neighbours reference (measured on a 5.5 s espeak-ng recording at every sample and on the
 # tiny model's joins, <= 0.55); a step twice the largest nearby jump is a click.
@@ -110,7 +112,11 @@ class StallTimeoutSpec:
     seconds: float
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "seconds", _number("seconds", self.seconds, strict=True))
+        # The runtime's own validator: the marker accepts exactly what the runtime can wait for.
+        try:
+            object.__setattr__(self, "seconds", check_timeout("seconds", self.seconds))
+        except InvalidInput as e:
+            raise SpecError(str(e)) from None
 
 
 SPECS: tuple[type, ...] = (StreamingSpec, RtfSpec, FirstChunkSpec, NoDeprecationsSpec, StallTimeoutSpec)

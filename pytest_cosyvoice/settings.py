@@ -16,6 +16,9 @@ from typing import Any, Callable, Generic, TypeVar
 
 import pytest
 
+from cosyvoice_runtime import InvalidInput, check_timeout
+from cosyvoice_runtime.limits import MAX_TIMEOUT_S
+
 T = TypeVar("T")
 
 ENGINES = ("fixed", "upstream")
@@ -60,10 +63,11 @@ def _seconds(v: str) -> float:
     try:
         x = float(v)
     except ValueError:
-        raise _Bad("expected a positive number of seconds") from None
-    if not x > 0 or x != x or x == float("inf"):
-        raise _Bad("expected a positive number of seconds")
-    return x
+        raise _Bad(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
+    try:
+        return check_timeout("seconds", x)  # the runtime's rule, so the plugin never passes what it refuses
+    except InvalidInput:
+        raise _Bad(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
 
 
 def _runner(v: str) -> str:

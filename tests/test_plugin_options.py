@@ -48,8 +48,10 @@ def test_model_from_env_is_named_as_env(pytester: pytest.Pytester, monkeypatch: 
     (["--cosy-device", "cuda:x"], "ERROR: --cosy-device='cuda:x': expected auto, cpu, cuda or cuda:N"),
     (["--cosy-fp16", "--cosy-device", "cpu"],
      "ERROR: --cosy-fp16 asks for fp16 but --cosy-device selects device cpu: fp16 needs a CUDA device"),
-    (["--cosy-stall-timeout", "-5"], "ERROR: --cosy-stall-timeout='-5': expected a positive number of seconds"),
-    (["--cosy-stall-timeout", "soon"], "ERROR: --cosy-stall-timeout='soon': expected a positive number of seconds"),
+    (["--cosy-stall-timeout", "-5"],
+     "ERROR: --cosy-stall-timeout='-5': expected a positive number of seconds, finite and at most 86400"),
+    (["--cosy-stall-timeout", "soon"],
+     "ERROR: --cosy-stall-timeout='soon': expected a positive number of seconds, finite and at most 86400"),
     (["--cosy-engine", "legacy"], "ERROR: --cosy-engine='legacy': expected one of fixed, upstream"),
     (["--cosy-rtf-tolerance", "-0.1"],
      "ERROR: --cosy-rtf-tolerance='-0.1': expected a fraction >= 0, e.g. 0.10 for 10 %"),
@@ -211,8 +213,8 @@ def test_bad_marker_arguments_are_errors_naming_test_value_and_keywords(pytester
         ">= 0; valid keywords: max, warmup, repeat",
         "test_bad.py::test_bad_regex: @pytest.mark.no_deprecations(allow='('): allow: '(' is not a regular "
         "expression (missing ), unterminated subpattern at position 0); valid keywords: allow",
-        "test_bad.py::test_zero_timeout: @pytest.mark.stall_timeout(0): seconds=0: expected a number > 0; "
-        "valid keywords: seconds",
+        "test_bad.py::test_zero_timeout: @pytest.mark.stall_timeout(0): seconds=0: expected a positive number of "
+        "seconds, finite and at most 86400; valid keywords: seconds",
     ])
     # An error of the test, not a traceback from inside the plugin.
     assert "pytest_cosyvoice" not in result.stdout.str()
