@@ -425,7 +425,9 @@ class CosyTTS:
         return payload
 
     def _add(self, rec: Recording, chunk: "Chunk", at: float) -> None:
-        rec.chunks.append(np.asarray(chunk.audio, dtype=np.float32))
+        # A copy: an engine's array may be a view of its tensor (whose memory the recording would then
+        # keep alive and count as the engine's state) or a buffer the engine reuses.
+        rec.chunks.append(np.array(chunk.audio, dtype=np.float32))
         rec.chunk_tokens.append(int(chunk.tokens))
         rec.arrivals_s.append(at)
 
