@@ -160,3 +160,56 @@ def test_tests_that_do_not_use_cosy_tts_never_build_the_engine(pytester: pytest.
     pytester.makepyfile(test_plain="def test_plain():\n    assert True\n")
     result = run(pytester, fake_model, "myengines:broken")
     result.assert_outcomes(passed=1)
+
+
+FORK = '''
+from cosyvoice_runtime.upstream import UpstreamEngine
+
+
+class SharedHop:
+    """Upstream's class with the defect of its later revisions: the chunk hop grows on the shared
+    object (25 -> 50 -> 100 tokens) instead of per request, so every later request starts big."""
+
+    def __init__(self, runtime):
+        self.inner = UpstreamEngine(runtime)
+        self.sample_rate, self.version = runtime.sample_rate, runtime.version
+
+    def stream(self, text, **kwargs):
+        chunks = self.inner.stream(text, **kwargs)
+
+        def growing():
+            for chunk in chunks:
+                self.inner.model.token_hop_len = min(100, self.inner.model.token_hop_len * 2)
+                yield chunk
+        return growing()
+
+    def synthesize(self, text, **kwargs):
+        return self.inner.synthesize(text, **kwargs)
+
+
+def build(runtime):
+    return SharedHop(runtime)
+'''
+
+
+def test_the_concurrency_suite_names_a_fork_with_a_shared_schedule(tmp_path: Path, warm_tiny: Path) -> None:
+    """The gate's own concurrency test on a team's fork: the shared hop is named, with both schedules."""
+    import os
+    import subprocess
+    import sys
+
+    from .test_gate_suites import ROOT, WIDE_OPEN
+
+    (tmp_path / "myfork.py").write_text(FORK)
+    env = {**os.environ, **WIDE_OPEN, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    env.pop("COSY_MODEL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", str(ROOT / "suites" / "test_concurrency.py"), "-p", "no:cacheprovider", "-q",
+         "-rs", f"--cosy-model={warm_tiny}", "--cosy-device=cpu", "--cosy-no-report", "--cosy-engine=myfork:build",
+         "-o", "cosy_allowed_warnings=autocast\n__array_wrap__"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    if "installed upstream class is unusable" in out:
+        pytest.skip("the installed upstream class is unusable here")
+    assert proc.returncode == 1, out[-4000:]
+    assert "1 failed" in out and "per chunk" in out and "differ from solo" in out, out[-4000:]
