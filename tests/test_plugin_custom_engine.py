@@ -213,3 +213,41 @@ def test_the_concurrency_suite_names_a_fork_with_a_shared_schedule(tmp_path: Pat
         pytest.skip("the installed upstream class is unusable here")
     assert proc.returncode == 1, out[-4000:]
     assert "1 failed" in out and "per chunk" in out and "differ from solo" in out, out[-4000:]
+
+
+def test_the_documented_example_engine_runs(pytester: pytest.Pytester, warm_tiny: Path) -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin.md").read_text(encoding="utf-8")
+    section = doc[doc.index("## The engine under test"):doc.index("## What the gate suites check")]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "--cosy-engine myserving.engines:build" in code
+    pkg = pytester.mkpydir("myserving")
+    (pkg / "engines.py").write_text(code)
+    pytester.syspathinsert()
+    pytester.makepyfile(test_doc='''
+        import pytest
+
+        @pytest.mark.streaming(prebuffer_ms=600000, max_gap_ms=600000)
+        def test_example(cosy_tts):
+            assert type(cosy_tts.engine).__name__ == "Admitted"
+            assert list(cosy_tts.stream("Hello there.", speaker=cosy_tts.speakers[0]))
+            assert cosy_tts.synthesize("Hello there.", speaker=cosy_tts.speakers[0]).audio.size
+    ''')
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
+                                "--cosy-no-report", "--cosy-engine=myserving.engines:build")
+    result.assert_outcomes(passed=1)
+
+
+def test_the_built_in_engines_follow_the_protocol(warm_tiny: Path) -> None:
+    import cosyvoice_runtime
+    from pytest_cosyvoice.engine import Engine, build, missing_members
+
+    rt = cosyvoice_runtime.load(warm_tiny, device="cpu")
+    assert isinstance(build("fixed", rt), Engine) and missing_members(rt) == []
+    try:
+        up = build("upstream", rt)
+    except Exception as e:  # noqa: BLE001 - EngineUnavailable: the skip names why
+        pytest.skip(f"upstream engine unusable here: {e}")
+    assert isinstance(up, Engine) and missing_members(up) == []
+    assert missing_members(object()) == ["stream", "synthesize", "sample_rate", "version"]
