@@ -120,8 +120,11 @@ def environment(model: str | None, device: str) -> dict[str, str]:
             "upstream class module": where, "cpu": platform.processor() or platform.machine()}
 
 
-def short(text: str, n: int = 240) -> str:
-    text = " ".join(text.split()).replace("|", "\\|")
+def short(text: str, n: int = 320) -> str:
+    """One line, at most n characters, without what differs from run to run or machine to machine (the
+    install prefix `.../site-packages/`, thread numbers, repeat counts), so equal problems group."""
+    text = re.sub(r"\S*/site-packages/", "", " ".join(text.split())).replace("|", "\\|")
+    text = re.sub(r"\b(cosy-tts-reader|Thread)-\d+", r"\1-N", re.sub(r" \[x\d+\]$", "", text))
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
@@ -158,18 +161,20 @@ def render(data: dict[str, Any]) -> str:
         checks = sorted({p[0] for p in up["problems"]}) if up and up["outcome"] != "passed" else []
         lines.append(f"| `{t.removeprefix('suites/')}` | {up['outcome'] if up else '-'} | "
                      f"{ours['outcome'] if ours else '-'} | {', '.join(checks)} |")
-    lines += ["", "## Upstream's failures, check by check", ""]
+    lines += ["", "## Upstream's failures, check by check", "",
+              "Tests that failed with the same problems are listed together.", ""]
+    groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for t in tests:
         up = runs["upstream"]["tests"].get(t)
-        if not up or up["outcome"] == "passed":
-            continue
-        lines += [f"### `{t.removeprefix('suites/')}`", ""]
-        seen: set[tuple[str, str]] = set()
-        for check, text in up["problems"]:
-            if (check, text) not in seen:
-                seen.add((check, text))
-                lines.append(f"- **{check}**: {short(text)}")
-        lines.append("")
+        if up and up["outcome"] != "passed":
+            problems = tuple(dict.fromkeys((check, short(text)) for check, text in up["problems"]))
+            groups.setdefault(problems, []).append(t)
+    for problems, members in groups.items():
+        lines += [f"### `{members[0].removeprefix('suites/')}`"
+                  + (f" and {len(members) - 1} more" if len(members) > 1 else ""), ""]
+        if len(members) > 1:
+            lines += ["Also: " + ", ".join(f"`{m.removeprefix('suites/')}`" for m in members[1:]), ""]
+        lines += [f"- **{check}**: {text}" for check, text in problems] + [""]
     failing_ours = [t for t in tests if runs["fixed"]["tests"].get(t, {}).get("outcome") not in ("passed", None)]
     lines += ["## This runtime's failures", ""]
     if not failing_ours:
@@ -196,8 +201,9 @@ def main(argv: list[str] | None = None) -> int:
                 "runs": {e: run_engine(e, args.model, args.device, args.select) for e in ENGINES}}
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        data = json.loads(args.json.read_text(encoding="utf-8"))  # the doc is always what the JSON renders to
     args.doc.write_text(render(data), encoding="utf-8")
-    print(f"wrote {args.doc} and {args.json}")
+    print(f"wrote {args.doc}" + ("" if args.render_only else f" and {args.json}"))
     return 0
 
 
