@@ -31,6 +31,7 @@ class Fault:
     at: int = 0                # llm: token index; flow/hift: 1-based call (chunk) number
     stall: bool = False
     expect_error: bool = True  # False: the call ends normally (the consumer closed it)
+    pieces: bool = False       # text given as an iterator of pieces (the LLM's inference_bistream)
 
 
 FAULTS = [
@@ -45,6 +46,8 @@ FAULTS = [
           "stream", at=40, stall=True),
     Fault("llm-stall-synthesize", f"the LLM stalled {STALL_S:g} s after 40 tokens (stall timeout "
           f"{STALL_TIMEOUT_S:g} s)", "synthesize", at=40, stall=True),
+    Fault("llm-bistream-mid-stream", f"the LLM (streamed text input) raised after {TOKENS // 2} of {TOKENS} tokens",
+          "stream", at=TOKENS // 2, pieces=True),
     Fault("flow-chunk-2", "the flow raised on chunk 2", "stream", component="flow", at=2),
     Fault("vocoder-chunk-2", "the vocoder raised on chunk 2", "stream", component="hift", at=2),
     Fault("consumer-closes", "the consumer closed the stream after one chunk", "stream", component="consumer",
@@ -87,7 +90,7 @@ def raising_on_call(fn: Callable[..., Any], k: int, what: str) -> Callable[..., 
 @contextmanager
 def injected(model: Any, fault: Fault | None, tokens: list[int]) -> Iterator[None]:
     """The model's LLM yields `tokens` (and the component of `fault` misbehaves) inside the block."""
-    model.llm.inference = forced_llm(tokens, fault)
+    model.llm.inference = model.llm.inference_bistream = forced_llm(tokens, fault)
     target = getattr(model, fault.component, None) if fault is not None and fault.component in ("flow", "hift") \
         else None
     if target is not None:
@@ -96,6 +99,7 @@ def injected(model: Any, fault: Fault | None, tokens: list[int]) -> Iterator[Non
         yield
     finally:
         model.llm.__dict__.pop("inference", None)
+        model.llm.__dict__.pop("inference_bistream", None)
         if target is not None:
             target.__dict__.pop("inference", None)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cosyvoice_runtime import StreamError
+from cosyvoice_runtime import InvalidInput, StreamError
 from pytest_cosyvoice import checks
 
 from .conftest import voice_kwargs
@@ -27,13 +27,17 @@ def short_join(cosy_model: Any) -> Iterator[None]:
     cosy_model.configure(join_timeout_s=saved)
 
 
+def _text(fault: Fault | None) -> Any:
+    return iter(["Streamed ", "text, ", "in pieces."]) if fault is not None and fault.pieces else "x"
+
+
 def _call(cosy_tts: Any, fault: Fault | None, kw: dict[str, Any]) -> tuple[int, BaseException | None]:
     """Runs one request as the fault wants it; (chunks received, the error it ended with or None)."""
     n = 0
     try:
         if fault is not None and fault.call == "synthesize":
             return len(cosy_tts.synthesize("x", **kw).chunks), None
-        it = cosy_tts.stream("x", **kw)
+        it = cosy_tts.stream(_text(fault), **kw)
         for _ in it:
             n += 1
             if fault is not None and fault.component == "consumer":
@@ -67,9 +71,19 @@ def _judge_error(fault: Fault, engine_is_ours: bool, got: BaseException | None, 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
 def test_engine_recovers_from_a_fault(fault: Fault, cosy_tts: Any, cosy_model: Any, cosy_prompt: Any,
                                       short_join: None) -> None:
-    kw = voice_kwargs(cosy_model, cosy_prompt)
+    # Streamed text input needs a prompt (sft mode does not take it).
+    kw = {"prompt_wav": cosy_prompt.wav, "prompt_text": cosy_prompt.text} if fault.pieces \
+        else voice_kwargs(cosy_model, cosy_prompt)
     tokens = forced_tokens(cosy_model.version)
     ours = cosy_tts.engine is cosy_model
+    if fault.pieces:
+        if cosy_tts.version == 1:
+            pytest.skip("streamed text input (inference_bistream) needs a v2/v3 model")
+        try:
+            with injected(cosy_model, None, tokens):
+                list(cosy_tts.stream(_text(fault), **kw))
+        except (InvalidInput, TypeError) as e:
+            pytest.skip(f"the engine does not take text as an iterator of pieces: {type(e).__name__}: {e}")
     with injected(cosy_model, None, tokens):
         _call(cosy_tts, None, kw)  # warm: prompt caches and allocator, so what is left after is the fault's
     tensors = live_tensors()
