@@ -161,7 +161,7 @@ def render(data: dict[str, Any]) -> str:
         checks = sorted({p[0] for p in up["problems"]}) if up and up["outcome"] != "passed" else []
         lines.append(f"| `{t.removeprefix('suites/')}` | {up['outcome'] if up else '-'} | "
                      f"{ours['outcome'] if ours else '-'} | {', '.join(checks)} |")
-    lines += ["", "## Upstream's failures, check by check", "",
+    lines += ["", "## Upstream's failures and skips, check by check", "",
               "Tests that failed with the same problems are listed together.", ""]
     groups: dict[tuple[tuple[str, str], ...], list[str]] = {}
     for t in tests:
