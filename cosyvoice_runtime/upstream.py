@@ -5,7 +5,7 @@ copied; its class is imported and called as installed, with all its behaviour (p
 length, silent producer death)."""
 from __future__ import annotations
 
-import itertools
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -26,19 +26,59 @@ class UpstreamUnavailable(CosyVoiceError):
 
 
 class _CountingLLM:
-    """Stands in for the LLM on the upstream object and counts the tokens it hands over."""
+    """Stands in for the LLM on the upstream object and counts the tokens it hands over, per request:
+    upstream runs each request's LLM in its own `llm_job(..., uuid)` thread, which `_JobIds` names."""
 
-    def __init__(self, llm: Any) -> None:
+    def __init__(self, llm: Any, jobs: "_JobIds") -> None:
         self._llm = llm
-        self.tokens = 0
+        self._jobs = jobs
+        self.tokens: dict[str, int] = {}   # upstream request uuid -> tokens so far
+        self._lock = threading.Lock()
+
+    def _count(self, it: Iterable[int]) -> Iterator[int]:
+        uid = self._jobs.current()
+        for tok in it:
+            with self._lock:
+                self.tokens[uid] = self.tokens.get(uid, 0) + 1
+            yield tok
 
     def inference(self, *args: Any, **kwargs: Any) -> Iterator[int]:
-        for tok in self._llm.inference(*args, **kwargs):
-            self.tokens += 1
-            yield tok
+        return self._count(self._llm.inference(*args, **kwargs))
+
+    def inference_bistream(self, *args: Any, **kwargs: Any) -> Iterator[int]:
+        return self._count(self._llm.inference_bistream(*args, **kwargs))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._llm, name)
+
+
+class _JobIds:
+    """Which upstream request a thread works for. Upstream creates a uuid per `tts()` call and passes
+    it to `llm_job` (in the LLM thread) and to `token2wav` (in the thread iterating `tts()`); both are
+    wrapped on the instance to note it in a thread-local: the adapter reads the renderer's right after
+    each chunk `tts()` yields in the adapter's own thread."""
+
+    def __init__(self, model: Any) -> None:
+        self._local = threading.local()
+        job, token2wav = model.llm_job, model.token2wav
+
+        def llm_job(*args: Any, **kwargs: Any) -> Any:
+            self._local.uid = kwargs["uuid"] if "uuid" in kwargs else args[-1]
+            return job(*args, **kwargs)
+
+        def token2wav_noting(*args: Any, **kwargs: Any) -> Any:
+            if "uuid" in kwargs:
+                self._local.rendered = kwargs["uuid"]
+            return token2wav(*args, **kwargs)
+        model.llm_job, model.token2wav = llm_job, token2wav_noting
+
+    def current(self) -> str:
+        """The request of the LLM thread calling."""
+        return getattr(self._local, "uid", "?")
+
+    def rendered(self) -> str | None:
+        """The request this thread's latest token2wav call rendered."""
+        return getattr(self._local, "rendered", None)
 
 
 class UpstreamEngine:
@@ -64,9 +104,9 @@ class UpstreamEngine:
         self.sample_rate = runtime.sample_rate
         self.model = cls(runtime.llm, runtime.flow, runtime.hift, runtime.fp16)
         # The packaged copy's __init__ leaves out `self.llm = llm`; set it like its load() should.
-        self.counter = _CountingLLM(runtime.llm)
+        self.jobs = _JobIds(self.model)
+        self.counter = _CountingLLM(runtime.llm, self.jobs)
         self.model.llm = self.counter
-        self._ids = itertools.count()
 
     def stream(self, text: str | Iterable[str], **kwargs: Any) -> Iterator[Chunk]:
         return self._run(text, stream=True, stats=StreamStats(), **kwargs)
@@ -89,7 +129,6 @@ class UpstreamEngine:
         t0 = time.perf_counter()
         index = 0
         for inp in plan:
-            before = self.counter.tokens
             args = dict(flow_embedding=inp.flow_embedding, llm_embedding=inp.llm_embedding,
                         prompt_text=inp.prompt_text, llm_prompt_speech_token=inp.llm_prompt_speech_token,
                         flow_prompt_speech_token=inp.flow_prompt_speech_token,
@@ -98,15 +137,27 @@ class UpstreamEngine:
             if inp.text is not None:
                 args["text"] = inp.text
             attributed = 0
-            for out in self.model.tts(**args):
-                # Upstream does not say which tokens a chunk covers: each chunk takes the tokens generated
-                # since the previous one, so the sum is exact (the last chunk comes after the LLM ended).
-                done = (self.counter.tokens - before) if inp.source_speech_token.shape[1] == 0 \
-                    else inp.source_speech_token.shape[1]
-                audio = out["tts_speech"].squeeze(0).float().numpy().astype(np.float32, copy=False)
-                yield self._chunk(audio, index, done - attributed, stats, t0)
-                attributed = done
-                index += 1
+            uid: str | None = None
+            try:
+                for out in self.model.tts(**args):
+                    # Upstream does not say which tokens a chunk covers: each chunk takes the tokens its
+                    # request generated since the previous chunk, so the sum is exact (the last chunk
+                    # comes after the LLM ended). The request is the one token2wav just rendered in this
+                    # thread, whatever other requests run meanwhile.
+                    uid = self.jobs.rendered()
+                    if uid is None and len(self.counter.tokens) == 1:
+                        uid = next(iter(self.counter.tokens))  # a class whose token2wav takes no uuid=: the only request
+                    if inp.source_speech_token.shape[1] == 0:
+                        done = self.counter.tokens.get(uid, 0) if uid is not None else 0
+                    else:
+                        done = inp.source_speech_token.shape[1]
+                    audio = out["tts_speech"].squeeze(0).float().numpy().astype(np.float32, copy=False)
+                    yield self._chunk(audio, index, done - attributed, stats, t0)
+                    attributed = done
+                    index += 1
+            finally:
+                if uid is not None:
+                    self.counter.tokens.pop(uid, None)
 
     def _chunk(self, audio: np.ndarray, index: int, tokens: int, stats: StreamStats, t0: float) -> Chunk:
         now = time.perf_counter()

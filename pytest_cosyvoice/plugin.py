@@ -36,6 +36,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SESSION_KEY] = CosySession(config, _settings.resolve(config))
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    # A custom engine (--cosy-engine package.module:factory) is built here, before any test runs.
+    if session.config.option.collectonly:
+        return
+    get_session(session.config).check_engine(session.items)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     # Before fixtures: a misused marker is an error of this test, without loading a model.

@@ -38,13 +38,55 @@ _MISSING = object()
 _readers = itertools.count(1)
 
 
-class _Tokens:
-    """Counts speech tokens at the LLM (installed on `llm.inference` for the duration of the calls):
-    the independent 'generated' count of the complete check, and the watchdog's sign of progress."""
+class _Lineage:
+    """Which thread started which, while calls run: `threading.Thread.start` is wrapped (process-wide,
+    only while a cosy_tts call is in flight) so that every new thread remembers the thread that started
+    it. A token, or a thread left behind, then belongs to the call whose reader thread is its ancestor:
+    the engine's LLM thread is started (directly or further down) by the thread that iterates the
+    engine, whatever the engine. Threads that existed before the call (a pool) have no such ancestor."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.last = time.perf_counter()
+    PARENT = "_cosy_tts_parent"
+    _users = 0
+    _saved: Any = None
+    _lock = threading.Lock()
+
+    @classmethod
+    def track(cls) -> None:
+        with cls._lock:
+            cls._users += 1
+            if cls._users == 1:
+                cls._saved = start = threading.Thread.start
+
+                def start_with_parent(thread: threading.Thread) -> None:
+                    setattr(thread, cls.PARENT, threading.current_thread())
+                    start(thread)
+                threading.Thread.start = start_with_parent  # type: ignore[method-assign]
+
+    @classmethod
+    def untrack(cls) -> None:
+        with cls._lock:
+            cls._users -= 1
+            if cls._users == 0:
+                threading.Thread.start = cls._saved  # type: ignore[method-assign]
+
+    @classmethod
+    def reader_of(cls, thread: threading.Thread | None) -> "_Reader | None":
+        """The nearest cosy_tts reader among the thread and its ancestors."""
+        while thread is not None:
+            if isinstance(thread, _Reader):
+                return thread
+            thread = getattr(thread, cls.PARENT, None)
+        return None
+
+
+class _Tokens:
+    """Counts speech tokens at the LLM (installed on `llm.inference` for the duration of the calls),
+    per call: the independent 'generated' count of the complete check, and the watchdog's sign of
+    progress. `owner()` names the call a token generated in the current thread belongs to."""
+
+    def __init__(self, owner: Callable[[], "_Call | None"], live: Callable[[], "list[_Call]"]) -> None:
+        self._owner = owner
+        self._live = live
         self._saved: dict[str, Any] = {}
         self._llm: Any = None
         self._wrappers: dict[str, Any] = {}
@@ -52,8 +94,17 @@ class _Tokens:
     def _wrap(self, fn: Callable[..., Iterable[int]]) -> Callable[..., Iterator[int]]:
         def counted(*args: Any, **kwargs: Any) -> Iterator[int]:
             for tok in fn(*args, **kwargs):
-                self.count += 1
-                self.last = time.perf_counter()
+                now = time.perf_counter()
+                call = self._owner()
+                if call is not None:
+                    call.tokens += 1
+                    call.last_token = now
+                else:
+                    # Cannot say whose token this is: every call in flight loses its count (not judged)
+                    # but gets the sign of life.
+                    for c in self._live():
+                        c.unattributed += 1
+                        c.last_token = now
                 yield tok
         return counted
 
@@ -128,9 +179,8 @@ class CosyTTS:
         self._first_use = first_use
         self._warmed = False
         self._n = {"stream": 0, "synthesize": 0}
-        self._tokens = _Tokens()
+        self._tokens = _Tokens(self._owner, self._live_calls)
         self._active = 0
-        self._overlap = False
         self._prev_hook: Any = None
         self._live: list[_Call] = []
         # Threads that call cosy_tts or read for it: under concurrent calls they are the harness's and
@@ -150,7 +200,7 @@ class CosyTTS:
     # -- what the test sees ------------------------------------------------------------------------
     @property
     def sample_rate(self) -> int:
-        return int(self.runtime.sample_rate)
+        return int(self.engine.sample_rate)
 
     @property
     def speakers(self) -> list[str]:
@@ -158,7 +208,7 @@ class CosyTTS:
 
     @property
     def version(self) -> int:
-        return int(self.runtime.version)
+        return int(self.engine.version)
 
     def stream(self, text: Any, **kwargs: Any) -> Iterator["Chunk"]:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
@@ -197,25 +247,40 @@ class CosyTTS:
         with self._lock:
             self._active += 1
             if self._active == 1:
-                self._overlap = False
+                _Lineage.track()
                 self._tokens.install(self.runtime.llm)
                 self._prev_hook = threading.excepthook
                 threading.excepthook = self._thread_died
-            else:
-                self._overlap = True
             # Voice conversion takes its tokens from the source audio: the LLM count says nothing.
-            call = _Call(rec, self._tokens.count, {t.ident for t in threading.enumerate()},
-                         counts_tokens=kwargs.get("source_wav") is None)
+            call = _Call(rec, {t.ident for t in threading.enumerate()}, counts_tokens=kwargs.get("source_wav") is None)
+            for other in self._live:
+                other.overlapped = call.overlapped = True
             self._harness_threads.add(threading.get_ident())
             self._live.append(call)
         if measured:
             self.recordings.append(rec)
         return call
 
+    def _live_calls(self) -> list["_Call"]:
+        with self._lock:
+            return list(self._live)
+
+    def _owner(self) -> "_Call | None":
+        """The call the current thread works for: the call of the nearest reader among its ancestors;
+        a thread no reader started belongs to the only call in flight, or to none (not judged)."""
+        reader = _Lineage.reader_of(threading.current_thread())
+        with self._lock:
+            if reader is not None:
+                return next((c for c in self._live if c.reader is reader), None)
+            return self._live[0] if len(self._live) == 1 else None
+
     def _thread_died(self, args: threading.ExceptHookArgs) -> None:
         # Upstream's LLM thread dies this way: only the thread hook ever hears of it.
         name = args.thread.name if args.thread is not None else "?"
-        for call in list(self._live):
+        reader = _Lineage.reader_of(args.thread)
+        with self._lock:
+            calls = [c for c in self._live if reader is None or c.reader is reader]
+        for call in calls:
             call.rec.thread_errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
         if self._prev_hook is not None:
             self._prev_hook(args)
@@ -230,21 +295,24 @@ class CosyTTS:
         mine = {reader.ident} if reader is not None else set()
         deadline = time.monotonic() + TIDY_GRACE_S
         while True:
+            # Under overlapping calls a new thread is this call's only when its reader started it.
             new = [t for t in threading.enumerate()
                    if t.ident not in call.threads_before and t.ident not in mine
-                   and t.ident not in self._harness_threads and t.is_alive()]
+                   and t.ident not in self._harness_threads and t.is_alive()
+                   and (not call.overlapped or (reader is not None and _Lineage.reader_of(t) is reader))]
             if not new or time.monotonic() > deadline:
                 break
             time.sleep(0.02)
         rec.leaked_threads = ([rec.abandoned] if rec.abandoned else []) + [t.name for t in new]
         with self._lock:
-            if not self._overlap and call.counts_tokens:
-                rec.generated_tokens = self._tokens.count - call.token_start
+            if call.counts_tokens and not call.unattributed:
+                rec.generated_tokens = call.tokens
             self._live.remove(call)
             self._active -= 1
             if self._active == 0:
                 self._tokens.uninstall()
                 threading.excepthook = self._prev_hook
+                _Lineage.untrack()
         if not keep and rec in self.recordings:
             self.recordings.remove(rec)
 
@@ -255,7 +323,7 @@ class CosyTTS:
         limit = self.watchdog_s
         while True:
             last_chunk = t0 + rec.arrivals_s[-1] if rec.arrivals_s else t0
-            idle = time.perf_counter() - max(t0, last_chunk, self._tokens.last)
+            idle = time.perf_counter() - max(t0, last_chunk, call.last_token)
             if idle >= limit:
                 break
             try:
@@ -339,7 +407,9 @@ class CosyTTS:
         return payload
 
     def _add(self, rec: Recording, chunk: "Chunk", at: float) -> None:
-        rec.chunks.append(np.asarray(chunk.audio, dtype=np.float32))
+        # A copy: an engine's array may be a view of its tensor (whose memory the recording would then
+        # keep alive and count as the engine's state) or a buffer the engine reuses.
+        rec.chunks.append(np.array(chunk.audio, dtype=np.float32))
         rec.chunk_tokens.append(int(chunk.tokens))
         rec.arrivals_s.append(at)
 
@@ -347,10 +417,13 @@ class CosyTTS:
 @dataclass(eq=False)
 class _Call:
     rec: Recording
-    token_start: int
     threads_before: set[int | None]
     counts_tokens: bool = True
     reader: _Reader | None = None
+    tokens: int = 0                # counted at the LLM in threads this call's reader started
+    unattributed: int = 0          # tokens in flight that no call could be named for (count not judged)
+    last_token: float = 0.0        # perf_counter of the call's latest token (the watchdog's progress)
+    overlapped: bool = False       # another cosy_tts call was in flight at some point
 
 
 def _is_argument_error(exc: BaseException) -> bool:

@@ -184,21 +184,39 @@ class CosySession:
         return str(resolve_device(self.settings.device)), self.settings.fp16
 
     def engine(self) -> Any:
-        """What cosy_tts calls: the Runtime, or upstream's orchestration class driving its components."""
+        """What cosy_tts calls: the Runtime, upstream's orchestration class driving its components, or
+        the engine a `package.module:factory` builds from it (see `pytest_cosyvoice.engine`)."""
+        from .engine import EngineError, EngineUnavailable, build
+
         rt = self.runtime()
-        if self.settings.engine == "fixed":
-            return rt
+        value = self.settings.engine
         with self._lock:
             if self._engine is None and self._engine_skip is None:
-                from cosyvoice_runtime.upstream import UpstreamEngine, UpstreamUnavailable
-
                 try:
-                    self._engine = UpstreamEngine(rt)
-                except UpstreamUnavailable as e:
-                    self._engine_skip = f"--cosy-engine upstream: the installed upstream class is unusable: {e}"
+                    self._engine = build(value, rt)
+                except EngineUnavailable as e:
+                    self._engine_skip = str(e)
+                except EngineError as e:
+                    where = self.settings.sources.get("engine", "--cosy-engine")
+                    raise pytest.UsageError(f"{where}={value!r}: {e}") from None
         if self._engine_skip is not None:
             pytest.skip(self._engine_skip)
         return self._engine
+
+    def check_engine(self, items: list[pytest.Item]) -> None:
+        """Builds a `package.module:factory` engine before any test runs, when a collected test uses
+        `cosy_tts`: a factory that raises or an object missing protocol members is a UsageError now,
+        not an error of every test. A model that does not load is left to the tests (they fail with
+        the loader's message); the built-in engines are built on first use."""
+        from .engine import BUILTIN
+
+        if self.settings.engine in BUILTIN or not any("cosy_tts" in getattr(i, "fixturenames", ()) for i in items):
+            return
+        try:
+            self.runtime()
+        except (Exception, pytest.fail.Exception):  # noqa: BLE001 - the tests report a model that does not load
+            return
+        self.engine()
 
     def first_use(self) -> bool:
         """True once: for the first call on the model in this process (the cold one)."""

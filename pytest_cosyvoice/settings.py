@@ -21,7 +21,7 @@ from cosyvoice_runtime.limits import MAX_TIMEOUT_S
 
 T = TypeVar("T")
 
-ENGINES = ("fixed", "upstream")
+ENGINES = ("fixed", "upstream", "package.module:factory")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 YAML_NAMES = ("cosyvoice.yaml", "cosyvoice2.yaml", "cosyvoice3.yaml")
 TRUE = {"1", "true", "yes", "on"}
@@ -53,9 +53,17 @@ def _device(v: str) -> str:
 
 
 def _engine(v: str) -> str:
+    from .engine import BUILTIN, EngineError, is_factory, load_factory
+
     s = v.strip()
-    if s not in ENGINES:
-        raise _Bad(f"expected one of {', '.join(ENGINES)}")
+    if s in BUILTIN:
+        return s
+    if not is_factory(s):
+        raise _Bad(f"expected {', '.join(ENGINES[:-1])} or {ENGINES[-1]}")
+    try:
+        load_factory(s)  # imported now, so a module that does not import stops the session at once
+    except EngineError as e:
+        raise _Bad(str(e)) from None
     return s
 
 
@@ -116,7 +124,8 @@ OPTIONS: tuple[Option[Any], ...] = (
            "fail a stream that produces nothing for this long (default: 30).", metavar="SECONDS"),
     Option("engine", "--cosy-engine", "cosy_engine", "COSY_ENGINE", _engine, "fixed",
            "fixed: this project's runtime; upstream: the installed upstream orchestration class with the "
-           "same components (default: fixed).", metavar="fixed|upstream"),
+           "same components; package.module:factory: the engine factory(runtime) builds (default: fixed).",
+           metavar="ENGINE"),
     # Baseline and report options: used by pytest_cosyvoice.gate at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
            "store this session's figures as the baseline of this hardware key.", is_flag=True),

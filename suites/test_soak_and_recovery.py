@@ -1,75 +1,75 @@
-"""Soak (memory flat over 50 streams) and recovery after a producer failure."""
+"""Soak: memory stays flat over 50 streams through the engine under test. Recovery after faults is in
+test_faults.py."""
 from __future__ import annotations
 
-import gc
+import ctypes
+from typing import Any
 
 import psutil
 import pytest
 
-from cosyvoice_runtime import StreamError
-
-from .conftest import LIMITS, voice_kwargs
+from .faults import live_tensors
 
 # RSS on CPU moves by tens of MB with the allocator's per-thread arenas (one producer thread per
 # request): measured 1150-1259 MB over 120 tiny-model streams with no object left behind. The exact
-# leak check is the count of live tensors; RSS and CUDA memory catch what Python cannot see.
+# leak check is the count of live tensors; RSS and CUDA memory catch what Python cannot see (an
+# engine's per-request dicts of plain lists, native buffers).
 RSS_BOUND_MB = 128
 CUDA_BOUND_MB = 64
 
 
-def _live_tensors() -> int:
-    import torch
+def _rss() -> int:
+    """Resident memory after handing freed heap back to the OS (glibc's malloc_trim, where there is
+    one): what is left is memory in use, not the free lists of the per-thread arenas that every
+    reader and producer thread touches."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return psutil.Process().memory_info().rss
 
-    gc.collect()
-    # type(), not isinstance(): isinstance reads __class__, which deprecated module proxies answer with a warning
-    return sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor))
+
+def _held_by_recordings(cosy_tts: Any) -> int:
+    """Bytes of audio cosy_tts keeps for the checks and the report: the harness's, not the engine's."""
+    return sum(c.nbytes for r in cosy_tts.recordings for c in r.chunks)
 
 
 @pytest.mark.no_deprecations()
-def test_fifty_sequential_streams_keep_memory_flat(cosy_model, cosy_prompt, record_property) -> None:
-    proc = psutil.Process()
+def test_fifty_sequential_streams_keep_memory_flat(cosy_tts, cosy_model, cosy_prompt, record_property) -> None:
     kw = {"prompt_wav": cosy_prompt.wav, "prompt_text": cosy_prompt.text}
     for _ in range(10):  # warm the allocator and the prompt cache
-        list(cosy_model.stream("Warm up.", **kw))
-    tensors = _live_tensors()
-    before = proc.memory_info().rss
+        assert list(cosy_tts.stream("Warm up.", **kw))
+    tensors = live_tensors()
+    before, held = _rss(), _held_by_recordings(cosy_tts)
     cuda_before = _cuda_mem(cosy_model)
     for i in range(50):
-        assert list(cosy_model.stream(f"Soak request number {i}.", **kw))
-    left = _live_tensors() - tensors
-    grown_mb = (proc.memory_info().rss - before) / 2**20
+        assert list(cosy_tts.stream(f"Soak request number {i}.", **kw))
+    left = live_tensors() - tensors
+    grown_mb = (_rss() - before - (_held_by_recordings(cosy_tts) - held)) / 2**20
     record_property("rss_growth_mb", round(grown_mb, 1))
     record_property("tensors_left", left)
-    assert left <= 0, f"{left} more live tensors after 50 streams than before: per-request state kept"
-    assert grown_mb < RSS_BOUND_MB, f"RSS grew {grown_mb:.1f} MB over 50 streams (bound {RSS_BOUND_MB} MB)"
+    problems = []
+    if left > 0:
+        problems.append(f"{left} more live tensors after 50 streams than before: per-request state kept")
+    if grown_mb >= RSS_BOUND_MB:
+        problems.append(f"RSS grew {grown_mb:.1f} MB over 50 streams (bound {RSS_BOUND_MB} MB; the audio "
+                        "cosy_tts keeps is not counted)")
     if cuda_before is not None:
         grown_cuda = (_cuda_mem(cosy_model) - cuda_before) / 2**20
         record_property("cuda_growth_mb", round(grown_cuda, 1))
-        assert grown_cuda < CUDA_BOUND_MB, f"CUDA memory grew {grown_cuda:.1f} MB (bound {CUDA_BOUND_MB} MB)"
-    assert cosy_model.active_requests == 0
+        if grown_cuda >= CUDA_BOUND_MB:
+            problems.append(f"CUDA memory grew {grown_cuda:.1f} MB (bound {CUDA_BOUND_MB} MB)")
+    active = getattr(cosy_tts.engine, "active_requests", None)
+    if isinstance(active, int) and active:
+        problems.append(f"the engine still holds {active} request(s) after every stream ended")
+    if problems:
+        pytest.fail("\n".join(problems), pytrace=False)
 
 
-def _cuda_mem(model) -> int | None:
+def _cuda_mem(model: Any) -> int | None:
     import torch
 
     if model.device.type != "cuda":
         return None
     torch.cuda.synchronize(model.device)
     return torch.cuda.memory_allocated(model.device)
-
-
-@pytest.mark.streaming(prebuffer_ms=LIMITS.prebuffer_ms, max_gap_ms=LIMITS.max_gap_ms)
-def test_next_request_succeeds_after_a_producer_failure(cosy_tts, cosy_model, cosy_prompt) -> None:
-    kw = voice_kwargs(cosy_model, cosy_prompt)
-
-    def broken(*a, **k):
-        yield 1
-        raise RuntimeError("injected producer failure")
-
-    cosy_model.llm.inference = broken
-    try:
-        with pytest.raises(StreamError):
-            list(cosy_model.stream("This one fails.", **kw))
-    finally:
-        del cosy_model.llm.inference
-    assert list(cosy_tts.stream("This one works.", **kw))

@@ -1,0 +1,112 @@
+"""The engine under test: what `cosy_tts` calls, selected by `--cosy-engine`.
+
+    fixed                  this project's Runtime (the loaded model itself)
+    upstream               the installed `cosyvoice.cli.model` class driving the Runtime's components
+    package.module:factory `factory(runtime)` builds any object that follows `Engine`
+
+The faults and the token count are injected at the loaded components (`runtime.llm`, `runtime.flow`,
+`runtime.hift`), so an engine should drive those objects, not copies of them.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, runtime_checkable
+
+BUILTIN = ("fixed", "upstream")
+FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+# What every engine must offer; `active_requests` (requests whose state is still held) is optional:
+# where an engine has it, the suites require it back at 0 after every call.
+MEMBERS = ("stream", "synthesize", "sample_rate", "version")
+CALLABLE = ("stream", "synthesize")
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """`stream` yields chunks and `synthesize` returns one result, both called with the Runtime's
+    keyword arguments (`speaker=`, `prompt_wav=`, `prompt_text=`, `instruct=`, `source_wav=`, `speed=`).
+
+    A chunk has `.audio` (1-D float32 samples at `sample_rate`) and `.tokens` (speech tokens it newly
+    covers: the complete check compares their sum with the tokens counted at the LLM); a result has
+    `.audio`, `.chunks` and `.stats.tokens`. Errors may be of any type; a stream must end (or raise)
+    when its producer dies, or the watchdog fails the test.
+    """
+
+    sample_rate: int      # Hz of the audio it returns
+    version: int          # CosyVoice model generation (1, 2, 3)
+
+    def stream(self, text: Any, **kwargs: Any) -> Iterator[Any]: ...
+
+    def synthesize(self, text: Any, **kwargs: Any) -> Any: ...
+
+
+class EngineError(Exception):
+    """A `--cosy-engine` value that does not give an engine; the message says what is wrong (the
+    caller names the value and where it came from)."""
+
+
+class EngineUnavailable(Exception):
+    """The built-in upstream engine cannot drive this model here (tests using it are skipped)."""
+
+
+def is_factory(value: str) -> bool:
+    return bool(FACTORY_RE.match(value))
+
+
+def load_factory(value: str) -> Callable[[Any], Any]:
+    """The callable named by 'package.module:factory' (attributes may be dotted: 'mod:Class.build')."""
+    module_name, _, attr = value.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as e:  # noqa: BLE001 - any import failure is the user's to see
+        raise EngineError(f"module {module_name!r} does not import: {type(e).__name__}: {e}") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise EngineError(f"module {module_name!r} has no attribute {attr!r}") from None
+    if not callable(obj):
+        raise EngineError(f"{attr!r} is a {type(obj).__name__}, expected a callable factory(runtime)")
+    return obj
+
+
+def missing_members(obj: Any) -> list[str]:
+    """The protocol members `obj` lacks (or has but cannot call), in protocol order."""
+    out = []
+    for name in MEMBERS:
+        try:
+            member = getattr(obj, name)
+        except Exception:  # noqa: BLE001 - a property that raises counts as missing
+            out.append(name)
+            continue
+        if name in CALLABLE and not callable(member):
+            out.append(f"{name} (not callable)")
+    return out
+
+
+def build(value: str, runtime: Any) -> Any:
+    """The engine `value` names, built over the loaded `runtime`.
+
+    EngineError: a factory that does not import, raises, or returns an object missing protocol members.
+    EngineUnavailable: the installed upstream class cannot drive this model.
+    """
+    if value == "fixed":
+        return runtime
+    if value == "upstream":
+        from cosyvoice_runtime.upstream import UpstreamEngine, UpstreamUnavailable
+
+        try:
+            return UpstreamEngine(runtime)
+        except UpstreamUnavailable as e:
+            raise EngineUnavailable(f"--cosy-engine upstream: the installed upstream class is unusable: {e}") from e
+    factory = load_factory(value)
+    try:
+        engine = factory(runtime)
+    except Exception as e:  # noqa: BLE001 - the user's factory; its error is the message
+        raise EngineError(f"the factory raised {type(e).__name__}: {e}") from e
+    missing = missing_members(engine)
+    if missing:
+        raise EngineError(f"the factory returned a {type(engine).__name__} that lacks "
+                          f"{', '.join(missing)} (an engine needs {', '.join(MEMBERS)})")
+    return engine
