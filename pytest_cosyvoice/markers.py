@@ -130,8 +130,9 @@ MARKER_HELP: dict[str, str] = {
         "join, no zero run > 20 ms), clean (no Deprecation/PendingDeprecation/FutureWarning) and tidy "
         "(no thread left behind)."),
     "rtf": ("rtf(max=1.0, warmup=1, repeat=1): real-time factor (wall time / audio seconds) of the "
-            "test's cosy_tts calls must be <= max; the first call is replayed `warmup` times untimed, "
-            "every measured call runs `repeat` times."),
+            "test's cosy_tts calls must be <= max; the first call is replayed `warmup` times untimed; "
+            "`repeat` rounds in all: rounds 2.. re-run the test after the main pass, interleaved and "
+            "shuffled with the other rtf tests, as samples for the baseline drift rule."),
     "first_chunk": "first_chunk(max_ms): every stream's first chunk must arrive within max_ms of the call.",
     "no_deprecations": ("no_deprecations(allow=()): fail on any DeprecationWarning, PendingDeprecationWarning "
                         "or FutureWarning raised during the test in any thread, except those matching allow."),
