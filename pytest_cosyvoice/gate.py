@@ -162,7 +162,8 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
         out.lines.append(head + (f"; stack changed since the baseline: {', '.join(changes)}" if changes else "")
                          + ":")
         out.lines += [f"  {r.nodeid}: RTF {r.current_median:.3f} vs baseline {r.baseline_median:.3f} "
-                      f"({r.drift_pct:+.1f}% calibrated, {100 * (r.raw_drift or 0):+.1f}% raw"
+                      f"({r.drift_pct:+.1f}%" + ("" if r.calibrated_drift is None else
+                                                f", {100 * r.calibrated_drift:+.1f}% calibrated")
                       + ("" if r.p_value is None else f", p={r.p_value:.3g}") + ")"
                       for r in bad]
         if s.fail_on_drift and out.exitstatus == pytest.ExitCode.OK:

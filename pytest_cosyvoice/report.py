@@ -136,8 +136,8 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
         if f.outcome != "passed":
             verdict += f" ({f.outcome})"
         rows.append([short_id(f.nodeid, test_width), str(len(f.rtf)), _fmt(_median(f.rtf), ".3f"),
-                     _fmt(r.baseline_median if r else None, ".3f"), _pct(r.raw_drift if r else None),
-                     _pct(r.drift if r else None), verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
+                     _fmt(r.baseline_median if r else None, ".3f"), _pct(r.drift if r else None),
+                     _pct(r.calibrated_drift if r else None), verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
                      _fmt(max(f.worst_gap_ms) if f.worst_gap_ms else None, ".0f")])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(header)]
@@ -186,7 +186,7 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
                 "audio_s": f.audio_s, "cold": f.cold, "engine": f.engine,
                 "failed_checks": ";".join(f.failed_checks),
                 "baseline_median_rtf": r.baseline_median if r else None,
-                "drift": r.drift if r else None, "raw_drift": r.raw_drift if r else None,
+                "drift": r.drift if r else None, "calibrated_drift": r.calibrated_drift if r else None,
                 "p_value": r.p_value if r else None,
                 "verdict": r.verdict if r else "", **hw})
     frame = pd.DataFrame(rows)

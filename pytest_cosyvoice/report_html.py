@@ -58,7 +58,7 @@ def _table(data: "ReportInput") -> str:
             f"<td>{_num(st.median if st else None, '.3f')}</td>"
             f"<td>{_num(st.iqr if st else None, '.3f')}</td>"
             f"<td>{_num(r.baseline_median if r else None, '.3f')}</td>"
-            f"<td>{_pct(r.raw_drift if r else None)}</td><td>{_pct(r.drift if r else None)}</td>"
+            f"<td>{_pct(r.drift if r else None)}</td><td>{_pct(r.calibrated_drift if r else None)}</td>"
             f"<td>{_num(r.p_value if r else None, '.2g')}</td>"
             f"<td class=verdict style=\"color:{colour}\"{note}>{_e(verdict)}</td>"
             f"<td>{_num(fc, '.0f')}</td>"

@@ -56,14 +56,16 @@ def test_new_and_missing_samples() -> None:
     assert r.verdict == "insufficient-samples" and r.drift is None and r.baseline_median == 0.2
 
 
-def test_a_uniformly_slower_machine_is_calibrated_away() -> None:
-    # The machine is 8 % slower (within the machine tolerance) and so is every sample: no regression.
-    r = judge("t", scaled(1.08), BASE, machine=Machine(ratio=1.08))
-    assert r.verdict == "ok" and r.drift == pytest.approx(0.0) and r.raw_drift == pytest.approx(0.08)
-    # The same machine, and the model 20 % slower on top: a regression, judged on the calibrated drift.
-    r = judge("t", scaled(1.08 * 1.2), BASE, machine=Machine(ratio=1.08))
+def test_calibration_is_shown_beside_the_drift_not_applied_to_it() -> None:
+    # Measured on the 2-core VM: a quiet rerun's calibration came out 6 % faster while its RTF did
+    # not move; dividing by it would invent a drift. The judged drift is the raw one.
+    r = judge("t", BASE, BASE, machine=Machine(ratio=0.94))
+    assert r.verdict == "ok" and r.drift == pytest.approx(0.0)
+    assert r.calibrated_drift == pytest.approx(1 / 0.94 - 1) and r.calibrated_median == pytest.approx(0.2 / 0.94)
+    # A comparable machine and the model 20 % slower: a regression.
+    r = judge("t", scaled(1.2), BASE, machine=Machine(ratio=1.03))
     assert r.verdict == "regression" and r.drift == pytest.approx(0.2)
-    assert r.calibrated_median == pytest.approx(0.24)
+    assert judge("t", BASE, BASE).calibrated_drift is None
 
 
 @pytest.mark.parametrize("machine, why", [
@@ -73,7 +75,7 @@ def test_a_uniformly_slower_machine_is_calibrated_away() -> None:
 ])
 def test_a_machine_not_comparable_makes_changes_inconclusive(machine: Machine, why: str) -> None:
     for factor in (1.3, 0.7):
-        r = judge("t", scaled(factor * (machine.ratio or 1.0)), BASE, machine=machine)
+        r = judge("t", scaled(factor), BASE, machine=machine)
         assert r.verdict == "inconclusive", (factor, r)
         assert r.note and __import__("re").search(why, r.note), r.note
     # No change at all on a slower machine: nothing to doubt.
@@ -83,7 +85,7 @@ def test_a_machine_not_comparable_makes_changes_inconclusive(machine: Machine, w
 def test_machine_tolerance_is_a_setting() -> None:
     assert not Machine(ratio=1.15).comparable
     assert Machine(ratio=1.15, tolerance=0.2).comparable
-    r = judge("t", scaled(1.15 * 1.3), BASE, machine=Machine(ratio=1.15, tolerance=0.2))
+    r = judge("t", scaled(1.3), BASE, machine=Machine(ratio=1.15, tolerance=0.2))
     assert r.verdict == "regression"
 
 

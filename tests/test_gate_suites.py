@@ -46,7 +46,7 @@ def test_gate_suites_pass_and_write_the_report(tmp_path: Path, tiny_v2_dir: Path
     for name in ("index.html", "rtf_drift.png", "rtf_trend.png"):
         assert (reports / name).stat().st_size > 5_000, name
     assert len((reports / "history.jsonl").read_text().splitlines()) == 1
-    saved = list(baselines.glob("*.json"))
+    saved = list(baselines.glob("*/*.json"))   # baselines/<runner>/<configuration>.json
     assert len(saved) == 1 and len(json.loads(saved[0].read_text())["tests"]) == len(nodeids - {""})
     junit = (tmp_path / "junit.xml").read_text()
     assert 'name="cold_first_chunk_ms"' in junit and 'name="tensors_left"' in junit

@@ -120,7 +120,7 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
     assert len(frame) == sum(len(f.rtf) for f in data.figures) == 18
     assert set(frame["nodeid"]) == {SLOW, STEADY, NEW}
     assert {"rtf", "first_chunk_ms", "worst_gap_ms", "run", "verdict", "drift",
-            "raw_drift", "key_runner", "key_dtype", "key_model_hash"} <= set(frame.columns)
+            "calibrated_drift", "key_runner", "key_dtype", "key_model_hash"} <= set(frame.columns)
     assert (frame["key_runner"] == KEY.runner).all()
     assert set(frame.loc[frame.nodeid == SLOW, "verdict"]) == {"regression"}
     assert frame.loc[frame.nodeid == SLOW, "rtf"].tolist() == pytest.approx(data.figures[0].rtf)
