@@ -22,6 +22,15 @@ def tiny_v1_dir() -> Path:
     return default_model_dir(1)
 
 
+@pytest.fixture
+def fake_model(tmp_path: Path) -> Path:
+    """A directory that passes the configure-time model check (a yaml) and loads nothing."""
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "cosyvoice2.yaml").write_text("# only the yaml: configure-time checks do not load it\n")
+    return d
+
+
 @pytest.fixture(scope="session")
 def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2.5 s voiced prompt at 16 kHz (62 prompt tokens, not a multiple of 25: the first hop is padded)."""

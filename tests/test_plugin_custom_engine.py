@@ -84,14 +84,6 @@ def test_side_effect():
 '''
 
 
-@pytest.fixture
-def fake_model(tmp_path: Path) -> Path:
-    d = tmp_path / "model"
-    d.mkdir()
-    (d / "cosyvoice2.yaml").write_text("# only the yaml: nothing here loads it\n")
-    return d
-
-
 def run(pytester: pytest.Pytester, model: Path, engine: str, *extra: str) -> pytest.RunResult:
     pytester.makepyfile(myengines=ENGINE)
     pytester.syspathinsert()

@@ -18,14 +18,6 @@ def usage_error(pytester: pytest.Pytester, *args: str) -> list[str]:
     return result.stderr.lines
 
 
-@pytest.fixture
-def fake_model(tmp_path: Path) -> Path:
-    d = tmp_path / "model"
-    d.mkdir()
-    (d / "cosyvoice2.yaml").write_text("# only the yaml: configure-time checks do not load\n")
-    return d
-
-
 # -- bad options -------------------------------------------------------------------------------
 def test_missing_model_dir(pytester: pytest.Pytester) -> None:
     lines = usage_error(pytester, "--cosy-model", "/no/such/model")
