@@ -135,7 +135,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            "name of this machine for its baselines (default: the GPU model on CUDA; on CPU the CPU "
            "model, core count and a hash of this host's machine id).", metavar="NAME"),
     Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", _fraction, 0.05,
-           "relative RTF drift (after calibration) tolerated against the baseline (default: 0.05).",
+           "relative RTF drift tolerated against the baseline (default: 0.05).",
            metavar="FRACTION"),
     Option("machine_tolerance", "--cosy-machine-tolerance", "cosy_machine_tolerance", "COSY_MACHINE_TOLERANCE",
            _fraction, 0.10,
