@@ -78,7 +78,7 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
     else:
         _plot_relative(ax, ax_txt, tests, ys, by_id, baseline_samples or {}, tolerance)
         title = (f"RTF drift against the baseline (shaded: ±{tolerance:.0%} tolerance)\n"
-                 f"regression = calibrated median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
+                 f"regression = median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
                  f"p < {alpha:g} on a comparable machine; else inconclusive")
     fig.suptitle(title + "\n" + _key_line(key, 130), fontsize=10, x=0.01, ha="left")
     ax.set_yticks(ys)
