@@ -156,6 +156,45 @@ def defect_table(runs: list[Run]) -> str:
     return head + "\n" + "\n".join(rows)
 
 
+def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
+    """The same real samples (every run's rtf.csv kept in `work`) judged again at another tolerance."""
+    sys.path.insert(0, str(ROOT))
+    from pytest_cosyvoice.calibration import OTHERS_CPU_LIMIT
+    from pytest_cosyvoice.drift import Machine, judge
+
+    def samples(path: Path) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        with open(path, newline="") as fh:
+            for row in csv.DictReader(fh):
+                if row["rtf"]:
+                    out.setdefault(row["nodeid"], []).append(float(row["rtf"]))
+        return out
+
+    base_run = next(r for r in runs if r.part == "baseline")
+    base = samples(next(work.glob("baseline-*-0.csv")))
+    seen: Counter[tuple[str, str]] = Counter()
+    out = []
+    for r in runs:
+        if r.part not in ("clean", "contended", "slow"):
+            continue
+        k = seen[(r.part, r.label)]
+        seen[(r.part, r.label)] += 1
+        cur = samples(work / f"{r.part}-{r.label}-{k}.csv")
+        ratio = (r.calibration_s / base_run.calibration_s) if r.calibration_s and base_run.calibration_s else None
+        busy = (f"other processes used {r.others_cpu:.0%} of the CPU",) if (r.others_cpu or 0) > OTHERS_CPU_LIMIT else ()
+        machine = Machine(ratio, busy)
+        again = Run(r.part, r.label, r.seconds, r.returncode, calibration_s=r.calibration_s, others_cpu=r.others_cpu)
+        for nodeid, values in cur.items():
+            res = judge(nodeid, values, base.get(nodeid, []), tolerance=tolerance, machine=machine)
+            again.verdicts[nodeid] = res.verdict
+            if res.drift is not None:
+                again.raw_drift[nodeid] = res.drift
+            if res.calibrated_drift is not None:
+                again.drift[nodeid] = res.calibrated_drift
+        out.append(again)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clean", type=int, default=5)
@@ -168,7 +207,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only-defects", action="store_true", help="run the functional defects only")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--rejudge", type=str, default="",
+                    help="with --json of an earlier run and its --workdir: judge its samples again at these "
+                         "tolerances (comma-separated) instead of running anything")
     args = ap.parse_args(argv)
+    if args.rejudge:
+        old = [Run(**d) for d in json.loads(args.json.read_text())]
+        base = next(r for r in old if r.part == "baseline")
+        for tol in [float(t) for t in args.rejudge.split(",")]:
+            print(f"\ntolerance {tol:g}:\n" + verdict_table(rejudge(args.workdir, old, tol), base.calibration_s))
+        return 0
     work = args.workdir or Path(tempfile.mkdtemp(prefix="gate-truth-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"workdir: {work}", flush=True)
