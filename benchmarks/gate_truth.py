@@ -225,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     def step(part: str, label: str, **kw: object) -> Run:
         r = run_gate(work, part, label, **kw)  # type: ignore[arg-type]
         runs.append(r)
+        if args.json:   # after every run: a stopped benchmark keeps what it measured
+            args.json.write_text(json.dumps([asdict(x) for x in runs], indent=1))
         counts = Counter(r.verdicts.values())
         print(f"{part:10s} {label:28s} rc={r.returncode} {r.seconds:5.0f}s {dict(counts)}", flush=True)
         return r
@@ -258,8 +260,6 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + verdict_table(timed, base.calibration_s))
     if defects:
         print("\n" + defect_table(defects))
-    if args.json:
-        args.json.write_text(json.dumps([asdict(r) for r in runs], indent=1))
     return 0
 
 

@@ -2,11 +2,13 @@
 (`llm.inference`, `flow.inference`, `hift.inference`), which every engine shares. Used by
 benchmarks/gate_truth.py: `PYTHONPATH=benchmarks pytest suites -p inject` with
 
-    COSY_INJECT="slow:llm=0.2,flow=0.2,hift=0.2"   each component takes 20 % longer (busy CPU work)
+    COSY_INJECT="slow:llm=0.2,flow=0.2,hift=0.2"   each component takes 20 % longer
     COSY_INJECT="defect:NAME"                      one of DEFECTS below
 
-Slowdowns burn CPU for the given share of the component's own measured time (per LLM token, per
-flow or vocoder call): a slower kernel, not an idle wait another thread could use.
+Slowdowns wait for the given share of the component's own measured time (per LLM token, per flow
+or vocoder call) after it returns: the call takes that much longer. A busy-wait was tried first and
+dropped: a pure-Python spin holds the GIL, so "+10 %" on each component slowed the whole stream by
+30-57 % (measured), mostly by starving the other thread, not by the stated amount.
 """
 from __future__ import annotations
 
@@ -31,17 +33,11 @@ DEFECTS = {
 KEPT: list[Any] = []   # the "tensor-kept" defect's leak
 
 
-def spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
-
-
 def _slow_call(fn: Callable[..., Any], share: float) -> Callable[..., Any]:
     def slowed(*args: Any, **kwargs: Any) -> Any:
         t = time.perf_counter()
         out = fn(*args, **kwargs)
-        spin(share * (time.perf_counter() - t))
+        time.sleep(share * (time.perf_counter() - t))
         return out
     return slowed
 
@@ -55,7 +51,7 @@ def _slow_tokens(fn: Callable[..., Iterator[int]], share: float) -> Callable[...
                 tok = next(it)
             except StopIteration:
                 return
-            spin(share * (time.perf_counter() - t))
+            time.sleep(share * (time.perf_counter() - t))
             yield tok
     return slowed
 
@@ -119,6 +115,9 @@ def _cosy_inject(request: pytest.FixtureRequest) -> None:
     if not spec:
         return
     model = request.getfixturevalue("cosy_model")
+    if getattr(model, "_cosy_injected", False):
+        return      # once per loaded model, however often the fixture is set up again
+    model._cosy_injected = True
     kind, _, what = spec.partition(":")
     if kind == "defect":
         _defect(what, model)

@@ -51,7 +51,11 @@ def run(plan_: RoundPlan, *, before_round: Callable[[int], None], after: Callabl
         set_round: Callable[[int], None], say: Callable[[str], None],
         should_stop: Callable[[], bool]) -> None:
     """Run the planned rounds; `set_round(k)` tells the harness which round it is recording."""
+    # The item after each one across all rounds: session- and module-scoped fixtures stay set up
+    # between rounds (only the very last run tears them down), as between tests of the main pass.
+    order = [item for batch in plan_.rounds for item in batch]
     try:
+        n = 0
         for index, batch in enumerate(plan_.rounds):
             k = index + 2
             if should_stop():
@@ -60,9 +64,9 @@ def run(plan_: RoundPlan, *, before_round: Callable[[int], None], after: Callabl
             before_round(k)
             say(f"RTF round {k} of {len(plan_.rounds) + 1}: {len(batch)} test(s), shuffled (seed {plan_.seed})")
             set_round(k)
-            for i, item in enumerate(batch):
-                nxt = batch[i + 1] if i + 1 < len(batch) else None
-                runtestprotocol(item, log=False, nextitem=nxt)
+            for item in batch:
+                n += 1
+                runtestprotocol(item, log=False, nextitem=order[n] if n < len(order) else None)
     finally:
         set_round(1)
         after()
