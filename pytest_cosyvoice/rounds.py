@@ -66,7 +66,10 @@ def run(plan_: RoundPlan, *, before_round: Callable[[int], None], after: Callabl
             set_round(k)
             for item in batch:
                 n += 1
-                runtestprotocol(item, log=False, nextitem=order[n] if n < len(order) else None)
+                nxt = order[n] if n < len(order) else None
+                # The same test next (one RTF test in the session): its own function-scoped fixtures
+                # must still be torn down, so the teardown is told its parent comes next.
+                runtestprotocol(item, log=False, nextitem=item.parent if nxt is item else nxt)  # type: ignore[arg-type]
     finally:
         set_round(1)
         after()
