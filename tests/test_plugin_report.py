@@ -62,7 +62,7 @@ def test_report_baseline_and_drift(pytester: pytest.Pytester, warm_tiny: Path) -
     out = second.stdout.str()
     assert "no baseline" not in out and "stack unchanged" in out
     row = next(line for line in out.splitlines() if "test_timed" in line and "  3  " in line)
-    assert any(v in row for v in ("ok", "regression", "improvement", "inconclusive")), row
+    assert any(v in row for v in ("ok", "regression", "improvement", "inconclusive", "insufficient-samples")), row
     assert "inconclusive in 1 test(s)" in out
     assert f"report: {rep / 'index.html'}" in out
     history = (rep / "history.jsonl").read_text().splitlines()
