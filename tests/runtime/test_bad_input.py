@@ -11,7 +11,7 @@ import soundfile as sf
 import cosyvoice_runtime
 from cosyvoice_runtime import InvalidInput, ModelLoadError, Runtime
 
-from .runtime_helpers import write_voice
+from .helpers import write_voice
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import soundfile as sf
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 
-from .runtime_helpers import raising_after, stalling_after
+from .helpers import raising_after, stalling_after
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOKENS = list(range(100, 400))
 
 

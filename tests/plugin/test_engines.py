@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 CONFTEST = '''
 import json

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 # The inner session's conftest: fault injectors and a dump of the recorded figures.
 INNER_CONFTEST = '''

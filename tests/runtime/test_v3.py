@@ -1,4 +1,4 @@
-"""CosyVoice3 (v3) through the public API, with stand-in DiT flow and CausalHiFT (tests/v3_standins.py):
+"""CosyVoice3 (v3) through the public API, with stand-in DiT flow and CausalHiFT (tests/runtime/v3_standins.py):
 the packaged upstream components have neither. The directory is the tiny v2 one (real Qwen2 LLM,
 ONNX frontends, tokenizer) with a cosyvoice3.yaml whose flow and hift are the stand-ins.
 
@@ -25,7 +25,7 @@ import cosyvoice_runtime
 from cosyvoice_runtime import InvalidInput, Runtime
 from cosyvoice_runtime.loader import detect_version
 
-from .runtime_helpers import forced, llm_threads
+from .helpers import forced, llm_threads
 from .v3_standins import CausalHiFTStandIn, FlowStandIn
 
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning",

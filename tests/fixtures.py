@@ -1,10 +1,9 @@
+"""Fixtures shared by the runtime and plugin tests (registered by the top-level conftest.py)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +33,7 @@ def fake_model(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2.5 s voiced prompt at 16 kHz (62 prompt tokens, not a multiple of 25: the first hop is padded)."""
-    from .runtime_helpers import write_voice
+    from .runtime.helpers import write_voice
 
     return write_voice(tmp_path_factory.mktemp("audio") / "prompt.wav")
 
@@ -42,6 +41,30 @@ def voice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1.5 s source recording at 22.05 kHz for voice conversion."""
-    from .runtime_helpers import write_voice
+    from .runtime.helpers import write_voice
 
     return write_voice(tmp_path_factory.mktemp("audio") / "source.wav", seconds=1.5, rate=22050, seed=1)
+
+
+@pytest.fixture(scope="session")
+def warm_tiny(tiny_v2_dir: Path) -> Path:
+    """The tiny v2 model directory, with everything its inner sessions import already imported.
+
+    Inline pytester runs restore `sys.modules` to their snapshot afterwards: torch imported for the
+    first time inside one would be dropped, and imported a second time by the next ("function
+    '_has_torch_function' already has a docstring"). Being session-scoped, this runs before the
+    function-scoped `pytester` takes its snapshot.
+    """
+    import cosyvoice_runtime
+    from pytest_cosyvoice.session import default_prompt
+
+    rt = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
+    p = default_prompt()
+    rt.synthesize("Hi.", prompt_wav=str(p.wav), prompt_text=p.text)
+    try:
+        from cosyvoice_runtime.upstream import UpstreamEngine
+
+        UpstreamEngine(rt)
+    except Exception:  # noqa: BLE001 - the upstream tests skip with the reason themselves
+        pass
+    return tiny_v2_dir

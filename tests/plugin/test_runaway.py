@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 
 def test_runaway_bistream_fails_the_test_with_a_named_error(pytester: pytest.Pytester, warm_tiny: Path) -> None:

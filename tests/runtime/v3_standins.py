@@ -2,7 +2,7 @@
 (``CausalHiFTGenerator``), which the packaged upstream components lack.
 
 They have the interfaces the v3 path calls and the streaming behaviour that matters to it, and are
-built by hyperpyyaml from a ``cosyvoice3.yaml`` (``!new:tests.v3_standins.FlowStandIn``) and loaded
+built by hyperpyyaml from a ``cosyvoice3.yaml`` (``!new:tests.runtime.v3_standins.FlowStandIn``) and loaded
 from ``flow.pt`` / ``hift.pt`` with strict keys, like the real classes:
 
 - ``FlowStandIn.inference(token, ..., streaming, finalize)`` returns the mel of ``token`` only (not of the

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 WIDE_OPEN = {
     "COSY_GATE_MAX_RTF": "1000",
     "COSY_GATE_MAX_GAP_MS": "600000",

@@ -15,7 +15,7 @@ import pytest
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime, StreamError, StreamStalled
 
-from .runtime_helpers import failing_on_call, forced, llm_threads, raising_after, stalling_after
+from .helpers import failing_on_call, forced, llm_threads, raising_after, stalling_after
 
 TOKENS = [int(x) for x in np.random.default_rng(7).integers(0, 6561, 140)]
 # With a speaker (no prompt) the schedule is 25, 50, then the rest: 3 chunks for 140 tokens.

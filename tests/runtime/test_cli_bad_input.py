@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NO_MODEL = "/no/such/model"  # an --out/argument error must win over the model that was never loaded
 
 

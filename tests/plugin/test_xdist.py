@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 pytest.importorskip("xdist")
 

@@ -13,7 +13,6 @@ import sys
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 INNER_TESTS = '''
 import pytest

@@ -13,7 +13,7 @@ import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 from cosyvoice_runtime.upstream import UpstreamEngine
 
-from .runtime_helpers import forced
+from .helpers import forced
 
 TOKENS_V2 = [int(x) for x in np.random.default_rng(5).integers(0, 6561, 120)]
 TOKENS_V1 = [int(x) for x in np.random.default_rng(6).integers(0, 4096, 260)]

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 INNER = '''
 import itertools

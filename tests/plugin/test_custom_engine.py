@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from .plugin_helpers import warm_tiny  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
@@ -210,7 +209,7 @@ def test_the_concurrency_suite_names_a_fork_with_a_shared_schedule(tmp_path: Pat
 def test_the_documented_example_engine_runs(pytester: pytest.Pytester, warm_tiny: Path) -> None:
     import re
 
-    doc = (Path(__file__).resolve().parent.parent / "docs" / "plugin.md").read_text(encoding="utf-8")
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugin.md").read_text(encoding="utf-8")
     section = doc[doc.index("## The engine under test"):doc.index("## What the gate suites check")]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert "--cosy-engine myserving.engines:build" in code

@@ -238,7 +238,7 @@ def test_default_model_dir_concurrent_and_deterministic(tmp_path: Path, built: d
     """Two processes at once: one build, both get the same directory; same seed -> same weights."""
     env = {**os.environ, "COSY_CACHE_DIR": str(tmp_path / "cache")}
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1])
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
              for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, results):

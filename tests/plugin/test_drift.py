@@ -139,7 +139,7 @@ def test_compare_rejects_bad_settings() -> None:
 
 def _drift_rates() -> ModuleType:
     # One implementation of the trials: the script that produced the table in docs/reports.md.
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "drift_rates.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "drift_rates.py"
     spec = importlib.util.spec_from_file_location("drift_rates", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -9,7 +9,7 @@ from pytest_cosyvoice import calibration, rounds
 from pytest_cosyvoice.calibration import CalibrationSample, Contention, Health, HealthMonitor, Snapshot
 
 # Imported at collection: an inline pytester run that imports torch first drops it from sys.modules
-# afterwards, and a second import of torch in one process fails (see plugin_helpers.warm_tiny).
+# afterwards, and a second import of torch in one process fails (see tests/fixtures.py warm_tiny).
 pytest.importorskip("torch")
 
 

@@ -21,7 +21,7 @@ import torch
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, InvalidInput, Runtime
 
-from .runtime_helpers import forced
+from .helpers import forced
 
 TOKENS = [int(x) for x in np.random.default_rng(11).integers(0, 6561, 300)]
 SMALL_K = 50
