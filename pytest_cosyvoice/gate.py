@@ -12,7 +12,7 @@ import pytest
 from .baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from .calibration import Health
 from .drift import DriftResult, Machine, compare
-from .figures import TestFigures
+from .measurements import TestFigures
 from .hardware import RunKey, detect_stack, stack_changes
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from .baseline import Baseline
 from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult
-from .figures import StreamTrace, TestFigures
+from .measurements import StreamTrace, TestFigures
 from .calibration import Health
 from .drift import Machine
 from .hardware import RunKey, current_commit

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .drift import DriftResult
-from .figures import StreamTrace, TestFigures
+from .measurements import StreamTrace, TestFigures
 from .hardware import RunKey
 from .playback import simulate_playback
 

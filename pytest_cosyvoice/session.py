@@ -21,7 +21,7 @@ import pytest
 from . import checks
 from .calibration import Health, HealthMonitor
 from .checks import CLEAN_CATEGORIES, Recording, WarningRecord
-from .figures import StreamTrace, TestFigures
+from .measurements import StreamTrace, TestFigures
 from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec, specs_for
 from .settings import Settings
 

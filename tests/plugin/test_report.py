@@ -13,8 +13,8 @@ import pytest
 
 from pytest_cosyvoice.baseline import BaselineStore
 from pytest_cosyvoice.drift import compare
-from pytest_cosyvoice.figures import StreamTrace
-from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.measurements import StreamTrace
+from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would collect Test*
 from pytest_cosyvoice.calibration import CalibrationSample, Health
 from pytest_cosyvoice.drift import Machine
 from pytest_cosyvoice.hardware import RunKey
