@@ -81,7 +81,7 @@ def health_line(health: Health | None, machine: Machine | None) -> str:
 
 def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: Path) -> GateResult | None:
     """None when no test recorded figures (the model was not used): nothing to judge or write."""
-    figures, _ = session.results()
+    figures, streams = session.results()
     if not figures:
         return None
     s = session.settings
@@ -133,7 +133,7 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
         out.lines += [f"note: {p}" for p in history_problems(history)]
         try:
             files = write_report(report_dir, ReportInput(
-                figures, key, drift, baseline, session.report_streams(), tolerance=s.rtf_tolerance,
+                figures, key, drift, baseline, streams, tolerance=s.rtf_tolerance,
                 history_path=history, repo_dir=base_dir, stack=stack, stack_changes=changes,
                 health=health, machine=machine, commit=stack.get("commit", "")))
         except Exception as e:  # noqa: BLE001 - a report that cannot be written must not hide the results
