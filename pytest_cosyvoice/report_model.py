@@ -106,14 +106,6 @@ class ReportFiles:
 
         return [describe(cp) for cps in (self.changes or {}).values() for cp in cps]
 
-    @property
-    def stream_pngs(self) -> list[Path]:
-        return [s.png for s in self.streams]
-
-    @property
-    def stream_wavs(self) -> list[Path]:
-        return [s.wav for s in self.streams if s.wav is not None]
-
 
 # -- text helpers ----------------------------------------------------------------------------
 

@@ -88,10 +88,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportFiles, Repor
 
 def test_files_exist_and_are_non_trivial(report: tuple[ReportFiles, ReportInput]) -> None:
     files, _ = report
-    for png in (files.drift_png, files.trend_png, *files.stream_pngs):
+    for png in (files.drift_png, files.trend_png, *(s.png for s in files.streams)):
         width, height = png_size(png)
         assert width >= 800 and height >= 300, (png, width, height)
-    assert len(files.stream_pngs) == 3 and len(files.stream_wavs) == 2
+    # A picture per stream; a .wav only where audio was recorded (not the third stream's).
+    assert [s.wav is not None for s in files.streams] == [True, True, False]
     assert files.drift_png.name == "rtf_drift.png" and files.trend_png.name == "rtf_trend.png"
 
 
@@ -99,16 +100,17 @@ def test_stream_files_and_wav(report: tuple[ReportFiles, ReportInput]) -> None:
     import soundfile as sf
 
     files, data = report
-    names = sorted(p.name for p in files.stream_pngs)
+    names = sorted(s.png.name for s in files.streams)
     assert names == sorted([f"{sanitise_nodeid(SLOW)}--stream_0.png",
                             f"{sanitise_nodeid(SLOW)}--stream_1.png",
                             f"{sanitise_nodeid(STEADY)}.png"])
-    assert all(p.parent.name == "streams" for p in files.stream_pngs)
-    info = sf.info(str(files.stream_wavs[0]))
+    assert all(s.png.parent.name == "streams" for s in files.streams)
+    wavs = [s.wav for s in files.streams if s.wav is not None]
+    info = sf.info(str(wavs[0]))
     assert info.samplerate == SR and info.frames == 20000 and info.subtype == "PCM_16"
-    loud, _ = sf.read(str(files.stream_wavs[1]))
+    loud, _ = sf.read(str(wavs[1]))
     assert np.abs(loud).max() <= 1.0 and np.abs(loud).max() > 0.99   # clipped, not wrapped
-    assert data.streams[0].trace.wav_path == str(files.stream_wavs[0])
+    assert data.streams[0].trace.wav_path == str(wavs[0])
 
 
 def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
