@@ -13,6 +13,7 @@ from .baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSessi
 from .calibration import Health
 from .drift import DriftResult, Machine, compare
 from .measurements import TestFigures
+from .report import summary_table
 from .hardware import RunKey, detect_stack, stack_changes
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
                          + (f" (baselines exist for runner(s) {', '.join(others)}; --cosy-runner NAME names "
                             "this machine as one of them)" if others else ""))
     out.lines.append(health_line(health, machine))
-    out.lines.append(summary(figures, drift))
+    out.lines.append(summary_table(figures, drift))
     notes = [f"  {f.nodeid}: {n}" for f in figures for n in f.round_notes]
     if notes:
         out.lines.append("later RTF rounds that failed a check (the sample is kept):")
@@ -190,9 +191,3 @@ def save(out: GateResult, store: BaselineStore, key: RunKey, figures: list[TestF
     if health is not None and health.problems():
         out.lines.append(f"warning: the machine was busy while this baseline was measured "
                          f"({'; '.join(health.problems())}): re-save it on a quiet machine")
-
-
-def summary(figures: list[TestFigures], drift: list[DriftResult] | None) -> str:
-    from .report import summary_table
-
-    return summary_table(figures, drift)
