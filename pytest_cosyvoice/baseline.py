@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .calibration import Health
-from .figures import TestFigures
+from .measurements import TestFigures
 from .hardware import RunKey
 
 try:

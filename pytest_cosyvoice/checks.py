@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .figures import StreamTrace
+from .measurements import StreamTrace
 from .playback import Playback, simulate_playback
 
 GAP_FREE, COMPLETE, SOUND, CLEAN, TIDY = "gap-free", "complete", "sound", "clean", "tidy"

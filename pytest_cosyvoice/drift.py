@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence, Union
 
 from .baseline import Baseline
-from .figures import TestFigures
+from .measurements import TestFigures
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_ALPHA = 0.01

@@ -12,7 +12,8 @@ import pytest
 from .baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from .calibration import Health
 from .drift import DriftResult, Machine, compare
-from .figures import TestFigures
+from .measurements import TestFigures
+from .report import summary_table
 from .hardware import RunKey, detect_stack, stack_changes
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def health_line(health: Health | None, machine: Machine | None) -> str:
 
 def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: Path) -> GateResult | None:
     """None when no test recorded figures (the model was not used): nothing to judge or write."""
-    figures, _ = session.results()
+    figures, streams = session.results()
     if not figures:
         return None
     s = session.settings
@@ -119,7 +120,7 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
                          + (f" (baselines exist for runner(s) {', '.join(others)}; --cosy-runner NAME names "
                             "this machine as one of them)" if others else ""))
     out.lines.append(health_line(health, machine))
-    out.lines.append(summary(figures, drift))
+    out.lines.append(summary_table(figures, drift))
     notes = [f"  {f.nodeid}: {n}" for f in figures for n in f.round_notes]
     if notes:
         out.lines.append("later RTF rounds that failed a check (the sample is kept):")
@@ -133,7 +134,7 @@ def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: 
         out.lines += [f"note: {p}" for p in history_problems(history)]
         try:
             files = write_report(report_dir, ReportInput(
-                figures, key, drift, baseline, session.report_streams(), tolerance=s.rtf_tolerance,
+                figures, key, drift, baseline, streams, tolerance=s.rtf_tolerance,
                 history_path=history, repo_dir=base_dir, stack=stack, stack_changes=changes,
                 health=health, machine=machine, commit=stack.get("commit", "")))
         except Exception as e:  # noqa: BLE001 - a report that cannot be written must not hide the results
@@ -190,9 +191,3 @@ def save(out: GateResult, store: BaselineStore, key: RunKey, figures: list[TestF
     if health is not None and health.problems():
         out.lines.append(f"warning: the machine was busy while this baseline was measured "
                          f"({'; '.join(health.problems())}): re-save it on a quiet machine")
-
-
-def summary(figures: list[TestFigures], drift: list[DriftResult] | None) -> str:
-    from .report import summary_table
-
-    return summary_table(figures, drift)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:
-    from .figures import StreamTrace
+    from .measurements import StreamTrace
 
 # Float sums of arrival times and durations are off by ~1e-16 s; a "stall" below a nanosecond is
 # arithmetic, not a gap a listener could hear, and counting it would make needed_prebuffer_s

@@ -1,30 +1,29 @@
 """The session report: terminal table, rtf.csv, history.jsonl, graphs, stream pictures, index.html.
 
     files = write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
-                                                streams=[ReportStream(nodeid, trace, audio)]))
+                                                streams=[StreamRecord(nodeid, trace, audio)]))
 
-pandas / matplotlib / pytest-benchmark are a [report] extra, imported inside the functions that
-use them; `summary_table` and the history functions need none of them. No pytest import here.
+The data types and text helpers live in report_model; the graphs in report_plots, the page in
+report_html. pandas / matplotlib / pytest-benchmark are a [report] extra, imported inside the
+functions that use them; `summary_table` and the history functions need none of them. No pytest
+import here.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import re
 import statistics
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .baseline import Baseline
-from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult
-from .figures import StreamTrace, TestFigures
+from . import report_html, report_plots
 from .calibration import Health
-from .drift import Machine
+from .drift import DriftResult
 from .hardware import RunKey, current_commit
-from .report_plots import INSTALL_HINT, short_id
+from .measurements import TestFigures
+from .report_model import (INSTALL_HINT, ReportFiles, ReportInput, StreamFiles, StreamRecord, pct,
+                           sanitise_nodeid, short_id)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,82 +33,7 @@ if TYPE_CHECKING:
 HISTORY_SCHEMA = 2
 
 
-@dataclass
-class ReportStream:
-    """One recorded stream to draw, with its audio (mono float32 at trace.sample_rate)."""
-
-    nodeid: str
-    trace: StreamTrace
-    audio: "np.ndarray | None" = None
-    prebuffer_s: float = 0.0        # the test's prebuffer, as the gap-free check used it
-    failed: bool = False            # listed under "failing streams" in index.html
-
-
-@dataclass
-class ReportInput:
-    figures: list[TestFigures]
-    key: RunKey
-    drift: list[DriftResult] | None = None      # None: no baseline for this key
-    baseline: Baseline | None = None            # its samples draw the baseline spread
-    streams: list[ReportStream] = field(default_factory=list)
-    tolerance: float = DEFAULT_TOLERANCE     # as passed to drift.compare (drawn as the band)
-    alpha: float = DEFAULT_ALPHA
-    history_path: Path | None = None            # default: <out_dir>/history.jsonl
-    commit: str | None = None                   # None: git rev-parse HEAD in repo_dir; "": none
-    repo_dir: Path | None = None
-    title: str = "pytest-cosyvoice report"
-    stack: dict[str, str] = field(default_factory=dict)        # this session's (hardware.detect_stack)
-    stack_changes: list[str] = field(default_factory=list)     # since the baseline, e.g. "torch a -> b"
-    health: Health | None = None                                # calibration and contention
-    machine: Machine | None = None                              # against the baseline's machine
-
-
-@dataclass
-class StreamFiles:
-    stream: ReportStream
-    png: Path
-    wav: Path | None
-
-
-@dataclass
-class ReportFiles:
-    out_dir: Path
-    csv: Path
-    history: Path
-    drift_png: Path
-    trend_png: Path
-    html: Path
-    streams: list[StreamFiles] = field(default_factory=list)
-    # Change points of each test's RTF over the history of this key; None: not computed, and
-    # changes_note says why (ruptures missing).
-    changes: "dict[str, list[ChangePoint]] | None" = None
-    changes_note: str = ""
-
-    @property
-    def change_lines(self) -> list[str]:
-        """One plain-text line per change point (for the terminal summary)."""
-        from .changepoints import describe
-
-        return [describe(cp) for cps in (self.changes or {}).values() for cp in cps]
-
-    @property
-    def stream_pngs(self) -> list[Path]:
-        return [s.png for s in self.streams]
-
-    @property
-    def stream_wavs(self) -> list[Path]:
-        return [s.wav for s in self.streams if s.wav is not None]
-
-
 # -- small helpers ---------------------------------------------------------------------------
-
-def sanitise_nodeid(nodeid: str, limit: int = 120) -> str:
-    """A file name for a test id: readable, safe on every OS, unique via a hash when cut."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._") or "test"
-    if len(name) > limit:
-        name = name[:limit] + "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:8]
-    return name
-
 
 def _median(values: Sequence[float]) -> float | None:
     return float(statistics.median(values)) if values else None
@@ -136,8 +60,8 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
         if f.outcome != "passed":
             verdict += f" ({f.outcome})"
         rows.append([short_id(f.nodeid, test_width), str(len(f.rtf)), _fmt(_median(f.rtf), ".3f"),
-                     _fmt(r.baseline_median if r else None, ".3f"), _pct(r.drift if r else None),
-                     _pct(r.calibrated_drift if r else None), verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
+                     _fmt(r.baseline_median if r else None, ".3f"), pct(r.drift if r else None),
+                     pct(r.calibrated_drift if r else None), verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
                      _fmt(max(f.worst_gap_ms) if f.worst_gap_ms else None, ".0f")])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(header)]
@@ -155,10 +79,6 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
         unsure = sum(1 for r in drift if r.verdict == "inconclusive")
         out.append(f"{regressed} regression(s), {unsure} inconclusive in {len(drift)} test(s)")
     return "\n".join(out)
-
-
-def _pct(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{100 * fraction:+.1f}%"
 
 
 # -- rtf.csv ---------------------------------------------------------------------------------
@@ -275,8 +195,6 @@ def history_problems(path: Path) -> list[str]:
 
 def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
     """Write every report file into out_dir (created); returns their paths."""
-    from . import report_html, report_plots
-
     out = Path(out_dir)
     (out / "streams").mkdir(parents=True, exist_ok=True)
     commit = data.commit if data.commit is not None else current_commit(data.repo_dir)
@@ -315,14 +233,12 @@ def _history_changes(history: Sequence[dict[str, Any]], nodeids: Sequence[str]
         return None, str(exc)
 
 
-def stream_file_stem(stream: ReportStream, several: bool) -> str:
+def stream_file_stem(stream: StreamRecord, several: bool) -> str:
     stem = sanitise_nodeid(stream.nodeid)
     return f"{stem}--{sanitise_nodeid(stream.trace.label, 40)}" if several else stem
 
 
-def _write_streams(folder: Path, streams: Sequence[ReportStream]) -> list[StreamFiles]:
-    from . import report_plots
-
+def _write_streams(folder: Path, streams: Sequence[StreamRecord]) -> list[StreamFiles]:
     per_test: dict[str, int] = {}
     for s in streams:
         per_test[s.nodeid] = per_test.get(s.nodeid, 0) + 1

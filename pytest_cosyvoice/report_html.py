@@ -7,12 +7,8 @@ import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from .report_plots import VERDICT_COLOURS, sample_stats, short_id
-
-if TYPE_CHECKING:
-    from .report import ReportFiles, ReportInput, StreamFiles
+from .report_model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, pct, sample_stats, short_id
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
@@ -38,7 +34,7 @@ def _num(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _table(data: "ReportInput") -> str:
+def _table(data: ReportInput) -> str:
     by_id = {r.nodeid: r for r in (data.drift or [])}
     head = ("<tr><th>test</th><th>outcome</th><th>runs</th><th>RTF median</th><th>RTF IQR</th>"
             "<th>baseline median</th><th>drift (raw)</th><th>drift (calibrated)</th><th>p</th><th>verdict</th>"
@@ -58,7 +54,7 @@ def _table(data: "ReportInput") -> str:
             f"<td>{_num(st.median if st else None, '.3f')}</td>"
             f"<td>{_num(st.iqr if st else None, '.3f')}</td>"
             f"<td>{_num(r.baseline_median if r else None, '.3f')}</td>"
-            f"<td>{_pct(r.drift if r else None)}</td><td>{_pct(r.calibrated_drift if r else None)}</td>"
+            f"<td>{pct(r.drift if r else None)}</td><td>{pct(r.calibrated_drift if r else None)}</td>"
             f"<td>{_num(r.p_value if r else None, '.2g')}</td>"
             f"<td class=verdict style=\"color:{colour}\"{note}>{_e(verdict)}</td>"
             f"<td>{_num(fc, '.0f')}</td>"
@@ -67,11 +63,7 @@ def _table(data: "ReportInput") -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _pct(fraction: float | None) -> str:
-    return "-" if fraction is None else f"{100 * fraction:+.1f}%"
-
-
-def _machine(data: "ReportInput") -> str:
+def _machine(data: ReportInput) -> str:
     """The machine section: calibration now and at baseline, contention, what changed in the stack."""
     h, m = data.health, data.machine
     rows = []
@@ -94,7 +86,7 @@ def _machine(data: "ReportInput") -> str:
     return f"<table>{body}</table>" if rows else "<p>Not measured.</p>"
 
 
-def _changes_section(files: "ReportFiles", tests: list[str]) -> str:
+def _changes_section(files: ReportFiles, tests: list[str]) -> str:
     """The change points of each test's RTF over the sessions of this key (oldest first)."""
     if files.changes is None:
         return f"<p>Not computed: {_e(files.changes_note)}</p>"
@@ -118,7 +110,7 @@ def _changes_section(files: "ReportFiles", tests: list[str]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _stream_block(s: "StreamFiles", out_dir: Path) -> str:
+def _stream_block(s: StreamFiles, out_dir: Path) -> str:
     t = s.stream.trace
     audio = (f'<div><audio controls preload="none" src="{_e(_rel(s.wav, out_dir))}"></audio> '
              f'<a href="{_e(_rel(s.wav, out_dir))}">{_e(s.wav.name)}</a></div>'
@@ -129,7 +121,7 @@ def _stream_block(s: "StreamFiles", out_dir: Path) -> str:
             f'<img src="{_e(_rel(s.png, out_dir))}" alt="stream {_e(t.label)}"></div>')
 
 
-def write_index(files: "ReportFiles", data: "ReportInput", commit: str | None) -> Path:
+def write_index(files: ReportFiles, data: ReportInput, commit: str | None) -> Path:
     out = files.out_dir
     counts = Counter(r.verdict for r in (data.drift or []))
     if data.drift is None:

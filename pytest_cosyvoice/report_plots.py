@@ -1,4 +1,4 @@
-"""The report's matplotlib figures (Agg backend, no display needed). No pytest import here.
+"""The report's graphs, drawn with matplotlib (Agg backend, no display needed). No pytest import here.
 
 matplotlib is imported inside each function: it is a [report] extra, and the plugin must load
 without it.
@@ -11,19 +11,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .drift import DriftResult
-from .figures import StreamTrace, TestFigures
 from .hardware import RunKey
+from .measurements import StreamTrace, TestFigures
 from .playback import simulate_playback
+from .report_model import INSTALL_HINT, VERDICT_COLOURS, sample_stats, short_id
 
 if TYPE_CHECKING:
     import numpy as np
 
     from .changepoints import ChangePoint
 
-INSTALL_HINT = "pip install pytest-cosyvoice[report]"
-
-VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
-                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e", "inconclusive": "#9467bd"}
 BASELINE_COLOUR = "#555555"
 REGIME_COLOUR = "#9467bd"
 DPI = 110
@@ -38,16 +35,6 @@ def _pyplot() -> Any:
     matplotlib.use("Agg", force=True)   # never try to open a window on a CI runner
     import matplotlib.pyplot as plt
     return plt
-
-
-def short_id(nodeid: str, width: int = 56) -> str:
-    """`suites/perf/test_rtf.py::test_rtf[v2]` -> `test_rtf.py::test_rtf[v2]`, middle-elided."""
-    path, sep, rest = nodeid.partition("::")
-    label = (path.rsplit("/", 1)[-1] + sep + rest) if sep else nodeid
-    if len(label) <= width:
-        return label
-    keep = width - 1
-    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
 
 
 def _key_line(key: RunKey, width: int = 110) -> str:
@@ -98,18 +85,6 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def sample_stats(values: Sequence[float]) -> Any:
-    """pytest-benchmark's Stats (median, q1/q3/iqr, stddev, ...) over plain samples."""
-    try:
-        from pytest_benchmark.stats import Stats
-    except ImportError as exc:
-        raise ImportError(f"the report needs pytest-benchmark's statistics: {INSTALL_HINT}") from exc
-    st = Stats()
-    for v in values:
-        st.update(float(v))
-    return st
 
 
 def _spread(ax: Any, y: float, values: list[float], colour: str, marker: str, label: str | None,

@@ -11,22 +11,19 @@ import os
 import re
 import threading
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import pytest
 
 from . import checks
 from .calibration import Health, HealthMonitor
 from .checks import CLEAN_CATEGORIES, Recording, WarningRecord
-from .figures import StreamTrace, TestFigures
+from .measurements import StreamTrace, TestFigures
 from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec, specs_for
+from .report_model import StreamRecord
 from .settings import Settings
-
-if TYPE_CHECKING:
-    from .report import ReportStream
 
 log = logging.getLogger("pytest_cosyvoice")
 DATA_DIR = Path(__file__).parent / "data"
@@ -44,27 +41,6 @@ class Prompt:
 
 def default_prompt() -> Prompt:
     return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
-
-
-@dataclass
-class StreamRecord:
-    """One recorded stream as the report module wants it (see `report.ReportStream`)."""
-
-    nodeid: str
-    trace: StreamTrace
-    audio: np.ndarray | None
-    prebuffer_s: float = 0.0
-    failed: bool = False
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"nodeid": self.nodeid, "trace": asdict(self.trace), "prebuffer_s": self.prebuffer_s,
-                "failed": self.failed,
-                "audio": None if self.audio is None else np.asarray(self.audio, "<f4").tobytes()}
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> "StreamRecord":
-        audio = None if d["audio"] is None else np.frombuffer(d["audio"], dtype="<f4").copy()
-        return cls(d["nodeid"], StreamTrace(**d["trace"]), audio, d["prebuffer_s"], d["failed"])
 
 
 class CosySession:
@@ -88,11 +64,6 @@ class CosySession:
     def results(self) -> tuple[list[TestFigures], list[StreamRecord]]:
         """Every test's figures and every recorded stream (with its audio) of the session."""
         return list(self.figures.values()), list(self.streams)
-
-    def report_streams(self) -> list["ReportStream"]:
-        from .report import ReportStream
-
-        return [ReportStream(s.nodeid, s.trace, s.audio, s.prebuffer_s, s.failed) for s in self.streams]
 
     def to_wire(self) -> dict[str, Any]:
         health = self.health()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
-from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would try to collect Test*
+from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
 from pytest_cosyvoice.calibration import CalibrationSample, Health
 from pytest_cosyvoice.hardware import RunKey, model_identity
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_cosyvoice.figures import StreamTrace
+from pytest_cosyvoice.measurements import StreamTrace
 from pytest_cosyvoice.playback import playback_of, simulate_playback
 
 SR = 1000           # 1 kHz: chunk lengths in samples read as milliseconds

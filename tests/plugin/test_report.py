@@ -13,14 +13,13 @@ import pytest
 
 from pytest_cosyvoice.baseline import BaselineStore
 from pytest_cosyvoice.drift import compare
-from pytest_cosyvoice.figures import StreamTrace
-from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.measurements import StreamTrace
+from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would collect Test*
 from pytest_cosyvoice.calibration import CalibrationSample, Health
 from pytest_cosyvoice.drift import Machine
 from pytest_cosyvoice.hardware import RunKey
-from pytest_cosyvoice.report import (ReportFiles, ReportInput, ReportStream, append_history,
-                                     history_entry, read_history, sanitise_nodeid, summary_table,
-                                     write_report)
+from pytest_cosyvoice.report import append_history, history_entry, read_history, summary_table, write_report
+from pytest_cosyvoice.report_model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("pandas")
@@ -40,14 +39,14 @@ def figures(rng: np.random.Generator, slow: float = 1.0) -> list[Figures]:
     return [f(SLOW, 0.2 * slow), f(STEADY, 0.1), f(NEW, 0.3)]
 
 
-def streams(rng: np.random.Generator) -> list[ReportStream]:
+def streams(rng: np.random.Generator) -> list[StreamRecord]:
     late = StreamTrace("stream 0", SR, [4000] * 5, [0.2, 0.6, 1.0, 1.9, 2.0], click_joins=[2],
                        outcome="ok")
     fine = StreamTrace("stream 1", SR, [4000] * 5, [0.1, 0.4, 0.7, 1.0, 1.3])
     audio = (0.3 * rng.normal(size=20000)).astype(np.float32)
-    return [ReportStream(SLOW, late, audio, prebuffer_s=0.0, failed=True),
-            ReportStream(SLOW, fine, audio * 3, prebuffer_s=0.1),   # loud: clipped in the .wav
-            ReportStream(STEADY, fine, None)]
+    return [StreamRecord(SLOW, late, audio, prebuffer_s=0.0, failed=True),
+            StreamRecord(SLOW, fine, audio * 3, prebuffer_s=0.1),   # loud: clipped in the .wav
+            StreamRecord(STEADY, fine, None)]
 
 
 class _Refs(HTMLParser):
@@ -89,10 +88,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[ReportFiles, Repor
 
 def test_files_exist_and_are_non_trivial(report: tuple[ReportFiles, ReportInput]) -> None:
     files, _ = report
-    for png in (files.drift_png, files.trend_png, *files.stream_pngs):
+    for png in (files.drift_png, files.trend_png, *(s.png for s in files.streams)):
         width, height = png_size(png)
         assert width >= 800 and height >= 300, (png, width, height)
-    assert len(files.stream_pngs) == 3 and len(files.stream_wavs) == 2
+    # A picture per stream; a .wav only where audio was recorded (not the third stream's).
+    assert [s.wav is not None for s in files.streams] == [True, True, False]
     assert files.drift_png.name == "rtf_drift.png" and files.trend_png.name == "rtf_trend.png"
 
 
@@ -100,16 +100,17 @@ def test_stream_files_and_wav(report: tuple[ReportFiles, ReportInput]) -> None:
     import soundfile as sf
 
     files, data = report
-    names = sorted(p.name for p in files.stream_pngs)
+    names = sorted(s.png.name for s in files.streams)
     assert names == sorted([f"{sanitise_nodeid(SLOW)}--stream_0.png",
                             f"{sanitise_nodeid(SLOW)}--stream_1.png",
                             f"{sanitise_nodeid(STEADY)}.png"])
-    assert all(p.parent.name == "streams" for p in files.stream_pngs)
-    info = sf.info(str(files.stream_wavs[0]))
+    assert all(s.png.parent.name == "streams" for s in files.streams)
+    wavs = [s.wav for s in files.streams if s.wav is not None]
+    info = sf.info(str(wavs[0]))
     assert info.samplerate == SR and info.frames == 20000 and info.subtype == "PCM_16"
-    loud, _ = sf.read(str(files.stream_wavs[1]))
+    loud, _ = sf.read(str(wavs[1]))
     assert np.abs(loud).max() <= 1.0 and np.abs(loud).max() > 0.99   # clipped, not wrapped
-    assert data.streams[0].trace.wav_path == str(files.stream_wavs[0])
+    assert data.streams[0].trace.wav_path == str(wavs[0])
 
 
 def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
@@ -201,6 +202,17 @@ def test_summary_table() -> None:
     assert "new" in next(line for line in lines if "test_first_chunk" in line)
     assert lines[-1] == "1 regression(s), 0 inconclusive in 3 test(s)"
     assert "no baseline stored" in summary_table(current, None)
+
+
+def test_a_stream_record_survives_the_xdist_wire() -> None:
+    rec = streams(np.random.default_rng(6))[0]
+    wire = rec.to_wire()
+    assert isinstance(wire["audio"], bytes) and isinstance(wire["trace"], dict)   # execnet-safe types
+    back = StreamRecord.from_wire(wire)
+    assert back.nodeid == rec.nodeid and back.trace == rec.trace and back.failed and back.prebuffer_s == 0.0
+    assert back.audio is not None and back.audio.dtype == np.float32 and back.audio.flags.writeable
+    assert np.array_equal(back.audio, rec.audio)
+    assert StreamRecord.from_wire(StreamRecord(STEADY, rec.trace, None).to_wire()).audio is None
 
 
 def test_sanitise_nodeid() -> None:

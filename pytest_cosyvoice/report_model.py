@@ -1,0 +1,144 @@
+"""The report's data and its text helpers, shared by the session (which records streams), the
+writers (report.py: terminal table, rtf.csv, history.jsonl), the graphs (report_plots.py) and the
+page (report_html.py). It imports none of them and no pytest, so they never import each other for
+a type or a colour.
+
+    write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
+                                        streams=[StreamRecord(nodeid, trace, audio)]))
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from .baseline import Baseline
+from .calibration import Health
+from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, Machine
+from .hardware import RunKey
+from .measurements import StreamTrace, TestFigures
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .changepoints import ChangePoint
+
+INSTALL_HINT = "pip install pytest-cosyvoice[report]"
+
+VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
+                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e", "inconclusive": "#9467bd"}
+
+
+# -- data ------------------------------------------------------------------------------------
+
+@dataclass
+class StreamRecord:
+    """One recorded stream with its audio (mono float32 at trace.sample_rate): what the session
+    captures, what travels from an xdist worker, and what the report draws."""
+
+    nodeid: str
+    trace: StreamTrace
+    audio: "np.ndarray | None" = None
+    prebuffer_s: float = 0.0        # the test's prebuffer, as the gap-free check used it
+    failed: bool = False            # listed under "failing streams" in index.html
+
+    def to_wire(self) -> dict[str, Any]:
+        import numpy as np   # the plugin needs numpy anyway; the report types load without it
+
+        return {"nodeid": self.nodeid, "trace": asdict(self.trace), "prebuffer_s": self.prebuffer_s,
+                "failed": self.failed,
+                "audio": None if self.audio is None else np.asarray(self.audio, "<f4").tobytes()}
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> "StreamRecord":
+        import numpy as np
+
+        audio = None if d["audio"] is None else np.frombuffer(d["audio"], dtype="<f4").copy()
+        return cls(d["nodeid"], StreamTrace(**d["trace"]), audio, d["prebuffer_s"], d["failed"])
+
+
+@dataclass
+class ReportInput:
+    figures: list[TestFigures]
+    key: RunKey
+    drift: list[DriftResult] | None = None      # None: no baseline for this key
+    baseline: Baseline | None = None            # its samples draw the baseline spread
+    streams: list[StreamRecord] = field(default_factory=list)
+    tolerance: float = DEFAULT_TOLERANCE     # as passed to drift.compare (drawn as the band)
+    alpha: float = DEFAULT_ALPHA
+    history_path: Path | None = None            # default: <out_dir>/history.jsonl
+    commit: str | None = None                   # None: git rev-parse HEAD in repo_dir; "": none
+    repo_dir: Path | None = None
+    title: str = "pytest-cosyvoice report"
+    stack: dict[str, str] = field(default_factory=dict)        # this session's (hardware.detect_stack)
+    stack_changes: list[str] = field(default_factory=list)     # since the baseline, e.g. "torch a -> b"
+    health: Health | None = None                                # calibration and contention
+    machine: Machine | None = None                              # against the baseline's machine
+
+
+@dataclass
+class StreamFiles:
+    stream: StreamRecord
+    png: Path
+    wav: Path | None
+
+
+@dataclass
+class ReportFiles:
+    out_dir: Path
+    csv: Path
+    history: Path
+    drift_png: Path
+    trend_png: Path
+    html: Path
+    streams: list[StreamFiles] = field(default_factory=list)
+    # Change points of each test's RTF over the history of this key; None: not computed, and
+    # changes_note says why (ruptures missing).
+    changes: "dict[str, list[ChangePoint]] | None" = None
+    changes_note: str = ""
+
+    @property
+    def change_lines(self) -> list[str]:
+        """One plain-text line per change point (for the terminal summary)."""
+        from .changepoints import describe
+
+        return [describe(cp) for cps in (self.changes or {}).values() for cp in cps]
+
+
+# -- text helpers ----------------------------------------------------------------------------
+
+def short_id(nodeid: str, width: int = 56) -> str:
+    """`suites/perf/test_rtf.py::test_rtf[v2]` -> `test_rtf.py::test_rtf[v2]`, middle-elided."""
+    path, sep, rest = nodeid.partition("::")
+    label = (path.rsplit("/", 1)[-1] + sep + rest) if sep else nodeid
+    if len(label) <= width:
+        return label
+    keep = width - 1
+    return label[: keep // 2] + "…" + label[len(label) - (keep - keep // 2):]
+
+
+def sanitise_nodeid(nodeid: str, limit: int = 120) -> str:
+    """A file name for a test id: readable, safe on every OS, unique via a hash when cut."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", nodeid.replace("::", "__")).strip("._") or "test"
+    if len(name) > limit:
+        name = name[:limit] + "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:8]
+    return name
+
+
+def pct(fraction: float | None) -> str:
+    """A drift fraction as a signed percentage; "-" when there is none."""
+    return "-" if fraction is None else f"{100 * fraction:+.1f}%"
+
+
+def sample_stats(values: Sequence[float]) -> Any:
+    """pytest-benchmark's Stats (median, q1/q3/iqr, stddev, ...) over plain samples."""
+    try:
+        from pytest_benchmark.stats import Stats
+    except ImportError as exc:
+        raise ImportError(f"the report needs pytest-benchmark's statistics: {INSTALL_HINT}") from exc
+    st = Stats()
+    for v in values:
+        st.update(float(v))
+    return st
