@@ -42,7 +42,7 @@ def _configs(d: Path, version: int) -> dict[str, Any]:
     from hyperpyyaml import load_hyperpyyaml
 
     overrides = {"qwen_pretrain_path": str(d / "CosyVoice-BlankEN")} if version == 2 else None
-    with open(d / tiny.YAML_NAME[version]) as f:
+    with open(d / tiny.YAML_NAMES[version]) as f:
         return load_hyperpyyaml(f, overrides=overrides)
 
 
@@ -88,6 +88,7 @@ def test_yaml_components_are_upstream_and_consistent(loaded: dict[int, dict[str,
     assert (type(llm).__name__, type(flow).__name__, type(hift).__name__) == (*expect, "HiFTGenerator")
     assert type(llm).__module__ == "cosyvoice.llm.llm"
     assert llm.speech_token_size == tiny.SPEECH_VOCAB[version]
+    assert llm.sampling.keywords["top_k"] == tiny.TOP_K  # the end-of-speech bias is computed from it
     # samples per mel frame = product of upsample rates x istft hop; must match feat_extractor's hop.
     hop = {1: 256, 2: 480}[version]
     assert int(np.prod([m.stride[0] for m in hift.ups])) * hift.istft_params["hop_len"] == hop
