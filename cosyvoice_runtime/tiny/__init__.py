@@ -14,9 +14,10 @@ step (``EOS_SHARE``). Measured with upstream ``inference`` (see ``builder.EOS_SH
 text token for sentence-length texts, deterministic for a given ``torch.manual_seed``.
 
 Modules: ``spec`` (vocabularies, sample rates, sizes), ``templates`` (the yaml text), ``tokenizer``
-(the v2 BPE), ``frontends`` (the ONNX models; the only user of ``onnx``),
+(the v2 BPE), ``frontends`` (the ONNX models; the only user of the optional ``onnx`` package),
 ``builder`` (weights, end-of-speech bias, atomic publish, parameter counts), ``cache`` (the embedded
-default model under a cross-process lock), ``cli``.
+default model under a cross-process lock), ``cli``. Building needs the ``onnx`` extra
+(``pip install 'pytest-cosyvoice[onnx]'``); loading a built model does not.
 """
 from __future__ import annotations
 
@@ -24,11 +25,12 @@ from ..loader import YAML_NAMES
 from .builder import EOS_SHARE, build, param_counts
 from .cache import cache_root, default_model_dir
 from .cli import main
+from .frontends import ONNX_HINT, MissingExtra
 from .spec import BLANK_EN, SAMPLE_RATE, SIZES, SPEAKER, SPEECH_VOCAB, TOP_K, V1_TEXT_VOCAB
 from .templates import yaml_text
 
 __all__ = [
-    "BLANK_EN", "EOS_SHARE", "SAMPLE_RATE", "SIZES", "SPEAKER", "SPEECH_VOCAB", "TOP_K",
-    "V1_TEXT_VOCAB", "YAML_NAMES", "build", "cache_root", "default_model_dir", "main",
+    "BLANK_EN", "EOS_SHARE", "ONNX_HINT", "SAMPLE_RATE", "SIZES", "SPEAKER", "SPEECH_VOCAB", "TOP_K",
+    "V1_TEXT_VOCAB", "YAML_NAMES", "MissingExtra", "build", "cache_root", "default_model_dir", "main",
     "param_counts", "yaml_text",
 ]

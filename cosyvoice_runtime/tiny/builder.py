@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..loader import YAML_NAMES, build_yaml
-from .frontends import write_campplus, write_speech_tokenizer
+from .frontends import require_onnx, write_campplus, write_speech_tokenizer
 from .spec import BLANK_EN, SPEAKER, SPEECH_VOCAB, TOP_K, sizes
 from .templates import yaml_text
 from .tokenizer import write_qwen_tokenizer
@@ -116,10 +116,12 @@ def build(out_dir: str | os.PathLike[str], *, version: int = 2, size: str = "tin
           fp16_weights: bool = True) -> Path:
     """Writes a model directory into ``out_dir`` (absent or empty) and returns its path.
 
-    Raises FileExistsError if ``out_dir`` is a file or a non-empty directory: nothing is overwritten.
+    Raises FileExistsError if ``out_dir`` is a file or a non-empty directory: nothing is overwritten;
+    MissingExtra (an ImportError) if the ``onnx`` extra is not installed.
     """
     out = Path(out_dir)
     sizes(version, size)  # fail on bad arguments before touching the disk
+    require_onnx()  # and on a missing extra, before a minute of building weights
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty directory; refusing to overwrite it")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import sys
 import time
 
 from .builder import build
+from .frontends import MissingExtra
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = build(args.out, version=args.version, size=args.size, seed=args.seed,
                     fp16_weights=not args.fp32_weights)
-    except (FileExistsError, ValueError) as e:
+    except (FileExistsError, ValueError, MissingExtra) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20

@@ -1,17 +1,41 @@
 """The ONNX frontends of a built model: speaker embedding (campplus.onnx) and speech tokenizer
 (speech_tokenizer_v{1,2}.onnx), small fixed graphs with the released models' inputs and outputs.
 
-The only module that imports ``onnx``; loading a model needs only onnxruntime.
+The only module that imports ``onnx`` (the ``onnx`` extra); loading a model needs only onnxruntime.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+from ..errors import CosyVoiceError
+
+ONNX_HINT = "pip install 'pytest-cosyvoice[onnx]'"
+
+
+class MissingExtra(CosyVoiceError, ImportError):
+    """An optional dependency the builder needs is not installed; the message says how to install it.
+
+    A CosyVoiceError so that callers that report model errors (the plugin, ``cosyvoice-runtime synth``)
+    show it as one line; an ImportError because that is what it is.
+    """
+
+
+def require_onnx() -> ModuleType:
+    """The ``onnx`` module, or MissingExtra naming the package and the install command."""
+    try:
+        import onnx
+    except ImportError as e:
+        raise MissingExtra(
+            f"building a random-weight CosyVoice model (the embedded default model) needs the Python package "
+            f"'onnx', which is not installed: {ONNX_HINT}, or use a model directory of your own",
+            name="onnx") from e
+    return onnx
 
 
 def _save(graph: Any, path: Path) -> None:
-    import onnx
-
+    onnx = require_onnx()
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -23,8 +47,8 @@ def write_campplus(path: Path, seed: int) -> None:
     RMS rather than the mean because upstream mean-normalises the fbank, so its time mean is ~0.
     """
     import numpy as np
-    import onnx
 
+    onnx = require_onnx()
     helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     w = (np.random.default_rng(seed).standard_normal((80, 192)) * 0.1).astype(np.float32)
     graph = helper.make_graph(
@@ -48,8 +72,8 @@ def write_speech_tokenizer(path: Path, seed: int, stride: int, vocab: int) -> No
     zero for T < stride.
     """
     import numpy as np
-    import onnx
 
+    onnx = require_onnx()
     helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
     w = np.random.default_rng(seed + 1).standard_normal((128, 1)).astype(np.float32)
     nodes = [

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from cosyvoice_runtime import tiny
-from cosyvoice_runtime.tiny import cache
+from cosyvoice_runtime.tiny import cache, frontends
 
 LAYOUT = {
     1: {"cosyvoice.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v1.onnx",
@@ -318,6 +319,29 @@ def test_full_size_build(tmp_path: Path) -> None:
         module.eval()
     tokens, n = _speech_tokens(configs, d, 2, TEXTS[0], seed=0)
     assert 2 * n <= len(tokens) < 20 * n
+
+
+def _without_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes `import onnx` raise ImportError, as on an install without the extra.
+    monkeypatch.setitem(sys.modules, "onnx", None)
+
+
+def test_build_without_onnx_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _without_onnx(monkeypatch)
+    with pytest.raises(tiny.MissingExtra, match=r"'onnx'.*pip install 'pytest-cosyvoice\[onnx\]'") as info:
+        tiny.build(tmp_path / "m", version=1)
+    assert isinstance(info.value, ImportError) and info.value.name == "onnx"
+    assert list(tmp_path.iterdir()) == []  # refused before building anything
+    # The frontends themselves (the only place importing onnx) raise it too, not a bare ImportError.
+    with pytest.raises(tiny.MissingExtra, match=re.escape(tiny.ONNX_HINT)):
+        frontends.write_campplus(tmp_path / "campplus.onnx", 0)
+    assert tiny.main([str(tmp_path / "m"), "--version", "1"]) == 2
+    assert "pip install 'pytest-cosyvoice[onnx]'" in capsys.readouterr().err
+    monkeypatch.setenv("COSY_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(tiny.MissingExtra):
+        tiny.default_model_dir(1)
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]  # no model dir, no temp dir
 
 
 class _FakeMsvcrt:
