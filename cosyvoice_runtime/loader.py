@@ -20,6 +20,7 @@ YAML_VERSIONS: tuple[tuple[str, int], ...] = (
     ("cosyvoice2.yaml", 2),
     ("cosyvoice.yaml", 1),
 )
+YAML_NAMES: dict[int, str] = {version: name for name, version in YAML_VERSIONS}  # version -> file name
 INSTALL_HINT = (
     "install the upstream CosyVoice component classes, e.g. "
     "`pip install --no-deps cosyvoice-minicpmo==0.1.0` plus `pip install pytest-cosyvoice[components]`, "

@@ -131,8 +131,9 @@ class CosySession:
             if self._runtime is None and self._load_error is None:
                 import cosyvoice_runtime
 
-                model_dir = self.model_dir()
+                model_dir: Path | str = "the embedded tiny model"
                 try:
+                    model_dir = self.model_dir()  # builds the embedded model on first use (MissingExtra: no onnx)
                     self._runtime = cosyvoice_runtime.load(model_dir, device=self.device(), fp16=self.settings.fp16,
                                                            stall_timeout_s=self.settings.stall_timeout_s)
                 except cosyvoice_runtime.CosyVoiceError as e:

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from cosyvoice_runtime import tiny
+from cosyvoice_runtime.tiny import cache, frontends
 
 LAYOUT = {
     1: {"cosyvoice.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v1.onnx",
@@ -42,7 +45,7 @@ def _configs(d: Path, version: int) -> dict[str, Any]:
     from hyperpyyaml import load_hyperpyyaml
 
     overrides = {"qwen_pretrain_path": str(d / "CosyVoice-BlankEN")} if version == 2 else None
-    with open(d / tiny.YAML_NAME[version]) as f:
+    with open(d / tiny.YAML_NAMES[version]) as f:
         return load_hyperpyyaml(f, overrides=overrides)
 
 
@@ -88,6 +91,7 @@ def test_yaml_components_are_upstream_and_consistent(loaded: dict[int, dict[str,
     assert (type(llm).__name__, type(flow).__name__, type(hift).__name__) == (*expect, "HiFTGenerator")
     assert type(llm).__module__ == "cosyvoice.llm.llm"
     assert llm.speech_token_size == tiny.SPEECH_VOCAB[version]
+    assert llm.sampling.keywords["top_k"] == tiny.TOP_K  # the end-of-speech bias is computed from it
     # samples per mel frame = product of upsample rates x istft hop; must match feat_extractor's hop.
     hop = {1: 256, 2: 480}[version]
     assert int(np.prod([m.stride[0] for m in hift.ups])) * hift.istft_params["hop_len"] == hop
@@ -315,3 +319,85 @@ def test_full_size_build(tmp_path: Path) -> None:
         module.eval()
     tokens, n = _speech_tokens(configs, d, 2, TEXTS[0], seed=0)
     assert 2 * n <= len(tokens) < 20 * n
+
+
+def _without_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes `import onnx` raise ImportError, as on an install without the extra.
+    monkeypatch.setitem(sys.modules, "onnx", None)
+
+
+def test_build_without_onnx_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    _without_onnx(monkeypatch)
+    with pytest.raises(tiny.MissingExtra, match=r"'onnx'.*pip install 'pytest-cosyvoice\[onnx\]'") as info:
+        tiny.build(tmp_path / "m", version=1)
+    assert isinstance(info.value, ImportError) and info.value.name == "onnx"
+    assert list(tmp_path.iterdir()) == []  # refused before building anything
+    # The frontends themselves (the only place importing onnx) raise it too, not a bare ImportError.
+    with pytest.raises(tiny.MissingExtra, match=re.escape(tiny.ONNX_HINT)):
+        frontends.write_campplus(tmp_path / "campplus.onnx", 0)
+    assert tiny.main([str(tmp_path / "m"), "--version", "1"]) == 2
+    assert "pip install 'pytest-cosyvoice[onnx]'" in capsys.readouterr().err
+    monkeypatch.setenv("COSY_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(tiny.MissingExtra):
+        tiny.default_model_dir(1)
+    assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]  # no model dir, no temp dir
+
+
+class _FakeMsvcrt:
+    """msvcrt.locking's contract: LK_NBLCK raises OSError while another holder has the byte."""
+
+    LK_NBLCK, LK_UNLCK = 2, 0
+
+    def __init__(self, busy_for: int) -> None:
+        self.busy_for = busy_for  # attempts refused before the other holder lets go
+        self.calls: list[tuple[int, int]] = []
+        self.held = False
+
+    def locking(self, fd: int, mode: int, nbytes: int) -> None:
+        self.calls.append((mode, os.lseek(fd, 0, os.SEEK_CUR)))
+        if mode == self.LK_NBLCK:
+            if self.busy_for > 0:
+                self.busy_for -= 1
+                raise OSError(36, "Resource deadlock avoided")
+            assert not self.held
+            self.held = True
+        elif mode == self.LK_UNLCK:
+            assert self.held
+            self.held = False
+
+
+def test_cache_lock_without_fcntl_waits_and_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where fcntl is missing (Windows), the lock polls msvcrt's non-blocking lock and always unlocks."""
+    fake = _FakeMsvcrt(busy_for=3)
+    monkeypatch.setattr(cache, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    with cache.file_lock(tmp_path / "x.lock", poll_s=0.001):
+        assert fake.held
+    assert not fake.held
+    # Three refusals, the lock, the unlock: all on byte 0.
+    assert fake.calls == [(fake.LK_NBLCK, 0)] * 4 + [(fake.LK_UNLCK, 0)]
+    with pytest.raises(RuntimeError, match="boom"), cache.file_lock(tmp_path / "x.lock"):
+        raise RuntimeError("boom")
+    assert not fake.held  # released on an exception too
+
+
+def test_cache_lock_excludes_another_process(tmp_path: Path) -> None:
+    """The real lock of this platform: a second process waits until the first lets go."""
+    code = textwrap.dedent(f"""
+        import time
+        from pathlib import Path
+        from cosyvoice_runtime.tiny.cache import file_lock
+        print("trying", flush=True)
+        t0 = time.monotonic()
+        with file_lock(Path({str(tmp_path / "x.lock")!r})):
+            print(time.monotonic() - t0, flush=True)
+    """)
+    with cache.file_lock(tmp_path / "x.lock"):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                                cwd=Path(__file__).resolve().parents[2])
+        assert proc.stdout is not None and proc.stdout.readline() == "trying\n"
+        time.sleep(0.5)
+        assert proc.poll() is None  # still waiting for us
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and float(out) >= 0.4

@@ -1,0 +1,7 @@
+import contextlib
+import sys
+
+from .cli import main
+
+with contextlib.suppress(BrokenPipeError):
+    sys.exit(main())
