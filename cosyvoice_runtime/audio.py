@@ -72,7 +72,8 @@ def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
     import torch
     import torchaudio.functional as AF
 
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
+    out: np.ndarray = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
+    return out
 
 
 def _short(value: object, limit: int = 60) -> str:

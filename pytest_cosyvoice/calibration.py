@@ -116,7 +116,7 @@ def snapshot() -> Snapshot:
     try:
         import psutil
     except ImportError:  # psutil is a core dependency; keep the gate running without it anyway
-        psutil = None  # type: ignore[assignment]
+        psutil = None
     busy = None
     own = time.process_time()
     if psutil is not None:
@@ -155,7 +155,7 @@ def gpu_state(device: str) -> dict[str, Any]:
     """SM clock vs its maximum, throttle reasons, other processes on the GPU; `{"error": why}` when
     NVML cannot be asked (not installed, no driver). Never raises."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return {"error": NVML_HINT}
     try:

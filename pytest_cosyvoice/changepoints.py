@@ -134,7 +134,9 @@ def _stack(entry: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(stack, dict):
         out = {str(k): str(v) for k, v in stack.items() if v is not None}
     else:
-        key = entry.get("key") if isinstance(entry.get("key"), dict) else {}
+        key = entry.get("key")
+        if not isinstance(key, dict):
+            key = {}
         out = {name: str(key[k]) for k, name in _OLD_KEY_FIELDS.items() if key.get(k) is not None}
     if entry.get("runner") is not None:
         out.setdefault("runner", str(entry["runner"]))
