@@ -137,7 +137,7 @@ class Contention:
     steal: float | None            # share of CPU time stolen by the hypervisor
 
     @classmethod
-    def between(cls, a: Snapshot, b: Snapshot) -> "Contention":
+    def between(cls, a: Snapshot, b: Snapshot) -> Contention:
         wall = max(b.wall - a.wall, 1e-9)
         cores = os.cpu_count() or 1
         others = None
@@ -222,7 +222,7 @@ class Health:
                 "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu, "errors": self.errors}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Health":
+    def from_json(cls, data: Any) -> Health:
         """From a stored baseline or history line; raises ValueError on a malformed entry."""
         if not isinstance(data, dict):
             raise ValueError("health must be an object")
