@@ -12,15 +12,22 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.baseline import BaselineStore
-from pytest_cosyvoice.drift import compare
+from pytest_cosyvoice.calibration import CalibrationSample, Health
+from pytest_cosyvoice.drift import Machine, compare
 from pytest_cosyvoice.figures import StreamTrace
 from pytest_cosyvoice.figures import TestFigures as Figures  # alias: pytest would collect Test*
-from pytest_cosyvoice.calibration import CalibrationSample, Health
-from pytest_cosyvoice.drift import Machine
 from pytest_cosyvoice.hardware import RunKey
-from pytest_cosyvoice.report import (ReportFiles, ReportInput, ReportStream, append_history,
-                                     history_entry, read_history, sanitise_nodeid, summary_table,
-                                     write_report)
+from pytest_cosyvoice.report import (
+    ReportFiles,
+    ReportInput,
+    ReportStream,
+    append_history,
+    history_entry,
+    read_history,
+    sanitise_nodeid,
+    summary_table,
+    write_report,
+)
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("pandas")
@@ -127,8 +134,9 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
 
 
 def test_csv_keeps_tests_without_runs(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report import write_csv
     import pandas as pd
+
+    from pytest_cosyvoice.report import write_csv
 
     write_csv(tmp_path / "rtf.csv", [Figures("t::errored", outcome="error")], KEY)
     frame = pd.read_csv(tmp_path / "rtf.csv")
