@@ -2,9 +2,14 @@
 upstream's orchestration (see README)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
 from .limits import MAX_TEXT_CHARS, check_timeout
 from .types import Chunk, StreamStats, Synthesis
+
+if TYPE_CHECKING:  # type checkers see the lazy names below with their real types
+    from .runtime import Runtime, load
 
 __all__ = [
     "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Runtime", "StreamError",
@@ -12,7 +17,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # torch and the upstream classes load only when a model is loaded.
     if name in ("load", "Runtime"):
         from . import runtime

@@ -36,10 +36,12 @@ def _speed(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m cosyvoice_runtime", description="CosyVoice runtime with streaming fixes")
+    p = argparse.ArgumentParser(prog="python -m cosyvoice_runtime",
+                                description="CosyVoice runtime with streaming fixes")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synth", help="synthesise text to a wav file; prints first-chunk latency and RTF")
-    s.add_argument("--model", default=None, help="model directory (default: the embedded tiny v2 model, built on first use)")
+    s.add_argument("--model", default=None,
+                   help="model directory (default: the embedded tiny v2 model, built on first use)")
     s.add_argument("--text", required=True, help=f"text to speak (at most {MAX_TEXT_CHARS} characters)")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--speaker", help="speaker id from spk2info.pt (sft mode)")
@@ -137,7 +139,7 @@ def synth(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     try:
         write_audio(args.out, audio, rt.sample_rate)
-    except Exception as e:  # OSError, soundfile's LibsndfileError: the disk, not the input
+    except Exception as e:  # noqa: BLE001 - OSError, soundfile's LibsndfileError: the disk, not the input
         print(f"error: could not write --out {args.out!r}: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
     secs = len(audio) / rt.sample_rate

@@ -42,7 +42,8 @@ def read_wav(path: str | os.PathLike[str], *, what: str = "prompt_wav") -> tuple
     except InvalidInput:
         raise
     except Exception as e:  # soundfile raises LibsndfileError / RuntimeError for anything it can't parse
-        raise InvalidInput(f"{what}={str(path)!r}: unreadable audio ({e}); expected WAV/FLAC/OGG readable by soundfile") from e
+        raise InvalidInput(f"{what}={str(path)!r}: unreadable audio ({e}); "
+                           "expected WAV/FLAC/OGG readable by soundfile") from e
     if data.size == 0:
         raise InvalidInput(f"{what}={str(path)!r}: the file holds no samples; expected speech audio")
     bad = ~np.isfinite(data).all(axis=1)
@@ -57,7 +58,8 @@ def read_wav(path: str | os.PathLike[str], *, what: str = "prompt_wav") -> tuple
     mono = data.mean(axis=1).astype(np.float32)
     seconds = mono.size / rate
     if seconds > MAX_PROMPT_S:
-        raise InvalidInput(f"{what}={str(path)!r}: {seconds:.1f} s long; prompt audio must be at most {MAX_PROMPT_S:.0f} s")
+        raise InvalidInput(f"{what}={str(path)!r}: {seconds:.1f} s long; prompt audio must be at most "
+                           f"{MAX_PROMPT_S:.0f} s")
     if seconds < MIN_PROMPT_S:
         raise InvalidInput(f"{what}={str(path)!r}: {seconds * 1000:.0f} ms long; prompt audio must be at least "
                            f"{MIN_PROMPT_S * 1000:.0f} ms (the shortest the frontend can process)")
@@ -72,7 +74,8 @@ def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
     import torch
     import torchaudio.functional as AF
 
-    return AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
+    out: np.ndarray = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
+    return out
 
 
 def _short(value: object, limit: int = 60) -> str:

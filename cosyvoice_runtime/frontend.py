@@ -119,7 +119,7 @@ class Frontend:
                 cache = getattr(mod, name, None)
                 if isinstance(cache, dict):
                     cache.clear()
-            feat = self.feat_extractor(torch.from_numpy(audio)[None])  # [1, 80, T]
+            feat: torch.Tensor = self.feat_extractor(torch.from_numpy(audio)[None])  # [1, 80, T]
         return feat.squeeze(0).transpose(0, 1)[None].float()  # [1, T, 80]
 
     def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> Prompt:
@@ -155,15 +155,18 @@ class Frontend:
     def speaker_embedding(self, speaker: str) -> torch.Tensor:
         info = self.spk2info.get(speaker)
         if info is None:
-            raise InvalidInput(f"speaker={speaker!r} is not in spk2info.pt; available: {sorted(self.spk2info) or 'none'}")
-        return info["embedding"].float().reshape(1, -1)
+            raise InvalidInput(f"speaker={speaker!r} is not in spk2info.pt; "
+                               f"available: {sorted(self.spk2info) or 'none'}")
+        emb: torch.Tensor = info["embedding"]
+        return emb.float().reshape(1, -1)
 
-    def build(self, mode: str, text: torch.Tensor | None, *, speaker: str | None, prompt_wav: Any, prompt_text: str | None,
-              instruct: str | None, source_wav: Any) -> ModelInput:
+    def build(self, mode: str, text: torch.Tensor | None, *, speaker: str | None, prompt_wav: Any,
+              prompt_text: str | None, instruct: str | None, source_wav: Any) -> ModelInput:
         if mode == "sft":
             emb = self.speaker_embedding(speaker or "")
             return ModelInput(mode, text, llm_embedding=emb, flow_embedding=emb)
         if mode == "instruct" and self.version == 1:
+            assert instruct is not None  # resolve_mode picks "instruct" only when an instruction was given
             emb = self.speaker_embedding(speaker or "")
             return ModelInput(mode, text, prompt_text=self.text_tokens(_end_prompt(instruct, "<endofprompt>")),
                               flow_embedding=emb)
@@ -171,10 +174,12 @@ class Frontend:
         base = ModelInput(mode, text, flow_prompt_speech_token=pr.speech_token, prompt_speech_feat=pr.speech_feat,
                           llm_embedding=pr.embedding, flow_embedding=pr.embedding)
         if mode == "zero_shot":
-            return replace(base, prompt_text=self.text_tokens(prompt_text or ""), llm_prompt_speech_token=pr.speech_token)
+            return replace(base, prompt_text=self.text_tokens(prompt_text or ""),
+                           llm_prompt_speech_token=pr.speech_token)
         if mode == "cross_lingual":
             return base
         if mode == "instruct":  # v2/v3: instruct text as the LLM prompt, the wav gives the voice
+            assert instruct is not None  # as above
             return replace(base, prompt_text=self.text_tokens(_end_prompt(instruct, "<|endofprompt|>")))
         if mode == "vc":
             src, rate = read_wav(source_wav, what="source_wav")

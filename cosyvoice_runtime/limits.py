@@ -30,10 +30,11 @@ MAX_SPEECH_S = 600.0
 def check_timeout(name: str, value: object) -> float:
     """``value`` as float seconds if it is a finite number > 0 and <= MAX_TIMEOUT_S; InvalidInput naming
     ``name`` and the value otherwise."""
-    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(float(value))
-    if not ok or not 0 < float(value) <= MAX_TIMEOUT_S:  # type: ignore[arg-type]
-        raise InvalidInput(f"{name}={value!r}: expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}")
-    return float(value)  # type: ignore[arg-type]
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value))
+            or not 0 < float(value) <= MAX_TIMEOUT_S):
+        raise InvalidInput(f"{name}={value!r}: expected a positive number of seconds, finite and at most "
+                           f"{MAX_TIMEOUT_S:g}")
+    return float(value)
 
 
 def token_cap(text_tokens: int, ratio: float, token_rate: float) -> int:

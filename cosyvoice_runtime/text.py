@@ -10,6 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import inflect
 
 _END = re.compile(r"(?<=[.!?;。！？；])\s*")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -23,18 +27,18 @@ def contains_chinese(text: str) -> bool:
 @lru_cache(maxsize=1)
 def _wetext() -> tuple[Callable[[str], str], Callable[[str], str]] | None:
     try:  # optional, like upstream's frontend
-        from wetext import Normalizer  # type: ignore[import-not-found]
-    except Exception:
+        from wetext import Normalizer
+    except Exception:  # noqa: BLE001 - a broken optional install means the fallback, not a crash
         return None
     zh, en = Normalizer(lang="zh", operator="tn"), Normalizer(lang="en", operator="tn")
     return zh.normalize, en.normalize
 
 
 @lru_cache(maxsize=1)
-def _inflect():
+def _inflect() -> inflect.engine | None:
     try:
         import inflect
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken optional install means no spelled-out numbers
         return None
     return inflect.engine()
 
@@ -43,7 +47,8 @@ def _spell_numbers(text: str) -> str:
     eng = _inflect()
     if eng is None:
         return text
-    return _NUM.sub(lambda m: eng.number_to_words(m.group(0)), text)
+    # number_to_words is typed `str | list[str]`: a list only with wantlist=True.
+    return _NUM.sub(lambda m: cast(str, eng.number_to_words(m.group(0))), text)
 
 
 def normalize(text: str) -> str:
@@ -60,7 +65,8 @@ def normalize(text: str) -> str:
     return text
 
 
-def split_sentences(text: str, count_tokens: Callable[[str], int], *, min_tokens: int = 20, max_tokens: int = 80) -> list[str]:
+def split_sentences(text: str, count_tokens: Callable[[str], int], *, min_tokens: int = 20,
+                    max_tokens: int = 80) -> list[str]:
     """Sentences of at most ``max_tokens`` text tokens where possible; short ones merge forward."""
     parts = [p.strip() for p in _END.split(text) if p.strip()]
     out: list[str] = []

@@ -70,6 +70,7 @@ class Renderer:
             source = torch.zeros(1, 1, 0, device=self.device)
         if finalize and speed != 1.0:
             mel = F.interpolate(mel, size=int(mel.shape[2] / speed), mode="linear")
+        speech: torch.Tensor  # hift is upstream's untyped module
         speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
         if self.cache is not None:
             speech = crossfade(speech, self.cache["speech"], self.window)
@@ -124,6 +125,7 @@ class CausalRenderer(Renderer):
             c = self.encoder_chunk
             start = (offset - self.context_tokens) // c * c
         tok = torch.tensor([tokens[start:]], dtype=torch.int32, device=self.device)
+        mel: torch.Tensor  # flow is upstream's untyped module
         with self.autocast():
             mel, _ = self.flow.inference(token=tok, token_len=self._lens(tok), prompt_token=self.prompt_token,
                                          prompt_token_len=self._lens(self.prompt_token), prompt_feat=self.prompt_feat,
@@ -159,6 +161,7 @@ class CausalHiftRenderer(CausalRenderer):
         full = self.mel
         if finalize and speed != 1.0:
             full = F.interpolate(full, size=int(full.shape[2] / speed), mode="linear")
+        speech: torch.Tensor  # hift is upstream's untyped module
         speech, _ = self.hift.inference(speech_feat=full, finalize=finalize)
         new = speech[:, self.speech_offset:]
         self.speech_offset += new.shape[1]

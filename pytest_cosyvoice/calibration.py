@@ -116,7 +116,7 @@ def snapshot() -> Snapshot:
     try:
         import psutil
     except ImportError:  # psutil is a core dependency; keep the gate running without it anyway
-        psutil = None  # type: ignore[assignment]
+        psutil = None
     busy = None
     own = time.process_time()
     if psutil is not None:
@@ -137,7 +137,7 @@ class Contention:
     steal: float | None            # share of CPU time stolen by the hypervisor
 
     @classmethod
-    def between(cls, a: Snapshot, b: Snapshot) -> "Contention":
+    def between(cls, a: Snapshot, b: Snapshot) -> Contention:
         wall = max(b.wall - a.wall, 1e-9)
         cores = os.cpu_count() or 1
         others = None
@@ -155,7 +155,7 @@ def gpu_state(device: str) -> dict[str, Any]:
     """SM clock vs its maximum, throttle reasons, other processes on the GPU; `{"error": why}` when
     NVML cannot be asked (not installed, no driver). Never raises."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return {"error": NVML_HINT}
     try:
@@ -222,7 +222,7 @@ class Health:
                 "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu, "errors": self.errors}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Health":
+    def from_json(cls, data: Any) -> Health:
         """From a stored baseline or history line; raises ValueError on a malformed entry."""
         if not isinstance(data, dict):
             raise ValueError("health must be an object")

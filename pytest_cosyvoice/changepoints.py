@@ -15,10 +15,12 @@ plugin must load without it. No pytest import here.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 INSTALL_HINT = "pip install ruptures (or pytest-cosyvoice[report])"
 
@@ -134,7 +136,9 @@ def _stack(entry: Mapping[str, Any]) -> dict[str, str]:
     if isinstance(stack, dict):
         out = {str(k): str(v) for k, v in stack.items() if v is not None}
     else:
-        key = entry.get("key") if isinstance(entry.get("key"), dict) else {}
+        key = entry.get("key")
+        if not isinstance(key, dict):
+            key = {}
         out = {name: str(key[k]) for k, name in _OLD_KEY_FIELDS.items() if key.get(k) is not None}
     if entry.get("runner") is not None:
         out.setdefault("runner", str(entry["runner"]))
@@ -194,7 +198,7 @@ def changes_of(history: Sequence[Mapping[str, Any]], nodeid: str, *, min_size: i
     vals = [v for _, v in points]
     starts = find_changes(vals, min_size=min_size, penalty=penalty)
     bounds = [0, *starts, len(vals)]
-    medians = [statistics.median(vals[a:b]) for a, b in zip(bounds, bounds[1:])]
+    medians = [statistics.median(vals[a:b]) for a, b in itertools.pairwise(bounds)]
     out = []
     for k, s in enumerate(starts):
         index, prev = where[s], where[s - 1]

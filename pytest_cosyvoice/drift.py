@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence, Union
+from typing import TypedDict
 
 from .baseline import Baseline
 from .measurements import TestFigures
@@ -72,8 +73,8 @@ class Machine:
         return head + (f" ({'; '.join(why)})" if why else "")
 
 Samples = Mapping[str, Sequence[float]]
-CurrentInput = Union[Samples, Sequence[TestFigures]]
-BaselineInput = Union[Baseline, Samples, None]
+CurrentInput = Samples | Sequence[TestFigures]
+BaselineInput = Baseline | Samples | None
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,16 @@ class DriftResult:
     @property
     def drift_pct(self) -> float | None:
         return None if self.drift is None else 100.0 * self.drift
+
+
+class _Counts(TypedDict):
+    n_current: int
+    n_baseline: int
+
+
+class _Calibrated(TypedDict, total=False):
+    calibrated_drift: float
+    calibrated_median: float
 
 
 def _median(samples: Sequence[float]) -> float:
@@ -153,7 +164,7 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
     n_cur, n_base = len(current), len(baseline)
     cur_med = _median(current) if current else None
     base_med = _median(baseline) if baseline else None
-    counts = dict(n_current=n_cur, n_baseline=n_base)
+    counts: _Counts = {"n_current": n_cur, "n_baseline": n_base}
     if base_med is None:
         return DriftResult(nodeid, cur_med, None, None, None, "new", **counts,
                            note="no baseline for this test")
@@ -165,7 +176,7 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
                            **counts, note="baseline median is not positive")
 
     drift = (cur_med - base_med) / base_med
-    extra: dict[str, float | None] = {}
+    extra: _Calibrated = {}
     if machine.ratio and machine.ratio > 0:
         cal_med = _median([v / machine.ratio for v in current])
         extra = dict(calibrated_drift=(cal_med - base_med) / base_med, calibrated_median=cal_med)

@@ -96,7 +96,7 @@ class RunKey:
 
     @classmethod
     def detect(cls, model_dir: str | Path, *, device: str, dtype: str = "fp32", engine: str = "fixed",
-               runner: str | None = None) -> "RunKey":
+               runner: str | None = None) -> RunKey:
         name, digest = model_identity(model_dir)
         kind = "cuda" if str(device).startswith("cuda") else "cpu"
         return cls(runner=runner or default_runner(device), device_kind=kind, dtype=dtype, engine=engine,
@@ -114,7 +114,7 @@ class RunKey:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RunKey":
+    def from_dict(cls, data: dict[str, Any]) -> RunKey:
         names = [f.name for f in fields(cls)]
         missing = [n for n in names if n not in data]
         if missing:

@@ -7,8 +7,9 @@ Pure function, no pytest or numpy import: the plugin's gap-free check calls it p
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .measurements import StreamTrace
@@ -54,7 +55,7 @@ def simulate_playback(chunk_samples: Sequence[int], arrivals_s: Sequence[float],
     played_samples = 0          # integer, so durations do not accumulate rounding error
     shift = 0.0                 # total stall so far
     needed = 0.0
-    for n, arrival in zip(chunk_samples, arrivals_s):
+    for n, arrival in zip(chunk_samples, arrivals_s, strict=True):
         audio_before = played_samples / sample_rate
         due_i = first + prebuffer_s + audio_before + shift
         stall = float(arrival) - due_i

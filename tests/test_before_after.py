@@ -52,7 +52,8 @@ def test_the_results_cover_every_suite_test_on_both_engines(before_after: Module
 
 def test_the_evidence_names_upstreams_hang_and_dead_llm_thread(stored: dict) -> None:
     up, ours = stored["runs"]["upstream"]["tests"], stored["runs"]["fixed"]["tests"]
-    assert all(t["outcome"] == "passed" for t in ours.values()), {k: v for k, v in ours.items() if v["outcome"] != "passed"}
+    not_passed = {k: v for k, v in ours.items() if v["outcome"] != "passed"}
+    assert not not_passed, not_passed
     faults = "suites/test_faults.py::test_engine_recovers_from_a_fault"
     stream_checks = {c for c, _ in up[f"{faults}[llm-mid-stream]"]["problems"]}
     assert {"hang", "thread died"} <= stream_checks
@@ -65,7 +66,8 @@ def test_problem_lines_are_parsed_check_by_check(before_after: ModuleType) -> No
     assert before_after.problems_of(checks_failed, []) == [["clean", "FutureWarning: old at x.py:3"],
                                                            ["tidy", "stream 0: thread 't' left"]]
     watchdog = "cosy_tts stream 0: nothing produced for 3.0 s (stall timeout 1 s) after 2 chunk(s)"
-    section = [("Captured cosyvoice checks call", "cosyvoice checks failed:\n  complete: stream 0: ended with watchdog")]
+    section = [("Captured cosyvoice checks call",
+                "cosyvoice checks failed:\n  complete: stream 0: ended with watchdog")]
     assert before_after.problems_of(watchdog, section) == [["watchdog", watchdog],
                                                            ["complete", "stream 0: ended with watchdog"]]
     traceback = "    def test():\n>       assert x\nE       AssertionError: streams differ\nE       assert 1 == 2"

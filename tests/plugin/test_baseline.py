@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
-from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
 from pytest_cosyvoice.calibration import CalibrationSample, Health
+from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
 from pytest_cosyvoice.hardware import RunKey, model_identity
 
 KEY = RunKey(runner="nvidia-h100-80gb-hbm3", device_kind="cuda", dtype="fp16", engine="fixed",
@@ -87,7 +87,8 @@ def test_corrupt_file_raises_and_is_not_overwritten(tmp_path: Path) -> None:
     ({"tests": {}}, 'no "schema"'),
     ([1, 2, 3], 'no "schema"'),
     ({"schema": 99, "key": KEY.to_dict(), "tests": {}}, "unknown schema 99"),
-    ({"schema": 1, "key": {"device_name": "x"}, "tests": {}}, "schema-1 baseline.*re-save it with --cosy-save-baseline"),
+    ({"schema": 1, "key": {"device_name": "x"}, "tests": {}},
+     "schema-1 baseline.*re-save it with --cosy-save-baseline"),
     ({"schema": 2, "key": {"device_name": "x"}, "tests": {}}, 'bad "key"'),
     ({"schema": 2, "key": {**KEY.to_dict(), "runner": "nvidia-a10"}, "tests": {}},
      "another key .*runner: file has 'nvidia-a10'"),

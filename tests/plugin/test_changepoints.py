@@ -10,8 +10,7 @@ import pytest
 
 pytest.importorskip("ruptures")
 
-from pytest_cosyvoice.changepoints import (ChangePoint, describe, find_changes,  # noqa: E402
-                                           history_changes, what_changed)
+from pytest_cosyvoice.changepoints import ChangePoint, describe, find_changes, history_changes, what_changed
 
 T = "suites/perf/test_rtf.py::test_rtf[v2-fp32-short]"
 U = "suites/perf/test_rtf.py::test_rtf[v2-fp32-long]"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 CONFTEST = '''
 import json
 import numpy as np

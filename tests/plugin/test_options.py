@@ -2,6 +2,7 @@
 inner sessions loads a model (bad options stop in pytest_configure, bad markers before fixtures)."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -216,5 +217,5 @@ def test_specs_bind_positional_and_keyword_arguments() -> None:
     assert markers.bind(RtfSpec, (0.5,), {"repeat": 3}, "t") == RtfSpec(max=0.5, warmup=1, repeat=3)
     s = markers.bind(StreamingSpec, (), {"allow_warnings": "autocast"}, "t")
     assert s.allow_warnings == ("autocast",) and s.max_click_ratio == markers.DEFAULT_MAX_CLICK_RATIO
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.prebuffer_ms = 3  # type: ignore[misc]  # frozen

@@ -128,8 +128,9 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
 
 
 def test_csv_keeps_tests_without_runs(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report import write_csv
     import pandas as pd
+
+    from pytest_cosyvoice.report import write_csv
 
     write_csv(tmp_path / "rtf.csv", [Figures("t::errored", outcome="error")], KEY)
     frame = pd.read_csv(tmp_path / "rtf.csv")

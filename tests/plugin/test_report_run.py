@@ -4,15 +4,13 @@ non-UTF-8 or schema-1 baseline, a baseline folder that is a file or read-only, a
 exit code 4 or a note naming the path, nothing overwritten, on the tiny v2 model in inner sessions."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-
 
 INNER_TESTS = '''
 import pytest

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 
-
 def test_runaway_bistream_fails_the_test_with_a_named_error(pytester: pytest.Pytester, warm_tiny: Path) -> None:
     pytester.makepyfile("""
         import pytest

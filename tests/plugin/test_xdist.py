@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-
 pytest.importorskip("xdist")
 
 CONFTEST = '''
@@ -40,7 +39,8 @@ def pytest_sessionfinish(session):
     (session.config.rootpath / "figures.json").write_text(json.dumps({
         "figures": [f.to_json() for f in figures],
         "streams": [{"nodeid": s.nodeid, "label": s.trace.label, "chunk_samples": s.trace.chunk_samples,
-                     "outcome": s.trace.outcome, "failed": s.failed, "audio": 0 if s.audio is None else int(s.audio.size)}
+                     "outcome": s.trace.outcome, "failed": s.failed,
+                     "audio": 0 if s.audio is None else int(s.audio.size)}
                     for s in streams]}))
 '''
 

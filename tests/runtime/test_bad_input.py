@@ -40,7 +40,8 @@ def test_directory_without_yaml(tmp_path: Path) -> None:
 def test_unknown_yaml_content(tmp_path: Path, tiny_v2_dir: Path) -> None:
     d = copy_model(tiny_v2_dir, tmp_path / "m")
     (d / "cosyvoice2.yaml").write_text("sample_rate: 24000\nllm: 1\n")
-    with pytest.raises(ModelLoadError, match=r"cosyvoice2.yaml: missing keys \['flow', 'hift', 'get_tokenizer', 'feat_extractor'\]"):
+    with pytest.raises(ModelLoadError,
+                       match=r"cosyvoice2.yaml: missing keys \['flow', 'hift', 'get_tokenizer', 'feat_extractor'\]"):
         cosyvoice_runtime.load(d)
 
 
@@ -68,7 +69,8 @@ def test_state_dict_key_mismatch(tmp_path: Path, tiny_v2_dir: Path) -> None:
     state["extra.weight"] = torch.zeros(1)
     state.pop(next(iter(state)))
     torch.save(state, d / "hift.pt")
-    with pytest.raises(ModelLoadError, match=r"hift.pt: state dict keys do not match .* 1 missing .* 1 unexpected \['extra.weight'\]"):
+    with pytest.raises(ModelLoadError,
+                       match=r"hift.pt: state dict keys do not match .* 1 missing .* 1 unexpected \['extra.weight'\]"):
         cosyvoice_runtime.load(d)
 
 
@@ -108,7 +110,8 @@ def test_fp16_on_cpu_refused(tiny_v2_dir: Path) -> None:
     ({"source_wav": "s.wav"}, r"\['source_wav'\]"),
 ])
 def test_wrong_mode_combination(rt: Runtime, kwargs: dict, names: str) -> None:
-    with pytest.raises(InvalidInput, match=f"arguments {names} do not name a mode of a v2 model; valid combinations: sft: speaker"):
+    with pytest.raises(InvalidInput,
+                       match=f"arguments {names} do not name a mode of a v2 model; valid combinations: sft: speaker"):
         rt.stream("Hello.", **kwargs)
 
 

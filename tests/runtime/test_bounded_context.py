@@ -8,7 +8,6 @@ HiFT's sine source draws random numbers, so every stream starts from the same to
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -72,7 +71,7 @@ def test_context_covering_all_tokens_is_exact(rt: Runtime, voice: Path, exact: t
     assert len(ref) >= 4 and sum(c.tokens for c in ref) == len(TOKENS)
     assert [c.tokens for c in chunks] == [c.tokens for c in ref]
     assert flow_tokens == ref_flow and ref_flow[-1] == len(TOKENS)
-    for c, r in zip(chunks, ref):
+    for c, r in zip(chunks, ref, strict=True):
         assert c.audio.dtype == r.audio.dtype and c.audio.shape == r.audio.shape, f"chunk {c.index}"
         assert np.array_equal(c.audio, r.audio), f"chunk {c.index} differs from exact mode"
 
@@ -102,7 +101,8 @@ def test_small_context(rt: Runtime, voice: Path, exact: tuple[list[Chunk], list[
     lookahead = int(rt.flow.pre_lookahead_len)
     assert max(ref_flow) == len(TOKENS)
     assert max(flow_tokens) <= SMALL_K + 24 + rt.settings.token_max_hop_len + lookahead, flow_tokens
-    assert all(n < r for n, r in zip(flow_tokens[len(before):], ref_flow[len(before):])), (flow_tokens, ref_flow)
+    later = zip(flow_tokens[len(before):], ref_flow[len(before):], strict=False)
+    assert all(n < r for n, r in later), (flow_tokens, ref_flow)
 
     # Later chunks differ from exact (less context, and the decoder's fixed noise is taken from frame 0
     # of the shorter input). How much is not checked here: the tiny model's audio hardly depends on the
@@ -149,7 +149,7 @@ def test_bounded_windows_and_cuts(rt: Runtime, voice: Path, hop: int) -> None:
     offsets = np.cumsum([0] + sizes[:-1]).tolist()
     assert len(windows) == len(feats) == len(chunks) and sum(sizes) == len(TOKENS)
     bounded = 0
-    for i, (off, n, win, feat) in enumerate(zip(offsets, sizes, windows, feats)):
+    for i, (off, n, win, feat) in enumerate(zip(offsets, sizes, windows, feats, strict=True)):
         last = i == len(chunks) - 1
         end = len(TOKENS) if last else off + n + lookahead
         start = end - len(win)

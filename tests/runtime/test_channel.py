@@ -46,7 +46,7 @@ def test_producer_error_reaches_consumer_with_cause(fail_after: int) -> None:
         raise RuntimeError("boom")
 
     produce(ch, tokens)
-    with pytest.raises(StreamError, match="failed after %d tokens: RuntimeError: boom" % fail_after) as info:
+    with pytest.raises(StreamError, match=f"failed after {fail_after} tokens: RuntimeError: boom") as info:
         ch.wait_for(100, 5)
     assert isinstance(info.value.__cause__, RuntimeError)
     assert ch.tokens() == list(range(fail_after))

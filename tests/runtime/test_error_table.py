@@ -80,7 +80,8 @@ def cases(rt: Runtime, voice: Path, tmp: Path, tiny_v1_dir: Path, tiny_v2_dir: P
         "prompt wav with NaN or Inf samples": lambda: rt.stream("Hi.", prompt_wav=poisoned(np.nan), prompt_text="A."),
         "prompt wav with an absurd peak": lambda: rt.stream("Hi.", prompt_wav=poisoned(1e30)),
         "prompt wav shorter than 100 ms": lambda: rt.stream("Hi.", prompt_wav=wav(tmp / "s.wav", speech[:320])),
-        "prompt wav longer than 30 s": lambda: rt.stream("Hi.", prompt_wav=wav(tmp / "l.wav", np.resize(speech, 31 * rate), rate)),
+        "prompt wav longer than 30 s":
+            lambda: rt.stream("Hi.", prompt_wav=wav(tmp / "l.wav", np.resize(speech, 31 * rate), rate)),
         "prompt wav silent": lambda: rt.stream("Hi.", prompt_wav=wav(tmp / "z.wav", np.zeros(16000))),
         "prompt wav not a path": lambda: rt.stream("Hi.", prompt_wav=np.zeros(16000, np.float32)),
         "source wav (voice conversion) with NaN samples":

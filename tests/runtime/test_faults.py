@@ -118,7 +118,7 @@ def test_eight_concurrent_streams_get_the_solo_schedule(rt: Runtime) -> None:
     def worker(i: int) -> None:
         try:
             results[i] = [(c.tokens, c.audio.size) for c in rt.stream("x", speaker=rt.speakers[0])]
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - a worker's error is kept and compared below
             results[i] = e
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]

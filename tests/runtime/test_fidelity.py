@@ -34,7 +34,7 @@ def both(rt: Runtime, tokens: list[int], stream: bool, **kw: object) -> tuple[li
 
 def assert_same(ours: list[np.ndarray], theirs: list[np.ndarray]) -> None:
     assert [a.size for a in ours] == [b.size for b in theirs]
-    for i, (a, b) in enumerate(zip(ours, theirs)):
+    for i, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         np.testing.assert_allclose(a, b, atol=2e-5, rtol=0, err_msg=f"chunk {i}")
 
 

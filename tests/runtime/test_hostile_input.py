@@ -62,8 +62,8 @@ def poisoned(voice: Path, tmp_path: Path, value: float) -> Path:
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
 def test_prompt_with_non_finite_samples(rt: Runtime, voice: Path, tmp_path: Path, value: float) -> None:
     p = poisoned(voice, tmp_path, value)
-    with pytest.raises(InvalidInput, match=r"^prompt_wav='.*poisoned.wav': 1 samples are NaN or infinite \(the first at "
-                                           r"0.500 s\); expected finite audio samples$"):
+    with pytest.raises(InvalidInput, match=r"^prompt_wav='.*poisoned.wav': 1 samples are NaN or infinite "
+                                           r"\(the first at 0.500 s\); expected finite audio samples$"):
         rt.stream("Hello.", prompt_wav=p, prompt_text="A prompt.")
 
 
@@ -95,7 +95,8 @@ def test_source_too_short(rt: Runtime, voice: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("version", [1, 2])
-def test_shortest_prompt_is_processed(version: int, request: pytest.FixtureRequest, voice: Path, tmp_path: Path) -> None:
+def test_shortest_prompt_is_processed(version: int, request: pytest.FixtureRequest, voice: Path,
+                                      tmp_path: Path) -> None:
     model = cosyvoice_runtime.load(request.getfixturevalue(f"tiny_v{version}_dir"), device="cpu")
     p = clip(voice, tmp_path, 0.1)
     syn = model.synthesize("Hello there.", prompt_wav=p, prompt_text="Hi.")
@@ -105,8 +106,8 @@ def test_shortest_prompt_is_processed(version: int, request: pytest.FixtureReque
 @pytest.mark.parametrize("value, kind", [(np.zeros(16000, np.float32), "ndarray"), (b"prompt.wav", "bytes"),
                                          (16000, "int")])
 def test_prompt_that_is_not_a_path(rt: Runtime, value: object, kind: str) -> None:
-    with pytest.raises(InvalidInput, match=rf"prompt_wav=.*: expected the path of an audio file \(str or os.PathLike\), "
-                                           rf"got {kind}"):
+    with pytest.raises(InvalidInput, match=rf"prompt_wav=.*: expected the path of an audio file "
+                                           rf"\(str or os.PathLike\), got {kind}"):
         rt.stream("Hello.", prompt_wav=value)
 
 
@@ -129,9 +130,9 @@ def test_stream_refuses_a_valid_speed_change(rt: Runtime) -> None:
 
 @pytest.mark.parametrize("prompt_text", ["", "   \n"])
 def test_empty_prompt_text_is_refused_not_zero_shot(rt: Runtime, voice: Path, prompt_text: str) -> None:
-    with pytest.raises(InvalidInput, match=rf"^prompt_text={re.escape(repr(prompt_text))}: empty transcript; give the words spoken in "
-                                           r"prompt_wav \(zero-shot\), or leave prompt_text out \(None\) for "
-                                           r"cross-lingual mode$"):
+    with pytest.raises(InvalidInput, match=rf"^prompt_text={re.escape(repr(prompt_text))}: empty transcript; "
+                                           r"give the words spoken in prompt_wav \(zero-shot\), or leave prompt_text "
+                                           r"out \(None\) for cross-lingual mode$"):
         rt.synthesize("Hello.", prompt_wav=voice, prompt_text=prompt_text)
 
 
@@ -144,14 +145,15 @@ def test_empty_instruct_is_refused(rt: Runtime, voice: Path) -> None:
 def test_text_arguments_must_be_str(rt: Runtime, voice: Path, name: str, value: object) -> None:
     kw: dict[str, object] = {"speaker": dict(speaker=value), "prompt_text": dict(prompt_wav=voice, prompt_text=value),
                              "instruct": dict(prompt_wav=voice, instruct=value)}[name]
-    with pytest.raises(InvalidInput, match=rf"^{name}={re.escape(repr(value))}: expected a str, got {type(value).__name__}$"):
+    with pytest.raises(InvalidInput, match=rf"^{name}={re.escape(repr(value))}: expected a str, "
+                                           rf"got {type(value).__name__}$"):
         rt.stream("Hello.", **kw)
 
 
 def test_text_over_the_maximum_is_refused_up_front(rt: Runtime) -> None:
     text = "A sentence of words. " * 1000  # 21,000 characters
-    with pytest.raises(InvalidInput, match=r"^text of 21000 characters: at most 5000 per request; split it into several "
-                                           r"requests"):
+    with pytest.raises(InvalidInput, match=r"^text of 21000 characters: at most 5000 per request; "
+                                           r"split it into several requests"):
         rt.synthesize(text, speaker=rt.speakers[0])
 
 
@@ -179,8 +181,9 @@ def no_spk2info(tiny_v2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_model_without_spk2info_and_no_voice(no_spk2info: Runtime) -> None:
-    with pytest.raises(InvalidInput, match=r"^no voice given: '.*nospk' has no spk2info.pt, so this model has no built-in "
-                                           r"speaker; pass prompt_wav= \(cross-lingual, plus prompt_text= for zero-shot"):
+    with pytest.raises(InvalidInput, match=r"^no voice given: '.*nospk' has no spk2info.pt, so this model has no "
+                                           r"built-in speaker; pass prompt_wav= \(cross-lingual, plus prompt_text= "
+                                           r"for zero-shot"):
         no_spk2info.stream("Hello.")
     assert no_spk2info.modes == ["zero_shot", "cross_lingual", "instruct", "vc"]
 
@@ -193,9 +196,9 @@ def test_model_without_spk2info_and_a_speaker(no_spk2info: Runtime) -> None:
 def test_v1_instruct_needs_an_instruct_model(tiny_v1_dir: Path, tmp_path: Path) -> None:
     v1 = cosyvoice_runtime.load(tiny_v1_dir, device="cpu")
     assert "instruct" not in v1.modes
-    with pytest.raises(InvalidInput, match=r"^instruct='Speak calmly.': '.*' is not a CosyVoice v1 Instruct model; like "
-                                           r"upstream, v1 instruct needs a model directory whose path contains "
-                                           r"'-Instruct'"):
+    with pytest.raises(InvalidInput, match=r"^instruct='Speak calmly.': '.*' is not a CosyVoice v1 Instruct model; "
+                                           r"like upstream, v1 instruct needs a model directory whose path "
+                                           r"contains '-Instruct'"):
         v1.stream("Hello.", speaker=v1.speakers[0], instruct="Speak calmly.")
     link = tmp_path / "CosyVoice-300M-Instruct"
     link.symlink_to(tiny_v1_dir, target_is_directory=True)
@@ -287,7 +290,8 @@ def test_cap_grows_with_the_text(endless: Runtime) -> None:
 
 # -- model directory ---------------------------------------------------------------------------------------
 def test_model_dir_that_is_not_a_path() -> None:
-    with pytest.raises(cosyvoice_runtime.ModelLoadError, match=r"^model_dir=42: expected the path of a model directory"):
+    with pytest.raises(cosyvoice_runtime.ModelLoadError,
+                       match=r"^model_dir=42: expected the path of a model directory"):
         cosyvoice_runtime.load(42, device="cpu")  # type: ignore[arg-type]
 
 

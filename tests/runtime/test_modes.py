@@ -10,7 +10,6 @@ import pytest
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, Runtime
 
-
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning",
                                         "error::PendingDeprecationWarning")
 

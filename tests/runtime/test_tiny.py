@@ -245,7 +245,7 @@ def test_default_model_dir_concurrent_and_deterministic(tmp_path: Path, built: d
                               stderr=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
              for _ in range(2)]
     results = [p.communicate(timeout=300) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_, err) in zip(procs, results, strict=True):
         assert p.returncode == 0, err[-2000:]
     lines = {out.strip().splitlines()[-1] for out, _ in results}
     assert len(lines) == 1, lines  # same path and the very same file: built once
