@@ -118,7 +118,7 @@ def build_yaml(text: str, overrides: dict[str, Any] | None, name: str) -> dict[s
 
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        configs = load_hyperpyyaml(text, overrides=overrides)
+        configs: dict[str, Any] = load_hyperpyyaml(text, overrides=overrides)
     for w in {(w.category.__name__, str(w.message)): w for w in seen}.values():
         log.info("while building %s: %s: %s (%s:%d)", name, w.category.__name__, w.message, w.filename, w.lineno)
     return configs
@@ -141,7 +141,8 @@ def read_configs(files: ModelFiles) -> dict[str, Any]:
         raise ModelLoadError(f"{files.yaml}: could not build the model from the yaml: {type(e).__name__}: {e}") from e
     missing = [k for k in REQUIRED_YAML_KEYS if k not in configs]
     if missing:
-        raise ModelLoadError(f"{files.yaml}: missing keys {missing}; a CosyVoice yaml defines {list(REQUIRED_YAML_KEYS)}")
+        raise ModelLoadError(f"{files.yaml}: missing keys {missing}; "
+                             f"a CosyVoice yaml defines {list(REQUIRED_YAML_KEYS)}")
     return configs
 
 
@@ -198,4 +199,5 @@ def load_model(model_dir: str | os.PathLike[str]) -> LoadedModel:
     load_state(flow, files.flow)
     # Released hift.pt files of some versions carry a "generator." prefix (HiFiGan training wrapper).
     load_state(hift, files.hift, strip_prefix="generator.")
-    return LoadedModel(files=files, configs=configs, llm=llm, flow=flow, hift=hift, spk2info=load_spk2info(files.spk2info))
+    return LoadedModel(files=files, configs=configs, llm=llm, flow=flow, hift=hift,
+                       spk2info=load_spk2info(files.spk2info))

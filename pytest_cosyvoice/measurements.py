@@ -50,5 +50,5 @@ class TestFigures:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "TestFigures":
+    def from_json(cls, data: dict[str, Any]) -> TestFigures:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})

@@ -13,17 +13,26 @@ from __future__ import annotations
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from . import report_html, report_plots
 from .calibration import Health
 from .drift import DriftResult
 from .hardware import RunKey, current_commit
 from .measurements import TestFigures
-from .report_model import (INSTALL_HINT, ReportFiles, ReportInput, StreamFiles, StreamRecord, pct,
-                           sanitise_nodeid, short_id)
+from .report_model import (
+    INSTALL_HINT,
+    ReportFiles,
+    ReportInput,
+    StreamFiles,
+    StreamRecord,
+    pct,
+    sanitise_nodeid,
+    short_id,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,7 +78,7 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.ljust(w) if i in left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+                         for i, (c, w) in enumerate(zip(cells, widths, strict=True))).rstrip()
 
     out = [line(header), line(["-" * w for w in widths])] + [line(r) for r in rows]
     if drift is None:
@@ -98,7 +107,7 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
         r = by_id.get(f.nodeid)
         runs = max(len(f.rtf), len(f.first_chunk_ms), len(f.worst_gap_ms))
         for run in range(runs) if runs else [None]:
-            def at(values: list[float]) -> float | None:
+            def at(values: list[float], run: int | None = run) -> float | None:
                 return values[run] if run is not None and run < len(values) else None
             rows.append({
                 "nodeid": f.nodeid, "outcome": f.outcome, "run": run, "rtf": at(f.rtf),
@@ -224,7 +233,7 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
 
 
 def _history_changes(history: Sequence[dict[str, Any]], nodeids: Sequence[str]
-                     ) -> "tuple[dict[str, list[ChangePoint]] | None, str]":
+                     ) -> tuple[dict[str, list[ChangePoint]] | None, str]:
     from .changepoints import history_changes
 
     try:
@@ -260,7 +269,7 @@ def _write_streams(folder: Path, streams: Sequence[StreamRecord]) -> list[Stream
     return written
 
 
-def write_wav(path: Path, audio: "np.ndarray", sample_rate: int) -> Path:
+def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> Path:
     import numpy as np
     import soundfile as sf
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .baseline import Baseline
 from .calibration import Health
@@ -40,19 +41,19 @@ class StreamRecord:
 
     nodeid: str
     trace: StreamTrace
-    audio: "np.ndarray | None" = None
+    audio: np.ndarray | None = None
     prebuffer_s: float = 0.0        # the test's prebuffer, as the gap-free check used it
     failed: bool = False            # listed under "failing streams" in index.html
 
     def to_wire(self) -> dict[str, Any]:
-        import numpy as np   # the plugin needs numpy anyway; the report types load without it
+        import numpy as np  # the plugin needs numpy anyway; the report types load without it
 
         return {"nodeid": self.nodeid, "trace": asdict(self.trace), "prebuffer_s": self.prebuffer_s,
                 "failed": self.failed,
                 "audio": None if self.audio is None else np.asarray(self.audio, "<f4").tobytes()}
 
     @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> "StreamRecord":
+    def from_wire(cls, d: dict[str, Any]) -> StreamRecord:
         import numpy as np
 
         audio = None if d["audio"] is None else np.frombuffer(d["audio"], dtype="<f4").copy()
@@ -96,7 +97,7 @@ class ReportFiles:
     streams: list[StreamFiles] = field(default_factory=list)
     # Change points of each test's RTF over the history of this key; None: not computed, and
     # changes_note says why (ruptures missing).
-    changes: "dict[str, list[ChangePoint]] | None" = None
+    changes: dict[str, list[ChangePoint]] | None = None
     changes_note: str = ""
 
     @property

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import math
 import textwrap
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .drift import DriftResult
 from .hardware import RunKey
@@ -70,7 +71,7 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
     fig.suptitle(title + "\n" + _key_line(key, 130), fontsize=10, x=0.01, ha="left")
     ax.set_yticks(ys)
     ax.set_yticklabels([short_id(f.nodeid) for f in tests] or ["(no tests)"], fontsize=9)
-    for label, f in zip(ax.get_yticklabels(), tests):
+    for label, f in zip(ax.get_yticklabels(), tests, strict=False):  # no labels when empty
         verdict = by_id.get(f.nodeid)
         if verdict and verdict.verdict == "regression":
             label.set_color(VERDICT_COLOURS["regression"])
@@ -104,32 +105,31 @@ def _plot_relative(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
     ax.axvline(0, color=BASELINE_COLOUR, lw=1)
     lo, hi = -100 * tolerance * 2, 100 * tolerance * 2
     labelled: set[str] = set()
-    for f, y in zip(tests, ys):
+    for f, y in zip(tests, ys, strict=True):
         r = by_id.get(f.nodeid)
-        bmed = r.baseline_median if r else None
-        if not bmed or not f.rtf:
+        if r is None or not r.baseline_median or not f.rtf:
             text = "new: no baseline for this test" if f.rtf else "no RTF samples"
             if f.rtf:
                 text += f" (median RTF {sample_stats(f.rtf).median:.3f})"
             ax.text(0.01, y, text, transform=ax.get_yaxis_transform(), va="center",
                     fontsize=8.5, color=VERDICT_COLOURS["new"], style="italic")
             continue
-        rel = lambda vals: [100.0 * (v / bmed - 1.0) for v in vals]  # noqa: E731
+        bmed = r.baseline_median
         if base.get(f.nodeid):
-            b = rel(base[f.nodeid])
+            b = _relative_pct(base[f.nodeid], bmed)
             _spread(ax, y + 0.17, b, BASELINE_COLOUR, "s",
                     "baseline samples (square = median, bar = IQR)"
                     if "baseline" not in labelled else None)
             labelled.add("baseline")
             lo, hi = min(lo, *b), max(hi, *b)
-        verdict = r.verdict if r else "ok"
+        verdict = r.verdict
         colour = VERDICT_COLOURS.get(verdict, "black")
-        c = rel(f.rtf)
+        c = _relative_pct(f.rtf, bmed)
         _spread(ax, y - 0.17, c, colour, "D",
                 f"current: {verdict}" if verdict not in labelled else None)
         labelled.add(verdict)
         lo, hi = min(lo, *c), max(hi, *c)
-        p = f", p={r.p_value:.2g}" if r and r.p_value is not None else ""
+        p = f", p={r.p_value:.2g}" if r.p_value is not None else ""
         mark = "  ▲" if verdict == "regression" else ""
         ax_txt.text(0.02, y, f"{bmed:.3f} → {r.current_median:.3f}  {r.drift_pct:+.1f}%{p}\n"
                     f"{verdict}{mark}", transform=ax_txt.get_yaxis_transform(), va="center",
@@ -141,9 +141,13 @@ def _plot_relative(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
     ax_txt.set_title("baseline → current median RTF", fontsize=9, loc="left")
 
 
+def _relative_pct(values: Sequence[float], base: float) -> list[float]:
+    return [100.0 * (v / base - 1.0) for v in values]
+
+
 def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[int]) -> None:
     values = [v for f in tests for v in f.rtf]
-    for f, y in zip(tests, ys):
+    for f, y in zip(tests, ys, strict=True):
         if f.rtf:
             st = sample_stats(f.rtf)
             _spread(ax, y, list(f.rtf), VERDICT_COLOURS["new"], "D", None)
@@ -163,7 +167,7 @@ def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
 
 def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[str],
                baseline_medians: dict[str, float], key: RunKey, tolerance: float,
-               changes: dict[str, list["ChangePoint"]] | None = None,
+               changes: dict[str, list[ChangePoint]] | None = None,
                stack_changes: Sequence[str] = ()) -> Path:
     """Per test, median RTF over the sessions in history (same key), baseline as a line; with
     `changes` (changepoints.history_changes over the same history), each change point as a
@@ -178,11 +182,11 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
                              squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    for ax, nodeid in zip(axes.flat, shown):
+    for ax, nodeid in zip(axes.flat, shown, strict=False):  # the grid may have spare panels
         pts = [(i + 1, s["tests"][nodeid]["rtf"]) for i, s in enumerate(history)
                if s.get("tests", {}).get(nodeid, {}).get("rtf") is not None]
         if pts:
-            xs, vals = zip(*pts)
+            xs, vals = zip(*pts, strict=True)
             ax.plot(xs, vals, marker="o", ms=4, color=VERDICT_COLOURS["ok"], lw=1.2,
                     label="session median")
             ax.scatter([xs[-1]], [vals[-1]], s=50, color=VERDICT_COLOURS["ok"],
@@ -212,7 +216,7 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
     more = f" (showing {len(shown)} of {len(nodeids)} tests)" if len(nodeids) > len(shown) else ""
     legend: dict[str, Any] = {}     # every panel's entries once: a change may be in any panel
     for ax in axes.flat[:n]:
-        for handle, label in zip(*ax.get_legend_handles_labels()):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             legend.setdefault(label, handle)
     if legend:
         fig.legend(list(legend.values()), list(legend), loc="upper right", fontsize=8, ncol=3,
@@ -226,7 +230,7 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
     return path
 
 
-def _change_label(cp: "ChangePoint") -> str:
+def _change_label(cp: ChangePoint) -> str:
     """"+31 %" over "torch 2.10.0+cu128": the first thing that changed, by its new value."""
     first = cp.what_changed[0] if cp.what_changed else ""
     name, _, rest = first.partition(" ")
@@ -236,7 +240,7 @@ def _change_label(cp: "ChangePoint") -> str:
                                       f"\n{item}" if item else "")
 
 
-def _mark_changes(ax: Any, changes: Sequence["ChangePoint"]) -> None:
+def _mark_changes(ax: Any, changes: Sequence[ChangePoint]) -> None:
     """Dashed line between the last session before and the first after each change (x is the
     1-based session number), labelled at the top; each regime's median as a segment."""
     if not changes:
@@ -262,7 +266,7 @@ def _mark_changes(ax: Any, changes: Sequence["ChangePoint"]) -> None:
 
 # -- streams/<id>.png ------------------------------------------------------------------------
 
-def _envelope(audio: "np.ndarray", sr: int, buckets: int = 3000) -> tuple[Any, Any, Any]:
+def _envelope(audio: np.ndarray, sr: int, buckets: int = 3000) -> tuple[Any, Any, Any]:
     """Min/max per bucket: a 30 s stream has ~700k samples; plotting each is slow and no clearer."""
     import numpy as np
 
@@ -276,7 +280,7 @@ def _envelope(audio: "np.ndarray", sr: int, buckets: int = 3000) -> tuple[Any, A
     return t, trimmed.min(axis=1), trimmed.max(axis=1)
 
 
-def plot_stream(path: Path, nodeid: str, trace: StreamTrace, audio: "np.ndarray | None",
+def plot_stream(path: Path, nodeid: str, trace: StreamTrace, audio: np.ndarray | None,
                 prebuffer_s: float) -> Path:
     """Waveform with chunk joins, and chunk arrival vs playback due time (stalls, clicks)."""
     plt = _pyplot()
@@ -325,7 +329,9 @@ def plot_stream(path: Path, nodeid: str, trace: StreamTrace, audio: "np.ndarray 
 
     # Arrival vs due, on the wall clock from the request.
     idx = list(range(len(trace.arrivals_s)))
-    ms = lambda vals: [v * 1000.0 for v in vals]  # noqa: E731
+    def ms(vals: Sequence[float]) -> list[float]:
+        return [v * 1000.0 for v in vals]
+
     if idx:
         ax_t.plot(idx, ms(pb.due_s), color="black", marker="o", mfc="white", ms=5, lw=1,
                   label="due (player needs it)")
