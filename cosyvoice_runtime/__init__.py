@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
 from .limits import MAX_TEXT_CHARS, check_timeout
+from .observer import StreamObserver
 from .types import Chunk, StreamStats, Synthesis
 
 __all__ = [
-    "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Runtime", "StreamError",
-    "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_timeout", "load",
+    "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan", "Runtime", "StreamError",
+    "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_timeout", "load",
 ]
 
 
 def __getattr__(name: str):
     # torch and the upstream classes load only when a model is loaded.
-    if name in ("load", "Runtime"):
+    if name in ("load", "Runtime", "Plan"):
         from . import runtime
 
         return getattr(runtime, name)
