@@ -163,11 +163,12 @@ def bind(cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any], nodeid: 
     pytest.fail(f"{nodeid}: {written}: {problem}; valid keywords: {_keywords(cls)}", pytrace=False)
 
 
-def specs_for(item: pytest.Item) -> dict[str, Any]:
-    """The bound spec of each of our markers on the item (closest marker wins)."""
-    out: dict[str, Any] = {}
+def specs_for(item: pytest.Item) -> tuple[Any, ...]:
+    """The bound spec of each of our markers on the item (closest marker wins), at most one per spec
+    class; `verdict.spec_of(specs, RtfSpec)` finds one by its type."""
+    out: list[Any] = []
     for cls in SPECS:
         mark = item.get_closest_marker(cls.marker)
         if mark is not None:
-            out[cls.marker] = bind(cls, mark.args, dict(mark.kwargs), item.nodeid)
-    return out
+            out.append(bind(cls, mark.args, dict(mark.kwargs), item.nodeid))
+    return tuple(out)

@@ -54,16 +54,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     run = item.stash.get(RUN_KEY, None)
     if run is None:
         return (yield)
-    run.start_call()
     try:
-        result = yield
+        with run.capture():
+            result = yield
     except BaseException:
-        run.stop_call()
         problems = run.evaluate()
         if problems:
             item.add_report_section("call", "cosyvoice checks", report_text(problems))
         raise
-    run.stop_call()
     problems = run.evaluate()
     if problems:
         pytest.fail(report_text(problems), pytrace=False)
