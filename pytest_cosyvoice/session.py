@@ -29,6 +29,9 @@ from .settings import Settings
 from .verdict import Verdict, judge, spec_of
 
 if TYPE_CHECKING:
+    from cosyvoice_runtime import Runtime
+
+    from .engine import Engine
     from .report import ReportStream
 
 log = logging.getLogger("pytest_cosyvoice")
@@ -70,6 +73,16 @@ class StreamRecord:
         return cls(d["nodeid"], StreamTrace(**d["trace"]), audio, d["prebuffer_s"], d["failed"])
 
 
+def resolve_device_setting(device: str) -> str:
+    """Where `--cosy-device` would load, without loading (and without importing the runtime): 'auto'
+    is CUDA where torch sees one."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class CosySession:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -77,8 +90,9 @@ class CosySession:
         self.worker_id = os.environ.get("PYTEST_XDIST_WORKER", "")
         self.figures: dict[str, TestFigures] = {}
         self.streams: list[StreamRecord] = []
-        self._runtime: Any = None
-        self._engine: Any = None
+        self._runtime: Runtime | None = None
+        self._engine: Engine | None = None
+        self._device_used: tuple[str, bool] | None = None   # (device, fp16) of the model loaded here or on a worker
         self._engine_skip: str | None = None
         self._load_error: str | None = None
         self._used = False
@@ -100,6 +114,7 @@ class CosySession:
     def to_wire(self) -> dict[str, Any]:
         health = self.health()
         return {"schema": WIRE_SCHEMA, "worker": self.worker_id,
+                "device": None if self._device_used is None else list(self._device_used),
                 "figures": [f.to_json() for f in self.figures.values()],
                 "streams": [s.to_wire() for s in self.streams],
                 "health": None if health is None else health.to_json()}
@@ -113,6 +128,9 @@ class CosySession:
         self.streams.extend(StreamRecord.from_wire(s) for s in data["streams"])
         if data.get("health"):
             self.worker_health.append(Health.from_json(data["health"]))
+        if data.get("device") and self._device_used is None:
+            device, fp16 = data["device"]
+            self._device_used = (str(device), bool(fp16))
 
     def health(self) -> Health | None:
         """The machine's health over the session (calibration and contention); None when no model ran.
@@ -157,7 +175,7 @@ class CosySession:
         k = int(re.sub(r"\D", "", self.worker_id) or 0)
         return f"cuda:{k % torch.cuda.device_count()}"
 
-    def runtime(self) -> Any:
+    def runtime(self) -> "Runtime":
         """The loaded Runtime, once per process."""
         with self._lock:
             if self._runtime is None and self._load_error is None:
@@ -170,23 +188,23 @@ class CosySession:
                 except cosyvoice_runtime.CosyVoiceError as e:
                     self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
                 else:
+                    self._device_used = (str(self._runtime.device), bool(self._runtime.fp16))
                     # The machine's speed and contention are watched from the load on.
                     self.monitor = HealthMonitor(str(self._runtime.device))
                     self.monitor.calibrate()
         if self._load_error is not None:
             pytest.fail(self._load_error, pytrace=False)
+        assert self._runtime is not None
         return self._runtime
 
     def device_used(self) -> tuple[str, bool]:
-        """(device, fp16) of the loaded model; the settings' resolution where this process loaded none
-        (the xdist controller)."""
-        if self._runtime is not None:
-            return str(self._runtime.device), bool(self._runtime.fp16)
-        from cosyvoice_runtime.runtime import resolve_device
+        """(device, fp16) of the loaded model: this process's, or (the xdist controller) the one a
+        worker reported; the settings' resolution where no model was loaded anywhere."""
+        if self._device_used is not None:
+            return self._device_used
+        return resolve_device_setting(self.settings.device), self.settings.fp16
 
-        return str(resolve_device(self.settings.device)), self.settings.fp16
-
-    def engine(self) -> Any:
+    def engine(self) -> "Engine":
         """What cosy_tts calls: the Runtime, upstream's orchestration class driving its components, or
         the engine a `package.module:factory` builds from it (see `pytest_cosyvoice.engine`)."""
         from .engine import EngineError, EngineUnavailable, build
@@ -204,6 +222,7 @@ class CosySession:
                     raise pytest.UsageError(f"{where}={value!r}: {e}") from None
         if self._engine_skip is not None:
             pytest.skip(self._engine_skip)
+        assert self._engine is not None
         return self._engine
 
     def check_engine(self, items: list[pytest.Item]) -> None:
