@@ -391,7 +391,10 @@ class CosyTTS:
         # The threads the call started get the grace period, in all, to end (joined, not polled).
         deadline = time.monotonic() + TIDY_GRACE_S
         for t in self._started_by(call):
-            t.join(max(0.0, deadline - time.monotonic()))
+            try:
+                t.join(max(0.0, deadline - time.monotonic()))
+            except AssertionError:  # a thread started outside `threading` (its _DummyThread cannot be joined)
+                pass
         new = self._started_by(call)
         with self._lock:
             rec.leaked_threads = ([rec.abandoned] if rec.abandoned else []) + [t.name for t in new]
