@@ -6,20 +6,21 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
 from .limits import MAX_TEXT_CHARS, check_timeout
+from .observer import StreamObserver
 from .types import Chunk, StreamStats, Synthesis
 
 if TYPE_CHECKING:  # type checkers see the lazy names below with their real types
     from .runtime import Runtime, load
 
 __all__ = [
-    "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Runtime", "StreamError",
-    "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_timeout", "load",
+    "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan", "Runtime", "StreamError",
+    "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_timeout", "load",
 ]
 
 
 def __getattr__(name: str) -> Any:
     # torch and the upstream classes load only when a model is loaded.
-    if name in ("load", "Runtime"):
+    if name in ("load", "Runtime", "Plan"):
         from . import runtime
 
         return getattr(runtime, name)

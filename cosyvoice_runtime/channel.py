@@ -72,9 +72,10 @@ class TokenChannel:
                 ) from self._error
             return len(self._tokens), self._done
 
-    def tokens(self, end: int | None = None) -> list[int]:
+    def tokens(self) -> list[int]:
+        """A copy of every token received so far."""
         with self._cond:
-            return self._tokens[:end]
+            return list(self._tokens)
 
 
 def produce(channel: TokenChannel, make_tokens: Callable[[], Iterable[int]],

@@ -23,6 +23,7 @@ from .frontend import Frontend, ModelInput
 from .limits import (DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MAX_TEXT_CHARS, MIN_CAP_S, check_timeout,
                      token_cap)
 from .loader import load_model
+from .observer import StreamObserver
 from .text import prepare
 from .token2wav import Schedule, make_renderer
 from .types import Chunk, StreamStats, Synthesis
@@ -187,29 +188,55 @@ class Runtime:
 
     def stream(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
                prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
-               speed: float = 1.0, text_frontend: bool = True) -> Iterator[Chunk]:
+               speed: float = 1.0, text_frontend: bool = True, observer: StreamObserver | None = None,
+               stall_timeout_s: float | None = None) -> Iterator[Chunk]:
         """Streams chunks as soon as hop + lookahead tokens exist. Arguments are checked now, not at the
         first ``next``. Raises StreamError / StreamStalled / TokenLimitExceeded after the chunks already
-        rendered, and InvalidInput for a bad piece of a text iterator (those are read lazily)."""
+        rendered, and InvalidInput for a bad piece of a text iterator (those are read lazily).
+
+        ``observer`` hears of this request's tokens, chunks and end (see ``StreamObserver``);
+        ``stall_timeout_s`` replaces ``settings.stall_timeout_s`` for this request only."""
         if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
-        plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
-        return self._run(plan, streaming=True, speed=1.0, stats=StreamStats())
+        stall = self._stall_timeout(stall_timeout_s)
+        _check_observer(observer)
+        plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
+                         source_wav=source_wav, text_frontend=text_frontend)
+        return self._run(plan, streaming=True, speed=1.0, stats=StreamStats(), stall_timeout_s=stall,
+                         observer=observer)
 
     def synthesize(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
                    prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
-                   speed: float = 1.0, text_frontend: bool = True) -> Synthesis:
-        """Non-streamed synthesis (all tokens rendered at once, per sentence), like upstream's stream=False."""
+                   speed: float = 1.0, text_frontend: bool = True, observer: StreamObserver | None = None,
+                   stall_timeout_s: float | None = None) -> Synthesis:
+        """Non-streamed synthesis (all tokens rendered at once, per sentence), like upstream's stream=False.
+        ``observer`` and ``stall_timeout_s`` as for ``stream``."""
         speed = check_speed(speed)
-        plan = self._plan(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend)
+        stall = self._stall_timeout(stall_timeout_s)
+        _check_observer(observer)
+        plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
+                         source_wav=source_wav, text_frontend=text_frontend)
         stats = StreamStats()
-        chunks = list(self._run(plan, streaming=False, speed=speed, stats=stats))
+        chunks = list(self._run(plan, streaming=False, speed=speed, stats=stats, stall_timeout_s=stall,
+                                observer=observer))
         audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
         return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
 
+    def plan(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
+             prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
+             text_frontend: bool = True) -> "Plan":
+        """Checks a request's arguments and prepares its model inputs, without running any model part
+        but the frontend (text normalisation, prompt features and tokens, speaker embedding): what
+        ``stream``/``synthesize`` run, and what another orchestration (``upstream.UpstreamEngine``) can
+        drive. Raises InvalidInput as those do."""
+        return Plan(*self._inputs(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend))
+
     # -- internals -------------------------------------------------------------------------------
-    def _plan(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
-              text_frontend: bool) -> list[ModelInput]:
+    def _stall_timeout(self, value: float | None) -> float:
+        return self.settings.stall_timeout_s if value is None else check_timeout("stall_timeout_s", value)
+
+    def _inputs(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
+                text_frontend: bool) -> tuple[str, tuple["ModelInput | TextStreamInput", ...]]:
         check_texts(speaker=speaker, prompt_text=prompt_text, instruct=instruct, text_frontend=text_frontend)
         self._check_voice(speaker, prompt_wav, source_wav)
         mode = resolve_mode(self.version, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
@@ -223,7 +250,7 @@ class Runtime:
                                "several requests (e.g. by paragraph)")
         kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct, source_wav=source_wav)
         if mode == "vc":
-            return [self.frontend.build(mode, None, **kw)]
+            return mode, (self.frontend.build(mode, None, **kw),)
         if isinstance(text, str):
             sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
             if not sentences:
@@ -231,7 +258,7 @@ class Runtime:
             tokens = [self.frontend.text_tokens(s) for s in sentences]
             if any(t.shape[1] == 0 for t in tokens):  # e.g. "" with text_frontend=False
                 raise InvalidInput(f"text={_short(text)}: gives no text token; expected text with words")
-            return [self.frontend.build(mode, t, **kw) for t in tokens]
+            return mode, tuple(self.frontend.build(mode, t, **kw) for t in tokens)
         if isinstance(text, Iterable) and not isinstance(text, (bytes, dict)):
             if self.version == 1:
                 raise InvalidInput("text given as an iterator: streaming text input needs a v2/v3 model, this is v1")
@@ -239,7 +266,7 @@ class Runtime:
                 raise InvalidInput(f"text given as an iterator: streaming text input is not available in {mode} mode")
             # The pieces are consumed lazily by the producer (upstream's inference_bistream).
             inp = self.frontend.build(mode, torch.zeros(1, 0, dtype=torch.int32), **kw)
-            return [_Bistream(inp, iter(text))]
+            return mode, (TextStreamInput(inp, iter(text)),)
         raise InvalidInput(f"text={_short(text)}: expected a str (or, on v2/v3, an iterator of str pieces)")
 
     def _check_voice(self, speaker: Any, prompt_wav: Any, source_wav: Any) -> None:
@@ -294,9 +321,9 @@ class Runtime:
             if close is not None:
                 close()
 
-    def _token_source(self, rid: str, inp: ModelInput | "_Bistream") -> Callable[[], Iterable[int]]:
+    def _token_source(self, rid: str, inp: ModelInput | "TextStreamInput") -> Callable[[], Iterable[int]]:
         dev = self.device
-        if isinstance(inp, _Bistream):
+        if isinstance(inp, TextStreamInput):
             base = inp.inputs
             seen = [0]
 
@@ -346,13 +373,17 @@ class Runtime:
                 yield
         return ctx
 
-    def _run(self, plan: list[Any], *, streaming: bool, speed: float, stats: StreamStats) -> Iterator[Chunk]:
+    def _run(self, plan: "Plan", *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
+             observer: StreamObserver | None) -> Iterator[Chunk]:
         t0 = time.perf_counter()
         index = 0
+        progress = _Progress(observer)
+        error: BaseException | None = None
         try:
-            for inp in plan:
+            for inp in plan.inputs:
                 stats.sentences += 1
-                for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats, t0=t0):
+                for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats,
+                                                  stall_timeout_s=stall_timeout_s, progress=progress):
                     audio = speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False)
                     chunk = Chunk(audio=audio, sample_rate=self.sample_rate, index=index, tokens=ntok)
                     index += 1
@@ -363,19 +394,30 @@ class Runtime:
                     stats.audio_seconds += chunk.seconds
                     stats.wall_s = now - t0
                     log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds, now - t0)
+                    if observer is not None:
+                        observer.on_chunk(chunk)
                     yield chunk
+        except GeneratorExit:
+            raise  # the caller closed the stream: no error of the request
+        except BaseException as e:
+            error = e
+            raise
         finally:
             stats.wall_s = time.perf_counter() - t0
+            if observer is not None:
+                observer.on_end(stats, error)
             rtf = stats.rtf
             log.info("%s done: %d tokens, %d chunks, %.2f s audio, first chunk %s, RTF %s",
                      "stream" if streaming else "synthesis", stats.tokens, stats.chunks, stats.audio_seconds,
                      f"{stats.first_chunk_s * 1000:.0f} ms" if stats.first_chunk_s is not None else "-",
                      f"{rtf:.3f}" if rtf is not None else "-")
 
-    def _request(self, inp: Any, *, streaming: bool, speed: float, stats: StreamStats, t0: float) -> Iterator[tuple[torch.Tensor, int]]:
+    def _request(self, inp: "ModelInput | TextStreamInput", *, streaming: bool, speed: float, stats: StreamStats,
+                 stall_timeout_s: float, progress: "_Progress") -> Iterator[tuple[torch.Tensor, int]]:
         rid = f"{next(_ids)}"
+        progress.next_sentence()
         channel = TokenChannel(rid)
-        base = inp.inputs if isinstance(inp, _Bistream) else inp
+        base = inp.inputs if isinstance(inp, TextStreamInput) else inp
         s = self.settings
         renderer = make_renderer(self.version, self.flow, self.hift, base, self.device, self._autocast,
                                  Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor),
@@ -390,14 +432,14 @@ class Runtime:
             with torch.inference_mode():
                 if streaming:
                     while True:
-                        count, done = channel.wait_for(renderer.tokens_needed(), s.stall_timeout_s)
+                        count, done = progress.wait(channel, renderer.tokens_needed(), stall_timeout_s)
                         if count < renderer.tokens_needed():
                             break  # producer ended; the rest goes to the closing chunk
                         speech, ntok = renderer.render_next(channel.tokens())
                         stats.tokens += ntok
                         yield speech, ntok
                 else:
-                    while not channel.wait_for(1 << 62, s.stall_timeout_s)[1]:
+                    while not progress.wait(channel, 1 << 62, stall_timeout_s)[1]:
                         pass
                 tokens = channel.tokens()
                 if tokens or not streaming:
@@ -419,9 +461,52 @@ class Runtime:
 
 
 @dataclass
-class _Bistream:
+class TextStreamInput:
+    """A text iterator's request: the voice inputs, and the pieces the LLM producer reads lazily."""
+
     inputs: ModelInput
     pieces: Iterator[str]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked request (``Runtime.plan``): its mode and one input per LLM run, in order: a sentence
+    of a ``str`` text each, the one ``TextStreamInput`` of a text iterator, the source recording for vc."""
+
+    mode: str
+    inputs: tuple[ModelInput | TextStreamInput, ...]
+
+
+class _Progress:
+    """A request's token count as its observer last heard it, over all its sentences (each sentence's
+    channel counts from 0)."""
+
+    def __init__(self, observer: StreamObserver | None) -> None:
+        self.observer = observer
+        self.total = 0
+        self._base = 0
+
+    def next_sentence(self) -> None:
+        self._base = self.total
+
+    def wait(self, channel: TokenChannel, count: int, stall_timeout_s: float) -> tuple[int, bool]:
+        """``channel.wait_for(count)``; with an observer, it wakes on every token to report it (the
+        channel's lock is released before the observer is called)."""
+        if self.observer is None:
+            return channel.wait_for(count, stall_timeout_s)
+        while True:
+            got, done = channel.wait_for(min(count, self.total - self._base + 1), stall_timeout_s)
+            now = self._base + got
+            if now > self.total:
+                n_new, self.total = now - self.total, now
+                self.observer.on_tokens(n_new, now)
+            if got >= count or done:
+                return got, done
+
+
+def _check_observer(observer: object) -> None:
+    if observer is not None and not isinstance(observer, StreamObserver):
+        raise InvalidInput(f"observer={_short(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")
 
 
 def _len(t: torch.Tensor) -> torch.Tensor:

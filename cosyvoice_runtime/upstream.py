@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import CosyVoiceError, InvalidInput
+from .frontend import ModelInput
 from .types import Chunk, StreamStats, Synthesis
 
 if TYPE_CHECKING:
-    from .runtime import Runtime
+    from .runtime import Plan, Runtime
 
 CLASS_NAMES = {1: "CosyVoiceModel", 2: "CosyVoice2Model", 3: "CosyVoice3Model"}
 
@@ -121,14 +122,16 @@ class UpstreamEngine:
              text_frontend: bool = True, **kwargs: Any) -> Iterator[Chunk]:
         if not isinstance(text, str) and kwargs.get("source_wav") is None:
             raise InvalidInput("the upstream engine here takes text as a str")
-        plan = self.runtime._plan(text, kwargs.get("speaker"), kwargs.get("prompt_wav"), kwargs.get("prompt_text"),
-                                  kwargs.get("instruct"), kwargs.get("source_wav"), text_frontend)
+        plan = self.runtime.plan(text, speaker=kwargs.get("speaker"), prompt_wav=kwargs.get("prompt_wav"),
+                                 prompt_text=kwargs.get("prompt_text"), instruct=kwargs.get("instruct"),
+                                 source_wav=kwargs.get("source_wav"), text_frontend=text_frontend)
         return self._chunks(plan, stream=stream, stats=stats, speed=speed)
 
-    def _chunks(self, plan: list[Any], *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
+    def _chunks(self, plan: "Plan", *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
         t0 = time.perf_counter()
         index = 0
-        for inp in plan:
+        for inp in plan.inputs:
+            assert isinstance(inp, ModelInput)  # a text iterator was refused above
             args = dict(flow_embedding=inp.flow_embedding, llm_embedding=inp.llm_embedding,
                         prompt_text=inp.prompt_text, llm_prompt_speech_token=inp.llm_prompt_speech_token,
                         flow_prompt_speech_token=inp.flow_prompt_speech_token,

@@ -12,7 +12,10 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from cosyvoice_runtime import Runtime
 
 BUILTIN = ("fixed", "upstream")
 FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -31,6 +34,13 @@ class Engine(Protocol):
     covers: the complete check compares their sum with the tokens counted at the LLM); a result has
     `.audio`, `.chunks` and `.stats.tokens`. Errors may be of any type; a stream must end (or raise)
     when its producer dies, or the watchdog fails the test.
+
+    Optional: where `stream`/`synthesize` name an `observer=` parameter, `cosy_tts` passes a
+    `cosyvoice_runtime.StreamObserver` per call and counts that call's tokens from its `on_tokens`;
+    otherwise it counts them at `runtime.llm.inference`. Where they name `stall_timeout_s=`, the test's
+    stall timeout (`--cosy-stall-timeout`, `@pytest.mark.stall_timeout`) is passed per call; otherwise
+    the engine keeps its own and only the watchdog applies the test's. `**kwargs` alone counts as
+    neither (see `recorder.accepts`). The Runtime names both.
     """
 
     sample_rate: int      # Hz of the audio it returns
@@ -54,7 +64,7 @@ def is_factory(value: str) -> bool:
     return bool(FACTORY_RE.match(value))
 
 
-def load_factory(value: str) -> Callable[[Any], Any]:
+def load_factory(value: str) -> Callable[["Runtime"], Any]:
     """The callable named by 'package.module:factory' (attributes may be dotted: 'mod:Class.build')."""
     module_name, _, attr = value.partition(":")
     try:
@@ -85,7 +95,7 @@ def missing_members(obj: Any) -> list[str]:
     return out
 
 
-def build(value: str, runtime: Any) -> Any:
+def build(value: str, runtime: "Runtime") -> Engine:
     """The engine `value` names, built over the loaded `runtime`.
 
     EngineError: a factory that does not import, raises, or returns an object missing protocol members.
@@ -109,4 +119,4 @@ def build(value: str, runtime: Any) -> Any:
     if missing:
         raise EngineError(f"the factory returned a {type(engine).__name__} that lacks "
                           f"{', '.join(missing)} (an engine needs {', '.join(MEMBERS)})")
-    return engine
+    return engine  # an object with the protocol members (checked above)

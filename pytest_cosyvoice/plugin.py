@@ -2,18 +2,20 @@
 settings.py, markers.py, session.py, recorder.py and checks.py; this module only wires it in."""
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-
-import time
 
 from . import gate, rounds
 from . import settings as _settings
 from .markers import MARKER_HELP
 from .recorder import CosyTTS
 from .session import WIRE_KEY, CosySession, Prompt, TestRun, default_prompt, report_text
+
+if TYPE_CHECKING:
+    from cosyvoice_runtime import Runtime
 
 SESSION_KEY = pytest.StashKey[CosySession]()
 RUN_KEY = pytest.StashKey[TestRun]()
@@ -54,16 +56,14 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     run = item.stash.get(RUN_KEY, None)
     if run is None:
         return (yield)
-    run.start_call()
     try:
-        result = yield
+        with run.capture():
+            result = yield
     except BaseException:
-        run.stop_call()
         problems = run.evaluate()
         if problems:
             item.add_report_section("call", "cosyvoice checks", report_text(problems))
         raise
-    run.stop_call()
     problems = run.evaluate()
     if problems:
         pytest.fail(report_text(problems), pytrace=False)
@@ -134,29 +134,22 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def cosy_model(pytestconfig: pytest.Config) -> Any:
+def cosy_model(pytestconfig: pytest.Config) -> "Runtime":
     """The loaded `cosyvoice_runtime.Runtime` (once per session, or per xdist worker)."""
     return get_session(pytestconfig).runtime()
 
 
 @pytest.fixture
-def cosy_tts(request: pytest.FixtureRequest, cosy_model: Any) -> Iterator[CosyTTS]:
+def cosy_tts(request: pytest.FixtureRequest, cosy_model: "Runtime") -> Iterator[CosyTTS]:
     """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks."""
     session = get_session(request.config)
     run = request.node.stash[RUN_KEY]
-    engine = session.engine()
-    timeout = run.settings.stall_timeout_s
-    saved = cosy_model.settings.stall_timeout_s
-    if timeout != saved:
-        cosy_model.configure(stall_timeout_s=timeout)
-    tts = CosyTTS(engine, cosy_model, stall_timeout_s=timeout, rtf=run.rtf, first_use=session.first_use,
-                  round=run.round)
+    # The test's stall timeout goes with each request (`stall_timeout_s=`, where the engine takes it)
+    # and to the watchdog; the shared runtime's settings are left alone.
+    tts = CosyTTS(session.engine(), cosy_model, stall_timeout_s=run.settings.stall_timeout_s, rtf=run.rtf,
+                  first_use=session.first_use, round=run.round)
     run.recordings = tts.recordings
-    try:
-        yield tts
-    finally:
-        if timeout != saved:
-            cosy_model.configure(stall_timeout_s=saved)
+    yield tts
 
 
 @pytest.fixture(scope="session")

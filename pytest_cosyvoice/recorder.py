@@ -2,14 +2,23 @@
 
 Each call's iterator is drained by a daemon reader thread into a queue, as fast as the engine
 produces (a real player buffers too), so arrival times measure the engine, not the test's loop.
-The test side reads the queue with a timeout: when neither a chunk nor a speech token (counted at
-the LLM) arrives for the stall timeout plus a margin, the call fails the test with the chunk count
-and the seconds waited. A reader stuck inside the engine (upstream's stream spins forever when its
+The test side reads the queue with a timeout: when neither a chunk nor a speech token arrives for the
+stall timeout plus a margin, the call fails the test with the chunk count and the seconds waited.
+
+Tokens are counted per call by a `cosyvoice_runtime.StreamObserver` passed as `observer=` where the
+engine's `stream`/`synthesize` name that parameter (this project's Runtime does), and the test's stall
+timeout goes to the engine as `stall_timeout_s=` where it names that one. An engine without `observer=`
+(upstream's class, most custom engines) is counted at the LLM instead: `runtime.llm.inference` is
+wrapped while such a call is in flight, and each token goes to the call whose reader thread started
+the thread that generated it (`_Lineage`). That wrapper sits on the shared component, so it sees
+every engine's tokens whatever the engine, and injected faults (which replace `llm.inference`)
+run inside it. A reader stuck inside the engine (upstream's stream spins forever when its
 LLM thread dies) is abandoned: it is a daemon thread, so it never holds up the session, and the
 recording names it.
 """
 from __future__ import annotations
 
+import inspect
 import itertools
 import queue
 import threading
@@ -21,11 +30,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
+from cosyvoice_runtime import StreamObserver, StreamStats
+
 from .checks import Recording
+from .engine import Engine
 from .markers import RtfSpec
 
 if TYPE_CHECKING:
-    from cosyvoice_runtime import Chunk, Synthesis
+    from cosyvoice_runtime import Chunk, Runtime, Synthesis
 
 # The runtime raises its own StreamStalled at the stall timeout, after joining its producer for up to
 # its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
@@ -80,13 +92,12 @@ class _Lineage:
 
 
 class _Tokens:
-    """Counts speech tokens at the LLM (installed on `llm.inference` for the duration of the calls),
-    per call: the independent 'generated' count of the complete check, and the watchdog's sign of
-    progress. `owner()` names the call a token generated in the current thread belongs to."""
+    """Counts speech tokens at the LLM for calls whose engine takes no observer: installed on
+    `llm.inference` (and `inference_bistream`) while such a call is in flight; `token()` is called in
+    the generating thread for every token and attributes it (see `CosyTTS._llm_token`)."""
 
-    def __init__(self, owner: Callable[[], "_Call | None"], live: Callable[[], "list[_Call]"]) -> None:
-        self._owner = owner
-        self._live = live
+    def __init__(self, token: Callable[[], None]) -> None:
+        self._token = token
         self._saved: dict[str, Any] = {}
         self._llm: Any = None
         self._wrappers: dict[str, Any] = {}
@@ -94,17 +105,7 @@ class _Tokens:
     def _wrap(self, fn: Callable[..., Iterable[int]]) -> Callable[..., Iterator[int]]:
         def counted(*args: Any, **kwargs: Any) -> Iterator[int]:
             for tok in fn(*args, **kwargs):
-                now = time.perf_counter()
-                call = self._owner()
-                if call is not None:
-                    call.tokens += 1
-                    call.last_token = now
-                else:
-                    # Cannot say whose token this is: every call in flight loses its count (not judged)
-                    # but gets the sign of life.
-                    for c in self._live():
-                        c.unattributed += 1
-                        c.last_token = now
+                self._token()
                 yield tok
         return counted
 
@@ -164,11 +165,46 @@ def _drain(it: Iterator["Chunk"]) -> Callable[[_Reader], None]:
     return work
 
 
+def accepts(method: Callable[..., Any], name: str) -> bool:
+    """Whether `method` names the keyword parameter `name`. `**kwargs` alone does not count: an
+    engine that swallows unknown keywords (or hands them to a callee that refuses them) must not be
+    given `observer=`/`stall_timeout_s=`."""
+    try:
+        param = inspect.signature(method).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class _CallObserver(StreamObserver):
+    """Hears one call's tokens from the engine (in the reader thread, which iterates it) and hands
+    every callback on to the test's own observer, if the test passed one."""
+
+    def __init__(self, tts: "CosyTTS", call: "_Call", inner: StreamObserver | None) -> None:
+        self._tts = tts
+        self._call = call
+        self._inner = inner
+
+    def on_tokens(self, n_new: int, total: int) -> None:
+        self._tts._observed_tokens(self._call, total)
+        if self._inner is not None:
+            self._inner.on_tokens(n_new, total)
+
+    def on_chunk(self, chunk: "Chunk") -> None:
+        if self._inner is not None:
+            self._inner.on_chunk(chunk)
+
+    def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
+        if self._inner is not None:
+            self._inner.on_end(stats, error)
+
+
 class CosyTTS:
     """The `cosy_tts` fixture's object: `stream(...)` and `synthesize(...)` with the engine's
     signature, plus `recordings` (one `Recording` per call, replays included)."""
 
-    def __init__(self, engine: Any, runtime: Any, *, stall_timeout_s: float, rtf: RtfSpec | None = None,
+    def __init__(self, engine: Engine, runtime: "Runtime", *, stall_timeout_s: float, rtf: RtfSpec | None = None,
                  first_use: Callable[[], bool] = lambda: False, round: int = 0) -> None:
         self.engine = engine
         self.runtime = runtime
@@ -179,14 +215,19 @@ class CosyTTS:
         self._first_use = first_use
         self._warmed = False
         self._n = {"stream": 0, "synthesize": 0}
-        self._tokens = _Tokens(self._owner, self._live_calls)
+        self._tokens = _Tokens(self._llm_token)
+        self._counting_at_llm = 0       # calls in flight that count at the LLM (engine without observer=)
         self._active = 0
-        self._prev_hook: Any = None
+        self._prev_hook: Callable[[threading.ExceptHookArgs], Any] | None = None
+        self._hook: Callable[[threading.ExceptHookArgs], None] | None = None
         self._live: list[_Call] = []
         # Threads that call cosy_tts or read for it: under concurrent calls they are the harness's and
         # the test's, not threads a stream left behind.
         self._harness_threads: set[int | None] = set()
         self._lock = threading.Lock()
+        # What the engine's methods take beyond the Runtime's request arguments (see `accepts`).
+        self._takes = {kind: (accepts(getattr(engine, kind), "observer"), accepts(getattr(engine, kind), "stall_timeout_s"))
+                       for kind in ("stream", "synthesize")}
         flow = getattr(runtime, "flow", None)
         rate = getattr(flow, "input_frame_rate", None) or (50 if runtime.version == 1 else 25)
         self.samples_per_token = runtime.sample_rate / float(rate)
@@ -226,11 +267,19 @@ class CosyTTS:
             self._n[kind] += 1
         return f"{kind} {n}" + (f" (round {self.round + 1})" if self.round else "")
 
+    def _unlabel(self, kind: str) -> None:
+        """A call refused for its arguments gives its number back (it recorded nothing)."""
+        with self._lock:
+            self._n[kind] -= 1
+
     def _warmup(self, kind: str, text: Any, kwargs: dict[str, Any]) -> None:
         """Under @rtf, the test's first call is run `warmup` times untimed and unrecorded first."""
-        if self._warmed or not self.rtf or not isinstance(text, str):
+        if not self.rtf or not isinstance(text, str):
             return
-        self._warmed = True
+        with self._lock:
+            if self._warmed:
+                return
+            self._warmed = True
         for k in range(self.rtf.warmup):
             label = f"{kind} warm-up {k + 1}"
             if kind == "stream":
@@ -244,77 +293,127 @@ class CosyTTS:
         rec = Recording(label=label, kind=kind, sample_rate=self.sample_rate, samples_per_token=self.samples_per_token,
                         speed=float(kwargs.get("speed", 1.0)), measured=measured, round=round_,
                         cold=self._first_use())
+        observed = self._takes[kind][0]
+        # Voice conversion takes its tokens from the source audio: the LLM's count says nothing of it
+        # (the engine's observer, where there is one, counts the tokens actually rendered).
+        call = _Call(rec, {t.ident for t in threading.enumerate()}, observed=observed,
+                     counts_tokens=observed or kwargs.get("source_wav") is None)
         with self._lock:
             self._active += 1
             if self._active == 1:
                 _Lineage.track()
-                self._tokens.install(self.runtime.llm)
                 self._prev_hook = threading.excepthook
-                threading.excepthook = self._thread_died
-            # Voice conversion takes its tokens from the source audio: the LLM count says nothing.
-            call = _Call(rec, {t.ident for t in threading.enumerate()}, counts_tokens=kwargs.get("source_wav") is None)
+                self._hook = self._thread_died
+                threading.excepthook = self._hook
+            if not observed:
+                self._counting_at_llm += 1
+                if self._counting_at_llm == 1:
+                    self._tokens.install(self.runtime.llm)
             for other in self._live:
                 other.overlapped = call.overlapped = True
             self._harness_threads.add(threading.get_ident())
             self._live.append(call)
-        if measured:
-            self.recordings.append(rec)
+            if measured:
+                self.recordings.append(rec)
         return call
 
-    def _live_calls(self) -> list["_Call"]:
-        with self._lock:
-            return list(self._live)
+    def _engine_kwargs(self, kind: str, call: "_Call", kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The test's arguments plus what the engine takes of ours: the per-call observer (chaining the
+        test's own, if it passed one) and the test's stall timeout (unless the test passed one)."""
+        observer, stall = self._takes[kind]
+        out = dict(kwargs)
+        if observer:
+            out["observer"] = _CallObserver(self, call, kwargs.get("observer"))
+        if stall:
+            out.setdefault("stall_timeout_s", self.stall_timeout_s)
+        return out
 
-    def _owner(self) -> "_Call | None":
-        """The call the current thread works for: the call of the nearest reader among its ancestors;
-        a thread no reader started belongs to the only call in flight, or to none (not judged)."""
+    def _observed_tokens(self, call: "_Call", total: int) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            call.tokens = total
+            call.last_token = now
+
+    def _llm_token(self) -> None:
+        """A token generated at the LLM, in the current thread (engines without observer=): counted
+        for the call whose reader is an ancestor of this thread, or for the only call in flight."""
         reader = _Lineage.reader_of(threading.current_thread())
+        now = time.perf_counter()
         with self._lock:
             if reader is not None:
-                return next((c for c in self._live if c.reader is reader), None)
-            return self._live[0] if len(self._live) == 1 else None
+                call = next((c for c in self._live if c.reader is reader), None)
+            else:
+                call = self._live[0] if len(self._live) == 1 else None
+            if call is not None:
+                if not call.observed:
+                    call.tokens += 1
+                call.last_token = now
+                return
+            # Cannot say whose token this is: every call counted here loses its count (not judged),
+            # every call in flight gets the sign of life.
+            for c in self._live:
+                if not c.observed:
+                    c.unattributed += 1
+                c.last_token = now
 
     def _thread_died(self, args: threading.ExceptHookArgs) -> None:
         # Upstream's LLM thread dies this way: only the thread hook ever hears of it.
         name = args.thread.name if args.thread is not None else "?"
         reader = _Lineage.reader_of(args.thread)
         with self._lock:
-            calls = [c for c in self._live if reader is None or c.reader is reader]
-        for call in calls:
-            call.rec.thread_errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
-        if self._prev_hook is not None:
-            self._prev_hook(args)
+            for call in self._live:
+                if reader is None or call.reader is reader:
+                    call.rec.thread_errors.append(f"{name}: {args.exc_type.__name__}: {args.exc_value}")
+            prev = self._prev_hook
+        if prev is not None:
+            prev(args)
+
+    def _started_by(self, call: "_Call") -> list[threading.Thread]:
+        """Threads alive now that the call started: new since it began, not the harness's (callers,
+        readers), and under overlapping calls only those its own reader started."""
+        reader = call.reader
+        with self._lock:
+            harness = set(self._harness_threads)
+        me = threading.get_ident()
+        return [t for t in threading.enumerate()
+                if t.ident not in call.threads_before and t.ident not in harness and t.ident != me
+                and t is not reader and t.is_alive()
+                and (not call.overlapped or (reader is not None and _Lineage.reader_of(t) is reader))]
 
     def _end(self, call: "_Call", *, keep: bool = True) -> None:
         rec, reader = call.rec, call.reader
-        if call not in self._live:
-            return
+        with self._lock:
+            if call not in self._live:
+                return
         if reader is not None and not rec.abandoned:
             # A closed stream ends at the reader's next chunk: give it up to a stall timeout.
             reader.join(self.watchdog_s if rec.outcome == "closed" else TIDY_GRACE_S)
-        mine = {reader.ident} if reader is not None else set()
+        # The threads the call started get the grace period, in all, to end (joined, not polled).
         deadline = time.monotonic() + TIDY_GRACE_S
-        while True:
-            # Under overlapping calls a new thread is this call's only when its reader started it.
-            new = [t for t in threading.enumerate()
-                   if t.ident not in call.threads_before and t.ident not in mine
-                   and t.ident not in self._harness_threads and t.is_alive()
-                   and (not call.overlapped or (reader is not None and _Lineage.reader_of(t) is reader))]
-            if not new or time.monotonic() > deadline:
-                break
-            time.sleep(0.02)
-        rec.leaked_threads = ([rec.abandoned] if rec.abandoned else []) + [t.name for t in new]
+        for t in self._started_by(call):
+            try:
+                t.join(max(0.0, deadline - time.monotonic()))
+            except AssertionError:  # a thread started outside `threading` (its _DummyThread cannot be joined)
+                pass
+        new = self._started_by(call)
         with self._lock:
+            rec.leaked_threads = ([rec.abandoned] if rec.abandoned else []) + [t.name for t in new]
             if call.counts_tokens and not call.unattributed:
                 rec.generated_tokens = call.tokens
             self._live.remove(call)
+            if not call.observed:
+                self._counting_at_llm -= 1
+                if self._counting_at_llm == 0:
+                    self._tokens.uninstall()
             self._active -= 1
             if self._active == 0:
-                self._tokens.uninstall()
-                threading.excepthook = self._prev_hook
+                # Restored only where it is still ours: a hook set meanwhile by the test stays.
+                if threading.excepthook is self._hook:
+                    threading.excepthook = self._prev_hook  # type: ignore[assignment]
+                self._hook = self._prev_hook = None
                 _Lineage.untrack()
-        if not keep and rec in self.recordings:
-            self.recordings.remove(rec)
+            if not keep and rec in self.recordings:
+                self.recordings.remove(rec)
 
     def _wait(self, call: "_Call", t0: float) -> tuple[str, Any, float]:
         """The next queue item, or a test failure once nothing has progressed for the stall timeout."""
@@ -323,7 +422,9 @@ class CosyTTS:
         limit = self.watchdog_s
         while True:
             last_chunk = t0 + rec.arrivals_s[-1] if rec.arrivals_s else t0
-            idle = time.perf_counter() - max(t0, last_chunk, call.last_token)
+            with self._lock:
+                last_token = call.last_token
+            idle = time.perf_counter() - max(t0, last_chunk, last_token)
             if idle >= limit:
                 break
             try:
@@ -343,20 +444,24 @@ class CosyTTS:
         self._end(call)
         pytest.fail(f"cosy_tts {rec.label}: {rec.error}", pytrace=False)
 
+    def _start_reader(self, call: "_Call", work: Callable[[_Reader], None]) -> None:
+        call.reader = _Reader(work)
+        call.reader.start()
+        with self._lock:
+            self._harness_threads.add(call.reader.ident)
+
     def _stream(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
                 measured: bool) -> Iterator["Chunk"]:
         call = self._begin(label, "stream", kwargs, round_, measured)
         t0 = time.perf_counter()
         try:
-            it = self.engine.stream(text, **kwargs)
+            it = self.engine.stream(text, **self._engine_kwargs("stream", call, kwargs))
         except BaseException:
             self._end(call, keep=False)  # refused for its arguments: no stream to check
             if measured:
-                self._n["stream"] -= 1
+                self._unlabel("stream")
             raise
-        call.reader = _Reader(_drain(iter(it)))
-        call.reader.start()
-        self._harness_threads.add(call.reader.ident)
+        self._start_reader(call, _drain(iter(it)))
         return self._consume(call, t0)
 
     def _consume(self, call: "_Call", t0: float) -> Iterator["Chunk"]:
@@ -388,15 +493,14 @@ class CosyTTS:
         call = self._begin(label, "synthesize", kwargs, round_, measured)
         rec = call.rec
         t0 = time.perf_counter()
-        call.reader = _Reader(lambda r: r.put("result", self.engine.synthesize(text, **kwargs)))
-        call.reader.start()
-        self._harness_threads.add(call.reader.ident)
+        engine_kwargs = self._engine_kwargs("synthesize", call, kwargs)
+        self._start_reader(call, lambda r: r.put("result", self.engine.synthesize(text, **engine_kwargs)))
         kind, payload, t = self._wait(call, t0)
         rec.wall_s = t - t0
         if kind == "error":
             refused = _is_argument_error(payload)
             if refused and measured:
-                self._n["synthesize"] -= 1
+                self._unlabel("synthesize")
             elif not refused:
                 rec.outcome, rec.error = type(payload).__name__, str(payload)
             self._end(call, keep=not refused)
@@ -418,9 +522,10 @@ class CosyTTS:
 class _Call:
     rec: Recording
     threads_before: set[int | None]
+    observed: bool = False         # the engine reports this call's tokens (observer=), not the LLM wrapper
     counts_tokens: bool = True
     reader: _Reader | None = None
-    tokens: int = 0                # counted at the LLM in threads this call's reader started
+    tokens: int = 0                # generated for this call (guarded by CosyTTS._lock)
     unattributed: int = 0          # tokens in flight that no call could be named for (count not judged)
     last_token: float = 0.0        # perf_counter of the call's latest token (the watchdog's progress)
     overlapped: bool = False       # another cosy_tts call was in flight at some point

@@ -6,24 +6,32 @@ baseline modules; under xdist the controller's session holds every worker's resu
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import threading
-import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import checks
+from . import junit
 from .calibration import Health, HealthMonitor
-from .checks import CLEAN_CATEGORIES, Recording, WarningRecord
-from .measurements import StreamTrace, TestFigures
+from .capture import WarningCapture
+from .checks import Recording, WarningRecord
 from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec, specs_for
+from .measurements import TestFigures
 from .report_model import StreamRecord
 from .settings import Settings
+from .verdict import Verdict, judge, spec_of
+
+if TYPE_CHECKING:
+    from cosyvoice_runtime import Runtime
+
+    from .engine import Engine
 
 log = logging.getLogger("pytest_cosyvoice")
 DATA_DIR = Path(__file__).parent / "data"
@@ -43,6 +51,16 @@ def default_prompt() -> Prompt:
     return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
 
 
+def resolve_device_setting(device: str) -> str:
+    """Where `--cosy-device` would load, without loading (and without importing the runtime): 'auto'
+    is CUDA where torch sees one."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class CosySession:
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
@@ -50,8 +68,9 @@ class CosySession:
         self.worker_id = os.environ.get("PYTEST_XDIST_WORKER", "")
         self.figures: dict[str, TestFigures] = {}
         self.streams: list[StreamRecord] = []
-        self._runtime: Any = None
-        self._engine: Any = None
+        self._runtime: Runtime | None = None
+        self._engine: Engine | None = None
+        self._device_used: tuple[str, bool] | None = None   # (device, fp16) of the model loaded here or on a worker
         self._engine_skip: str | None = None
         self._load_error: str | None = None
         self._used = False
@@ -68,6 +87,7 @@ class CosySession:
     def to_wire(self) -> dict[str, Any]:
         health = self.health()
         return {"schema": WIRE_SCHEMA, "worker": self.worker_id,
+                "device": None if self._device_used is None else list(self._device_used),
                 "figures": [f.to_json() for f in self.figures.values()],
                 "streams": [s.to_wire() for s in self.streams],
                 "health": None if health is None else health.to_json()}
@@ -81,6 +101,9 @@ class CosySession:
         self.streams.extend(StreamRecord.from_wire(s) for s in data["streams"])
         if data.get("health"):
             self.worker_health.append(Health.from_json(data["health"]))
+        if data.get("device") and self._device_used is None:
+            device, fp16 = data["device"]
+            self._device_used = (str(device), bool(fp16))
 
     def health(self) -> Health | None:
         """The machine's health over the session (calibration and contention); None when no model ran.
@@ -125,7 +148,7 @@ class CosySession:
         k = int(re.sub(r"\D", "", self.worker_id) or 0)
         return f"cuda:{k % torch.cuda.device_count()}"
 
-    def runtime(self) -> Any:
+    def runtime(self) -> Runtime:
         """The loaded Runtime, once per process."""
         with self._lock:
             if self._runtime is None and self._load_error is None:
@@ -139,23 +162,23 @@ class CosySession:
                 except cosyvoice_runtime.CosyVoiceError as e:
                     self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
                 else:
+                    self._device_used = (str(self._runtime.device), bool(self._runtime.fp16))
                     # The machine's speed and contention are watched from the load on.
                     self.monitor = HealthMonitor(str(self._runtime.device))
                     self.monitor.calibrate()
         if self._load_error is not None:
             pytest.fail(self._load_error, pytrace=False)
+        assert self._runtime is not None
         return self._runtime
 
     def device_used(self) -> tuple[str, bool]:
-        """(device, fp16) of the loaded model; the settings' resolution where this process loaded none
-        (the xdist controller)."""
-        if self._runtime is not None:
-            return str(self._runtime.device), bool(self._runtime.fp16)
-        from cosyvoice_runtime.runtime import resolve_device
+        """(device, fp16) of the loaded model: this process's, or (the xdist controller) the one a
+        worker reported; the settings' resolution where no model was loaded anywhere."""
+        if self._device_used is not None:
+            return self._device_used
+        return resolve_device_setting(self.settings.device), self.settings.fp16
 
-        return str(resolve_device(self.settings.device)), self.settings.fp16
-
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         """What cosy_tts calls: the Runtime, upstream's orchestration class driving its components, or
         the engine a `package.module:factory` builds from it (see `pytest_cosyvoice.engine`)."""
         from .engine import EngineError, EngineUnavailable, build
@@ -173,6 +196,7 @@ class CosySession:
                     raise pytest.UsageError(f"{where}={value!r}: {e}") from None
         if self._engine_skip is not None:
             pytest.skip(self._engine_skip)
+        assert self._engine is not None
         return self._engine
 
     def check_engine(self, items: list[pytest.Item]) -> None:
@@ -197,174 +221,94 @@ class CosySession:
         return cold
 
     # -- per test -----------------------------------------------------------------------------------
-    def start_test(self, item: pytest.Item) -> "TestRun":
+    def start_test(self, item: pytest.Item) -> TestRun:
         return TestRun(self, item, specs_for(item))
 
     @staticmethod
     def rtf_repeat(item: pytest.Item) -> int:
         """How many RTF rounds the test's marker asks for (1: none after the main pass)."""
-        spec = specs_for(item).get("rtf")
+        spec = spec_of(specs_for(item), RtfSpec)
         return spec.repeat if spec is not None else 1
 
 
 class TestRun:
-    """One test: its marker specs, the recordings of its `cosy_tts`, its warnings, its verdict."""
+    """One test: its marker specs and what its call captured (the recordings of its `cosy_tts`, its
+    warnings); `evaluate` asks `verdict.judge` and records the figures on the session."""
 
     __test__ = False  # not a test class, whatever pytest's collection thinks of the name
 
-    def __init__(self, session: CosySession, item: pytest.Item, specs: dict[str, Any]) -> None:
+    def __init__(self, session: CosySession, item: pytest.Item, specs: tuple[Any, ...]) -> None:
         self.session = session
         self.item = item
-        self.streaming: StreamingSpec | None = specs.get("streaming")
-        self.rtf: RtfSpec | None = specs.get("rtf")
-        self.first_chunk: FirstChunkSpec | None = specs.get("first_chunk")
-        self.no_deprecations: NoDeprecationsSpec | None = specs.get("no_deprecations")
-        stall: StallTimeoutSpec | None = specs.get("stall_timeout")
+        self.specs = specs
+        self.streaming = spec_of(specs, StreamingSpec)
+        self.rtf = spec_of(specs, RtfSpec)
+        stall = spec_of(specs, StallTimeoutSpec)
         self.settings = session.settings.with_stall_timeout(stall.seconds) if stall else session.settings
         self.round = session.round
         self.recordings: list[Recording] = []
         self.warnings: list[WarningRecord] = []
-        self._catcher: Any = None
 
     @property
     def checks_warnings(self) -> bool:
-        return self.streaming is not None or self.no_deprecations is not None
+        return self.streaming is not None or spec_of(self.specs, NoDeprecationsSpec) is not None
 
-    # -- warnings: a process-wide capture, so warnings from the engine's threads count too ------------
-    def start_call(self) -> None:
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[None]:
+        """Around the test's call: its warnings, from any thread (see `capture.WarningCapture`)."""
         if not self.checks_warnings:
+            yield
             return
-        self._catcher = warnings.catch_warnings()
-        self._catcher.__enter__()
-        for cat in CLEAN_CATEGORIES:
-            # "always" beats "once"/"default" and makes __warningregistry__ entries irrelevant, so a
-            # warning already shown by an earlier test is seen again.
-            warnings.filterwarnings("always", category=cat)
-        warnings.showwarning = self._show
-
-    def _show(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
-              file: Any = None, line: str | None = None) -> None:
-        self.warnings.append(WarningRecord(category, str(message), filename, lineno, threading.current_thread().name))
-
-    def stop_call(self) -> None:
-        if self._catcher is None:
-            return
-        self._catcher.__exit__(None, None, None)
-        self._catcher = None
-        for w in self.warnings:
-            # Hand them on to pytest's own capture, so its warnings summary still lists them.
-            try:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            except Warning:  # a -W error filter: the clean check reports them already
-                pass
+        with WarningCapture() as cap:
+            self.warnings = cap.records
+            yield
 
     # -- verdict ------------------------------------------------------------------------------------
     def evaluate(self) -> list[str]:
         """The failed checks as '<check>: <problem>' lines; records figures and streams on the session."""
-        problems: list[tuple[str, str]] = []
-        spec = self.streaming
-        prebuffer_ms = spec.prebuffer_ms if spec else 0.0
-        traces: list[tuple[Recording, StreamTrace, bool]] = []
-        gaps: dict[int, float] = {}
-        for rec in self.recordings:
-            pb, gap_p = checks.check_gap_free(rec, prebuffer_ms, spec.max_gap_ms if spec else float("inf"))
-            clicks, sound_p = checks.check_sound(rec, spec.max_click_ratio if spec else float("inf"))
-            mine: list[tuple[str, str]] = []
-            if spec:
-                mine += [(checks.GAP_FREE, p) for p in gap_p]
-                mine += [(checks.COMPLETE, p) for p in checks.check_complete(rec)]
-                mine += [(checks.SOUND, p) for p in sound_p]
-                mine += [(checks.TIDY, p) for p in checks.check_tidy(rec)]
-            problems += mine
-            traces.append((rec, rec.to_trace(pb, clicks), bool(mine)))
-            gaps[id(rec)] = pb.worst_stall_s * 1000.0
-        if self.checks_warnings:
-            allow = list(self.session.settings.allowed_warnings)
-            allow += list(spec.allow_warnings) if spec else []
-            allow += list(self.no_deprecations.allow) if self.no_deprecations else []
-            problems += [(checks.CLEAN, p) for p in checks.check_clean(self.warnings, allow)]
+        verdict = judge(self.specs, self.recordings, self.warnings,
+                        allowed_warnings=self.session.settings.allowed_warnings, round=self.round)
+        if self.recordings or self.streaming or self.rtf or spec_of(self.specs, FirstChunkSpec):
+            if self.round:
+                self._record_round(verdict)
+            else:
+                self._record(verdict)
+        return verdict.lines()
 
-        rounds = checks.rtf_rounds(self.recordings)
-        # Later RTF rounds (rounds.py) only add samples for the drift rule: the test's rtf(max) and
-        # first_chunk(max_ms) verdicts are those of its own (first) round.
-        if self.rtf is not None and not self.round:
-            if not rounds:
-                problems.append(("rtf", "the test made no complete cosy_tts call to time"))
-            elif checks.median(rounds) > self.rtf.max:
-                problems.append(("rtf", f"real-time factor {checks.median(rounds):.3f} > max {self.rtf.max:g} "
-                                        f"(rounds: {', '.join(f'{r:.3f}' for r in rounds)}; wall time / audio seconds "
-                                        f"after {self.rtf.warmup} warm-up run(s))"))
-        streams = [r for r in self.recordings if r.kind == "stream" and r.arrivals_s]
-        if self.first_chunk is not None and not self.round:
-            if not streams:
-                problems.append(("first_chunk", "the test made no cosy_tts.stream call that produced a chunk"))
-            for r in streams:
-                ms = r.arrivals_s[0] * 1000.0
-                if ms > self.first_chunk.max_ms:
-                    problems.append(("first_chunk", f"{r.label}: first chunk after {ms:.0f} ms > max_ms "
-                                                    f"{self.first_chunk.max_ms:g}"))
-        self._record(traces, gaps, rounds, problems)
-        return [f"{check}: {text}" for check, text in problems]
-
-    def _record(self, traces: list[tuple[Recording, StreamTrace, bool]], gaps: dict[int, float],
-                rounds: list[float], problems: list[tuple[str, str]]) -> None:
-        if not self.recordings and not (self.streaming or self.rtf or self.first_chunk):
-            return
-        if self.round:
-            self._record_round(gaps, rounds, problems)
-            return
-        by_round: dict[int, list[Recording]] = {}
-        for r in self.recordings:
-            by_round.setdefault(r.round, []).append(r)
-        first: list[float] = []
-        worst: list[float] = []
-        for k in sorted(by_round):
-            st = [r for r in by_round[k] if r.kind == "stream" and r.arrivals_s]
-            if st:
-                first.append(max(r.arrivals_s[0] * 1000.0 for r in st))
-                worst.append(max(gaps[id(r)] for r in st))
-        failed = sorted({c for c, _ in problems}, key=lambda c: (c not in checks.CHECKS, c))
-        fig = TestFigures(nodeid=self.item.nodeid, rtf=rounds, first_chunk_ms=first, worst_gap_ms=worst,
+    def _record(self, verdict: Verdict) -> None:
+        fig = TestFigures(nodeid=self.item.nodeid, rtf=list(verdict.rtf), first_chunk_ms=list(verdict.first_chunk_ms),
+                          worst_gap_ms=list(verdict.worst_gap_ms),
                           audio_s=sum(r.audio_s for r in self.recordings if r.round == 0),
                           cold=any(r.cold for r in self.recordings), engine=self.session.settings.engine,
-                          failed_checks=failed)
+                          failed_checks=verdict.failed_checks)
         self.session.figures[self.item.nodeid] = fig
         prebuffer_s = (self.streaming.prebuffer_ms / 1000.0) if self.streaming else 0.0
         # The report draws every stream that failed a check and one sample of the others (the test's
         # first): keeping all of them would grow with rtf repeats, in memory and on the xdist wire.
         sampled = False
-        for rec, trace, bad in traces:
-            if not bad:
+        for s in verdict.streams:
+            if not s.failed:
                 if sampled:
                     continue
                 sampled = True
-            self.session.streams.append(StreamRecord(self.item.nodeid, trace, rec.audio, prebuffer_s, bad))
-        # JUnit XML carries these (one value per test: the median round, the worst gap).
-        props = self.item.user_properties
-        if rounds:
-            props.append(("rtf", round(checks.median(rounds), 4)))
-        if first:
-            props.append(("first_chunk_ms", round(checks.median(first), 1)))
-        if worst:
-            props.append(("worst_gap_ms", round(max(worst), 1)))
+            self.session.streams.append(StreamRecord(self.item.nodeid, s.trace, s.recording.audio, prebuffer_s,
+                                                     s.failed))
+        self.item.user_properties.extend(junit.properties(verdict))
 
-
-    def _record_round(self, gaps: dict[int, float], rounds: list[float], problems: list[tuple[str, str]]) -> None:
+    def _record_round(self, verdict: Verdict) -> None:
         """A later RTF round (rounds.py): its samples join the test's figures; a failure becomes a note."""
         fig = self.session.figures.get(self.item.nodeid)
         if fig is None:
             return
         label = f"round {self.round + 1}"
         # A failed check is noted, but the sample stays: dropping slow rounds would hide slowdowns.
-        fig.round_notes += [f"{label}: {check}: {text}" for check, text in problems]
-        if not rounds:
+        fig.round_notes += [f"{label}: {line}" for line in verdict.lines()]
+        if not verdict.rtf:
             fig.round_notes.append(f"{label}: no complete cosy_tts call to time")
             return
-        fig.rtf += rounds
-        streams = [r for r in self.recordings if r.kind == "stream" and r.arrivals_s and r.measured]
-        if streams:
-            fig.first_chunk_ms.append(max(r.arrivals_s[0] * 1000.0 for r in streams))
-            fig.worst_gap_ms.append(max(gaps[id(r)] for r in streams))
+        fig.rtf += verdict.rtf
+        fig.first_chunk_ms += verdict.first_chunk_ms
+        fig.worst_gap_ms += verdict.worst_gap_ms
 
 
 def report_text(problems: list[str]) -> str:

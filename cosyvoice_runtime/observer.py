@@ -1,0 +1,25 @@
+"""Per-request progress callbacks: pass an object to ``Runtime.stream(..., observer=obs)`` (or
+``synthesize``) to hear of that request's tokens, chunks and end.
+
+Every callback runs in the thread that iterates the stream (the consumer), never in the LLM producer
+thread and never while a lock the producer needs is held: a slow callback delays the next chunk, not
+token generation. A callback that raises ends the request with that exception.
+"""
+from __future__ import annotations
+
+from .types import Chunk, StreamStats
+
+
+class StreamObserver:
+    """No-op defaults; override what you need. One instance may observe one request at a time."""
+
+    def on_tokens(self, n_new: int, total: int) -> None:
+        """``n_new`` speech tokens arrived from the LLM since the last call; ``total`` so far in this
+        request (all sentences). Called as the consumer sees them: while it waits for the next hop,
+        about once per token; tokens that arrive while a chunk renders are reported together after it."""
+
+    def on_chunk(self, chunk: Chunk) -> None:
+        """A chunk is about to be handed to the caller (``synthesize``: each rendered sentence)."""
+
+    def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
+        """The request ended: exhausted (``error`` None), closed by the caller (None too), or failed."""

@@ -1,0 +1,30 @@
+"""Which device the session's figures are keyed by (`CosySession.device_used`, read by gate.py): the
+loaded model's, on the xdist controller the one a worker reported over the wire, and only where no
+model was loaded anywhere the setting's own resolution. No model is loaded here."""
+from __future__ import annotations
+
+import pytest
+
+from pytest_cosyvoice.session import CosySession
+from pytest_cosyvoice.settings import Settings
+
+
+def test_the_controller_takes_the_device_a_worker_loaded_on(pytestconfig: pytest.Config) -> None:
+    worker = CosySession(pytestconfig, Settings(device="auto", fp16=False))
+    worker._device_used = ("cuda:1", True)   # as its runtime() sets it after a load
+    wire = worker.to_wire()
+    controller = CosySession(pytestconfig, Settings(device="cpu", fp16=False))
+    controller.merge_wire(wire)
+    assert controller.device_used() == ("cuda:1", True)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda:3"])
+def test_without_a_load_the_setting_is_used(pytestconfig: pytest.Config, device: str) -> None:
+    assert CosySession(pytestconfig, Settings(device=device, fp16=False)).device_used() == (device, False)
+
+
+def test_a_wire_without_a_device_changes_nothing(pytestconfig: pytest.Config) -> None:
+    controller = CosySession(pytestconfig, Settings(device="cpu"))
+    wire = CosySession(pytestconfig, Settings(device="cpu")).to_wire()
+    controller.merge_wire(wire)
+    assert controller.device_used() == ("cpu", False)

@@ -1,0 +1,137 @@
+"""The per-request observer and stall timeout: `stream(..., observer=, stall_timeout_s=)` (and
+`synthesize`) report that request's tokens, chunks and end, in the consumer's thread, and a stall
+timeout given to one request does not change the runtime's default or the next request."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cosyvoice_runtime
+from cosyvoice_runtime import Chunk, InvalidInput, Runtime, StreamError, StreamObserver, StreamStalled, StreamStats
+
+from .helpers import forced, raising_after, stalling_after
+
+TOKENS = [int(x) for x in np.random.default_rng(7).integers(0, 6561, 140)]  # speaker mode: 25, 50, 65
+SHORT = TOKENS[:30]  # 25, 5: cheaper where the schedule does not matter (the machine is shared)
+
+
+class Log(StreamObserver):
+    def __init__(self) -> None:
+        self.tokens: list[tuple[int, int]] = []
+        self.chunks: list[Chunk] = []
+        self.ends: list[tuple[StreamStats, BaseException | None]] = []
+        self.threads: set[str] = set()
+
+    def on_tokens(self, n_new: int, total: int) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.tokens.append((n_new, total))
+
+    def on_chunk(self, chunk: Chunk) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.chunks.append(chunk)
+
+    def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
+        self.ends.append((stats, error))
+
+
+@pytest.fixture(scope="module")
+def rt(tiny_v2_dir: Path) -> Runtime:
+    return cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def real_llm(rt: Runtime):
+    saved = rt.llm.__dict__.get("inference")
+    yield
+    if saved is None:
+        rt.llm.__dict__.pop("inference", None)
+    else:
+        rt.llm.inference = saved  # type: ignore[method-assign]
+
+
+def test_stream_reports_its_tokens_chunks_and_end_in_the_consumer_thread(rt: Runtime) -> None:
+    rt.llm.inference = forced(TOKENS, delay_s=0.002)  # type: ignore[method-assign]
+    obs = Log()
+    chunks = list(rt.stream("x", speaker=rt.speakers[0], observer=obs))
+    assert [c.tokens for c in chunks] == [25, 50, 65]
+    assert obs.chunks == chunks
+    totals = [t for _, t in obs.tokens]
+    assert sum(n for n, _ in obs.tokens) == totals[-1] == len(TOKENS)
+    assert totals == sorted(totals) and len(obs.tokens) > 3  # reported as they come, not once at the end
+    assert obs.threads == {threading.current_thread().name}
+    [(stats, error)] = obs.ends
+    assert error is None and stats.tokens == len(TOKENS) and stats.chunks == 3
+
+
+def test_synthesize_reports_too(rt: Runtime) -> None:
+    rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
+    obs = Log()
+    syn = rt.synthesize("x", speaker=rt.speakers[0], observer=obs)
+    assert obs.chunks == syn.chunks and obs.tokens[-1][1] == len(SHORT) == syn.stats.tokens
+    assert len(obs.ends) == 1 and obs.ends[0][1] is None
+
+
+def test_a_failed_request_ends_with_its_error(rt: Runtime) -> None:
+    rt.llm.inference = raising_after(29, SHORT)  # type: ignore[method-assign]
+    obs = Log()
+    with pytest.raises(StreamError) as err:
+        list(rt.stream("x", speaker=rt.speakers[0], observer=obs))
+    assert obs.tokens[-1][1] == 29 and len(obs.chunks) == 1
+    assert [e for _, e in obs.ends] == [err.value]
+
+
+def test_a_closed_stream_ends_without_error(rt: Runtime) -> None:
+    rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
+    obs = Log()
+    it = rt.stream("x", speaker=rt.speakers[0], observer=obs)
+    next(it)
+    it.close()  # type: ignore[attr-defined]
+    assert len(obs.ends) == 1 and obs.ends[0][1] is None and rt.active_requests == 0
+
+
+def test_each_request_has_its_own_observer(rt: Runtime) -> None:
+    rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
+    logs = [Log(), Log()]
+    threads = [threading.Thread(target=lambda o=o: list(rt.stream("x", speaker=rt.speakers[0], observer=o)))
+               for o in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert [o.tokens[-1][1] for o in logs] == [len(SHORT)] * 2
+    assert [len(o.chunks) for o in logs] == [2, 2]
+
+
+def test_a_stall_timeout_applies_to_its_request_only(rt: Runtime) -> None:
+    default = rt.settings.stall_timeout_s
+    rt.llm.inference = stalling_after(5, SHORT, 1.0)  # type: ignore[method-assign]
+    with pytest.raises(StreamStalled, match=r"no new speech token for 0\.3 s"):
+        list(rt.stream("x", speaker=rt.speakers[0], stall_timeout_s=0.3))
+    assert rt.settings.stall_timeout_s == default
+    # The next request waits with the default (30 s): the same 1 s stall is no error.
+    assert sum(c.tokens for c in rt.stream("x", speaker=rt.speakers[0])) == len(SHORT)
+    with pytest.raises(StreamStalled, match=r"no new speech token for 0\.3 s"):
+        rt.synthesize("x", speaker=rt.speakers[0], stall_timeout_s=0.3)
+    assert rt.synthesize("x", speaker=rt.speakers[0]).stats.tokens == len(SHORT)
+
+
+@pytest.mark.parametrize("call", ["stream", "synthesize"])
+@pytest.mark.parametrize("kwargs, message", [
+    ({"stall_timeout_s": 0}, "stall_timeout_s=0: expected a positive number of seconds"),
+    ({"stall_timeout_s": float("nan")}, "stall_timeout_s=nan: expected a positive number of seconds"),
+    ({"observer": print}, "observer=<built-in function print>: expected a cosyvoice_runtime.StreamObserver"),
+], ids=["zero-timeout", "nan-timeout", "not-an-observer"])
+def test_bad_per_request_arguments_raise_at_the_call(rt: Runtime, call: str, kwargs: dict, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):
+        getattr(rt, call)("x", speaker=rt.speakers[0], **kwargs)
+    assert rt.active_requests == 0
+
+
+def test_plan_is_public_and_checks_like_stream(rt: Runtime) -> None:
+    plan = rt.plan("Hello there. How are you today?", speaker=rt.speakers[0])
+    assert plan.mode == "sft" and len(plan.inputs) >= 1
+    with pytest.raises(InvalidInput):
+        rt.plan("x")  # no voice: no mode
