@@ -500,8 +500,12 @@ class _Progress:
             if now > self.total:
                 n_new, self.total = now - self.total, now
                 self.observer.on_tokens(n_new, now)
-            if got >= count or done:
+            if got >= count:
                 return got, done
+            if done:
+                # Ended short of `count`: ask once more for the full count so a producer failure is
+                # raised exactly as without an observer (the call returns at once: the end flag is set).
+                return channel.wait_for(count, stall_timeout_s)
 
 
 def _check_observer(observer: object) -> None:

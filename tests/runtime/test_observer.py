@@ -83,6 +83,30 @@ def test_a_failed_request_ends_with_its_error(rt: Runtime) -> None:
     assert [e for _, e in obs.ends] == [err.value]
 
 
+class SlowLog(Log):
+    """Holds the consumer in its first report long enough for the producer to end (here: fail)."""
+
+    def on_tokens(self, n_new: int, total: int) -> None:
+        if not self.tokens:
+            threading.Event().wait(0.5)
+        super().on_tokens(n_new, total)
+
+
+@pytest.mark.parametrize("call", ["stream", "synthesize"])
+def test_a_producer_failure_is_raised_with_an_observer_as_without(rt: Runtime, call: str) -> None:
+    # The observer wakes the consumer per token; a producer that fails between two wake-ups must
+    # still be raised, not rendered as a short but complete result.
+    rt.llm.inference = raising_after(70, TOKENS)  # type: ignore[method-assign]
+    obs = SlowLog()
+    with pytest.raises(StreamError, match="after 70 tokens"):
+        if call == "stream":
+            list(rt.stream("x", speaker=rt.speakers[0], observer=obs))
+        else:
+            rt.synthesize("x", speaker=rt.speakers[0], observer=obs)
+    assert obs.tokens[-1][1] == 70 and isinstance(obs.ends[-1][1], StreamError)
+    assert rt.active_requests == 0
+
+
 def test_a_closed_stream_ends_without_error(rt: Runtime) -> None:
     rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
     obs = Log()
