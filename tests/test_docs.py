@@ -41,10 +41,10 @@ def test_readme_markers_match_the_registered_signatures() -> None:
 
 
 def test_readme_gate_variables_and_defaults_are_the_suites() -> None:
-    from suites.conftest import GateLimits
+    from suites.limits import GateLimits
 
     rows = dict(re.findall(r"\| `(COSY_GATE_[A-Z_]+)` \| ([0-9.]+) \|", README))
-    expected = {f"COSY_GATE_{f.name.upper()}": f.default for f in fields(GateLimits)}
+    expected = {GateLimits.variable(f.name): f.default for f in fields(GateLimits)}
     assert set(rows) == set(expected)
     assert {k: float(v) for k, v in rows.items()} == expected
 
@@ -67,7 +67,7 @@ def test_gpu_workflow_example_uses_existing_options() -> None:
     assert set(re.findall(r"--cosy-[a-z0-9-]+", text)) <= known
     assert "pytest suites" in text
     env = yaml.safe_load(text)["jobs"]["gate"]["env"]
-    from suites.conftest import GateLimits
+    from suites.limits import GateLimits
 
     gate_vars = {k for k in env if k.startswith("COSY_GATE_")}
-    assert gate_vars <= {f"COSY_GATE_{name.upper()}" for name in GateLimits.__dataclass_fields__}
+    assert gate_vars <= {GateLimits.variable(f.name) for f in fields(GateLimits)}
