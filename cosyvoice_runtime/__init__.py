@@ -3,12 +3,13 @@ upstream's orchestration (see README)."""
 from __future__ import annotations
 
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
-from .limits import MAX_TEXT_CHARS, check_timeout
+from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, check_device, check_timeout
 from .types import Chunk, StreamStats, Synthesis
 
 __all__ = [
-    "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Runtime", "StreamError",
-    "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_timeout", "load",
+    "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError",
+    "Runtime", "StreamError", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_device",
+    "check_timeout", "load",
 ]
 
 
