@@ -30,6 +30,20 @@ def test_every_cosy_flag_named_in_the_docs_exists(name: str) -> None:
     assert named <= known, f"{name} names unknown options {sorted(named - known)}"
 
 
+def test_plugin_doc_defaults_are_the_settings() -> None:
+    from cosyvoice_runtime import DEFAULT_STALL_TIMEOUT_S
+    from pytest_cosyvoice.engine import BUILTIN, FACTORY_FORM, FIXED
+
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(--cosy-[a-z0-9-]+)[^|]*\|[^|]*\|[^|]*\| ([^|]+) \|",
+                                                         DOCS["plugin.md"], re.M)}
+    assert rows["--cosy-stall-timeout"] == f"{DEFAULT_STALL_TIMEOUT_S:g}"
+    assert rows["--cosy-engine"] == f"`{FIXED}`"
+    engine_row = next(line for line in DOCS["plugin.md"].splitlines() if line.startswith("| `--cosy-engine"))
+    assert all(f"`{name}`" in engine_row for name in (*BUILTIN, FACTORY_FORM))
+    defaults = {opt.flag: opt.default for opt in OPTIONS}
+    assert defaults["--cosy-stall-timeout"] == DEFAULT_STALL_TIMEOUT_S and defaults["--cosy-engine"] == FIXED
+
+
 def test_readme_markers_match_the_registered_signatures() -> None:
     for name, help_text in MARKER_HELP.items():
         signature = help_text.split(":", 1)[0]           # e.g. "rtf(max=1.0, warmup=1, repeat=1)"
