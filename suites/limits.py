@@ -52,7 +52,7 @@ class GateLimits:
             if x < 0:
                 raise pytest.UsageError(f"{var}={raw!r}: expected a number >= 0")
             if f.type in (int, "int"):
-                if x < 1 or x != int(x):
+                if x < 1 or not x.is_integer():  # inf and nan included
                     raise pytest.UsageError(f"{var}={raw!r}: expected a whole number >= 1")
                 x = int(x)
             values[f.name] = x

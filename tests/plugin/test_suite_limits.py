@@ -33,6 +33,8 @@ def test_environment_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     ("COSY_GATE_MAX_GAP_MS", "-5", "expected a number >= 0"),
     ("COSY_GATE_RTF_REPEAT", "2.5", "expected a whole number >= 1"),
     ("COSY_GATE_RTF_REPEAT", "0", "expected a whole number >= 1"),
+    ("COSY_GATE_RTF_REPEAT", "inf", "expected a whole number >= 1"),
+    ("COSY_GATE_RTF_REPEAT", "nan", "expected a whole number >= 1"),
 ])
 def test_bad_values_are_usage_errors_naming_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, raw: str,
                                                          expected: str) -> None:
