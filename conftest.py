@@ -5,3 +5,5 @@ benchmarks; their shared fixtures live in `tests/fixtures.py`. Harmless for `pyt
 fixtures import nothing until used.
 """
 pytest_plugins = ["pytester", "tests.fixtures"]
+# Files of the inner sessions that plugin tests copy (pytester.copy_example): they fail on purpose.
+collect_ignore = ["tests/plugin/examples"]

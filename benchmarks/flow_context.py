@@ -37,8 +37,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from pytest_cosyvoice.faults import forced_llm, forced_tokens  # noqa: E402 - after the path entry above
+
 TOKEN_RATE = 25  # v2/v3 speech tokens per second
-VOCAB = 6561
 
 
 def parse_contexts(text: str) -> list[int | None]:
@@ -62,11 +63,8 @@ def name(context: int | None) -> str:
 def stream(rt: Any, tokens: list[int], voice: dict[str, Any], context: int | None, seed: int) -> dict[str, Any]:
     import torch
 
-    def forced(*a: Any, **k: Any) -> Any:
-        yield from tokens
-
     rt.configure(flow_context_tokens=context)
-    rt.llm.inference = forced
+    rt.llm.inference = forced_llm(tokens)
     try:
         torch.manual_seed(seed)
         it = rt.stream("x", **voice)  # frontend work (prompt features) happens here, before the clock
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         voice = {"prompt_wav": str(data / "prompt.wav"), "prompt_text": (data / "prompt.txt").read_text().strip()}
         voice_desc = "zero-shot, shipped prompt.wav"
     n_tokens = int(round(args.seconds * TOKEN_RATE))
-    tokens = [int(x) for x in np.random.default_rng(args.seed).integers(0, VOCAB, n_tokens)]
+    tokens = forced_tokens(rt.version, n_tokens, seed=args.seed)
     s = rt.settings
     print(f"model {model} (v{rt.version}), device {rt.device}{' fp16' if args.fp16 else ''}, {voice_desc}, "
           f"{n_tokens} forced tokens ({args.seconds:g} s), hop {s.token_hop_len}->{s.token_max_hop_len} "

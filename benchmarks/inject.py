@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from pytest_cosyvoice.faults import Fault, faulty_llm
+
 DEFECTS = {
     "vocoder-nan": "NaN in the vocoder's output",
     "vocoder-short": "vocoder output cut to half its length",
@@ -79,12 +81,8 @@ def _defect(name: str, model: Any) -> None:
             return flow_fn(*a, **k)
         flow.inference = flow_warn
     elif name == "llm-stall":
-        def llm_stall(*a: Any, **k: Any) -> Iterator[int]:
-            for i, tok in enumerate(llm_fn(*a, **k)):
-                if i == 10:
-                    time.sleep(float(os.environ.get("COSY_INJECT_STALL_S", "6")))
-                yield tok
-        llm.inference = llm_stall
+        # The model's own tokens, with a stop before the 11th.
+        llm.inference = faulty_llm(llm_fn, Fault(at=10, stall_s=float(os.environ.get("COSY_INJECT_STALL_S", "6"))))
     elif name == "thread-left":
         def flow_thread(*a: Any, **k: Any) -> Any:
             threading.Thread(target=time.sleep, args=(4.0,), name="injected-leftover", daemon=True).start()

@@ -16,8 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
@@ -53,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cosyvoice_runtime
     from cosyvoice_runtime.upstream import UpstreamEngine
+    from pytest_cosyvoice.faults import forced_llm, forced_tokens
 
     model = args.model
     if model is None:
@@ -61,14 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         model = default_model_dir(2)
     rt = cosyvoice_runtime.load(model, device=args.device)
     up = UpstreamEngine(rt)
-    rng = np.random.default_rng(0)
-    vocab = 4096 if rt.version == 1 else 6561
-    tokens = [int(x) for x in rng.integers(0, vocab, args.tokens)]
-
-    def forced(*a: Any, **k: Any):
-        yield from tokens
-
-    rt.llm.inference = forced  # both engines share the LLM module
+    tokens = forced_tokens(rt.version, args.tokens, seed=0)
+    rt.llm.inference = forced_llm(tokens)  # both engines share the LLM module
     speaker = rt.speakers[0] if rt.speakers and not args.prompt_wav else None
     prompt = {}
     if args.prompt_wav:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
-from .limits import MAX_TEXT_CHARS, check_timeout
+from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, check_device, check_timeout
 from .observer import StreamObserver
 from .types import Chunk, StreamStats, Synthesis
 
@@ -13,8 +13,9 @@ if TYPE_CHECKING:  # type checkers see the lazy names below with their real type
     from .runtime import Runtime, load
 
 __all__ = [
-    "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan", "Runtime", "StreamError",
-    "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded", "check_timeout", "load",
+    "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan",
+    "Runtime", "StreamError", "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded",
+    "check_device", "check_timeout", "load",
 ]
 
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import CosyVoiceError, InvalidInput
-from .limits import MAX_TEXT_CHARS, MAX_TIMEOUT_S, check_timeout
+from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, MAX_TIMEOUT_S, check_timeout
 
 
 def _seconds(text: str) -> float:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--speed", type=_speed, default=1.0, help="speed factor 0.5-2.0 (non-streamed only)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--fp16", action="store_true")
-    s.add_argument("--stall-timeout", type=_seconds, default=30.0, metavar="SECONDS")
+    s.add_argument("--stall-timeout", type=_seconds, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS")
     s.add_argument("--out", required=True, help="output audio path, .wav/.flac/.ogg (must not exist unless --force)")
     s.add_argument("--force", action="store_true", help="overwrite --out")
     s.add_argument("-v", "--verbose", action="store_true", help="log every chunk")

@@ -1,15 +1,25 @@
-"""Limits every request is held to, and the one validator of timeouts the runtime, its CLI and the
-pytest plugin share (so "finite, positive, at most a day" is written once)."""
+"""Limits every request is held to, and the validators of timeouts and devices the runtime, its CLI and
+the pytest plugin share (so "finite, positive, at most a day" and "auto, cpu, cuda or cuda:N" are
+written once), with the stall timeout's default."""
 from __future__ import annotations
 
 import math
 import numbers
+import re
 
 from .errors import InvalidInput
 
 # A timeout must fit threading's waits (OverflowError above threading.TIMEOUT_MAX, ~292 years) and mean
 # something: no token for a day is a dead stream, not a slow one.
 MAX_TIMEOUT_S = 86400.0
+
+# No new speech token for this long ends a stream with StreamStalled: the default of the runtime, its
+# CLI (--stall-timeout) and the plugin (--cosy-stall-timeout).
+DEFAULT_STALL_TIMEOUT_S = 30.0
+
+# The forms of a device string (N: a GPU index); whether that CUDA device exists is decided at load.
+DEVICE_FORMS = ("auto", "cpu", "cuda", "cuda:N")
+_DEVICE_RE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 
 # Text per request, as characters (str) or as all the pieces of a text iterator. ~5-6 minutes of speech
 # at 15 characters a second; longer texts are refused rather than split, because a request is the unit
@@ -35,6 +45,15 @@ def check_timeout(name: str, value: object) -> float:
         raise InvalidInput(f"{name}={value!r}: expected a positive number of seconds, finite and at most "
                            f"{MAX_TIMEOUT_S:g}")
     return float(value)
+
+
+def check_device(device: object) -> str:
+    """``device`` if it is 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index); InvalidInput naming the value
+    otherwise. Only the form is checked: no CUDA is needed."""
+    if not isinstance(device, str) or not _DEVICE_RE.fullmatch(device):
+        forms = [repr(f) for f in DEVICE_FORMS]
+        raise InvalidInput(f"device={device!r}: expected {', '.join(forms[:-1])} or {forms[-1]}")
+    return device
 
 
 def token_cap(text_tokens: int, ratio: float, token_rate: float) -> int:

@@ -20,8 +20,8 @@ import torch
 from .channel import TokenChannel, start_producer
 from .errors import InvalidInput, StreamError, TokenLimitExceeded
 from .frontend import Frontend, ModelInput
-from .limits import (DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MAX_TEXT_CHARS, MIN_CAP_S, check_timeout,
-                     token_cap)
+from .limits import (DEFAULT_STALL_TIMEOUT_S, DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MAX_TEXT_CHARS, MIN_CAP_S,
+                     check_device, check_timeout, token_cap)
 from .loader import load_model
 from .observer import StreamObserver
 from .text import prepare
@@ -34,7 +34,7 @@ _ids = itertools.count(1)
 
 @dataclass(frozen=True)
 class Settings:
-    stall_timeout_s: float = 30.0      # no new token for this long -> StreamStalled
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S  # no new token for this long -> StreamStalled
     join_timeout_s: float = 5.0        # producer join at the end of a request
     token_hop_len: int = 25            # v2/v3 first hop (tokens)
     token_max_hop_len: int = 100       # v2/v3 hop ceiling
@@ -62,20 +62,14 @@ class Settings:
 
 
 def resolve_device(device: str) -> torch.device:
-    if not isinstance(device, str) or not (device in ("auto", "cpu", "cuda") or device.startswith("cuda:")):
-        raise InvalidInput(f"device={device!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise InvalidInput(f"device={device!r}: CUDA is not available on this machine (torch {torch.__version__})")
-    idx = 0
-    if ":" in device:
-        tail = device.split(":", 1)[1]
-        if not tail.isdigit():
-            raise InvalidInput(f"device={device!r}: expected 'cuda:N' with N a GPU index")
-        idx = int(tail)
+    idx = int(device.split(":", 1)[1]) if ":" in device else 0
     if idx >= torch.cuda.device_count():
         raise InvalidInput(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
     return torch.device("cuda", idx)
@@ -129,7 +123,7 @@ class Runtime:
     """A loaded CosyVoice model. ``stream`` and ``synthesize`` may be called from several threads."""
 
     def __init__(self, model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False,
-                 stall_timeout_s: float = 30.0) -> None:
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
             raise InvalidInput(f"fp16=True needs a CUDA device; device={device!r} resolved to {self.device}")
@@ -517,5 +511,6 @@ def _len(t: torch.Tensor) -> torch.Tensor:
     return torch.tensor([t.shape[1]], dtype=torch.int32, device=t.device)
 
 
-def load(model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False, stall_timeout_s: float = 30.0) -> Runtime:
+def load(model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False,
+         stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> Runtime:
     return Runtime(model_dir, device=device, fp16=fp16, stall_timeout_s=stall_timeout_s)

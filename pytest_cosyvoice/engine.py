@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
 
-BUILTIN = ("fixed", "upstream")
+FIXED = "fixed"          # this project's Runtime, the default
+UPSTREAM = "upstream"    # the installed upstream orchestration class
+BUILTIN = (FIXED, UPSTREAM)
+FACTORY_FORM = "package.module:factory"   # how a team names its own engine
 FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 # What every engine must offer; `active_requests` (requests whose state is still held) is optional:
 # where an engine has it, the suites require it back at 0 after every call.
@@ -101,9 +104,9 @@ def build(value: str, runtime: "Runtime") -> Engine:
     EngineError: a factory that does not import, raises, or returns an object missing protocol members.
     EngineUnavailable: the installed upstream class cannot drive this model.
     """
-    if value == "fixed":
+    if value == FIXED:
         return runtime
-    if value == "upstream":
+    if value == UPSTREAM:
         from cosyvoice_runtime.upstream import UpstreamEngine, UpstreamUnavailable
 
         try:

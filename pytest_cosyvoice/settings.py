@@ -9,20 +9,19 @@ Every value is parsed here, from whichever source gave it, so a bad value is rep
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar
 
 import pytest
 
-from cosyvoice_runtime import InvalidInput, check_timeout
-from cosyvoice_runtime.limits import MAX_TIMEOUT_S
+from cosyvoice_runtime import DEFAULT_STALL_TIMEOUT_S, InvalidInput, check_device, check_timeout
+from cosyvoice_runtime.limits import DEVICE_FORMS, MAX_TIMEOUT_S
+
+from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
 
 T = TypeVar("T")
 
-ENGINES = ("fixed", "upstream", "package.module:factory")
-DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 YAML_NAMES = ("cosyvoice.yaml", "cosyvoice2.yaml", "cosyvoice3.yaml")
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -30,6 +29,10 @@ FALSE = {"0", "false", "no", "off", ""}
 
 class _Bad(Exception):
     """A value that does not parse; the message says what was expected."""
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}"
 
 
 def _text(v: str) -> str:
@@ -46,20 +49,18 @@ def _bool(v: str) -> bool:
 
 
 def _device(v: str) -> str:
-    s = v.strip()
-    if not DEVICE_RE.match(s):
-        raise _Bad("expected auto, cpu, cuda or cuda:N")
-    return s
+    try:
+        return check_device(v.strip())  # the runtime's rule, so the plugin never passes what it refuses
+    except InvalidInput:
+        raise _Bad(f"expected {_one_of(DEVICE_FORMS)}") from None
 
 
 def _engine(v: str) -> str:
-    from .engine import BUILTIN, EngineError, is_factory, load_factory
-
     s = v.strip()
     if s in BUILTIN:
         return s
     if not is_factory(s):
-        raise _Bad(f"expected {', '.join(ENGINES[:-1])} or {ENGINES[-1]}")
+        raise _Bad(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
     try:
         load_factory(s)  # imported now, so a module that does not import stops the session at once
     except EngineError as e:
@@ -117,14 +118,16 @@ OPTIONS: tuple[Option[Any], ...] = (
            "CosyVoice model directory (with cosyvoice.yaml, cosyvoice2.yaml or cosyvoice3.yaml). "
            "Default: the embedded tiny v2 model, built on first use.", metavar="PATH"),
     Option("device", "--cosy-device", "cosy_device", "COSY_DEVICE", _device, "auto",
-           "auto, cpu, cuda or cuda:N (default: auto).", metavar="DEVICE"),
+           f"{_one_of(DEVICE_FORMS)} (default: auto).", metavar="DEVICE"),
     Option("fp16", "--cosy-fp16", "cosy_fp16", "COSY_FP16", _bool, False,
            "run the LLM and flow in fp16 (CUDA only).", is_flag=True),
-    Option("stall_timeout_s", "--cosy-stall-timeout", "cosy_stall_timeout", "COSY_STALL_TIMEOUT", _seconds, 30.0,
-           "fail a stream that produces nothing for this long (default: 30).", metavar="SECONDS"),
-    Option("engine", "--cosy-engine", "cosy_engine", "COSY_ENGINE", _engine, "fixed",
-           "fixed: this project's runtime; upstream: the installed upstream orchestration class with the "
-           "same components; package.module:factory: the engine factory(runtime) builds (default: fixed).",
+    Option("stall_timeout_s", "--cosy-stall-timeout", "cosy_stall_timeout", "COSY_STALL_TIMEOUT", _seconds,
+           DEFAULT_STALL_TIMEOUT_S,
+           f"fail a stream that produces nothing for this long (default: {DEFAULT_STALL_TIMEOUT_S:g}).",
+           metavar="SECONDS"),
+    Option("engine", "--cosy-engine", "cosy_engine", "COSY_ENGINE", _engine, FIXED,
+           f"{FIXED}: this project's runtime; {UPSTREAM}: the installed upstream orchestration class with the "
+           f"same components; {FACTORY_FORM}: the engine factory(runtime) builds (default: {FIXED}).",
            metavar="ENGINE"),
     # Baseline and report options: used by pytest_cosyvoice.gate at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
@@ -157,8 +160,8 @@ class Settings:
     model: Path | None = None          # None: the embedded tiny model
     device: str = "auto"
     fp16: bool = False
-    stall_timeout_s: float = 30.0
-    engine: str = "fixed"
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
+    engine: str = FIXED
     save_baseline: bool = False
     baseline_dir: Path = Path("baselines")
     runner: str | None = None          # None: hardware.default_runner

@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 
-from .conftest import LIMITS
+from .limits import LIMITS
 
 
 @pytest.mark.first_chunk(max_ms=LIMITS.max_first_chunk_ms)

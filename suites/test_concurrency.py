@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from .conftest import LIMITS, voice_kwargs
+from .inputs import voice_kwargs
+from .limits import LIMITS
 
 STREAMS = 4
 

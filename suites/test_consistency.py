@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import voice_kwargs
+from .inputs import voice_kwargs
 
 
 @pytest.mark.no_deprecations()

@@ -12,9 +12,10 @@ import pytest
 from cosyvoice_runtime import InvalidInput, StreamError
 from pytest_cosyvoice import checks
 
-from .conftest import voice_kwargs
-from .faults import FAULTS, JOIN_TIMEOUT_S, STALL_TIMEOUT_S, Fault, InjectedFault, forced_tokens, injected, \
-    live_tensors
+from pytest_cosyvoice.faults import InjectedFault, forced_tokens, injected
+
+from .inputs import voice_kwargs
+from .faults import FAULTS, JOIN_TIMEOUT_S, STALL_TIMEOUT_S, TOKENS, FaultCase, live_tensors
 
 
 @pytest.fixture
@@ -27,11 +28,11 @@ def short_join(cosy_model: Any) -> Iterator[None]:
     cosy_model.configure(join_timeout_s=saved)
 
 
-def _text(fault: Fault | None) -> Any:
+def _text(fault: FaultCase | None) -> Any:
     return iter(["Streamed ", "text, ", "in pieces."]) if fault is not None and fault.pieces else "x"
 
 
-def _call(cosy_tts: Any, fault: Fault | None, kw: dict[str, Any]) -> tuple[int, BaseException | None]:
+def _call(cosy_tts: Any, fault: FaultCase | None, kw: dict[str, Any]) -> tuple[int, BaseException | None]:
     """Runs one request as the fault wants it; (chunks received, the error it ended with or None)."""
     n = 0
     try:
@@ -48,7 +49,7 @@ def _call(cosy_tts: Any, fault: Fault | None, kw: dict[str, Any]) -> tuple[int, 
         return n, e
 
 
-def _judge_error(fault: Fault, engine_is_ours: bool, got: BaseException | None, chunks: int,
+def _judge_error(fault: FaultCase, engine_is_ours: bool, got: BaseException | None, chunks: int,
                  rec: checks.Recording) -> list[str]:
     if isinstance(got, pytest.fail.Exception):  # the watchdog: the engine never gave up
         return [f"hang: {fault.what} and the engine never ended the call: {got}"]
@@ -69,26 +70,26 @@ def _judge_error(fault: Fault, engine_is_ours: bool, got: BaseException | None, 
 
 @pytest.mark.stall_timeout(STALL_TIMEOUT_S)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.id for f in FAULTS])
-def test_engine_recovers_from_a_fault(fault: Fault, cosy_tts: Any, cosy_model: Any, cosy_prompt: Any,
+def test_engine_recovers_from_a_fault(fault: FaultCase, cosy_tts: Any, cosy_model: Any, cosy_prompt: Any,
                                       short_join: None) -> None:
     # Streamed text input needs a prompt (sft mode does not take it).
     kw = {"prompt_wav": cosy_prompt.wav, "prompt_text": cosy_prompt.text} if fault.pieces \
         else voice_kwargs(cosy_model, cosy_prompt)
-    tokens = forced_tokens(cosy_model.version)
+    tokens = forced_tokens(cosy_model.version, TOKENS)
     ours = cosy_tts.engine is cosy_model
     if fault.pieces:
         if cosy_tts.version == 1:
             pytest.skip("streamed text input (inference_bistream) needs a v2/v3 model")
         try:
-            with injected(cosy_model, None, tokens):
+            with injected(cosy_model, tokens):
                 list(cosy_tts.stream(_text(fault), **kw))
         except (InvalidInput, TypeError) as e:
             pytest.skip(f"the engine does not take text as an iterator of pieces: {type(e).__name__}: {e}")
-    with injected(cosy_model, None, tokens):
+    with injected(cosy_model, tokens):
         _call(cosy_tts, None, kw)  # warm: prompt caches and allocator, so what is left after is the fault's
     tensors = live_tensors()
 
-    with injected(cosy_model, fault, tokens):
+    with injected(cosy_model, tokens, fault.fault):
         chunks, got = _call(cosy_tts, fault, kw)
     rec = cosy_tts.recordings[-1]
     problems = _judge_error(fault, ours, got, chunks, rec)
@@ -103,7 +104,7 @@ def test_engine_recovers_from_a_fault(fault: Fault, cosy_tts: Any, cosy_model: A
     if isinstance(active, int) and active:
         problems.append(f"state left: the engine still holds {active} request(s)")
 
-    with injected(cosy_model, None, tokens):
+    with injected(cosy_model, tokens):
         n, after = _call(cosy_tts, None, kw)
     nxt = cosy_tts.recordings[-1]
     if after is not None:

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import LIMITS, TEXTS, mode_kwargs
+from .inputs import TEXTS, mode_kwargs
+from .limits import LIMITS
 
 MODES = ["sft", "zero_shot", "cross_lingual", "instruct"]
 

@@ -34,6 +34,20 @@ def test_every_cosy_flag_named_in_the_docs_exists(name: str) -> None:
     assert named <= known, f"{name} names unknown options {sorted(named - known)}"
 
 
+def test_plugin_doc_defaults_are_the_settings() -> None:
+    from cosyvoice_runtime import DEFAULT_STALL_TIMEOUT_S
+    from pytest_cosyvoice.engine import BUILTIN, FACTORY_FORM, FIXED
+
+    rows = {m.group(1): m.group(2) for m in re.finditer(r"^\| `(--cosy-[a-z0-9-]+)[^|]*\|[^|]*\|[^|]*\| ([^|]+) \|",
+                                                         DOCS["plugin.md"], re.M)}
+    assert rows["--cosy-stall-timeout"] == f"{DEFAULT_STALL_TIMEOUT_S:g}"
+    assert rows["--cosy-engine"] == f"`{FIXED}`"
+    engine_row = next(line for line in DOCS["plugin.md"].splitlines() if line.startswith("| `--cosy-engine"))
+    assert all(f"`{name}`" in engine_row for name in (*BUILTIN, FACTORY_FORM))
+    defaults = {opt.flag: opt.default for opt in OPTIONS}
+    assert defaults["--cosy-stall-timeout"] == DEFAULT_STALL_TIMEOUT_S and defaults["--cosy-engine"] == FIXED
+
+
 def test_readme_markers_match_the_registered_signatures() -> None:
     for name, help_text in MARKER_HELP.items():
         signature = help_text.split(":", 1)[0]           # e.g. "rtf(max=1.0, warmup=1, repeat=1)"
@@ -45,10 +59,10 @@ def test_readme_markers_match_the_registered_signatures() -> None:
 
 
 def test_readme_gate_variables_and_defaults_are_the_suites() -> None:
-    from suites.conftest import GateLimits
+    from suites.limits import GateLimits
 
     rows = dict(re.findall(r"\| `(COSY_GATE_[A-Z_]+)` \| ([0-9.]+) \|", README))
-    expected = {f"COSY_GATE_{f.name.upper()}": f.default for f in fields(GateLimits)}
+    expected = {GateLimits.variable(f.name): f.default for f in fields(GateLimits)}
     assert set(rows) == set(expected)
     assert {k: float(v) for k, v in rows.items()} == expected
 
@@ -71,7 +85,7 @@ def test_gpu_workflow_example_uses_existing_options() -> None:
     assert set(re.findall(r"--cosy-[a-z0-9-]+", text)) <= known
     assert "pytest suites" in text
     env = yaml.safe_load(text)["jobs"]["gate"]["env"]
-    from suites.conftest import GateLimits
+    from suites.limits import GateLimits
 
     gate_vars = {k for k in env if k.startswith("COSY_GATE_")}
-    assert gate_vars <= {f"COSY_GATE_{name.upper()}" for name in GateLimits.__dataclass_fields__}
+    assert gate_vars <= {GateLimits.variable(f.name) for f in fields(GateLimits)}

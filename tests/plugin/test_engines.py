@@ -10,20 +10,13 @@ import pytest
 
 CONFTEST = '''
 import json
-import numpy as np
 import pytest
+from pytest_cosyvoice.faults import Fault, forced_llm, forced_tokens
 from pytest_cosyvoice.plugin import get_session
-
-TOKENS = [int(x) for x in np.random.default_rng(7).integers(0, 6561, 140)]
 
 
 def failing_llm(after):
-    def inference(*args, **kwargs):
-        for i, tok in enumerate(TOKENS):
-            if i == after:
-                raise RuntimeError("injected LLM failure")
-            yield tok
-    return inference
+    return forced_llm(forced_tokens(2, 140, seed=7), fault=Fault(at=after, message="injected LLM failure"))
 
 
 def pytest_sessionfinish(session):

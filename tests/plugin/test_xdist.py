@@ -12,18 +12,14 @@ pytest.importorskip("xdist")
 
 CONFTEST = '''
 import json, os
-import numpy as np
 import pytest
+from pytest_cosyvoice.faults import forced_llm as forced, forced_tokens
 from pytest_cosyvoice.plugin import get_session
-
-TOKENS = [int(x) for x in np.random.default_rng(7).integers(0, 6561, 140)]
 
 
 @pytest.fixture
 def forced_llm(cosy_model, monkeypatch):
-    def inference(*args, **kwargs):
-        yield from TOKENS
-    monkeypatch.setattr(cosy_model.llm, "inference", inference)
+    monkeypatch.setattr(cosy_model.llm, "inference", forced(forced_tokens(2, 140, seed=7)))
 
 
 @pytest.fixture

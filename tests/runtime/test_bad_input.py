@@ -97,6 +97,18 @@ def test_bad_device(tiny_v2_dir: Path, device: str, msg: str) -> None:
         cosyvoice_runtime.load(tiny_v2_dir, device=device)
 
 
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12"])
+def test_device_forms_pass_without_cuda(device: str) -> None:
+    assert cosyvoice_runtime.check_device(device) == device
+
+
+@pytest.mark.parametrize("device", ["gpu", "CPU", " cpu", "cuda:", "cuda:x", "cuda:1 ", "cuda:-1", None, 0])
+def test_device_form_is_checked_before_cuda(device: object) -> None:
+    # The same answer on a machine with or without CUDA: the form is wrong, whatever is installed.
+    with pytest.raises(InvalidInput, match=r"^device=.*: expected 'auto', 'cpu', 'cuda' or 'cuda:N'$"):
+        cosyvoice_runtime.check_device(device)
+
+
 def test_fp16_on_cpu_refused(tiny_v2_dir: Path) -> None:
     with pytest.raises(InvalidInput, match=r"fp16=True needs a CUDA device; device='cpu'"):
         cosyvoice_runtime.load(tiny_v2_dir, device="cpu", fp16=True)

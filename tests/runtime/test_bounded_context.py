@@ -20,9 +20,9 @@ import torch
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, InvalidInput, Runtime
 
-from .helpers import forced
+from pytest_cosyvoice.faults import forced_llm, forced_tokens
 
-TOKENS = [int(x) for x in np.random.default_rng(11).integers(0, 6561, 300)]
+TOKENS = forced_tokens(2, 300, seed=11)
 SMALL_K = 50
 PROMPT_TEXT = "A short prompt sentence."
 
@@ -49,7 +49,7 @@ def run(rt: Runtime, voice: Path, context: int | None) -> tuple[list[Chunk], lis
         return inference(**kw)
 
     rt.configure(flow_context_tokens=context)
-    rt.llm.inference = forced(TOKENS)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
     rt.flow.inference = recording  # type: ignore[method-assign]
     try:
         torch.manual_seed(0)
@@ -137,7 +137,7 @@ def test_bounded_windows_and_cuts(rt: Runtime, voice: Path, hop: int) -> None:
 
     saved = rt.settings
     rt.configure(flow_context_tokens=SMALL_K, token_hop_len=hop)
-    rt.llm.inference = forced(TOKENS)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
     rt.flow.inference, rt.hift.inference = flow, hift  # type: ignore[method-assign]
     try:
         chunks = list(rt.stream("x", prompt_wav=voice, prompt_text=PROMPT_TEXT))

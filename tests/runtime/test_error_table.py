@@ -13,7 +13,7 @@ import soundfile as sf
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 
-from .helpers import raising_after, stalling_after
+from pytest_cosyvoice.faults import Fault, forced_llm
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKENS = list(range(100, 400))
@@ -97,8 +97,8 @@ def cases(rt: Runtime, voice: Path, tmp: Path, tiny_v1_dir: Path, tiny_v2_dir: P
         "no voice on a model without `spk2info.pt`": lambda: no_spk2info().stream("Hi."),
         "v1 `instruct` on a model that is not an Instruct model": lambda: cosyvoice_runtime.load(
             tiny_v1_dir, device="cpu").stream("Hi.", speaker=spk, instruct="Speak calmly."),
-        "LLM fails": lambda: faulty(raising_after(40, TOKENS)).synthesize("Hi.", speaker=spk),
-        "LLM stalls": lambda: faulty(stalling_after(30, TOKENS, stall_s=1.0), stall_timeout_s=0.2).synthesize(
+        "LLM fails": lambda: faulty(forced_llm(TOKENS, fault=Fault(at=40, message="injected LLM failure after 40 tokens"))).synthesize("Hi.", speaker=spk),
+        "LLM stalls": lambda: faulty(forced_llm(TOKENS, fault=Fault(at=30, stall_s=1.0)), stall_timeout_s=0.2).synthesize(
             "Hi.", speaker=spk),
         "LLM never ends the utterance": lambda: endless().synthesize("Hello there.", speaker=spk),
     }

@@ -8,16 +8,16 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import psutil
 import pytest
 
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime, StreamError, StreamStalled
+from pytest_cosyvoice.faults import Fault, forced_llm, forced_tokens, raising_on_call
 
-from .helpers import failing_on_call, forced, llm_threads, raising_after, stalling_after
+from .helpers import llm_threads
 
-TOKENS = [int(x) for x in np.random.default_rng(7).integers(0, 6561, 140)]
+TOKENS = forced_tokens(2, 140, seed=7)
 # With a speaker (no prompt) the schedule is 25, 50, then the rest: 3 chunks for 140 tokens.
 
 
@@ -45,7 +45,7 @@ def drain(rt: Runtime) -> tuple[list, BaseException | None]:
 @pytest.mark.parametrize("fail_after, chunks_before", [(0, 0), (40, 1), (len(TOKENS), 2)],
                          ids=["first-token", "mid-stream", "after-last-token"])
 def test_llm_raising_reaches_consumer_after_rendered_chunks(rt: Runtime, fail_after: int, chunks_before: int) -> None:
-    rt.llm.inference = raising_after(fail_after, TOKENS)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS, fault=Fault(at=fail_after, message="injected LLM failure"))  # type: ignore[method-assign]
     got, err = drain(rt)
     assert isinstance(err, StreamError) and not isinstance(err, StreamStalled)
     assert isinstance(err.__cause__, RuntimeError) and "injected LLM failure" in str(err.__cause__)
@@ -54,7 +54,7 @@ def test_llm_raising_reaches_consumer_after_rendered_chunks(rt: Runtime, fail_af
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_llm_raising_non_stream_is_not_silently_truncated(rt: Runtime, stream: bool) -> None:
-    rt.llm.inference = raising_after(40, TOKENS)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS, fault=Fault(at=40, message="injected LLM failure"))  # type: ignore[method-assign]
     with pytest.raises(StreamError, match="failed after 40 tokens"):
         if stream:
             list(rt.stream("x", speaker=rt.speakers[0]))
@@ -63,7 +63,7 @@ def test_llm_raising_non_stream_is_not_silently_truncated(rt: Runtime, stream: b
 
 
 def test_stalled_llm_raises_stream_stalled(rt: Runtime) -> None:
-    rt.llm.inference = stalling_after(30, TOKENS, stall_s=2.0)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS, fault=Fault(at=30, stall_s=2.0))  # type: ignore[method-assign]
     t0 = time.monotonic()
     got, err = drain(rt)
     assert isinstance(err, StreamStalled)
@@ -74,16 +74,16 @@ def test_stalled_llm_raises_stream_stalled(rt: Runtime) -> None:
 
 @pytest.mark.parametrize("k", [1, 2])
 def test_flow_raising_on_chunk_k(rt: Runtime, k: int) -> None:
-    rt.llm.inference = forced(TOKENS)  # type: ignore[method-assign]
-    rt.flow.inference = failing_on_call(rt.flow.inference, k, RuntimeError("injected flow failure"))  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
+    rt.flow.inference = raising_on_call(rt.flow.inference, k, "injected flow failure")  # type: ignore[method-assign]
     got, err = drain(rt)
     assert isinstance(err, RuntimeError) and "injected flow failure" in str(err)
     assert len(got) == k - 1
 
 
 def test_hift_raising(rt: Runtime) -> None:
-    rt.llm.inference = forced(TOKENS)  # type: ignore[method-assign]
-    rt.hift.inference = failing_on_call(rt.hift.inference, 2, RuntimeError("injected hift failure"))  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
+    rt.hift.inference = raising_on_call(rt.hift.inference, 2, "injected hift failure")  # type: ignore[method-assign]
     got, err = drain(rt)
     assert isinstance(err, RuntimeError) and "injected hift failure" in str(err)
     assert len(got) == 1
@@ -111,7 +111,7 @@ def test_consumer_closing_after_one_chunk_stops_producer(rt: Runtime) -> None:
 
 
 def test_eight_concurrent_streams_get_the_solo_schedule(rt: Runtime) -> None:
-    rt.llm.inference = forced(TOKENS, delay_s=0.001)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS, delay_s=0.001)  # type: ignore[method-assign]
     solo = [(c.tokens, c.audio.size) for c in rt.stream("x", speaker=rt.speakers[0])]
     results: dict[int, object] = {}
 
@@ -130,7 +130,7 @@ def test_eight_concurrent_streams_get_the_solo_schedule(rt: Runtime) -> None:
 
 
 def test_two_hundred_sequential_requests_keep_memory_flat(rt: Runtime) -> None:
-    rt.llm.inference = forced(TOKENS[:30])  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS[:30])  # type: ignore[method-assign]
     spk = rt.speakers[0]
     proc = psutil.Process()
     for _ in range(20):  # warm allocator caches first

@@ -13,15 +13,15 @@ import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 from cosyvoice_runtime.upstream import UpstreamEngine
 
-from .helpers import forced
+from pytest_cosyvoice.faults import forced_llm, forced_tokens
 
-TOKENS_V2 = [int(x) for x in np.random.default_rng(5).integers(0, 6561, 120)]
-TOKENS_V1 = [int(x) for x in np.random.default_rng(6).integers(0, 4096, 260)]
+TOKENS_V2 = forced_tokens(2, 120, seed=5)
+TOKENS_V1 = forced_tokens(1, 260, seed=6)
 
 
 def both(rt: Runtime, tokens: list[int], stream: bool, **kw: object) -> tuple[list[np.ndarray], list[np.ndarray]]:
     up = UpstreamEngine(rt)
-    rt.llm.inference = forced(tokens)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(tokens)  # type: ignore[method-assign]
     try:
         torch.manual_seed(0)
         ours = [c.audio for c in (rt.stream("x", **kw) if stream else rt.synthesize("x", **kw).chunks)]
@@ -70,7 +70,7 @@ def test_v1_matches_upstream(v1: Runtime, stream: bool) -> None:
 def test_streamed_and_non_streamed_durations_agree(request: pytest.FixtureRequest, version: int) -> None:
     rt: Runtime = request.getfixturevalue(f"v{version}")
     tokens = TOKENS_V1 if version == 1 else TOKENS_V2
-    rt.llm.inference = forced(tokens)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(tokens)  # type: ignore[method-assign]
     try:
         streamed = sum(c.audio.size for c in rt.stream("x", speaker=rt.speakers[0]))
         whole = rt.synthesize("x", speaker=rt.speakers[0]).audio.size
@@ -83,7 +83,7 @@ def test_streamed_and_non_streamed_durations_agree(request: pytest.FixtureReques
 def test_default_schedule_grows_per_request_not_shared(tiny_v2_dir: Path) -> None:
     """Upstream HEAD doubles a shared hop (25 -> 100) and keeps it for later requests; ours restarts."""
     rt = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
-    rt.llm.inference = forced(TOKENS_V2 * 2)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS_V2 * 2)  # type: ignore[method-assign]
     spk = rt.speakers[0]
     first = [c.tokens for c in rt.stream("x", speaker=spk)]
     second = [c.tokens for c in rt.stream("x", speaker=spk)]

@@ -25,7 +25,9 @@ import cosyvoice_runtime
 from cosyvoice_runtime import InvalidInput, Runtime
 from cosyvoice_runtime.loader import detect_version
 
-from .helpers import forced, llm_threads
+from pytest_cosyvoice.faults import forced_llm, forced_tokens
+
+from .helpers import llm_threads
 from .v3_standins import CausalHiFTStandIn, FlowStandIn
 
 pytestmark = pytest.mark.filterwarnings("error::DeprecationWarning", "error::FutureWarning",
@@ -38,7 +40,7 @@ SAMPLES_PER_FRAME = 480
 LOOK_RIGHT = 3     # mel frames the stand-in vocoder holds back on a non-final call
 LOOKAHEAD = 3      # flow pre_lookahead_len (tokens)
 RATIO = 2          # token_mel_ratio
-TOKENS = [int(x) for x in np.random.default_rng(30).integers(0, 6561, 230)]
+TOKENS = forced_tokens(3, 230, seed=30)
 
 FLOW_YAML = """flow: !new:{module}.FlowStandIn
     vocab_size: 6561
@@ -99,7 +101,7 @@ def llm_calls(v3: Runtime) -> Iterator[Callable[[list[int]], list[dict[str, Any]
 
     def force(tokens: list[int]) -> list[dict[str, Any]]:
         calls: list[dict[str, Any]] = []
-        gen = forced(tokens)
+        gen = forced_llm(tokens)
 
         def inference(**kw: Any) -> Iterator[int]:
             calls.append(kw)
@@ -388,7 +390,7 @@ def test_no_deprecation_warning_on_the_v3_path(tiny_v3_dir: Path, voice: Path) -
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         rt = cosyvoice_runtime.load(tiny_v3_dir, device="cpu")
-        rt.llm.inference = forced(TOKENS)  # type: ignore[method-assign]
+        rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
         list(rt.stream("Warnings check.", prompt_wav=voice, prompt_text="A short prompt sentence."))
         rt.synthesize("Warnings check.", speaker=rt.speakers[0], speed=1.25)
         list(rt.stream("Warnings check.", instruct="Speak calmly.", prompt_wav=voice))
