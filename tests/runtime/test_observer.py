@@ -11,8 +11,7 @@ import pytest
 
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, InvalidInput, Runtime, StreamError, StreamObserver, StreamStalled, StreamStats
-
-from .helpers import forced, raising_after, stalling_after
+from pytest_cosyvoice.faults import Fault, forced_llm
 
 TOKENS = [int(x) for x in np.random.default_rng(7).integers(0, 6561, 140)]  # speaker mode: 25, 50, 65
 SHORT = TOKENS[:30]  # 25, 5: cheaper where the schedule does not matter (the machine is shared)
@@ -53,7 +52,7 @@ def real_llm(rt: Runtime):
 
 
 def test_stream_reports_its_tokens_chunks_and_end_in_the_consumer_thread(rt: Runtime) -> None:
-    rt.llm.inference = forced(TOKENS, delay_s=0.002)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS, delay_s=0.002)  # type: ignore[method-assign]
     obs = Log()
     chunks = list(rt.stream("x", speaker=rt.speakers[0], observer=obs))
     assert [c.tokens for c in chunks] == [25, 50, 65]
@@ -67,7 +66,7 @@ def test_stream_reports_its_tokens_chunks_and_end_in_the_consumer_thread(rt: Run
 
 
 def test_synthesize_reports_too(rt: Runtime) -> None:
-    rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(SHORT)  # type: ignore[method-assign]
     obs = Log()
     syn = rt.synthesize("x", speaker=rt.speakers[0], observer=obs)
     assert obs.chunks == syn.chunks and obs.tokens[-1][1] == len(SHORT) == syn.stats.tokens
@@ -75,7 +74,7 @@ def test_synthesize_reports_too(rt: Runtime) -> None:
 
 
 def test_a_failed_request_ends_with_its_error(rt: Runtime) -> None:
-    rt.llm.inference = raising_after(29, SHORT)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(SHORT, fault=Fault(at=29))  # type: ignore[method-assign]
     obs = Log()
     with pytest.raises(StreamError) as err:
         list(rt.stream("x", speaker=rt.speakers[0], observer=obs))
@@ -96,7 +95,7 @@ class SlowLog(Log):
 def test_a_producer_failure_is_raised_with_an_observer_as_without(rt: Runtime, call: str) -> None:
     # The observer wakes the consumer per token; a producer that fails between two wake-ups must
     # still be raised, not rendered as a short but complete result.
-    rt.llm.inference = raising_after(70, TOKENS)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(TOKENS, fault=Fault(at=70))  # type: ignore[method-assign]
     obs = SlowLog()
     with pytest.raises(StreamError, match="after 70 tokens"):
         if call == "stream":
@@ -108,7 +107,7 @@ def test_a_producer_failure_is_raised_with_an_observer_as_without(rt: Runtime, c
 
 
 def test_a_closed_stream_ends_without_error(rt: Runtime) -> None:
-    rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(SHORT)  # type: ignore[method-assign]
     obs = Log()
     it = rt.stream("x", speaker=rt.speakers[0], observer=obs)
     next(it)
@@ -117,7 +116,7 @@ def test_a_closed_stream_ends_without_error(rt: Runtime) -> None:
 
 
 def test_each_request_has_its_own_observer(rt: Runtime) -> None:
-    rt.llm.inference = forced(SHORT)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(SHORT)  # type: ignore[method-assign]
     logs = [Log(), Log()]
     threads = [threading.Thread(target=lambda o=o: list(rt.stream("x", speaker=rt.speakers[0], observer=o)))
                for o in logs]
@@ -131,7 +130,7 @@ def test_each_request_has_its_own_observer(rt: Runtime) -> None:
 
 def test_a_stall_timeout_applies_to_its_request_only(rt: Runtime) -> None:
     default = rt.settings.stall_timeout_s
-    rt.llm.inference = stalling_after(5, SHORT, 1.0)  # type: ignore[method-assign]
+    rt.llm.inference = forced_llm(SHORT, fault=Fault(at=5, stall_s=1.0))  # type: ignore[method-assign]
     with pytest.raises(StreamStalled, match=r"no new speech token for 0\.3 s"):
         list(rt.stream("x", speaker=rt.speakers[0], stall_timeout_s=0.3))
     assert rt.settings.stall_timeout_s == default
