@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 COMPONENTS = ("llm", "flow", "hift")
@@ -40,6 +40,8 @@ class Fault:
     at: int = 0
     stall_s: float = 0.0
     message: str = "injected fault"
+    # Ends a stall early once set: a test can stall "until I say so" however slow the machine is.
+    release: threading.Event | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.component not in COMPONENTS:
@@ -62,7 +64,11 @@ def _misbehaving(tokens: Iterable[int], fault: Fault | None, delay_s: float) -> 
         if fault is not None and n - 1 == fault.at:
             if not fault.stall_s:
                 raise InjectedFault(fault.message)
-            time.sleep(fault.stall_s)  # a stuck decode step; it ends, so the thread can be joined afterwards
+            # A stuck decode step; it ends, so the thread can be joined afterwards.
+            if fault.release is not None:
+                fault.release.wait(fault.stall_s)
+            else:
+                time.sleep(fault.stall_s)
         if delay_s:
             time.sleep(delay_s)
         yield tok
