@@ -38,7 +38,7 @@ class ModelInput:
 
 
 @dataclass(frozen=True)
-class Prompt:
+class PromptFeatures:
     speech_token: torch.Tensor
     speech_feat: torch.Tensor
     embedding: torch.Tensor
@@ -66,7 +66,7 @@ class Frontend:
                                                                     providers=["CPUExecutionProvider"])
             except Exception as e:
                 raise ModelLoadError(f"{path}: not a loadable ONNX model ({type(e).__name__}: {e})") from e
-        self._prompt_cache: OrderedDict[tuple[str, int, int], Prompt] = OrderedDict()
+        self._prompt_cache: OrderedDict[tuple[str, int, int], PromptFeatures] = OrderedDict()
         self._lock = threading.Lock()
 
     # -- text ---------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ class Frontend:
             feat: torch.Tensor = self.feat_extractor(torch.from_numpy(audio)[None])  # [1, 80, T]
         return feat.squeeze(0).transpose(0, 1)[None].float()  # [1, T, 80]
 
-    def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> Prompt:
+    def prompt(self, wav: str | os.PathLike[str], *, what: str = "prompt_wav") -> PromptFeatures:
         """Prompt tokens, mel and embedding of a file; cached by path, size and mtime."""
         # Not a path: read_wav below refuses it with the argument's name.
         p = Path(wav) if isinstance(wav, (str, os.PathLike)) else None
@@ -143,7 +143,7 @@ class Frontend:
             feat, tokens = feat[:, : 2 * n], tokens[:, :n]
         if tokens.shape[1] == 0:  # a released tokenizer with a longer receptive field than measured
             raise InvalidInput(f"{what}={str(wav)!r}: too short to give any speech token; expected a longer recording")
-        prompt = Prompt(speech_token=tokens, speech_feat=feat, embedding=self.embedding(a16))
+        prompt = PromptFeatures(speech_token=tokens, speech_feat=feat, embedding=self.embedding(a16))
         if key is not None:
             with self._lock:
                 self._prompt_cache[key] = prompt

@@ -21,6 +21,7 @@ YAML_VERSIONS: tuple[tuple[str, int], ...] = (
     ("cosyvoice.yaml", 1),
 )
 YAML_NAMES: dict[int, str] = {version: name for name, version in YAML_VERSIONS}  # version -> file name
+BLANK_EN = "CosyVoice-BlankEN"  # v2/v3: the Qwen2 weights and tokenizer the yaml points at
 INSTALL_HINT = (
     "install the upstream CosyVoice component classes, e.g. "
     "`pip install --no-deps cosyvoice-minicpmo==0.1.0` plus `pip install pytest-cosyvoice[components]`, "
@@ -84,10 +85,10 @@ def locate(model_dir: str | os.PathLike[str]) -> ModelFiles:
             raise ModelLoadError(f"{str(root)!r}: missing {name} ({what})")
         return p
 
-    blank = root / "CosyVoice-BlankEN"
+    blank = root / BLANK_EN
     if version >= 2 and not blank.is_dir():
         raise ModelLoadError(
-            f"{str(root)!r}: missing CosyVoice-BlankEN/ (the Qwen2 weights and tokenizer a v{version} yaml needs)"
+            f"{str(root)!r}: missing {BLANK_EN}/ (the Qwen2 weights and tokenizer a v{version} yaml needs)"
         )
     spk = root / "spk2info.pt"
     return ModelFiles(

@@ -33,7 +33,7 @@ _ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
-class Settings:
+class RuntimeSettings:
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S  # no new token for this long -> StreamStalled
     join_timeout_s: float = 5.0        # producer join at the end of a request
     token_hop_len: int = 25            # v2/v3 first hop (tokens)
@@ -127,7 +127,7 @@ class Runtime:
         self.device = resolve_device(device)
         if fp16 and self.device.type != "cuda":
             raise InvalidInput(f"fp16=True needs a CUDA device; device={device!r} resolved to {self.device}")
-        self.settings = Settings(stall_timeout_s=stall_timeout_s)
+        self.settings = RuntimeSettings(stall_timeout_s=stall_timeout_s)
         self.fp16 = bool(fp16)
         t0 = time.perf_counter()
         loaded = load_model(model_dir)
@@ -172,8 +172,8 @@ class Runtime:
         with self._lock:
             return len(self._active)
 
-    def configure(self, **changes: Any) -> Settings:
-        known = {f.name for f in fields(Settings)}
+    def configure(self, **changes: Any) -> RuntimeSettings:
+        known = {f.name for f in fields(RuntimeSettings)}
         bad = sorted(set(changes) - known)
         if bad:
             raise InvalidInput(f"unknown setting(s) {bad}; valid: {sorted(known)}")

@@ -17,12 +17,12 @@ import pytest
 
 from cosyvoice_runtime import DEFAULT_STALL_TIMEOUT_S, InvalidInput, check_device, check_timeout
 from cosyvoice_runtime.limits import DEVICE_FORMS, MAX_TIMEOUT_S
+from cosyvoice_runtime.loader import YAML_NAMES
 
 from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
 
 T = TypeVar("T")
 
-YAML_NAMES = ("cosyvoice.yaml", "cosyvoice2.yaml", "cosyvoice3.yaml")
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
@@ -115,7 +115,7 @@ class Option(Generic[T]):
 
 OPTIONS: tuple[Option[Any], ...] = (
     Option("model", "--cosy-model", "cosy_model", "COSY_MODEL", _text, None,
-           "CosyVoice model directory (with cosyvoice.yaml, cosyvoice2.yaml or cosyvoice3.yaml). "
+           f"CosyVoice model directory (with {_one_of(tuple(sorted(YAML_NAMES.values())))}). "
            "Default: the embedded tiny v2 model, built on first use.", metavar="PATH"),
     Option("device", "--cosy-device", "cosy_device", "COSY_DEVICE", _device, "auto",
            f"{_one_of(DEVICE_FORMS)} (default: auto).", metavar="DEVICE"),
@@ -230,8 +230,9 @@ def _model_dir(raw: str, where: str) -> Path:
         raise pytest.UsageError(f"{where}={raw!r}: no such directory")
     if not p.is_dir():
         raise pytest.UsageError(f"{where}={raw!r}: not a directory")
-    if not any((p / n).is_file() for n in YAML_NAMES):
-        raise pytest.UsageError(f"{where}={raw!r}: not a CosyVoice model directory (no {', '.join(YAML_NAMES)})")
+    names = sorted(YAML_NAMES.values())
+    if not any((p / n).is_file() for n in names):
+        raise pytest.UsageError(f"{where}={raw!r}: not a CosyVoice model directory (no {', '.join(names)})")
     return p
 
 

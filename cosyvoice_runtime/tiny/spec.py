@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..loader import BLANK_EN  # noqa: F401 - re-exported: the builder writes the folder the loader reads
+
 SPEECH_VOCAB = {1: 4096, 2: 6561}
 SAMPLE_RATE = {1: 22050, 2: 24000}
-BLANK_EN = "CosyVoice-BlankEN"
 SPEAKER = "tiny_speaker"
 # The whisper-style encoding upstream's get_tokenizer builds (multilingual_zh_ja_yue_char_del plus its
 # specials) has 60510 ids, and Chinese text maps above 51866 (the released v1 value), so the v1 text
