@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_cosyvoice.changepoints import find_changes  # noqa: E402
+from pytest_cosyvoice.changepoints import find_changes
 
 
 def series(rng: np.random.Generator, n: int, noise: float, shift: float, at: int,

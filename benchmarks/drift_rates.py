@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_cosyvoice.drift import judge  # noqa: E402
+from pytest_cosyvoice.drift import judge
 
 
 def draw(rng: np.random.Generator, n: int, median: float, spread: float,

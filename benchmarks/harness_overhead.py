@@ -16,7 +16,6 @@ import json
 import statistics
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,7 +106,7 @@ def main() -> int:
 
     def per(how: str, phase: str) -> list[float]:
         # Round 0 of each is a warm-up (first stream after load, first reader thread).
-        return [v[phase] for k, v in phases.items() if f"[{how}-" in k and not k.endswith(f"-0]")]
+        return [v[phase] for k, v in phases.items() if f"[{how}-" in k and not k.endswith("-0]")]
 
     direct = [c for c in per("direct", "call")]
     harness = [c for c in per("harness", "call")]

@@ -18,10 +18,18 @@ import numpy as np
 import torch
 
 from .channel import TokenChannel, start_producer
-from .errors import InvalidInput, StreamError, TokenLimitExceeded
+from .errors import InvalidInput, TokenLimitExceeded
 from .frontend import Frontend, ModelInput
-from .limits import (DEFAULT_STALL_TIMEOUT_S, DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MAX_TEXT_CHARS, MIN_CAP_S,
-                     check_device, check_timeout, token_cap)
+from .limits import (
+    DEFAULT_STALL_TIMEOUT_S,
+    DEFAULT_TOKEN_TEXT_RATIO,
+    MAX_SPEECH_S,
+    MAX_TEXT_CHARS,
+    MIN_CAP_S,
+    check_device,
+    check_timeout,
+    token_cap,
+)
 from .loader import load_model
 from .observer import StreamObserver
 from .text import prepare
@@ -218,7 +226,7 @@ class Runtime:
 
     def plan(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
              prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
-             text_frontend: bool = True) -> "Plan":
+             text_frontend: bool = True) -> Plan:
         """Checks a request's arguments and prepares its model inputs, without running any model part
         but the frontend (text normalisation, prompt features and tokens, speaker embedding): what
         ``stream``/``synthesize`` run, and what another orchestration (``upstream.UpstreamEngine``) can
@@ -230,7 +238,7 @@ class Runtime:
         return self.settings.stall_timeout_s if value is None else check_timeout("stall_timeout_s", value)
 
     def _inputs(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
-                text_frontend: bool) -> tuple[str, tuple["ModelInput | TextStreamInput", ...]]:
+                text_frontend: bool) -> tuple[str, tuple[ModelInput | TextStreamInput, ...]]:
         check_texts(speaker=speaker, prompt_text=prompt_text, instruct=instruct, text_frontend=text_frontend)
         self._check_voice(speaker, prompt_wav, source_wav)
         mode = resolve_mode(self.version, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
@@ -315,7 +323,7 @@ class Runtime:
             if close is not None:
                 close()
 
-    def _token_source(self, rid: str, inp: ModelInput | "TextStreamInput") -> Callable[[], Iterable[int]]:
+    def _token_source(self, rid: str, inp: ModelInput | TextStreamInput) -> Callable[[], Iterable[int]]:
         dev = self.device
         if isinstance(inp, TextStreamInput):
             base = inp.inputs
@@ -367,7 +375,7 @@ class Runtime:
                 yield
         return ctx
 
-    def _run(self, plan: "Plan", *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
+    def _run(self, plan: Plan, *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
              observer: StreamObserver | None) -> Iterator[Chunk]:
         t0 = time.perf_counter()
         index = 0
@@ -406,8 +414,8 @@ class Runtime:
                      f"{stats.first_chunk_s * 1000:.0f} ms" if stats.first_chunk_s is not None else "-",
                      f"{rtf:.3f}" if rtf is not None else "-")
 
-    def _request(self, inp: "ModelInput | TextStreamInput", *, streaming: bool, speed: float, stats: StreamStats,
-                 stall_timeout_s: float, progress: "_Progress") -> Iterator[tuple[torch.Tensor, int]]:
+    def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stats: StreamStats,
+                 stall_timeout_s: float, progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:
         rid = f"{next(_ids)}"
         progress.next_sentence()
         channel = TokenChannel(rid)

@@ -30,7 +30,7 @@ class _CountingLLM:
     """Stands in for the LLM on the upstream object and counts the tokens it hands over, per request:
     upstream runs each request's LLM in its own `llm_job(..., uuid)` thread, which `_JobIds` names."""
 
-    def __init__(self, llm: Any, jobs: "_JobIds") -> None:
+    def __init__(self, llm: Any, jobs: _JobIds) -> None:
         self._llm = llm
         self._jobs = jobs
         self.tokens: dict[str, int] = {}   # upstream request uuid -> tokens so far
@@ -83,7 +83,7 @@ class _JobIds:
 
 
 class UpstreamEngine:
-    def __init__(self, runtime: "Runtime") -> None:
+    def __init__(self, runtime: Runtime) -> None:
         try:
             from cosyvoice.cli import model as upstream_model
         except Exception as e:  # the packaged module imports optional things (tensorrt helpers, vllm export)
@@ -127,7 +127,7 @@ class UpstreamEngine:
                                  source_wav=kwargs.get("source_wav"), text_frontend=text_frontend)
         return self._chunks(plan, stream=stream, stats=stats, speed=speed)
 
-    def _chunks(self, plan: "Plan", *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
+    def _chunks(self, plan: Plan, *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
         t0 = time.perf_counter()
         index = 0
         for inp in plan.inputs:

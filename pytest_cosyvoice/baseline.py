@@ -34,8 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from .calibration import Health
-from .measurements import TestFigures
 from .hardware import RunKey
+from .measurements import TestFigures
 
 try:
     import fcntl

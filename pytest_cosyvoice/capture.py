@@ -21,7 +21,7 @@ class WarningCapture:
         self.records: list[WarningRecord] = []
         self._catcher: warnings.catch_warnings[None] | None = None
 
-    def __enter__(self) -> "WarningCapture":
+    def __enter__(self) -> WarningCapture:
         self._catcher = warnings.catch_warnings()
         self._catcher.__enter__()
         for cat in CLEAN_CATEGORIES:

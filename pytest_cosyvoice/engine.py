@@ -67,7 +67,7 @@ def is_factory(value: str) -> bool:
     return bool(FACTORY_RE.match(value))
 
 
-def load_factory(value: str) -> Callable[["Runtime"], Any]:
+def load_factory(value: str) -> Callable[[Runtime], Any]:
     """The callable named by 'package.module:factory' (attributes may be dotted: 'mod:Class.build')."""
     module_name, _, attr = value.partition(":")
     try:
@@ -98,7 +98,7 @@ def missing_members(obj: Any) -> list[str]:
     return out
 
 
-def build(value: str, runtime: "Runtime") -> Engine:
+def build(value: str, runtime: Runtime) -> Engine:
     """The engine `value` names, built over the loaded `runtime`.
 
     EngineError: a factory that does not import, raises, or returns an object missing protocol members.
@@ -116,7 +116,7 @@ def build(value: str, runtime: "Runtime") -> Engine:
     factory = load_factory(value)
     try:
         engine = factory(runtime)
-    except Exception as e:  # noqa: BLE001 - the user's factory; its error is the message
+    except Exception as e:
         raise EngineError(f"the factory raised {type(e).__name__}: {e}") from e
     missing = missing_members(engine)
     if missing:

@@ -12,9 +12,9 @@ import pytest
 from .baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from .calibration import Health
 from .drift import DriftResult, Machine, compare
+from .hardware import RunKey, detect_stack, stack_changes
 from .measurements import TestFigures
 from .report import summary_table
-from .hardware import RunKey, detect_stack, stack_changes
 
 if TYPE_CHECKING:
     from .session import CosySession
@@ -35,7 +35,7 @@ def resolve(path: Path, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def session_key(session: "CosySession") -> tuple[RunKey, str]:
+def session_key(session: CosySession) -> tuple[RunKey, str]:
     """The run key of what this session ran (runner, model, device kind, dtype, engine) and its device."""
     device, fp16 = session.device_used()
     key = RunKey.detect(session.model_dir(), device=device, dtype="fp16" if fp16 else "fp32",
@@ -80,7 +80,7 @@ def health_line(health: Health | None, machine: Machine | None) -> str:
     return f"machine: {', '.join(parts)}; {verdict}"
 
 
-def finish(session: "CosySession", exitstatus: int | pytest.ExitCode, base_dir: Path) -> GateResult | None:
+def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Path) -> GateResult | None:
     """None when no test recorded figures (the model was not used): nothing to judge or write."""
     figures, streams = session.results()
     if not figures:

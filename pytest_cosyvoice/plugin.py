@@ -134,13 +134,13 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 @pytest.fixture(scope="session")
-def cosy_model(pytestconfig: pytest.Config) -> "Runtime":
+def cosy_model(pytestconfig: pytest.Config) -> Runtime:
     """The loaded `cosyvoice_runtime.Runtime` (once per session, or per xdist worker)."""
     return get_session(pytestconfig).runtime()
 
 
 @pytest.fixture
-def cosy_tts(request: pytest.FixtureRequest, cosy_model: "Runtime") -> Iterator[CosyTTS]:
+def cosy_tts(request: pytest.FixtureRequest, cosy_model: Runtime) -> Iterator[CosyTTS]:
     """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks."""
     session = get_session(request.config)
     run = request.node.stash[RUN_KEY]

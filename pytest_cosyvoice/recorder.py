@@ -82,7 +82,7 @@ class _Lineage:
                 threading.Thread.start = cls._saved  # type: ignore[method-assign]
 
     @classmethod
-    def reader_of(cls, thread: threading.Thread | None) -> "_Reader | None":
+    def reader_of(cls, thread: threading.Thread | None) -> _Reader | None:
         """The nearest cosy_tts reader among the thread and its ancestors."""
         while thread is not None:
             if isinstance(thread, _Reader):
@@ -135,7 +135,7 @@ class _Reader(threading.Thread):
     """Drains one engine call into a queue: ("chunk", Chunk), ("result", Synthesis), ("end", None),
     ("closed", None) or ("error", exc), each with its perf_counter time."""
 
-    def __init__(self, work: Callable[["_Reader"], None]) -> None:
+    def __init__(self, work: Callable[[_Reader], None]) -> None:
         super().__init__(name=f"cosy-tts-reader-{next(_readers)}", daemon=True)
         self.q: queue.Queue[tuple[str, Any, float]] = queue.Queue()
         self.stop = threading.Event()
@@ -151,7 +151,7 @@ class _Reader(threading.Thread):
             self.put("error", e)
 
 
-def _drain(it: Iterator["Chunk"]) -> Callable[[_Reader], None]:
+def _drain(it: Iterator[Chunk]) -> Callable[[_Reader], None]:
     def work(r: _Reader) -> None:
         for chunk in it:
             r.put("chunk", chunk)
@@ -181,7 +181,7 @@ class _CallObserver(StreamObserver):
     """Hears one call's tokens from the engine (in the reader thread, which iterates it) and hands
     every callback on to the test's own observer, if the test passed one."""
 
-    def __init__(self, tts: "CosyTTS", call: "_Call", inner: StreamObserver | None) -> None:
+    def __init__(self, tts: CosyTTS, call: _Call, inner: StreamObserver | None) -> None:
         self._tts = tts
         self._call = call
         self._inner = inner
@@ -191,7 +191,7 @@ class _CallObserver(StreamObserver):
         if self._inner is not None:
             self._inner.on_tokens(n_new, total)
 
-    def on_chunk(self, chunk: "Chunk") -> None:
+    def on_chunk(self, chunk: Chunk) -> None:
         if self._inner is not None:
             self._inner.on_chunk(chunk)
 
@@ -204,7 +204,7 @@ class CosyTTS:
     """The `cosy_tts` fixture's object: `stream(...)` and `synthesize(...)` with the engine's
     signature, plus `recordings` (one `Recording` per call, replays included)."""
 
-    def __init__(self, engine: Engine, runtime: "Runtime", *, stall_timeout_s: float, rtf: RtfSpec | None = None,
+    def __init__(self, engine: Engine, runtime: Runtime, *, stall_timeout_s: float, rtf: RtfSpec | None = None,
                  first_use: Callable[[], bool] = lambda: False, round: int = 0) -> None:
         self.engine = engine
         self.runtime = runtime
@@ -251,12 +251,12 @@ class CosyTTS:
     def version(self) -> int:
         return int(self.engine.version)
 
-    def stream(self, text: Any, **kwargs: Any) -> Iterator["Chunk"]:
+    def stream(self, text: Any, **kwargs: Any) -> Iterator[Chunk]:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
         self._warmup("stream", text, kwargs)
         return self._stream(self._label("stream"), text, kwargs, round_=self.round, measured=True)
 
-    def synthesize(self, text: Any, **kwargs: Any) -> "Synthesis":
+    def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
         return self._synthesize(self._label("synthesize"), text, kwargs, round_=self.round, measured=True)
 
@@ -289,7 +289,7 @@ class CosyTTS:
                 self._synthesize(label, text, kwargs, round_=-1, measured=False)
 
     # -- one recorded call -------------------------------------------------------------------------
-    def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool) -> "_Call":
+    def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool) -> _Call:
         rec = Recording(label=label, kind=kind, sample_rate=self.sample_rate, samples_per_token=self.samples_per_token,
                         speed=float(kwargs.get("speed", 1.0)), measured=measured, round=round_,
                         cold=self._first_use())
@@ -317,7 +317,7 @@ class CosyTTS:
                 self.recordings.append(rec)
         return call
 
-    def _engine_kwargs(self, kind: str, call: "_Call", kwargs: dict[str, Any]) -> dict[str, Any]:
+    def _engine_kwargs(self, kind: str, call: _Call, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The test's arguments plus what the engine takes of ours: the per-call observer (chaining the
         test's own, if it passed one) and the test's stall timeout (unless the test passed one)."""
         observer, stall = self._takes[kind]
@@ -328,7 +328,7 @@ class CosyTTS:
             out.setdefault("stall_timeout_s", self.stall_timeout_s)
         return out
 
-    def _observed_tokens(self, call: "_Call", total: int) -> None:
+    def _observed_tokens(self, call: _Call, total: int) -> None:
         now = time.perf_counter()
         with self._lock:
             call.tokens = total
@@ -368,7 +368,7 @@ class CosyTTS:
         if prev is not None:
             prev(args)
 
-    def _started_by(self, call: "_Call") -> list[threading.Thread]:
+    def _started_by(self, call: _Call) -> list[threading.Thread]:
         """Threads alive now that the call started: new since it began, not the harness's (callers,
         readers), and under overlapping calls only those its own reader started."""
         reader = call.reader
@@ -380,7 +380,7 @@ class CosyTTS:
                 and t is not reader and t.is_alive()
                 and (not call.overlapped or (reader is not None and _Lineage.reader_of(t) is reader))]
 
-    def _end(self, call: "_Call", *, keep: bool = True) -> None:
+    def _end(self, call: _Call, *, keep: bool = True) -> None:
         rec, reader = call.rec, call.reader
         with self._lock:
             if call not in self._live:
@@ -415,7 +415,7 @@ class CosyTTS:
             if not keep and rec in self.recordings:
                 self.recordings.remove(rec)
 
-    def _wait(self, call: "_Call", t0: float) -> tuple[str, Any, float]:
+    def _wait(self, call: _Call, t0: float) -> tuple[str, Any, float]:
         """The next queue item, or a test failure once nothing has progressed for the stall timeout."""
         rec, reader = call.rec, call.reader
         assert reader is not None
@@ -444,14 +444,14 @@ class CosyTTS:
         self._end(call)
         pytest.fail(f"cosy_tts {rec.label}: {rec.error}", pytrace=False)
 
-    def _start_reader(self, call: "_Call", work: Callable[[_Reader], None]) -> None:
+    def _start_reader(self, call: _Call, work: Callable[[_Reader], None]) -> None:
         call.reader = _Reader(work)
         call.reader.start()
         with self._lock:
             self._harness_threads.add(call.reader.ident)
 
     def _stream(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
-                measured: bool) -> Iterator["Chunk"]:
+                measured: bool) -> Iterator[Chunk]:
         call = self._begin(label, "stream", kwargs, round_, measured)
         t0 = time.perf_counter()
         try:
@@ -464,7 +464,7 @@ class CosyTTS:
         self._start_reader(call, _drain(iter(it)))
         return self._consume(call, t0)
 
-    def _consume(self, call: "_Call", t0: float) -> Iterator["Chunk"]:
+    def _consume(self, call: _Call, t0: float) -> Iterator[Chunk]:
         rec, reader = call.rec, call.reader
         assert reader is not None
         try:
@@ -489,7 +489,7 @@ class CosyTTS:
             self._end(call)
 
     def _synthesize(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
-                    measured: bool) -> "Synthesis":
+                    measured: bool) -> Synthesis:
         call = self._begin(label, "synthesize", kwargs, round_, measured)
         rec = call.rec
         t0 = time.perf_counter()
@@ -510,7 +510,7 @@ class CosyTTS:
         self._end(call)
         return payload
 
-    def _add(self, rec: Recording, chunk: "Chunk", at: float) -> None:
+    def _add(self, rec: Recording, chunk: Chunk, at: float) -> None:
         # A copy: an engine's array may be a view of its tensor (whose memory the recording would then
         # keep alive and count as the engine's state) or a buffer the engine reuses.
         rec.chunks.append(np.array(chunk.audio, dtype=np.float32))

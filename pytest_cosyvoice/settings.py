@@ -9,9 +9,10 @@ Every value is parsed here, from whichever source gave it, so a bad value is rep
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import pytest
 
@@ -173,7 +174,7 @@ class Settings:
     allowed_warnings: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # field -> where from
 
-    def with_stall_timeout(self, seconds: float) -> "Settings":
+    def with_stall_timeout(self, seconds: float) -> Settings:
         return replace(self, stall_timeout_s=seconds, sources={**self.sources, "stall_timeout_s": "marker"})
 
 

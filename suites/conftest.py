@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_cosyvoice.faults import forced_llm, forced_tokens as seeded_tokens
+from pytest_cosyvoice.faults import forced_llm
+from pytest_cosyvoice.faults import forced_tokens as seeded_tokens
 
 from .limits import GateLimits
 

@@ -35,7 +35,7 @@ class GateLimits:
         return f"{PREFIX}{name.upper()}"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "GateLimits":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> GateLimits:
         """The limits `environ` (default: os.environ) sets, defaults for the rest; `pytest.UsageError`
         naming the variable and what was expected for a bad value."""
         env = os.environ if environ is None else environ

@@ -11,11 +11,10 @@ import pytest
 
 from cosyvoice_runtime import InvalidInput, StreamError
 from pytest_cosyvoice import checks
-
 from pytest_cosyvoice.faults import InjectedFault, forced_tokens, injected
 
-from .inputs import voice_kwargs
 from .faults import FAULTS, JOIN_TIMEOUT_S, STALL_TIMEOUT_S, TOKENS, FaultCase, live_tensors
+from .inputs import voice_kwargs
 
 
 @pytest.fixture

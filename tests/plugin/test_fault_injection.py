@@ -9,8 +9,15 @@ from typing import Any
 
 import pytest
 
-from pytest_cosyvoice.faults import (Fault, InjectedFault, faulty_llm, forced_llm, forced_tokens, injected,
-                                     raising_on_call)
+from pytest_cosyvoice.faults import (
+    Fault,
+    InjectedFault,
+    faulty_llm,
+    forced_llm,
+    forced_tokens,
+    injected,
+    raising_on_call,
+)
 
 TOKENS = list(range(10))
 

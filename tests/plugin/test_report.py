@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.baseline import BaselineStore
-from pytest_cosyvoice.drift import compare
+from pytest_cosyvoice.calibration import CalibrationSample, Health
+from pytest_cosyvoice.drift import Machine, compare
+from pytest_cosyvoice.hardware import RunKey
 from pytest_cosyvoice.measurements import StreamTrace
 from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would collect Test*
-from pytest_cosyvoice.calibration import CalibrationSample, Health
-from pytest_cosyvoice.drift import Machine
-from pytest_cosyvoice.hardware import RunKey
 from pytest_cosyvoice.report import append_history, history_entry, read_history, summary_table, write_report
 from pytest_cosyvoice.report_model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
 

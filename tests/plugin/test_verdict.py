@@ -10,7 +10,7 @@ import pytest
 
 from pytest_cosyvoice import junit
 from pytest_cosyvoice.checks import Recording, WarningRecord
-from pytest_cosyvoice.markers import (FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec)
+from pytest_cosyvoice.markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
 from pytest_cosyvoice.verdict import Verdict, judge, spec_of
 
 RATE = 24000

@@ -19,7 +19,6 @@ import torch
 
 import cosyvoice_runtime
 from cosyvoice_runtime import Chunk, InvalidInput, Runtime
-
 from pytest_cosyvoice.faults import forced_llm, forced_tokens
 
 TOKENS = forced_tokens(2, 300, seed=11)

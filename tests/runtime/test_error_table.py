@@ -12,7 +12,6 @@ import soundfile as sf
 
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
-
 from pytest_cosyvoice.faults import Fault, forced_llm
 
 ROOT = Path(__file__).resolve().parents[2]

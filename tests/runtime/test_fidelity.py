@@ -12,7 +12,6 @@ import torch
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 from cosyvoice_runtime.upstream import UpstreamEngine
-
 from pytest_cosyvoice.faults import forced_llm, forced_tokens
 
 TOKENS_V2 = forced_tokens(2, 120, seed=5)

@@ -24,7 +24,6 @@ from torch.nn import functional as F
 import cosyvoice_runtime
 from cosyvoice_runtime import InvalidInput, Runtime
 from cosyvoice_runtime.loader import detect_version
-
 from pytest_cosyvoice.faults import forced_llm, forced_tokens
 
 from .helpers import llm_threads

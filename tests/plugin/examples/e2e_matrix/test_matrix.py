@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import forced, on_call
 
+from conftest import forced, on_call
 from cosyvoice_runtime import InvalidInput, StreamError, StreamStalled
 
 TEXT = "Hello there, this is a test of streaming speech."
