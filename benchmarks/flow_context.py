@@ -96,7 +96,7 @@ def deviation(a: np.ndarray, r: np.ndarray) -> tuple[float, float]:
 
 
 def summarise(run: dict[str, Any], ref: dict[str, Any], hop_max: int) -> dict[str, Any]:
-    devs = [deviation(a, r) for a, r in zip(run["audio"], ref["audio"])]
+    devs = [deviation(a, r) for a, r in zip(run["audio"], ref["audio"], strict=True)]
     run["rel_rms"] = [d[0] for d in devs]
     run["snr_db"] = [d[1] for d in devs]
     run["same_schedule"] = run["tokens"] == ref["tokens"] and run["samples"] == ref["samples"]
@@ -130,7 +130,8 @@ def print_tables(runs: list[dict[str, Any]], target: float) -> None:
         print(f"\n{name(r['context'])}: per chunk")
         print("| chunk | tokens | samples | render ms | rel RMS | SNR dB |")
         print("|---:|---:|---:|---:|---:|---:|")
-        for i, (n, s, t, e, q) in enumerate(zip(r["tokens"], r["samples"], r["render_s"], r["rel_rms"], r["snr_db"])):
+        for i, (n, s, t, e, q) in enumerate(zip(r["tokens"], r["samples"], r["render_s"], r["rel_rms"], r["snr_db"],
+                                                          strict=True)):
             print(f"| {i} | {n} | {s} | {t * 1000:.0f} | {e:.4f} | {fmt_db(q)} |")
 
 
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated: exact and/or flow_context_tokens values (default exact,50,100,200)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--fp16", action="store_true", help="fp16 LLM/flow (CUDA only)")
-    ap.add_argument("--prompt", action="store_true", help="zero-shot with the shipped prompt even if the model has speakers")
+    ap.add_argument("--prompt", action="store_true",
+                    help="zero-shot with the shipped prompt even if the model has speakers")
     ap.add_argument("--seed", type=int, default=0, help="token sequence and torch seed")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--floor", action="store_true", help="stream exact mode twice; report its deviation from itself")
@@ -214,12 +216,14 @@ def main(argv: list[str] | None = None) -> int:
     print_tables(shown, args.target)
     if floor is not None:
         summarise(floor, ref, s.token_max_hop_len)
-        print(f"\nexact vs exact (floor): rel RMS mean {np.mean(floor['rel_rms']):.2e} max {max(floor['rel_rms']):.2e}, "
+        print(f"\nexact vs exact (floor): rel RMS mean {np.mean(floor['rel_rms']):.2e} "
+              f"max {max(floor['rel_rms']):.2e}, "
               f"SNR min {fmt_db(min(floor['snr_db']))} dB")
     if args.json:
         out = {"model": str(model), "version": rt.version, "device": str(rt.device), "fp16": args.fp16,
                "voice": voice_desc, "tokens": n_tokens, "seconds": args.seconds, "seed": args.seed,
-               "threads": torch.get_num_threads(), "schedule": [s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor],
+               "threads": torch.get_num_threads(),
+               "schedule": [s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor],
                "target": args.target, "runs": [jsonable(r) for r in shown],
                "floor": jsonable(floor) if floor is not None else None}
         Path(args.json).write_text(json.dumps(out, indent=1))

@@ -132,7 +132,7 @@ def verdict_table(runs: list[Run], baseline_cal: float | None) -> str:
         others = [r.others_cpu for r in group if r.others_cpu is not None]
         other = n - sum(counts[v] for v in ("regression", "improvement", "inconclusive", "ok"))
 
-        def pct(k: int) -> str:
+        def pct(k: int, n: int = n) -> str:
             return f"{100 * k / n:.0f} % ({k})"
         rows.append(
             f"| {len(group)} | {label} | {sum(counts.values())} | {pct(counts['regression'])} | "
@@ -181,7 +181,8 @@ def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
         seen[(r.part, r.label)] += 1
         cur = samples(work / f"{r.part}-{r.label}-{k}.csv")
         ratio = (r.calibration_s / base_run.calibration_s) if r.calibration_s and base_run.calibration_s else None
-        busy = (f"other processes used {r.others_cpu:.0%} of the CPU",) if (r.others_cpu or 0) > OTHERS_CPU_LIMIT else ()
+        busy = ((f"other processes used {r.others_cpu:.0%} of the CPU",)
+                if (r.others_cpu or 0) > OTHERS_CPU_LIMIT else ())
         machine = Machine(ratio, busy)
         again = Run(r.part, r.label, r.seconds, r.returncode, calibration_s=r.calibration_s, others_cpu=r.others_cpu)
         for nodeid, values in cur.items():

@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/harness_overhead.py [--model DIR] [--rounds 8] [--tokens 200] [--device cpu]
 
 One pytest session (in this process) runs, in ABBA order, `test_stream[direct-i]` (iterates
-`cosy_model.stream`) and `test_stream[harness-i]` (iterates `cosy_tts.stream` under the markers) on the same forced token sequence.
+`cosy_model.stream`) and `test_stream[harness-i]` (iterates `cosy_tts.stream` under the markers) on the
+same forced token sequence.
 Measured per test: the call phase (which for the harness includes recording, the watchdog reader thread
 and evaluating the checks) and setup + teardown (the `cosy_tts` fixture). Prints the medians, the
 overhead in ms and as a share of the direct wall time, with the spread over rounds.
@@ -110,11 +111,11 @@ def main() -> int:
 
     direct = [c for c in per("direct", "call")]
     harness = [c for c in per("harness", "call")]
-    fix_d = [s + t for s, t in zip(per("direct", "setup"), per("direct", "teardown"))]
-    fix_h = [s + t for s, t in zip(per("harness", "setup"), per("harness", "teardown"))]
+    fix_d = [s + t for s, t in zip(per("direct", "setup"), per("direct", "teardown"), strict=True)]
+    fix_h = [s + t for s, t in zip(per("harness", "setup"), per("harness", "teardown"), strict=True)]
     md, mh = statistics.median(direct), statistics.median(harness)
     over = (mh + statistics.median(fix_h)) - (md + statistics.median(fix_d))
-    diffs = sorted(h - d for h, d in zip(harness, direct))
+    diffs = sorted(h - d for h, d in zip(harness, direct, strict=True))
     print()
     print(f"model {model}, device {args.device}, {args.tokens} forced tokens, {len(direct)} measured rounds each")
     print("| | direct | through cosy_tts + checks |")

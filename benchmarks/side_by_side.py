@@ -32,7 +32,8 @@ def run_once(engine: Any, tokens: list[int], speaker: str | None, prompt: dict[s
     wall = time.perf_counter() - t0
     audio_s = sum(sizes) / rate
     pb = simulate_playback(sizes, arrivals, rate, 0.0)
-    return {"first_chunk_s": arrivals[0], "chunk_s": [b - a for a, b in zip([0.0] + arrivals[:-1], arrivals)],
+    return {"first_chunk_s": arrivals[0],
+            "chunk_s": [b - a for a, b in zip([0.0, *arrivals[:-1]], arrivals, strict=True)],
             "wall_s": wall, "rtf": wall / audio_s, "worst_stall_s": pb.worst_stall_s, "chunks": len(sizes),
             "audio_s": audio_s}
 
@@ -81,17 +82,20 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"model {model} (v{rt.version}), device {rt.device}, {args.tokens} forced tokens, {args.rounds} rounds, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"{'engine/call':<14} {'first chunk ms':>15} {'wall s':>8} {'RTF':>7} {'worst stall ms':>15} {'chunks':>6}  chunk times ms (median)")
+    print(f"{'engine/call':<14} {'first chunk ms':>15} {'wall s':>8} {'RTF':>7} {'worst stall ms':>15} "
+          f"{'chunks':>6}  chunk times ms (median)")
     for key, rows in results.items():
         n = max(len(r["chunk_s"]) for r in rows)
         ct = [med([r["chunk_s"][i] for r in rows if len(r["chunk_s"]) > i]) * 1000 for i in range(n)]
-        print(f"{key:<14} {med([r['first_chunk_s'] for r in rows]) * 1000:>15.0f} {med([r['wall_s'] for r in rows]):>8.2f} "
+        print(f"{key:<14} {med([r['first_chunk_s'] for r in rows]) * 1000:>15.0f} "
+              f"{med([r['wall_s'] for r in rows]):>8.2f} "
               f"{med([r['rtf'] for r in rows]):>7.3f} {med([r['worst_stall_s'] for r in rows]) * 1000:>15.0f} "
               f"{rows[0]['chunks']:>6}  {' '.join(f'{x:.0f}' for x in ct)}")
     print("ratio ours/upstream (median [min-max] over rounds):")
     for pos in ("1st", "2nd"):
         for metric in ("first_chunk_s", "wall_s", "rtf"):
-            ratios = [a[metric] / b[metric] for a, b in zip(results[f"ours/{pos}"], results[f"upstream/{pos}"])]
+            ratios = [a[metric] / b[metric] for a, b in zip(results[f"ours/{pos}"], results[f"upstream/{pos}"],
+                                                                  strict=True)]
             print(f"  {pos} call {metric:<14} {med(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))

@@ -101,7 +101,8 @@ def produce(channel: TokenChannel, make_tokens: Callable[[], Iterable[int]],
 
 
 def start_producer(channel: TokenChannel, make_tokens: Callable[[], Iterable[int]],
-                   context: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext) -> threading.Thread:
+                   context: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+                   ) -> threading.Thread:
     # daemon: a producer stuck inside a model call must never keep the interpreter alive.
     t = threading.Thread(target=produce, args=(channel, make_tokens, context),
                          name=f"cosyvoice-llm-{channel.request_id}", daemon=True)

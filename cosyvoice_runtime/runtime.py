@@ -58,7 +58,8 @@ class RuntimeSettings:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInput(f"{name}={v!r}: expected a positive whole number of tokens")
         if self.token_max_hop_len < self.token_hop_len:
-            raise InvalidInput(f"token_max_hop_len={self.token_max_hop_len} is below token_hop_len={self.token_hop_len}")
+            raise InvalidInput(f"token_max_hop_len={self.token_max_hop_len} is below "
+                               f"token_hop_len={self.token_hop_len}")
         f = self.stream_scale_factor
         if isinstance(f, bool) or not isinstance(f, (int, float)) or not 1 <= f < math.inf:
             raise InvalidInput(f"stream_scale_factor={f!r}: expected a finite number >= 1")
@@ -83,7 +84,8 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cuda", idx)
 
 
-def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any) -> str:
+def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any,
+                 source_wav: Any) -> str:
     given = {k for k, v in dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
                                 instruct=instruct, source_wav=source_wav).items() if v is not None}
     modes: list[tuple[str, set[str]]] = [
@@ -97,7 +99,8 @@ def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: An
         if given == args:
             return mode
     valid = "; ".join(f"{m}: {' + '.join(sorted(a))}" for m, a in modes)
-    raise InvalidInput(f"arguments {sorted(given) or 'none'} do not name a mode of a v{version} model; valid combinations: {valid}")
+    raise InvalidInput(f"arguments {sorted(given) or 'none'} do not name a mode of a v{version} model; "
+                       f"valid combinations: {valid}")
 
 
 def check_speed(speed: Any) -> float:
@@ -250,7 +253,8 @@ class Runtime:
         if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
             raise InvalidInput(f"text of {len(text)} characters: at most {MAX_TEXT_CHARS} per request; split it into "
                                "several requests (e.g. by paragraph)")
-        kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct, source_wav=source_wav)
+        kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
+                  source_wav=source_wav)
         if mode == "vc":
             return mode, (self.frontend.build(mode, None, **kw),)
         if isinstance(text, str):
@@ -395,7 +399,8 @@ class Runtime:
                     stats.chunks += 1
                     stats.audio_seconds += chunk.seconds
                     stats.wall_s = now - t0
-                    log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds, now - t0)
+                    log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds,
+                              now - t0)
                     if observer is not None:
                         observer.on_chunk(chunk)
                     yield chunk

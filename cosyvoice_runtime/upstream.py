@@ -149,7 +149,8 @@ class UpstreamEngine:
                     # thread, whatever other requests run meanwhile.
                     uid = self.jobs.rendered()
                     if uid is None and len(self.counter.tokens) == 1:
-                        uid = next(iter(self.counter.tokens))  # a class whose token2wav takes no uuid=: the only request
+                        # A class whose token2wav takes no uuid=: the only request.
+                        uid = next(iter(self.counter.tokens))
                     if inp.source_speech_token.shape[1] == 0:
                         done = self.counter.tokens.get(uid, 0) if uid is not None else 0
                     else:

@@ -148,7 +148,7 @@ def zero_runs(x: np.ndarray, min_len: int) -> list[tuple[int, int]]:
     z = np.concatenate([[False], x == 0, [False]])
     edges = np.flatnonzero(np.diff(z.astype(np.int8)))
     starts, ends = edges[0::2], edges[1::2]
-    return [(int(s), int(e - s)) for s, e in zip(starts, ends) if e - s > min_len and s > 0 and e < len(x)]
+    return [(int(s), int(e - s)) for s, e in zip(starts, ends, strict=True) if e - s > min_len and s > 0 and e < len(x)]
 
 
 def check_sound(rec: Recording, max_click_ratio: float,
@@ -163,7 +163,8 @@ def check_sound(rec: Recording, max_click_ratio: float,
         bad = ~np.isfinite(c)
         if bad.any():
             out.append(f"{rec.label}: chunk {i} has {int(bad.sum())} non-finite sample(s) "
-                       f"(NaN {int(np.isnan(c).sum())}, Inf {int(np.isinf(c).sum())}) from sample {int(np.argmax(bad))}")
+                       f"(NaN {int(np.isnan(c).sum())}, Inf {int(np.isinf(c).sum())}) "
+                       f"from sample {int(np.argmax(bad))}")
             continue
         over = np.abs(c) > 1.0
         if over.any():

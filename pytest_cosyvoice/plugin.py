@@ -32,7 +32,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in MARKER_HELP.items():
+    for text in MARKER_HELP.values():
         config.addinivalue_line("markers", text)
     # Bad or clashing options stop the session here (UsageError, exit code 4), before any test runs.
     config.stash[SESSION_KEY] = CosySession(config, _settings.resolve(config))

@@ -226,7 +226,8 @@ class CosyTTS:
         self._harness_threads: set[int | None] = set()
         self._lock = threading.Lock()
         # What the engine's methods take beyond the Runtime's request arguments (see `accepts`).
-        self._takes = {kind: (accepts(getattr(engine, kind), "observer"), accepts(getattr(engine, kind), "stall_timeout_s"))
+        self._takes = {kind: (accepts(getattr(engine, kind), "observer"),
+                              accepts(getattr(engine, kind), "stall_timeout_s"))
                        for kind in ("stream", "synthesize")}
         flow = getattr(runtime, "flow", None)
         rate = getattr(flow, "input_frame_rate", None) or (50 if runtime.version == 1 else 25)

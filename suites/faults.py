@@ -40,7 +40,8 @@ FAULTS = [
               at=TOKENS // 2),
     FaultCase("llm-after-last-token-stream", "the LLM raised after its last token", "stream", at=TOKENS),
     FaultCase("llm-after-last-token-synthesize", "the LLM raised after its last token", "synthesize", at=TOKENS),
-    FaultCase("llm-stall-stream", f"the LLM stalled {STALL_S:g} s after 40 tokens (stall timeout {STALL_TIMEOUT_S:g} s)",
+    FaultCase("llm-stall-stream",
+              f"the LLM stalled {STALL_S:g} s after 40 tokens (stall timeout {STALL_TIMEOUT_S:g} s)",
               "stream", at=40, stall=True),
     FaultCase("llm-stall-synthesize", f"the LLM stalled {STALL_S:g} s after 40 tokens (stall timeout "
               f"{STALL_TIMEOUT_S:g} s)", "synthesize", at=40, stall=True),

@@ -60,8 +60,10 @@ TABLE = [
     pytest.param((RtfSpec(),), [], [], ["rtf"], id="rtf-no-call"),
     pytest.param((FirstChunkSpec(max_ms=400),), [rec()], [], ["first_chunk"], id="first-chunk-late"),
     pytest.param((FirstChunkSpec(max_ms=600),), [rec()], [], [], id="first-chunk-in-time"),
-    pytest.param((FirstChunkSpec(max_ms=600),), [rec(kind="synthesize")], [], ["first_chunk"], id="first-chunk-no-stream"),
-    pytest.param((StallTimeoutSpec(5),), [rec(outcome="StreamError")], [warning()], [], id="stall-timeout-judges-nothing"),
+    pytest.param((FirstChunkSpec(max_ms=600),), [rec(kind="synthesize")], [], ["first_chunk"],
+                 id="first-chunk-no-stream"),
+    pytest.param((StallTimeoutSpec(5),), [rec(outcome="StreamError")], [warning()], [],
+                 id="stall-timeout-judges-nothing"),
     pytest.param((STREAMING, RtfSpec(max=0.4), FirstChunkSpec(max_ms=400)),
                  [rec(arrivals=(0.5, 3.0, 3.1), wall_s=1.5)], [warning()], ["clean", "gap-free", "first_chunk", "rtf"],
                  id="all-at-once"),
@@ -79,7 +81,7 @@ def test_judge(specs: tuple[object, ...], recordings: list[Recording], warns: li
     assert len(verdict.streams) == len(recordings)
     # Pure: the inputs are left as they were, and the same inputs give the same verdict.
     assert all(a.outcome == b.outcome and a.arrivals_s == b.arrivals_s and len(a.chunks) == len(b.chunks)
-               for a, b in zip(recordings, before))
+               for a, b in zip(recordings, before, strict=True))
     again = judge(specs, recordings, warns)
     assert again.problems == verdict.problems and again.rtf == verdict.rtf
 

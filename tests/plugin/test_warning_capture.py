@@ -74,10 +74,10 @@ def test_the_capture_is_undone_and_hands_its_warnings_on() -> None:
     with pytest.warns(DeprecationWarning, match="inside"):  # handed on to pytest's capture at exit
         before = warnings.showwarning, list(warnings.filters)
         with WarningCapture() as cap:
-            warnings.warn("inside", DeprecationWarning)
+            warnings.warn("inside", DeprecationWarning, stacklevel=1)
         after = warnings.showwarning, list(warnings.filters)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        warnings.warn("outside", DeprecationWarning)
+        warnings.warn("outside", DeprecationWarning, stacklevel=1)
     assert [w.message for w in cap.records] == ["inside"]
     assert after == before

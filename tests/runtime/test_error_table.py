@@ -96,9 +96,10 @@ def cases(rt: Runtime, voice: Path, tmp: Path, tiny_v1_dir: Path, tiny_v2_dir: P
         "no voice on a model without `spk2info.pt`": lambda: no_spk2info().stream("Hi."),
         "v1 `instruct` on a model that is not an Instruct model": lambda: cosyvoice_runtime.load(
             tiny_v1_dir, device="cpu").stream("Hi.", speaker=spk, instruct="Speak calmly."),
-        "LLM fails": lambda: faulty(forced_llm(TOKENS, fault=Fault(at=40, message="injected LLM failure after 40 tokens"))).synthesize("Hi.", speaker=spk),
-        "LLM stalls": lambda: faulty(forced_llm(TOKENS, fault=Fault(at=30, stall_s=1.0)), stall_timeout_s=0.2).synthesize(
-            "Hi.", speaker=spk),
+        "LLM fails": lambda: faulty(forced_llm(TOKENS, fault=Fault(
+            at=40, message="injected LLM failure after 40 tokens"))).synthesize("Hi.", speaker=spk),
+        "LLM stalls": lambda: faulty(forced_llm(TOKENS, fault=Fault(at=30, stall_s=1.0)),
+                                     stall_timeout_s=0.2).synthesize("Hi.", speaker=spk),
         "LLM never ends the utterance": lambda: endless().synthesize("Hello there.", speaker=spk),
     }
 
