@@ -286,7 +286,7 @@ class Runtime:
                            "plus prompt_text= for zero-shot, or instruct= on v2/v3)")
 
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        return torch.amp.autocast(device_type=self.device.type, enabled=self.fp16)
+        return torch.autocast(device_type=self.device.type, enabled=self.fp16)  # torch.amp's, not torch.cuda.amp's
 
     def _token_text_ratio(self) -> tuple[float, bool]:
         """Upstream's speech-per-text-token cap of this LLM (the ``max_token_text_ratio`` default of its
@@ -350,8 +350,11 @@ class Runtime:
             tokens = inp.source_speech_token.flatten().tolist()
             return lambda: iter(tokens)
 
+        text_ids = inp.text
+        assert text_ids is not None, "every mode but vc has text"
+
         def llm() -> Iterable[int]:
-            text, pt, pst = inp.text.to(dev), inp.prompt_text.to(dev), inp.llm_prompt_speech_token.to(dev)
+            text, pt, pst = text_ids.to(dev), inp.prompt_text.to(dev), inp.llm_prompt_speech_token.to(dev)
             n = text.shape[1]
             extra: dict[str, float] = {}
             ratio, takes_ratio = self._token_text_ratio()

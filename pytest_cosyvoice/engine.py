@@ -49,9 +49,13 @@ class Engine(Protocol):
     sample_rate: int      # Hz of the audio it returns
     version: int          # CosyVoice model generation (1, 2, 3)
 
-    def stream(self, text: Any, **kwargs: Any) -> Iterator[Any]: ...
+    # Read-only callables rather than methods: an engine's own signature (keyword-only arguments, as
+    # the Runtime's) satisfies them; `stream(text, **kwargs) -> Iterator[chunk]`, `synthesize(...) -> result`.
+    @property
+    def stream(self) -> Callable[..., Iterator[Any]]: ...
 
-    def synthesize(self, text: Any, **kwargs: Any) -> Any: ...
+    @property
+    def synthesize(self) -> Callable[..., Any]: ...
 
 
 class EngineError(Exception):
@@ -81,7 +85,8 @@ def load_factory(value: str) -> Callable[[Runtime], Any]:
             raise EngineError(f"module {module_name!r} has no attribute {attr!r}") from None
     if not callable(obj):
         raise EngineError(f"{attr!r} is a {type(obj).__name__}, expected a callable factory(runtime)")
-    return obj
+    factory: Callable[[Runtime], Any] = obj
+    return factory
 
 
 def missing_members(obj: Any) -> list[str]:
@@ -122,4 +127,5 @@ def build(value: str, runtime: Runtime) -> Engine:
     if missing:
         raise EngineError(f"the factory returned a {type(engine).__name__} that lacks "
                           f"{', '.join(missing)} (an engine needs {', '.join(MEMBERS)})")
-    return engine  # an object with the protocol members (checked above)
+    checked: Engine = engine  # it has the protocol members (checked above)
+    return checked

@@ -127,7 +127,8 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
         out.lines += notes
 
     if not s.no_report:
-        from .report import ReportInput, history_problems, write_report
+        from .report import history_problems, write_report
+        from .report_model import ReportInput
 
         report_dir = resolve(s.report_dir, base_dir)
         history = report_dir / "history.jsonl"

@@ -121,7 +121,8 @@ class StallTimeoutSpec:
             raise SpecError(str(e)) from None
 
 
-SPECS: tuple[type, ...] = (StreamingSpec, RtfSpec, FirstChunkSpec, NoDeprecationsSpec, StallTimeoutSpec)
+MarkerSpec = StreamingSpec | RtfSpec | FirstChunkSpec | NoDeprecationsSpec | StallTimeoutSpec
+SPECS: tuple[type[MarkerSpec], ...] = (StreamingSpec, RtfSpec, FirstChunkSpec, NoDeprecationsSpec, StallTimeoutSpec)
 
 # Registered in pytest_configure; `pytest --markers` shows these lines.
 MARKER_HELP: dict[str, str] = {
@@ -164,10 +165,10 @@ def bind(cls: type[Any], args: tuple[Any, ...], kwargs: dict[str, Any], nodeid: 
     pytest.fail(f"{nodeid}: {written}: {problem}; valid keywords: {_keywords(cls)}", pytrace=False)
 
 
-def specs_for(item: pytest.Item) -> tuple[Any, ...]:
+def specs_for(item: pytest.Item) -> tuple[MarkerSpec, ...]:
     """The bound spec of each of our markers on the item (closest marker wins), at most one per spec
     class; `verdict.spec_of(specs, RtfSpec)` finds one by its type."""
-    out: list[Any] = []
+    out: list[MarkerSpec] = []
     for cls in SPECS:
         mark = item.get_closest_marker(cls.marker)
         if mark is not None:

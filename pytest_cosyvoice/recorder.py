@@ -72,7 +72,7 @@ class _Lineage:
                 def start_with_parent(thread: threading.Thread) -> None:
                     setattr(thread, cls.PARENT, threading.current_thread())
                     start(thread)
-                threading.Thread.start = start_with_parent  # type: ignore[method-assign]
+                threading.Thread.start = start_with_parent  # type: ignore[assignment]  # patched while calls run
 
     @classmethod
     def untrack(cls) -> None:
@@ -509,7 +509,8 @@ class CosyTTS:
         for c in payload.chunks:
             self._add(rec, c, t - t0)  # a non-streamed call delivers everything at once
         self._end(call)
-        return payload
+        result: Synthesis = payload  # the engine's result object (see Engine)
+        return result
 
     def _add(self, rec: Recording, chunk: Chunk, at: float) -> None:
         # A copy: an engine's array may be a view of its tensor (whose memory the recording would then

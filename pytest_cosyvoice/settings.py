@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import pytest
 
@@ -188,7 +188,8 @@ def add_options(parser: pytest.Parser) -> None:
         else:
             group.addoption(opt.flag, action="store", default=None, dest=opt.name, metavar=opt.metavar,
                             help=opt.help + env)
-        parser.addini(opt.ini, help=opt.help, type="bool" if opt.is_flag else "string", default=None)
+        ini_type: Literal["bool", "string"] = "bool" if opt.is_flag else "string"
+        parser.addini(opt.ini, help=opt.help, type=ini_type, default=None)
     parser.addini(ALLOWED_WARNINGS_INI, type="linelist", default=[],
                   help="regular expressions (searched in 'Category: message') of deprecation warnings the "
                        "clean check tolerates")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..loader import BLANK_EN  # noqa: F401 - re-exported: the builder writes the folder the loader reads
+from ..loader import BLANK_EN as BLANK_EN  # re-exported: the builder writes the folder the loader reads
 
 SPEECH_VOCAB = {1: 4096, 2: 6561}
 SAMPLE_RATE = {1: 22050, 2: 24000}
