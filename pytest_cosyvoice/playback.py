@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .measurements import StreamTrace
+    pass
 
 # Float sums of arrival times and durations are off by ~1e-16 s; a "stall" below a nanosecond is
 # arithmetic, not a gap a listener could hear, and counting it would make needed_prebuffer_s
@@ -27,10 +27,6 @@ class Playback:
     worst_stall_s: float
     worst_chunk: int | None     # index of the chunk with the worst stall; None when no stall
     needed_prebuffer_s: float   # the smallest prebuffer with which no chunk would stall
-
-    @property
-    def total_stall_s(self) -> float:
-        return sum(self.stalls_s)
 
     @property
     def stalled_chunks(self) -> list[int]:
@@ -72,7 +68,3 @@ def simulate_playback(chunk_samples: Sequence[int], arrivals_s: Sequence[float],
     worst_chunk = stalls.index(worst) if worst > 0.0 else None
     return Playback(due, stalls, worst, worst_chunk, needed if needed > _EPS_S else 0.0)
 
-
-def playback_of(trace: StreamTrace, prebuffer_s: float = 0.0) -> Playback:
-    """`simulate_playback` on a recorded `StreamTrace`."""
-    return simulate_playback(trace.chunk_samples, trace.arrivals_s, trace.sample_rate, prebuffer_s)
