@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from . import checks
 from .checks import Recording, WarningRecord
-from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StreamingSpec
+from .specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StreamingSpec
 
 if TYPE_CHECKING:
     from .measurements import StreamTrace
