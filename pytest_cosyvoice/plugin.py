@@ -1,5 +1,7 @@
 """pytest-cosyvoice hooks and fixtures (entry point `pytest11: cosyvoice`). The work is done in
-settings.py, markers.py, session.py, recorder.py and checks.py; this module only wires it in."""
+settings.py (options), markers.py/specs.py (marker arguments), session.py (capture), recorder.py
+(`cosy_tts`), verdict.py (the verdict), rounds.py, gate.py and the report modules; this module only
+wires it in."""
 from __future__ import annotations
 
 import time
