@@ -120,8 +120,8 @@ def injected(model: Any, tokens: list[int], fault: Fault | None = None) -> Itera
     llm_fault = fault if fault is not None and fault.component == "llm" else None
     model.llm.inference = model.llm.inference_bistream = forced_llm(tokens, fault=llm_fault)
     target = getattr(model, fault.component) if fault is not None and llm_fault is None else None
-    if target is not None:
-        target.inference = raising_on_call(target.inference, fault.at, fault.message)  # type: ignore[union-attr]
+    if fault is not None and target is not None:
+        target.inference = raising_on_call(target.inference, fault.at, fault.message)
     try:
         yield
     finally:

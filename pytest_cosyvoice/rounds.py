@@ -69,6 +69,7 @@ def run(plan_: RoundPlan, *, before_round: Callable[[int], None], after: Callabl
                 nxt = order[n] if n < len(order) else None
                 # The same test next (one RTF test in the session): its own function-scoped fixtures
                 # must still be torn down, so the teardown is told its parent comes next.
+                # pytest's stub says Item, but teardown only walks nextitem's chain of parents: a Node is what it needs.
                 runtestprotocol(item, log=False, nextitem=item.parent if nxt is item else nxt)  # type: ignore[arg-type]
     finally:
         set_round(1)
