@@ -22,6 +22,42 @@ _CFM = """cfm_params: !new:omegaconf.DictConfig
                 reg_loss_type: 'l1'"""
 
 
+def _encoder_body(s: dict[str, Any], input_size: int) -> str:
+    """The flow's conformer encoder settings both releases share (their classes and extras differ)."""
+    return f"""attention_heads: {s['enc_heads']}
+        linear_units: {s['enc_ff']}
+        num_blocks: {s['enc_blocks']}
+        dropout_rate: 0.1
+        positional_dropout_rate: 0.1
+        attention_dropout_rate: 0.1
+        normalize_before: True
+        input_layer: 'linear'
+        pos_enc_layer_type: 'rel_pos_espnet'
+        selfattention_layer_type: 'rel_selfattn'
+        input_size: {input_size}
+        use_cnn_module: False
+        macaron_style: False"""
+
+
+def _decoder_yaml(s: dict[str, Any], cfm: str, estimator: str) -> str:
+    """The flow's CFM decoder and estimator: v2 uses the causal classes (plus chunk settings after)."""
+    return f"""decoder: !new:cosyvoice.flow.flow_matching.{cfm}
+        in_channels: 240
+        n_spks: 1
+        spk_emb_dim: 80
+        {_CFM}
+        estimator: !new:cosyvoice.flow.decoder.{estimator}
+            in_channels: 320
+            out_channels: 80
+            channels: [{s['dec_channels']}]
+            dropout: 0.0
+            attention_head_dim: {s['dec_head_dim']}
+            n_blocks: {s['dec_blocks']}
+            num_mid_blocks: {s['dec_mid']}
+            num_heads: {s['dec_heads']}
+            act_fn: 'gelu'"""
+
+
 def _hift_yaml(s: dict[str, Any], upsample: list[int], kernels: list[int], source_kernels: list[int]) -> str:
     dil = ", ".join(["[1, 3, 5]"] * len(source_kernels))
     return f"""hift: !new:cosyvoice.hifigan.generator.HiFTGenerator
@@ -100,35 +136,9 @@ flow: !new:cosyvoice.flow.flow.CausalMaskedDiffWithXvec
     pre_lookahead_len: 3
     encoder: !new:cosyvoice.transformer.upsample_encoder.UpsampleConformerEncoder
         output_size: 512
-        attention_heads: {s['enc_heads']}
-        linear_units: {s['enc_ff']}
-        num_blocks: {s['enc_blocks']}
-        dropout_rate: 0.1
-        positional_dropout_rate: 0.1
-        attention_dropout_rate: 0.1
-        normalize_before: True
-        input_layer: 'linear'
-        pos_enc_layer_type: 'rel_pos_espnet'
-        selfattention_layer_type: 'rel_selfattn'
-        input_size: 512
-        use_cnn_module: False
-        macaron_style: False
+        {_encoder_body(s, 512)}
         static_chunk_size: !ref <chunk_size>
-    decoder: !new:cosyvoice.flow.flow_matching.CausalConditionalCFM
-        in_channels: 240
-        n_spks: 1
-        spk_emb_dim: 80
-        {_CFM}
-        estimator: !new:cosyvoice.flow.decoder.CausalConditionalDecoder
-            in_channels: 320
-            out_channels: 80
-            channels: [{s['dec_channels']}]
-            dropout: 0.0
-            attention_head_dim: {s['dec_head_dim']}
-            n_blocks: {s['dec_blocks']}
-            num_mid_blocks: {s['dec_mid']}
-            num_heads: {s['dec_heads']}
-            act_fn: 'gelu'
+    {_decoder_yaml(s, 'CausalConditionalCFM', 'CausalConditionalDecoder')}
             static_chunk_size: !ref <chunk_size> * <token_mel_ratio>
             num_decoding_left_chunks: !ref <num_decoding_left_chunks>
 
@@ -202,37 +212,11 @@ flow: !new:cosyvoice.flow.flow.MaskedDiffWithXvec
     only_mask_loss: True
     encoder: !new:cosyvoice.transformer.encoder.ConformerEncoder
         output_size: {s['flow_dim']}
-        attention_heads: {s['enc_heads']}
-        linear_units: {s['enc_ff']}
-        num_blocks: {s['enc_blocks']}
-        dropout_rate: 0.1
-        positional_dropout_rate: 0.1
-        attention_dropout_rate: 0.1
-        normalize_before: True
-        input_layer: 'linear'
-        pos_enc_layer_type: 'rel_pos_espnet'
-        selfattention_layer_type: 'rel_selfattn'
-        input_size: {s['flow_dim']}
-        use_cnn_module: False
-        macaron_style: False
+        {_encoder_body(s, s['flow_dim'])}
     length_regulator: !new:cosyvoice.flow.length_regulator.InterpolateRegulator
         channels: 80
         sampling_ratios: [1, 1, 1, 1]
-    decoder: !new:cosyvoice.flow.flow_matching.ConditionalCFM
-        in_channels: 240
-        n_spks: 1
-        spk_emb_dim: 80
-        {_CFM}
-        estimator: !new:cosyvoice.flow.decoder.ConditionalDecoder
-            in_channels: 320
-            out_channels: 80
-            channels: [{s['dec_channels']}]
-            dropout: 0.0
-            attention_head_dim: {s['dec_head_dim']}
-            n_blocks: {s['dec_blocks']}
-            num_mid_blocks: {s['dec_mid']}
-            num_heads: {s['dec_heads']}
-            act_fn: 'gelu'
+    {_decoder_yaml(s, 'ConditionalCFM', 'ConditionalDecoder')}
 
 {_hift_yaml(s, [8, 8], [16, 16], [7, 11])}
 get_tokenizer: !name:cosyvoice.tokenizer.tokenizer.get_tokenizer
