@@ -56,6 +56,13 @@ def test_the_marker_goes_with_the_request(cosy_tts, cosy_model, monkeypatch):
     assert cosy_model.settings.stall_timeout_s == 20.0   # --cosy-stall-timeout, untouched
 
 
+def test_a_bad_observer_is_refused_at_the_call(cosy_tts):
+    # The harness chains only real observers: anything else reaches the engine, which refuses it.
+    from cosyvoice_runtime import InvalidInput
+    with pytest.raises(InvalidInput, match="observer=42"):
+        cosy_tts.stream("x", speaker=cosy_tts.speakers[0], observer=42)
+
+
 def test_the_next_test_waits_with_the_default(cosy_tts, cosy_model, monkeypatch):
     def slow(*args, **kwargs):
         yield from TOKENS[:5]
@@ -71,4 +78,4 @@ def test_observer_and_per_request_stall_timeout(pytester: pytest.Pytester, warm_
     result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
                                 "--cosy-no-report", "--cosy-stall-timeout=20",
                                 "-o", "cosy_allowed_warnings=autocast\n__array_wrap__")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
