@@ -10,7 +10,7 @@ from .observer import StreamObserver
 from .types import Chunk, StreamStats, Synthesis
 
 if TYPE_CHECKING:  # type checkers see the lazy names below with their real types
-    from .runtime import Runtime, load
+    from .runtime import Plan, Runtime, load
 
 __all__ = [
     "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan",

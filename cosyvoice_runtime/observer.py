@@ -3,7 +3,9 @@
 
 Every callback runs in the thread that iterates the stream (the consumer), never in the LLM producer
 thread and never while a lock the producer needs is held: a slow callback delays the next chunk, not
-token generation. A callback that raises ends the request with that exception.
+token generation. A callback that raises ends the request with that exception. Exceptions: a stream
+dropped without ``close()`` ends (``on_end``) in the thread that collects it, and a stream never
+iterated runs nothing, so it gets no callback at all.
 """
 from __future__ import annotations
 

@@ -414,13 +414,13 @@ class Runtime:
             raise
         finally:
             stats.wall_s = time.perf_counter() - t0
-            if observer is not None:
-                observer.on_end(stats, error)
             rtf = stats.rtf
             log.info("%s done: %d tokens, %d chunks, %.2f s audio, first chunk %s, RTF %s",
                      "stream" if streaming else "synthesis", stats.tokens, stats.chunks, stats.audio_seconds,
                      f"{stats.first_chunk_s * 1000:.0f} ms" if stats.first_chunk_s is not None else "-",
                      f"{rtf:.3f}" if rtf is not None else "-")
+            if observer is not None:  # last: an observer that raises cannot hide the log line
+                observer.on_end(stats, error)
 
     def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stats: StreamStats,
                  stall_timeout_s: float, progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:

@@ -32,7 +32,8 @@ class Fault:
     """One component misbehaving once.
 
     llm: at token index `at` (0: before the first; `len(tokens)` or more: after the last) it raises
-    InjectedFault(message), or with `stall_s` > 0 stops that long and then goes on.
+    InjectedFault(message), or with `stall_s` > 0 stops that long (there, or after the last token)
+    and then goes on.
     flow, hift: its `at`-th call (1-based) raises InjectedFault(message); `stall_s` does not apply.
     """
 
@@ -46,6 +47,8 @@ class Fault:
     def __post_init__(self) -> None:
         if self.component not in COMPONENTS:
             raise ValueError(f"component={self.component!r}: expected one of {', '.join(COMPONENTS)}")
+        if self.component != "llm" and self.at < 1:
+            raise ValueError(f"at={self.at!r}: a {self.component} fault names its call, counted from 1")
         if self.stall_s and self.component != "llm":
             raise ValueError(f"stall_s={self.stall_s!r}: only the llm can stall (component={self.component!r})")
 
@@ -62,18 +65,22 @@ def _misbehaving(tokens: Iterable[int], fault: Fault | None, delay_s: float) -> 
     n = 0
     for n, tok in enumerate(tokens, 1):
         if fault is not None and n - 1 == fault.at:
-            if not fault.stall_s:
-                raise InjectedFault(fault.message)
-            # A stuck decode step; it ends, so the thread can be joined afterwards.
-            if fault.release is not None:
-                fault.release.wait(fault.stall_s)
-            else:
-                time.sleep(fault.stall_s)
+            _misbehave(fault)
         if delay_s:
             time.sleep(delay_s)
         yield tok
-    if fault is not None and not fault.stall_s and fault.at >= n:
+    if fault is not None and fault.at >= n:
+        _misbehave(fault)
+
+
+def _misbehave(fault: Fault) -> None:
+    if not fault.stall_s:
         raise InjectedFault(fault.message)
+    # A stuck decode step; it ends, so the thread can be joined afterwards.
+    if fault.release is not None:
+        fault.release.wait(fault.stall_s)
+    else:
+        time.sleep(fault.stall_s)
 
 
 def forced_llm(tokens: list[int], *, fault: Fault | None = None,

@@ -3,6 +3,7 @@ time across processes (xdist workers, parallel sessions)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import time
@@ -54,7 +55,9 @@ def file_lock(path: Path, poll_s: float = 0.2) -> Iterator[None]:
                 try:
                     msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
                     break
-                except OSError:
+                except OSError as e:
+                    if e.errno not in (errno.EACCES, errno.EDEADLOCK):
+                        raise  # not "held by another process": waiting would never end
                     time.sleep(poll_s)
             try:
                 yield

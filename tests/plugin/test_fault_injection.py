@@ -60,6 +60,17 @@ def test_stall_stops_before_token_at_then_goes_on() -> None:
     assert list(gen) == TOKENS[4:]
 
 
+def test_a_stall_after_the_last_token() -> None:
+    release = threading.Event()
+    gen = forced_llm(TOKENS, fault=Fault(at=len(TOKENS), stall_s=60.0, release=release))()
+    assert [next(gen) for _ in TOKENS] == TOKENS
+    ended = threading.Event()
+    threading.Thread(target=lambda: (list(gen), ended.set()), daemon=True).start()
+    assert not ended.wait(0.2)  # still stalled after its last token
+    release.set()
+    assert ended.wait(30)
+
+
 def test_a_stall_ends_when_released() -> None:
     release = threading.Event()
     gen = forced_llm(TOKENS, fault=Fault(at=3, stall_s=60.0, release=release))()
@@ -87,7 +98,9 @@ def test_faults_are_checked() -> None:
     with pytest.raises(ValueError, match="component='decoder'"):
         Fault("decoder")
     with pytest.raises(ValueError, match="only the llm can stall"):
-        Fault("flow", stall_s=1.0)
+        Fault("flow", at=1, stall_s=1.0)
+    with pytest.raises(ValueError, match="at=0: a flow fault names its call, counted from 1"):
+        Fault("flow")
     with pytest.raises(ValueError, match="forced_llm takes an llm fault"):
         forced_llm(TOKENS, fault=Fault("hift", at=1))
 

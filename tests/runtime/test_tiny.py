@@ -1,6 +1,7 @@
 """The tiny model builder: released layout, real upstream classes, lengths that end, determinism, caching."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -359,7 +360,7 @@ class _FakeMsvcrt:
         if mode == self.LK_NBLCK:
             if self.busy_for > 0:
                 self.busy_for -= 1
-                raise OSError(36, "Resource deadlock avoided")
+                raise OSError(errno.EDEADLOCK, "Resource deadlock avoided")  # what the CRT sets
             assert not self.held
             self.held = True
         elif mode == self.LK_UNLCK:
