@@ -11,20 +11,7 @@ from typing import Any
 
 import pytest
 
-from .specs import (
-    DEFAULT_MAX_CLICK_RATIO,
-    SPECS,
-    FirstChunkSpec,
-    MarkerSpec,
-    NoDeprecationsSpec,
-    RtfSpec,
-    SpecError,
-    StallTimeoutSpec,
-    StreamingSpec,
-)
-
-__all__ = ["DEFAULT_MAX_CLICK_RATIO", "MARKER_HELP", "SPECS", "FirstChunkSpec", "MarkerSpec", "NoDeprecationsSpec",
-           "RtfSpec", "SpecError", "StallTimeoutSpec", "StreamingSpec", "bind", "specs_for"]
+from .specs import DEFAULT_MAX_CLICK_RATIO, SPECS, MarkerSpec, SpecError
 
 # Registered in pytest_configure; `pytest --markers` shows these lines.
 MARKER_HELP: dict[str, str] = {

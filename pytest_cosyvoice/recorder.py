@@ -34,7 +34,7 @@ from cosyvoice_runtime import StreamObserver, StreamStats
 
 from .checks import Recording
 from .engine import Engine
-from .markers import RtfSpec
+from .specs import RtfSpec
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Runtime, Synthesis

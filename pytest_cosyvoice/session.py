@@ -22,10 +22,11 @@ from . import junit
 from .calibration import Health, HealthMonitor
 from .capture import WarningCapture
 from .checks import Recording, WarningRecord
-from .markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec, specs_for
+from .markers import specs_for
 from .measurements import TestFigures
 from .report_model import StreamRecord
 from .settings import Settings
+from .specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
 from .verdict import Verdict, judge, spec_of
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cosyvoice_runtime", "pytest_cosyvoice")
 # Modules that must load without pytest, directly or through anything they import.
 PYTEST_FREE = ("report_model", "measurements", "drift", "baseline", "changepoints", "calibration",
-               "report_plots", "report_html", "report", "playback", "hardware", "specs", "checks", "verdict")
+               "report_plots", "report_html", "report", "playback", "hardware", "specs", "checks", "verdict",
+               "capture", "junit")
 PYTEST_NAMES = {"pytest", "_pytest"}
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice import markers
-from pytest_cosyvoice.markers import RtfSpec, StreamingSpec
+from pytest_cosyvoice.specs import DEFAULT_MAX_CLICK_RATIO, RtfSpec, StreamingSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
@@ -216,6 +216,6 @@ def test_bad_marker_arguments_are_errors_naming_test_value_and_keywords(pytester
 def test_specs_bind_positional_and_keyword_arguments() -> None:
     assert markers.bind(RtfSpec, (0.5,), {"repeat": 3}, "t") == RtfSpec(max=0.5, warmup=1, repeat=3)
     s = markers.bind(StreamingSpec, (), {"allow_warnings": "autocast"}, "t")
-    assert s.allow_warnings == ("autocast",) and s.max_click_ratio == markers.DEFAULT_MAX_CLICK_RATIO
+    assert s.allow_warnings == ("autocast",) and s.max_click_ratio == DEFAULT_MAX_CLICK_RATIO
     with pytest.raises(dataclasses.FrozenInstanceError):
         s.prebuffer_ms = 3  # type: ignore[misc]  # frozen

@@ -3,14 +3,13 @@ No model, no pytest session: the recordings are built by hand."""
 from __future__ import annotations
 
 import copy
-import warnings
 
 import numpy as np
 import pytest
 
 from pytest_cosyvoice import junit
 from pytest_cosyvoice.checks import Recording, WarningRecord
-from pytest_cosyvoice.markers import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
+from pytest_cosyvoice.specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
 from pytest_cosyvoice.verdict import Verdict, judge, spec_of
 
 RATE = 24000
@@ -122,17 +121,3 @@ def test_junit_properties_from_the_verdict() -> None:
     assert junit.properties(v) == [("rtf", 0.4), ("first_chunk_ms", 600.0), ("worst_gap_ms", 12.3)]
     assert junit.properties(Verdict((), (), (), (), ())) == []
 
-
-def test_verdict_module_does_not_import_pytest() -> None:
-    import ast
-    import inspect
-
-    from pytest_cosyvoice import verdict
-
-    tree = ast.parse(inspect.getsource(verdict))
-    names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
-    names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not any(name.split(".")[0] == "pytest" for name in names)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        judge((), [], [])
