@@ -15,6 +15,7 @@ from .drift import DriftResult, Machine, compare
 from .hardware import RunKey, detect_stack, stack_changes
 from .measurements import TestFigures
 from .report import summary_table
+from .report_model import pct
 
 if TYPE_CHECKING:
     from .session import CosySession
@@ -164,8 +165,8 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
         out.lines.append(head + (f"; stack changed since the baseline: {', '.join(changes)}" if changes else "")
                          + ":")
         out.lines += [f"  {r.nodeid}: RTF {r.current_median:.3f} vs baseline {r.baseline_median:.3f} "
-                      f"({r.drift_pct:+.1f}%" + ("" if r.calibrated_drift is None else
-                                                f", {100 * r.calibrated_drift:+.1f}% calibrated")
+                      f"({pct(r.drift)}" + ("" if r.calibrated_drift is None else
+                                          f", {pct(r.calibrated_drift)} calibrated")
                       + ("" if r.p_value is None else f", p={r.p_value:.3g}") + ")"
                       for r in bad]
         if s.fail_on_drift and out.exitstatus == pytest.ExitCode.OK:

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
 
 # Float sums of arrival times and durations are off by ~1e-16 s; a "stall" below a nanosecond is
 # arithmetic, not a gap a listener could hear, and counting it would make needed_prebuffer_s

@@ -84,7 +84,7 @@ def inspect(browser: Chromium, url: str) -> dict[str, Any]:
 def test_report_renders_in_chromium(pytester: pytest.Pytester, warm_tiny: Path) -> None:
     binary = find_chromium()
     if binary is None:
-        pytest.skip("no chromium: install the Debian packages chromium and chromium-driver "
+        pytest.skip("no chromium: install the Debian package chromium "
                     "(.ci/run does when it can)")
     import soundfile as sf
 
