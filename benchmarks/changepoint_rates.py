@@ -1,4 +1,4 @@
-"""Seeded trials of the change-point finder (pytest_cosyvoice.changepoints.find_changes).
+"""Seeded trials of the change-point finder (pytest_cosyvoice.tracking.changepoints.find_changes).
 
     .venv/bin/python benchmarks/changepoint_rates.py [--trials 300] [--seed 0] [--noise 0.05]
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_cosyvoice.changepoints import find_changes
+from pytest_cosyvoice.tracking.changepoints import find_changes
 
 
 def series(rng: np.random.Generator, n: int, noise: float, shift: float, at: int,

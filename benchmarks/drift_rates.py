@@ -1,4 +1,4 @@
-"""Seeded trials of the drift rule (pytest_cosyvoice.drift): false-alarm and detection rates.
+"""Seeded trials of the drift rule (pytest_cosyvoice.tracking.drift): false-alarm and detection rates.
 
     .venv/bin/python benchmarks/drift_rates.py [--trials 500] [--seed 0]
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_cosyvoice.drift import judge
+from pytest_cosyvoice.tracking.drift import judge
 
 
 def draw(rng: np.random.Generator, n: int, median: float, spread: float,

@@ -159,8 +159,8 @@ def defect_table(runs: list[Run]) -> str:
 def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
     """The same real samples (every run's rtf.csv kept in `work`) judged again at another tolerance."""
     sys.path.insert(0, str(ROOT))
-    from pytest_cosyvoice.calibration import OTHERS_CPU_LIMIT
-    from pytest_cosyvoice.drift import Machine, judge
+    from pytest_cosyvoice.tracking.drift import Machine, judge
+    from pytest_cosyvoice.tracking.health import OTHERS_CPU_LIMIT
 
     def samples(path: Path) -> dict[str, list[float]]:
         out: dict[str, list[float]] = {}

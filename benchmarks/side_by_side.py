@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def run_once(engine: Any, tokens: list[int], speaker: str | None, prompt: dict[str, Any]) -> dict[str, Any]:
-    from pytest_cosyvoice.playback import simulate_playback
+    from pytest_cosyvoice.judging.playback import simulate_playback
 
     kw = dict(speaker=speaker) if speaker else dict(prompt)
     t0 = time.perf_counter()

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from .specs import DEFAULT_MAX_CLICK_RATIO, SPECS, MarkerSpec, SpecError
+from .judging.specs import DEFAULT_MAX_CLICK_RATIO, SPECS, MarkerSpec, SpecError
 
 # Registered in pytest_configure; `pytest --markers` shows these lines.
 MARKER_HELP: dict[str, str] = {

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import gate, rounds
+from . import finish, rounds
 from . import settings as _settings
 from .markers import MARKER_HELP
-from .recorder import CosyTTS
+from .recording.calls import CosyTTS
 from .session import WIRE_KEY, CosySession, Prompt, TestRun, default_prompt, report_text
 
 if TYPE_CHECKING:
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey[CosySession]()
 RUN_KEY = pytest.StashKey[TestRun]()
-GATE_KEY = pytest.StashKey[gate.GateResult]()
+GATE_KEY = pytest.StashKey[finish.GateResult]()
 
 
 def get_session(config: pytest.Config) -> CosySession:
@@ -114,7 +114,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput"):
         return
     # The controller (or a plain session): key, baseline, drift, report, save, fail-on-drift.
-    result = gate.finish(get_session(config), session.exitstatus, config.invocation_params.dir)
+    result = finish.finish(get_session(config), session.exitstatus, config.invocation_params.dir)
     if result is not None:
         config.stash[GATE_KEY] = result
         session.exitstatus = result.exitstatus

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import junit
-from .calibration import Health, HealthMonitor
-from .capture import WarningCapture
-from .checks import Recording, WarningRecord
+from .judging import junit
+from .judging.checks import Recording, WarningRecord
+from .judging.measurements import TestFigures
+from .judging.specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
+from .judging.verdict import Verdict, judge, spec_of
 from .markers import specs_for
-from .measurements import TestFigures
-from .report_model import StreamRecord
+from .recording.capture import WarningCapture
+from .report.model import StreamRecord
 from .settings import Settings
-from .specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
-from .verdict import Verdict, judge, spec_of
+from .tracking.health import Health, HealthMonitor
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime

@@ -81,7 +81,7 @@ def _seconds(v: str) -> float:
 
 
 def _runner(v: str) -> str:
-    from .hardware import check_runner
+    from .tracking.runkey import check_runner
 
     try:
         return check_runner(v.strip())
@@ -130,7 +130,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            f"{FIXED}: this project's runtime; {UPSTREAM}: the installed upstream orchestration class with the "
            f"same components; {FACTORY_FORM}: the engine factory(runtime) builds (default: {FIXED}).",
            metavar="ENGINE"),
-    # Baseline and report options: used by pytest_cosyvoice.gate at the end of the session.
+    # Baseline and report options: used by pytest_cosyvoice.finish at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
            "store this session's figures as the baseline of this hardware key.", is_flag=True),
     Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _text, "baselines",

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from cosyvoice_runtime import InvalidInput, StreamError
-from pytest_cosyvoice import checks
 from pytest_cosyvoice.faults import InjectedFault, forced_tokens, injected
+from pytest_cosyvoice.judging import checks
 
 from .faults import FAULTS, JOIN_TIMEOUT_S, STALL_TIMEOUT_S, TOKENS, FaultCase, live_tensors
 from .inputs import voice_kwargs

@@ -16,11 +16,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cosyvoice_runtime", "pytest_cosyvoice")
-# Modules that must load without pytest, directly or through anything they import.
-PYTEST_FREE = ("report_model", "measurements", "drift", "baseline", "changepoints", "calibration",
-               "report_plots", "report_html", "report", "playback", "hardware", "specs", "checks", "verdict",
-               "capture", "junit")
 PYTEST_NAMES = {"pytest", "_pytest"}
+# The plugin's rooms and which others each may import (at run time or for types). The pytest layer
+# (modules directly in pytest_cosyvoice/: plugin, settings, markers, session, rounds, finish, ...) may
+# import any room; the rooms never import the pytest layer, and only the pytest layer imports pytest.
+# `engine` and `faults` are the public modules a user's engine or test imports: they import no room.
+PUBLIC = ("engine", "faults", "stats")
+ROOMS: dict[str, tuple[str, ...]] = {
+    "stats": (),                                   # median and friends: one place, imports nothing
+    "engine": (),
+    "faults": (),
+    "judging": ("stats",),                          # one test: specs, checks, playback, verdict, junit
+    "recording": ("judging", "engine", "stats"),    # the engine's calls, threads and tokens
+    "tracking": ("judging", "stats"),               # across sessions: key, stack, health, baselines, drift
+    "report": ("tracking", "judging", "stats"),     # the session report
+}
 
 
 @dataclass(frozen=True)
@@ -222,13 +232,13 @@ def test_cycle_finder_on_a_synthetic_graph() -> None:
 
 def test_relative_imports_resolve_and_function_level_imports_count() -> None:
     src = ("from __future__ import annotations\nfrom typing import TYPE_CHECKING\n"
-           "from . import gate, helper_name\nfrom .report import x\nimport pytest_cosyvoice.drift\n"
+           "from . import gate, helper_name\nfrom .report import x\nimport pytest_cosyvoice.tracking.drift\n"
            "if TYPE_CHECKING:\n    from .session import S\n"
            "def f():\n    from ..cosyvoice_runtime import tiny\n    import pytest\n")
     imps = imports_of(src, "pkg.sub.mod", is_package=False)
     assert {(i.target, i.type_only) for i in imps} == {
         ("__future__", False), ("typing", False), ("pkg.sub", False), ("pkg.sub.report", False),
-        ("pytest_cosyvoice.drift", False), ("pkg.sub.session", True), ("pkg.cosyvoice_runtime", False),
+        ("pytest_cosyvoice.tracking.drift", False), ("pkg.sub.session", True), ("pkg.cosyvoice_runtime", False),
         ("pytest", False)}
     modules = {"pkg.sub", "pkg.sub.gate", "pkg.sub.report", "pkg.sub.session", "pkg.cosyvoice_runtime.tiny"}
     # `gate` is a submodule, `helper_name` a name in the package's __init__: both edges.
@@ -272,15 +282,52 @@ def pytest_import_chain(module: str) -> str | None:
 
 
 def test_the_pytest_check_sees_pytest() -> None:
-    # gate imports pytest itself; plugin through gate, session, ...: the check is not blind.
-    assert pytest_import_chain("pytest_cosyvoice.gate") == "pytest_cosyvoice.gate: pytest"
+    # finish imports pytest itself; plugin through finish, session, ...: the check is not blind.
+    assert pytest_import_chain("pytest_cosyvoice.finish") == "pytest_cosyvoice.finish: pytest"
     assert pytest_import_chain("pytest_cosyvoice.plugin") is not None
 
 
-@pytest.mark.parametrize("name", PYTEST_FREE)
-def test_plain_modules_load_without_pytest(name: str) -> None:
-    module = f"pytest_cosyvoice.{name}"
-    if module not in module_files():
-        pytest.fail(f"{module} is listed as pytest-free but does not exist")
+def room_of(module: str) -> str | None:
+    """The room a plugin module lies in (its first name under pytest_cosyvoice), or None for the pytest layer."""
+    parts = module.split(".")
+    if parts[0] != "pytest_cosyvoice" or len(parts) == 1:
+        return None
+    return parts[1] if parts[1] in ROOMS else None
+
+
+def room_modules() -> list[str]:
+    return sorted(m for m in module_files() if room_of(m) is not None)
+
+
+def test_every_room_exists_and_holds_its_modules() -> None:
+    files = module_files()
+    for room in ROOMS:
+        assert f"pytest_cosyvoice.{room}" in files, f"room {room} is missing"
+    # The pytest layer is small: everything else lives in a room.
+    layer = sorted(m for m in files if m.startswith("pytest_cosyvoice.") and room_of(m) is None)
+    assert layer == ["pytest_cosyvoice.finish", "pytest_cosyvoice.host", "pytest_cosyvoice.markers",
+                     "pytest_cosyvoice.plugin", "pytest_cosyvoice.rounds", "pytest_cosyvoice.session",
+                     "pytest_cosyvoice.settings"], layer
+
+
+@pytest.mark.parametrize("module", room_modules())
+def test_rooms_import_only_the_rooms_below_them(module: str) -> None:
+    room = room_of(module)
+    assert room is not None
+    allowed = {room, *ROOMS[room]}
+    bad = sorted(t for t in build_graph()[module]
+                 if t.startswith("pytest_cosyvoice") and room_of(t) not in allowed)
+    assert not bad, f"{module} (room {room}) imports {bad}; {room} may import {sorted(allowed)} only"
+
+
+@pytest.mark.parametrize("module", room_modules())
+def test_only_the_pytest_layer_imports_pytest(module: str) -> None:
     chain = pytest_import_chain(module)
     assert chain is None, f"{module} imports pytest: {chain}"
+
+
+def test_the_room_rules_can_fail() -> None:
+    # The plugin module is in no room; a room module that reached it would be named.
+    assert room_of("pytest_cosyvoice.plugin") is None
+    assert room_of("pytest_cosyvoice.judging.checks") == "judging"
+    assert pytest_import_chain("pytest_cosyvoice.plugin") is not None

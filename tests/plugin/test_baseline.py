@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cosyvoice.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
-from pytest_cosyvoice.calibration import CalibrationSample, Health
-from pytest_cosyvoice.hardware import RunKey, model_identity
-from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
+from pytest_cosyvoice.tracking.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
+from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.runkey import RunKey, model_identity
 
 KEY = RunKey(runner="nvidia-h100-80gb-hbm3", device_kind="cuda", dtype="fp16", engine="fixed",
              model_name="CosyVoice2-0.5B", model_hash="0123456789")

@@ -5,8 +5,9 @@ from typing import Any
 
 import pytest
 
-from pytest_cosyvoice import calibration, rounds
-from pytest_cosyvoice.calibration import CalibrationSample, Contention, Health, HealthMonitor, Snapshot
+from pytest_cosyvoice import rounds
+from pytest_cosyvoice.tracking import health as calibration
+from pytest_cosyvoice.tracking.health import CalibrationSample, Contention, Health, HealthMonitor, Snapshot
 
 # Imported at collection: an inline pytester run that imports torch first drops it from sys.modules
 # afterwards, and a second import of torch in one process fails (see tests/fixtures.py warm_tiny).

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("ruptures")
 
-from pytest_cosyvoice.changepoints import ChangePoint, describe, find_changes, history_changes, what_changed
+from pytest_cosyvoice.tracking.changepoints import ChangePoint, describe, find_changes, history_changes, what_changed
 
 T = "suites/perf/test_rtf.py::test_rtf[v2-fp32-short]"
 U = "suites/perf/test_rtf.py::test_rtf[v2-fp32-long]"
@@ -147,7 +147,7 @@ def test_entries_without_the_test_are_skipped_but_indices_stay() -> None:
 
 
 def test_only_the_most_recent_sessions_are_searched(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_cosyvoice import changepoints
+    from pytest_cosyvoice.tracking import changepoints
 
     rng = np.random.default_rng(9)
     t = noisy(rng, 40, 0.2, 0.03)

@@ -1,14 +1,14 @@
-"""The pure checks of pytest_cosyvoice.checks on synthetic recordings (no model, no pytester)."""
+"""The pure checks of pytest_cosyvoice.judging.checks on synthetic recordings (no model, no pytester)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from pytest_cosyvoice import checks
-from pytest_cosyvoice.checks import Recording, WarningRecord
+from pytest_cosyvoice.judging import checks
+from pytest_cosyvoice.judging.checks import Recording, WarningRecord
+from pytest_cosyvoice.judging.specs import DEFAULT_MAX_CLICK_RATIO
 from pytest_cosyvoice.session import DATA_DIR
-from pytest_cosyvoice.specs import DEFAULT_MAX_CLICK_RATIO
 
 SR = 24000
 SPT = 960.0  # v2: 24000 / 25 tokens per second

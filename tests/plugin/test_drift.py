@@ -8,10 +8,10 @@ from types import ModuleType
 
 import pytest
 
-from pytest_cosyvoice.baseline import BaselineStore
-from pytest_cosyvoice.drift import DriftResult, Machine, compare, judge, min_attainable_p, regressions
-from pytest_cosyvoice.hardware import RunKey
-from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.tracking.baseline import BaselineStore
+from pytest_cosyvoice.tracking.drift import DriftResult, Machine, compare, judge, min_attainable_p, regressions
+from pytest_cosyvoice.tracking.runkey import RunKey
 
 BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]
 

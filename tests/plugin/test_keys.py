@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cosyvoice import hardware
-from pytest_cosyvoice.hardware import RunKey, check_runner, default_runner, detect_stack, stack_changes
+from pytest_cosyvoice.tracking import runkey as hardware
+from pytest_cosyvoice.tracking.runkey import RunKey, check_runner, default_runner, detect_stack, stack_changes
 
 from .test_baseline import _model_dir
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice import markers
-from pytest_cosyvoice.specs import DEFAULT_MAX_CLICK_RATIO, RtfSpec, StreamingSpec
+from pytest_cosyvoice.judging.specs import DEFAULT_MAX_CLICK_RATIO, RtfSpec, StreamingSpec
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_cosyvoice.playback import simulate_playback
+from pytest_cosyvoice.judging.playback import simulate_playback
 
 SR = 1000           # 1 kHz: chunk lengths in samples read as milliseconds
 CHUNK = [500] * 6   # six 0.5 s chunks

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_cosyvoice.baseline import BaselineStore
-from pytest_cosyvoice.calibration import CalibrationSample, Health
-from pytest_cosyvoice.drift import Machine, compare
-from pytest_cosyvoice.hardware import RunKey
-from pytest_cosyvoice.measurements import StreamTrace
-from pytest_cosyvoice.measurements import TestFigures as Figures  # alias: pytest would collect Test*
-from pytest_cosyvoice.report import append_history, history_entry, read_history, summary_table, write_report
-from pytest_cosyvoice.report_model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
+from pytest_cosyvoice.judging.measurements import StreamTrace
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.report.model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
+from pytest_cosyvoice.report.writer import append_history, history_entry, read_history, summary_table, write_report
+from pytest_cosyvoice.tracking.baseline import BaselineStore
+from pytest_cosyvoice.tracking.drift import Machine, compare
+from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.runkey import RunKey
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("pandas")
@@ -129,7 +129,7 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
 def test_csv_keeps_tests_without_runs(tmp_path: Path) -> None:
     import pandas as pd
 
-    from pytest_cosyvoice.report import write_csv
+    from pytest_cosyvoice.report.writer import write_csv
 
     write_csv(tmp_path / "rtf.csv", [Figures("t::errored", outcome="error")], KEY)
     frame = pd.read_csv(tmp_path / "rtf.csv")
@@ -150,7 +150,7 @@ def test_history_appends_one_line_per_session(report: tuple[ReportFiles, ReportI
 
 
 def test_history_skips_torn_lines_and_names_them(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report import history_problems
+    from pytest_cosyvoice.report.writer import history_problems
 
     path = tmp_path / "history.jsonl"
     path.write_text('{"tests": {}, "slug": "x"}\n{"tests": {"a"\n[1]\n\n')
@@ -240,7 +240,7 @@ def shifted_history(path: Path, rng: np.random.Generator) -> None:
 def test_report_lists_and_draws_change_points(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ruptures")
-    from pytest_cosyvoice import report_plots
+    from pytest_cosyvoice.report import plots as report_plots
 
     drawn: list[int] = []
     mark = report_plots._mark_changes
@@ -284,8 +284,8 @@ def test_report_without_change_points_or_ruptures(tmp_path: Path,
 
 
 def test_trend_marks_each_change(tmp_path: Path) -> None:
-    from pytest_cosyvoice.changepoints import ChangePoint
-    from pytest_cosyvoice.report_plots import _mark_changes, _pyplot
+    from pytest_cosyvoice.report.plots import _mark_changes, _pyplot
+    from pytest_cosyvoice.tracking.changepoints import ChangePoint
 
     plt = _pyplot()
     fig, ax = plt.subplots()
@@ -305,7 +305,7 @@ def test_trend_marks_each_change(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_history_is_named_not_raised(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report import history_problems
+    from pytest_cosyvoice.report.writer import history_problems
 
     folder = tmp_path / "history.jsonl"
     folder.mkdir()          # a folder where the file should be

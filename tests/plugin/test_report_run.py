@@ -105,7 +105,7 @@ def test_bad_places_end_the_session_with_their_names(pytester: pytest.Pytester, 
     assert (pytester.path / "blocker").read_text() == "x"
 
     # a baseline file of bytes that are not UTF-8
-    from pytest_cosyvoice.hardware import RunKey
+    from pytest_cosyvoice.tracking.runkey import RunKey
 
     key = RunKey.detect(warm_tiny, device="cpu", runner="ci-box")
     bad = pytester.path / "bl" / "ci-box" / f"{key.config_slug()}.json"

@@ -7,10 +7,10 @@ import copy
 import numpy as np
 import pytest
 
-from pytest_cosyvoice import junit
-from pytest_cosyvoice.checks import Recording, WarningRecord
-from pytest_cosyvoice.specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
-from pytest_cosyvoice.verdict import Verdict, judge, spec_of
+from pytest_cosyvoice.judging import junit
+from pytest_cosyvoice.judging.checks import Recording, WarningRecord
+from pytest_cosyvoice.judging.specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
+from pytest_cosyvoice.judging.verdict import Verdict, judge, spec_of
 
 RATE = 24000
 SPT = 960.0  # samples per token (v2: 25 tokens a second)

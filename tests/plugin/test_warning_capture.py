@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from pytest_cosyvoice.capture import WarningCapture
+from pytest_cosyvoice.recording.capture import WarningCapture
 
 INNER = '''
 import threading

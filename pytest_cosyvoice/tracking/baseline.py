@@ -33,9 +33,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .calibration import Health
-from .hardware import RunKey
-from .measurements import TestFigures
+from ..judging.measurements import TestFigures
+from .health import Health
+from .runkey import RunKey
 
 try:
     import fcntl

@@ -4,7 +4,7 @@
                                                 streams=[StreamRecord(nodeid, trace, audio)]))
 
 The data types and text helpers live in report_model; the graphs in report_plots, the page in
-report_html. pandas / matplotlib / pytest-benchmark are a [report] extra, imported inside the
+page. pandas / matplotlib / pytest-benchmark are a [report] extra, imported inside the
 functions that use them; `summary_table` and the history functions need none of them. No pytest
 import here.
 """
@@ -18,12 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import report_html, report_plots
-from .calibration import Health
-from .drift import DriftResult
-from .hardware import RunKey, current_commit
-from .measurements import TestFigures
-from .report_model import (
+from ..judging.measurements import TestFigures
+from ..tracking.drift import DriftResult
+from ..tracking.health import Health
+from ..tracking.runkey import RunKey, current_commit
+from . import page, plots
+from .model import (
     INSTALL_HINT,
     ReportFiles,
     ReportInput,
@@ -37,7 +37,7 @@ from .report_model import (
 if TYPE_CHECKING:
     import numpy as np
 
-    from .changepoints import ChangePoint
+    from ..tracking.changepoints import ChangePoint
 
 HISTORY_SCHEMA = 2
 
@@ -214,27 +214,27 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
                                                health=data.health))
 
     base_samples = data.baseline.samples("rtf") if data.baseline else None
-    drift_png = report_plots.plot_drift(out / "rtf_drift.png", data.figures, data.drift,
+    drift_png = plots.plot_drift(out / "rtf_drift.png", data.figures, data.drift,
                                         base_samples, data.key, data.tolerance, data.alpha)
     base_medians = {r.nodeid: r.baseline_median for r in (data.drift or [])
                     if r.baseline_median is not None}
     history = read_history(history_path, data.key)
     nodeids = [f.nodeid for f in data.figures]
     changes, changes_note = _history_changes(history, nodeids)
-    trend_png = report_plots.plot_trend(out / "rtf_trend.png", history, nodeids, base_medians,
+    trend_png = plots.plot_trend(out / "rtf_trend.png", history, nodeids, base_medians,
                                         data.key, data.tolerance, changes, data.stack_changes)
 
     files = ReportFiles(out_dir=out, csv=csv_path, history=history_path, drift_png=drift_png,
                         trend_png=trend_png, html=out / "index.html",
                         streams=_write_streams(out / "streams", data.streams),
                         changes=changes, changes_note=changes_note)
-    report_html.write_index(files, data, commit)
+    page.write_index(files, data, commit)
     return files
 
 
 def _history_changes(history: Sequence[dict[str, Any]], nodeids: Sequence[str]
                      ) -> tuple[dict[str, list[ChangePoint]] | None, str]:
-    from .changepoints import history_changes
+    from ..tracking.changepoints import history_changes
 
     try:
         return history_changes(history, nodeids), ""
@@ -259,7 +259,7 @@ def _write_streams(folder: Path, streams: Sequence[StreamRecord]) -> list[Stream
         while stem in used:            # two streams with the same label in one test
             stem, i = f"{base}-{i}", i + 1
         used.add(stem)
-        png = report_plots.plot_stream(folder / f"{stem}.png", s.nodeid, s.trace, s.audio,
+        png = plots.plot_stream(folder / f"{stem}.png", s.nodeid, s.trace, s.audio,
                                        s.prebuffer_s)
         wav = None
         if s.audio is not None and len(s.audio) and s.trace.sample_rate > 0:

@@ -76,7 +76,7 @@ class Recording:
 # -- 1. gap-free -------------------------------------------------------------------------------
 def check_gap_free(rec: Recording, prebuffer_ms: float, max_gap_ms: float) -> tuple[Playback, list[str]]:
     """Real-time playback from the first chunk's arrival plus the prebuffer; the worst stall must be
-    <= max_gap_ms. The rules of the simulation are in `pytest_cosyvoice.playback`."""
+    <= max_gap_ms. The rules of the simulation are in `pytest_cosyvoice.judging.playback`."""
     pb = simulate_playback([len(c) for c in rec.chunks], rec.arrivals_s, rec.sample_rate, prebuffer_ms / 1000.0)
     worst_ms = pb.worst_stall_s * 1000.0
     if pb.worst_chunk is None or worst_ms <= max_gap_ms:

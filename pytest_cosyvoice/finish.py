@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
-from .calibration import Health
-from .drift import DriftResult, Machine, compare
-from .hardware import RunKey, detect_stack, stack_changes
-from .measurements import TestFigures
-from .report import summary_table
-from .report_model import pct
+from .judging.measurements import TestFigures
+from .report.model import pct
+from .report.writer import summary_table
+from .tracking.baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
+from .tracking.drift import DriftResult, Machine, compare
+from .tracking.health import Health
+from .tracking.runkey import RunKey, detect_stack, stack_changes
 
 if TYPE_CHECKING:
     from .session import CosySession
@@ -128,8 +128,8 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
         out.lines += notes
 
     if not s.no_report:
-        from .report import history_problems, write_report
-        from .report_model import ReportInput
+        from .report.model import ReportInput
+        from .report.writer import history_problems, write_report
 
         report_dir = resolve(s.report_dir, base_dir)
         history = report_dir / "history.jsonl"

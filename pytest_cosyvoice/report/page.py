@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .report_model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, pct, sample_stats, short_id
+from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, pct, sample_stats, short_id
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }

@@ -15,16 +15,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .baseline import Baseline
-from .calibration import Health
-from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, Machine
-from .hardware import RunKey
-from .measurements import StreamTrace, TestFigures
+from ..judging.measurements import StreamTrace, TestFigures
+from ..tracking.baseline import Baseline
+from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, Machine
+from ..tracking.health import Health
+from ..tracking.runkey import RunKey
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .changepoints import ChangePoint
+    from ..tracking.changepoints import ChangePoint
 
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"
 
@@ -103,7 +103,7 @@ class ReportFiles:
     @property
     def change_lines(self) -> list[str]:
         """One plain-text line per change point (for the terminal summary)."""
-        from .changepoints import describe
+        from ..tracking.changepoints import describe
 
         return [describe(cp) for cps in (self.changes or {}).values() for cp in cps]
 

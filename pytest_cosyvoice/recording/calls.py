@@ -32,9 +32,9 @@ import pytest
 
 from cosyvoice_runtime import StreamObserver, StreamStats
 
-from .checks import Recording
-from .engine import Engine
-from .specs import RtfSpec
+from ..engine import Engine
+from ..judging.checks import Recording
+from ..judging.specs import RtfSpec
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Runtime, Synthesis

@@ -11,16 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .drift import DriftResult
-from .hardware import RunKey
-from .measurements import StreamTrace, TestFigures
-from .playback import simulate_playback
-from .report_model import INSTALL_HINT, VERDICT_COLOURS, sample_stats, short_id
+from ..judging.measurements import StreamTrace, TestFigures
+from ..judging.playback import simulate_playback
+from ..tracking.drift import DriftResult
+from ..tracking.runkey import RunKey
+from .model import INSTALL_HINT, VERDICT_COLOURS, sample_stats, short_id
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .changepoints import ChangePoint
+    from ..tracking.changepoints import ChangePoint
 
 BASELINE_COLOUR = "#555555"
 REGIME_COLOUR = "#9467bd"

@@ -2,7 +2,7 @@
 
 One sample per test per **round** (see pytest_cosyvoice.rounds: rounds are spread over the session
 in shuffled order, so one slow minute touches one sample of many tests, not every sample of one).
-The machine's own speed is known from the calibration workload (pytest_cosyvoice.calibration):
+The machine's own speed is known from the calibration workload (pytest_cosyvoice.tracking.health):
 
     drift      = median(current) / median(baseline) - 1                 (what is judged)
     machine    = calibration_now / calibration_at_baseline               (1.10: 10 % slower)
@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
+from ..judging.measurements import TestFigures
 from .baseline import Baseline
-from .measurements import TestFigures
 
 DEFAULT_TOLERANCE = 0.05
 DEFAULT_ALPHA = 0.01
@@ -49,7 +49,7 @@ VERDICTS = ("ok", "regression", "improvement", "inconclusive", "new", "insuffici
 
 @dataclass(frozen=True)
 class Machine:
-    """How this session's machine compares with the baseline's (pytest_cosyvoice.calibration)."""
+    """How this session's machine compares with the baseline's (pytest_cosyvoice.tracking.health)."""
 
     ratio: float | None = None          # calibration now / at baseline; None: not measured on a side
     problems: tuple[str, ...] = ()      # contention or throttling seen in this session

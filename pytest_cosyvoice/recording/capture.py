@@ -13,7 +13,7 @@ import warnings
 from types import TracebackType
 from typing import TextIO
 
-from .checks import CLEAN_CATEGORIES, WarningRecord
+from ..judging.checks import CLEAN_CATEGORIES, WarningRecord
 
 
 class WarningCapture:
