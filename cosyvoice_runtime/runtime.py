@@ -34,7 +34,7 @@ from .loader import load_model
 from .observer import StreamObserver
 from .text import prepare
 from .token2wav import Schedule, make_renderer
-from .types import Chunk, StreamStats, Synthesis
+from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 log = logging.getLogger("cosyvoice_runtime")
 _ids = itertools.count(1)
@@ -224,8 +224,7 @@ class Runtime:
         stats = StreamStats()
         chunks = list(self._run(plan, streaming=False, speed=speed, stats=stats, stall_timeout_s=stall,
                                 observer=observer))
-        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
-        return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
+        return Synthesis.from_chunks(chunks, self.sample_rate, stats)
 
     def plan(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
              prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
@@ -384,26 +383,18 @@ class Runtime:
 
     def _run(self, plan: Plan, *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
              observer: StreamObserver | None) -> Iterator[Chunk]:
-        t0 = time.perf_counter()
-        index = 0
+        tally = ChunkTally(self.sample_rate, stats)
         progress = _Progress(observer)
         error: BaseException | None = None
         try:
             for inp in plan.inputs:
                 stats.sentences += 1
-                for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats,
+                for speech, ntok in self._request(inp, streaming=streaming, speed=speed,
                                                   stall_timeout_s=stall_timeout_s, progress=progress):
                     audio = speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False)
-                    chunk = Chunk(audio=audio, sample_rate=self.sample_rate, index=index, tokens=ntok)
-                    index += 1
-                    now = time.perf_counter()
-                    if stats.first_chunk_s is None:
-                        stats.first_chunk_s = now - t0
-                    stats.chunks += 1
-                    stats.audio_seconds += chunk.seconds
-                    stats.wall_s = now - t0
+                    chunk = tally.chunk(audio, ntok)
                     log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds,
-                              now - t0)
+                              stats.wall_s)
                     if observer is not None:
                         observer.on_chunk(chunk)
                     yield chunk
@@ -413,7 +404,7 @@ class Runtime:
             error = e
             raise
         finally:
-            stats.wall_s = time.perf_counter() - t0
+            stats.wall_s = tally.elapsed()
             rtf = stats.rtf
             log.info("%s done: %d tokens, %d chunks, %.2f s audio, first chunk %s, RTF %s",
                      "stream" if streaming else "synthesis", stats.tokens, stats.chunks, stats.audio_seconds,
@@ -422,8 +413,9 @@ class Runtime:
             if observer is not None:  # last: an observer that raises cannot hide the log line
                 observer.on_end(stats, error)
 
-    def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stats: StreamStats,
-                 stall_timeout_s: float, progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:
+    def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stall_timeout_s: float,
+                 progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:
+        """One LLM run (a sentence, a text iterator, a vc source): (speech, tokens it covers) per render."""
         rid = f"{next(_ids)}"
         progress.next_sentence()
         channel = TokenChannel(rid)
@@ -445,17 +437,13 @@ class Runtime:
                         count, done = progress.wait(channel, renderer.tokens_needed(), stall_timeout_s)
                         if count < renderer.tokens_needed():
                             break  # producer ended; the rest goes to the closing chunk
-                        speech, ntok = renderer.render_next(channel.tokens())
-                        stats.tokens += ntok
-                        yield speech, ntok
+                        yield renderer.render_next(channel.tokens())
                 else:
                     while not progress.wait(channel, 1 << 62, stall_timeout_s)[1]:
                         pass
                 tokens = channel.tokens()
                 if tokens or not streaming:
-                    speech, ntok = renderer.render_last(tokens, speed=speed)
-                    stats.tokens += ntok
-                    yield speech, ntok
+                    yield renderer.render_last(tokens, speed=speed)
         finally:
             channel.cancel()
             if thread is not None:

@@ -6,7 +6,6 @@ length, silent producer death)."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from .errors import CosyVoiceError, InvalidInput
 from .frontend import ModelInput
-from .types import Chunk, StreamStats, Synthesis
+from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 if TYPE_CHECKING:
     from .runtime import Plan, Runtime
@@ -115,8 +114,7 @@ class UpstreamEngine:
     def synthesize(self, text: str | Iterable[str], **kwargs: Any) -> Synthesis:
         stats = StreamStats()
         chunks = list(self._run(text, stream=False, stats=stats, **kwargs))
-        audio = np.concatenate([c.audio for c in chunks]) if chunks else np.zeros(0, np.float32)
-        return Synthesis(audio=audio, sample_rate=self.sample_rate, chunks=chunks, stats=stats)
+        return Synthesis.from_chunks(chunks, self.sample_rate, stats)
 
     def _run(self, text: Any, *, stream: bool, stats: StreamStats, speed: float = 1.0,
              text_frontend: bool = True, **kwargs: Any) -> Iterator[Chunk]:
@@ -128,8 +126,7 @@ class UpstreamEngine:
         return self._chunks(plan, stream=stream, stats=stats, speed=speed)
 
     def _chunks(self, plan: Plan, *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
-        t0 = time.perf_counter()
-        index = 0
+        tally = ChunkTally(self.sample_rate, stats)
         for inp in plan.inputs:
             assert isinstance(inp, ModelInput)  # a text iterator was refused above
             args = dict(flow_embedding=inp.flow_embedding, llm_embedding=inp.llm_embedding,
@@ -156,19 +153,8 @@ class UpstreamEngine:
                     else:
                         done = inp.source_speech_token.shape[1]
                     audio = out["tts_speech"].squeeze(0).float().numpy().astype(np.float32, copy=False)
-                    yield self._chunk(audio, index, done - attributed, stats, t0)
+                    yield tally.chunk(audio, done - attributed)
                     attributed = done
-                    index += 1
             finally:
                 if uid is not None:
                     self.counter.tokens.pop(uid, None)
-
-    def _chunk(self, audio: np.ndarray, index: int, tokens: int, stats: StreamStats, t0: float) -> Chunk:
-        now = time.perf_counter()
-        if stats.first_chunk_s is None:
-            stats.first_chunk_s = now - t0
-        stats.chunks += 1
-        stats.tokens += tokens
-        stats.audio_seconds += len(audio) / self.sample_rate
-        stats.wall_s = now - t0
-        return Chunk(audio=audio, sample_rate=self.sample_rate, index=index, tokens=tokens)
