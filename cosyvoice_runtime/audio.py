@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InvalidInput
+from .errors import InvalidInput, shown
 
 MAX_PROMPT_S = 30.0
 # Measured on the tiny models: v1 needs 25 ms (kaldi fbank's 400-sample window at 16 kHz; below 20 ms
@@ -24,7 +24,7 @@ def read_wav(path: str | os.PathLike[str], *, what: str = "prompt_wav") -> tuple
     import soundfile as sf
 
     if not isinstance(path, (str, os.PathLike)):
-        raise InvalidInput(f"{what}={_short(path)}: expected the path of an audio file (str or os.PathLike), "
+        raise InvalidInput(f"{what}={shown(path)}: expected the path of an audio file (str or os.PathLike), "
                            f"got {type(path).__name__}")
     p = Path(path)
     if p.is_dir():
@@ -76,8 +76,3 @@ def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
 
     out: np.ndarray = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
     return out
-
-
-def _short(value: object, limit: int = 60) -> str:
-    r = repr(value)
-    return r if len(r) <= limit else r[: limit - 3] + "..."

@@ -28,3 +28,10 @@ class StreamStalled(StreamError):
 class TokenLimitExceeded(StreamError):
     """The LLM went past the length cap for the text it was given (see ``limits.token_cap``) without
     ending the utterance; the chunks up to the cap were yielded first."""
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters: how an error message names a value that may be huge
+    (a whole text, an array)."""
+    r = repr(value)
+    return r if len(r) <= limit else r[: limit - 3] + "..."

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .channel import TokenChannel, start_producer
-from .errors import InvalidInput, TokenLimitExceeded
+from .errors import InvalidInput, TokenLimitExceeded, shown
 from .frontend import Frontend, ModelInput
 from .limits import (
     DEFAULT_STALL_TIMEOUT_S,
@@ -113,7 +113,7 @@ def check_texts(*, speaker: Any, prompt_text: Any, instruct: Any, text_frontend:
     """Types and emptiness of the text-like arguments (the mode is decided on what is not None)."""
     for name, v in (("speaker", speaker), ("prompt_text", prompt_text), ("instruct", instruct)):
         if v is not None and not isinstance(v, str):
-            raise InvalidInput(f"{name}={_short(v)}: expected a str, got {type(v).__name__}")
+            raise InvalidInput(f"{name}={shown(v)}: expected a str, got {type(v).__name__}")
     if prompt_text is not None and not prompt_text.strip():
         # Upstream would run zero-shot with no transcript; the caller most likely meant cross-lingual.
         raise InvalidInput(f"prompt_text={prompt_text!r}: empty transcript; give the words spoken in prompt_wav "
@@ -123,11 +123,6 @@ def check_texts(*, speaker: Any, prompt_text: Any, instruct: Any, text_frontend:
                            "or leave instruct out (None)")
     if not isinstance(text_frontend, bool):
         raise InvalidInput(f"text_frontend={text_frontend!r}: expected True or False")
-
-
-def _short(value: object, limit: int = 60) -> str:
-    r = repr(value)
-    return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
 class Runtime:
@@ -259,10 +254,10 @@ class Runtime:
         if isinstance(text, str):
             sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
             if not sentences:
-                raise InvalidInput(f"text={_short(text)}: nothing to synthesise; expected text with words")
+                raise InvalidInput(f"text={shown(text)}: nothing to synthesise; expected text with words")
             tokens = [self.frontend.text_tokens(s) for s in sentences]
             if any(t.shape[1] == 0 for t in tokens):  # e.g. "" with text_frontend=False
-                raise InvalidInput(f"text={_short(text)}: gives no text token; expected text with words")
+                raise InvalidInput(f"text={shown(text)}: gives no text token; expected text with words")
             return mode, tuple(self.frontend.build(mode, t, **kw) for t in tokens)
         if isinstance(text, Iterable) and not isinstance(text, (bytes, dict)):
             if self.version == 1:
@@ -272,7 +267,7 @@ class Runtime:
             # The pieces are consumed lazily by the producer (upstream's inference_bistream).
             inp = self.frontend.build(mode, torch.zeros(1, 0, dtype=torch.int32), **kw)
             return mode, (TextStreamInput(inp, iter(text)),)
-        raise InvalidInput(f"text={_short(text)}: expected a str (or, on v2/v3, an iterator of str pieces)")
+        raise InvalidInput(f"text={shown(text)}: expected a str (or, on v2/v3, an iterator of str pieces)")
 
     def _check_voice(self, speaker: Any, prompt_wav: Any, source_wav: Any) -> None:
         """Names the missing spk2info.pt instead of a generic mode error when no voice can be had."""
@@ -508,7 +503,7 @@ class _Progress:
 
 def _check_observer(observer: object) -> None:
     if observer is not None and not isinstance(observer, StreamObserver):
-        raise InvalidInput(f"observer={_short(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")
+        raise InvalidInput(f"observer={shown(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")
 
 
 def _len(t: torch.Tensor) -> torch.Tensor:
