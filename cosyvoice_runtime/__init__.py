@@ -10,7 +10,8 @@ from .observer import StreamObserver
 from .types import Chunk, StreamStats, Synthesis
 
 if TYPE_CHECKING:  # type checkers see the lazy names below with their real types
-    from .runtime import Plan, Runtime, load
+    from .requests import Plan
+    from .runtime import Runtime, load
 
 __all__ = [
     "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan",
@@ -21,8 +22,12 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # torch and the upstream classes load only when a model is loaded.
-    if name in ("load", "Runtime", "Plan"):
+    if name in ("load", "Runtime"):
         from . import runtime
 
         return getattr(runtime, name)
+    if name == "Plan":
+        from . import requests
+
+        return requests.Plan
     raise AttributeError(name)

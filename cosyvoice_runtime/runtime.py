@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import contextlib
-import inspect
 import itertools
 import logging
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,14 @@ import numpy as np
 import torch
 
 from .channel import TokenChannel, start_producer
-from .errors import InvalidInput, TokenLimitExceeded, shown
+from .errors import InvalidInput
 from .frontend import Frontend, ModelInput
-from .limits import (
-    DEFAULT_STALL_TIMEOUT_S,
-    DEFAULT_TOKEN_TEXT_RATIO,
-    MAX_SPEECH_S,
-    MAX_TEXT_CHARS,
-    MIN_CAP_S,
-    check_device,
-    check_timeout,
-    token_cap,
-)
+from .limits import DEFAULT_STALL_TIMEOUT_S, check_device, check_timeout
 from .loader import load_model
 from .observer import StreamObserver
-from .text import prepare
+from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_observer, check_speed
 from .token2wav import Schedule, make_renderer
+from .token_source import LLMTokenSource
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 log = logging.getLogger("cosyvoice_runtime")
@@ -84,49 +75,11 @@ def resolve_device(device: str) -> torch.device:
     return torch.device("cuda", idx)
 
 
-def resolve_mode(version: int, *, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any,
-                 source_wav: Any) -> str:
-    given = {k for k, v in dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
-                                instruct=instruct, source_wav=source_wav).items() if v is not None}
-    modes: list[tuple[str, set[str]]] = [
-        ("sft", {"speaker"}),
-        ("zero_shot", {"prompt_wav", "prompt_text"}),
-        ("cross_lingual", {"prompt_wav"}),
-        ("instruct", {"speaker", "instruct"} if version == 1 else {"instruct", "prompt_wav"}),
-        ("vc", {"source_wav", "prompt_wav"}),
-    ]
-    for mode, args in modes:
-        if given == args:
-            return mode
-    valid = "; ".join(f"{m}: {' + '.join(sorted(a))}" for m, a in modes)
-    raise InvalidInput(f"arguments {sorted(given) or 'none'} do not name a mode of a v{version} model; "
-                       f"valid combinations: {valid}")
-
-
-def check_speed(speed: Any) -> float:
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not 0.5 <= speed <= 2.0:
-        raise InvalidInput(f"speed={speed!r}: expected a number from 0.5 to 2.0")
-    return float(speed)
-
-
-def check_texts(*, speaker: Any, prompt_text: Any, instruct: Any, text_frontend: Any) -> None:
-    """Types and emptiness of the text-like arguments (the mode is decided on what is not None)."""
-    for name, v in (("speaker", speaker), ("prompt_text", prompt_text), ("instruct", instruct)):
-        if v is not None and not isinstance(v, str):
-            raise InvalidInput(f"{name}={shown(v)}: expected a str, got {type(v).__name__}")
-    if prompt_text is not None and not prompt_text.strip():
-        # Upstream would run zero-shot with no transcript; the caller most likely meant cross-lingual.
-        raise InvalidInput(f"prompt_text={prompt_text!r}: empty transcript; give the words spoken in prompt_wav "
-                           "(zero-shot), or leave prompt_text out (None) for cross-lingual mode")
-    if instruct is not None and not instruct.strip():
-        raise InvalidInput(f"instruct={instruct!r}: empty instruction; expected text such as 'Speak calmly.', "
-                           "or leave instruct out (None)")
-    if not isinstance(text_frontend, bool):
-        raise InvalidInput(f"text_frontend={text_frontend!r}: expected True or False")
-
-
 class Runtime:
-    """A loaded CosyVoice model. ``stream`` and ``synthesize`` may be called from several threads."""
+    """A loaded CosyVoice model. ``stream`` and ``synthesize`` may be called from several threads.
+
+    A request is checked and planned by ``requests.RequestPlanner``, its tokens come from
+    ``token_source.LLMTokenSource`` in a producer thread, and this class renders them into chunks."""
 
     def __init__(self, model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False,
                  stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
@@ -153,6 +106,9 @@ class Runtime:
         # Upstream's rule (cli/cosyvoice.py): v1 instruct only for a model path containing '-Instruct'
         # (CosyVoice-300M-Instruct); the weights alone do not say. v2/v3 instruct with a prompt wav.
         self.supports_instruct = self.version >= 2 or "-Instruct" in str(Path(model_dir).absolute())
+        self._planner = RequestPlanner(self.frontend, version=self.version, model_dir=self.model_dir,
+                                       spk2info_file=self.spk2info_file, supports_instruct=self.supports_instruct)
+        self._tokens = LLMTokenSource(self.llm, self.flow, self.frontend, self.device, self._autocast)
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread | None] = {}
         log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,
@@ -166,11 +122,8 @@ class Runtime:
     @property
     def modes(self) -> list[str]:
         """The modes this model can run (sft needs speakers; v1 instruct an Instruct model and a speaker)."""
-        out = ["sft"] if self.speakers else []
-        out += ["zero_shot", "cross_lingual"]
-        if self.supports_instruct and (self.version >= 2 or self.speakers):
-            out.append("instruct")
-        return out + ["vc"]
+        return available_modes(self.version, has_speakers=bool(self.speakers),
+                               supports_instruct=self.supports_instruct)
 
     @property
     def active_requests(self) -> int:
@@ -199,7 +152,7 @@ class Runtime:
         if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
         stall = self._stall_timeout(stall_timeout_s)
-        _check_observer(observer)
+        check_observer(observer)
         plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
                          source_wav=source_wav, text_frontend=text_frontend)
         return self._run(plan, streaming=True, speed=1.0, stats=StreamStats(), stall_timeout_s=stall,
@@ -213,7 +166,7 @@ class Runtime:
         ``observer`` and ``stall_timeout_s`` as for ``stream``."""
         speed = check_speed(speed)
         stall = self._stall_timeout(stall_timeout_s)
-        _check_observer(observer)
+        check_observer(observer)
         plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
                          source_wav=source_wav, text_frontend=text_frontend)
         stats = StreamStats()
@@ -228,153 +181,15 @@ class Runtime:
         but the frontend (text normalisation, prompt features and tokens, speaker embedding): what
         ``stream``/``synthesize`` run, and what another orchestration (``upstream.UpstreamEngine``) can
         drive. Raises InvalidInput as those do."""
-        return Plan(*self._inputs(text, speaker, prompt_wav, prompt_text, instruct, source_wav, text_frontend))
+        return self._planner.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
+                                  instruct=instruct, source_wav=source_wav, text_frontend=text_frontend)
 
     # -- internals -------------------------------------------------------------------------------
     def _stall_timeout(self, value: float | None) -> float:
         return self.settings.stall_timeout_s if value is None else check_timeout("stall_timeout_s", value)
 
-    def _inputs(self, text: Any, speaker: Any, prompt_wav: Any, prompt_text: Any, instruct: Any, source_wav: Any,
-                text_frontend: bool) -> tuple[str, tuple[ModelInput | TextStreamInput, ...]]:
-        check_texts(speaker=speaker, prompt_text=prompt_text, instruct=instruct, text_frontend=text_frontend)
-        self._check_voice(speaker, prompt_wav, source_wav)
-        mode = resolve_mode(self.version, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
-                            instruct=instruct, source_wav=source_wav)
-        if mode == "instruct" and not self.supports_instruct:
-            raise InvalidInput(
-                f"instruct={instruct!r}: {str(self.model_dir)!r} is not a CosyVoice v1 Instruct model; like upstream, "
-                "v1 instruct needs a model directory whose path contains '-Instruct' (e.g. CosyVoice-300M-Instruct)")
-        if isinstance(text, str) and len(text) > MAX_TEXT_CHARS:
-            raise InvalidInput(f"text of {len(text)} characters: at most {MAX_TEXT_CHARS} per request; split it into "
-                               "several requests (e.g. by paragraph)")
-        kw = dict(speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
-                  source_wav=source_wav)
-        if mode == "vc":
-            return mode, (self.frontend.build(mode, None, **kw),)
-        if isinstance(text, str):
-            sentences = prepare(text, lambda s: len(self.frontend.encode(s)), text_frontend=text_frontend)
-            if not sentences:
-                raise InvalidInput(f"text={shown(text)}: nothing to synthesise; expected text with words")
-            tokens = [self.frontend.text_tokens(s) for s in sentences]
-            if any(t.shape[1] == 0 for t in tokens):  # e.g. "" with text_frontend=False
-                raise InvalidInput(f"text={shown(text)}: gives no text token; expected text with words")
-            return mode, tuple(self.frontend.build(mode, t, **kw) for t in tokens)
-        if isinstance(text, Iterable) and not isinstance(text, (bytes, dict)):
-            if self.version == 1:
-                raise InvalidInput("text given as an iterator: streaming text input needs a v2/v3 model, this is v1")
-            if mode in ("sft", "vc"):
-                raise InvalidInput(f"text given as an iterator: streaming text input is not available in {mode} mode")
-            # The pieces are consumed lazily by the producer (upstream's inference_bistream).
-            inp = self.frontend.build(mode, torch.zeros(1, 0, dtype=torch.int32), **kw)
-            return mode, (TextStreamInput(inp, iter(text)),)
-        raise InvalidInput(f"text={shown(text)}: expected a str (or, on v2/v3, an iterator of str pieces)")
-
-    def _check_voice(self, speaker: Any, prompt_wav: Any, source_wav: Any) -> None:
-        """Names the missing spk2info.pt instead of a generic mode error when no voice can be had."""
-        if self.speakers or prompt_wav is not None or source_wav is not None:
-            return
-        where = (f"{str(self.model_dir)!r} has no spk2info.pt" if self.spk2info_file is None
-                 else f"{str(self.spk2info_file)!r} lists no speaker")
-        asked = f"speaker={speaker!r}: " if speaker is not None else "no voice given: "
-        raise InvalidInput(f"{asked}{where}, so this model has no built-in speaker; pass prompt_wav= (cross-lingual, "
-                           "plus prompt_text= for zero-shot, or instruct= on v2/v3)")
-
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         return torch.autocast(device_type=self.device.type, enabled=self.fp16)  # torch.amp's, not torch.cuda.amp's
-
-    def _token_text_ratio(self) -> tuple[float, bool]:
-        """Upstream's speech-per-text-token cap of this LLM (the ``max_token_text_ratio`` default of its
-        class's ``inference``) and whether the callable now in place takes that argument (by name or
-        through ``**kwargs``: wrappers such as the plugin's token counter pass it on)."""
-        ratio = DEFAULT_TOKEN_TEXT_RATIO
-        try:
-            param = inspect.signature(type(self.llm).inference).parameters.get("max_token_text_ratio")
-            if param is not None and isinstance(param.default, (int, float)) and param.default > 0:
-                ratio = float(param.default)
-        except (AttributeError, TypeError, ValueError):
-            pass
-        try:
-            params = inspect.signature(self.llm.inference).parameters.values()
-        except (TypeError, ValueError):
-            return ratio, False
-        takes = any(p.name == "max_token_text_ratio" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
-        return ratio, takes
-
-    def _capped(self, rid: str, tokens: Iterable[int], text_tokens: Callable[[], int]) -> Iterator[int]:
-        """Passes tokens on until the cap for the text tokens seen so far is exceeded, then raises."""
-        ratio, _ = self._token_text_ratio()
-        rate = float(getattr(self.flow, "input_frame_rate", 25))
-        n = 0
-        it = iter(tokens)
-        try:
-            for tok in it:
-                cap = token_cap(text_tokens(), ratio, rate)
-                if n >= cap:
-                    raise TokenLimitExceeded(
-                        f"request {rid}: the LLM generated more than {cap} speech tokens for {text_tokens()} text "
-                        f"tokens without ending the utterance (cap: {ratio:g} per text token, at least {MIN_CAP_S:g} s "
-                        f"and at most {MAX_SPEECH_S:g} s of speech); the chunks rendered before the cap were delivered")
-                n += 1
-                yield tok
-        finally:
-            close = getattr(it, "close", None)  # stop the LLM's generator now, not at garbage collection
-            if close is not None:
-                close()
-
-    def _token_source(self, rid: str, inp: ModelInput | TextStreamInput) -> Callable[[], Iterable[int]]:
-        dev = self.device
-        if isinstance(inp, TextStreamInput):
-            base = inp.inputs
-            seen = [0]
-
-            def counted() -> Iterator[torch.Tensor]:
-                for t in self.frontend.text_token_stream(inp.pieces):
-                    seen[0] += t.shape[1]
-                    yield t.to(dev)
-
-            def bistream() -> Iterable[int]:
-                # Upstream's bistream loop has no length cap at all: ours applies to the text received so far.
-                pt = base.prompt_text.to(dev)
-                pst = base.llm_prompt_speech_token.to(dev)
-                return self._capped(rid, self.llm.inference_bistream(
-                    text=counted(), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
-                    prompt_speech_token_len=_len(pst), embedding=base.llm_embedding.to(dev)), lambda: seen[0])
-            return bistream
-        if inp.mode == "vc":  # the source recording's tokens: bounded by its 30 s maximum
-            tokens = inp.source_speech_token.flatten().tolist()
-            return lambda: iter(tokens)
-
-        text_ids = inp.text
-        assert text_ids is not None, "every mode but vc has text"
-
-        def llm() -> Iterable[int]:
-            text, pt, pst = text_ids.to(dev), inp.prompt_text.to(dev), inp.llm_prompt_speech_token.to(dev)
-            n = text.shape[1]
-            extra: dict[str, float] = {}
-            ratio, takes_ratio = self._token_text_ratio()
-            if takes_ratio:
-                # Upstream's own loop stops at ratio * text tokens without a word; let it run past our
-                # cap, so that reaching the cap is always seen (and raised) here.
-                rate = float(getattr(self.flow, "input_frame_rate", 25))
-                extra["max_token_text_ratio"] = token_cap(n, ratio, rate) / max(n, 1) + 1
-            return self._capped(rid, self.llm.inference(
-                text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
-                prompt_speech_token_len=_len(pst), embedding=inp.llm_embedding.to(dev), **extra), lambda: n)
-        return llm
-
-    def _producer_context(self) -> Callable[[], contextlib.AbstractContextManager[object]]:
-        device = self.device
-
-        @contextlib.contextmanager
-        def ctx() -> Iterator[None]:
-            with contextlib.ExitStack() as stack:
-                if device.type == "cuda":
-                    # The LLM runs on its own CUDA stream so it overlaps with the flow/HiFT of the consumer.
-                    stack.enter_context(torch.cuda.stream(torch.cuda.Stream(device)))
-                stack.enter_context(torch.inference_mode())
-                stack.enter_context(self._autocast())
-                yield
-        return ctx
 
     def _run(self, plan: Plan, *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
              observer: StreamObserver | None) -> Iterator[Chunk]:
@@ -423,7 +238,7 @@ class Runtime:
             self._active[rid] = None
         thread: threading.Thread | None = None
         try:
-            thread = start_producer(channel, self._token_source(rid, inp), self._producer_context())
+            thread = start_producer(channel, self._tokens.tokens(rid, inp), self._tokens.context())
             with self._lock:
                 self._active[rid] = thread
             with torch.inference_mode():
@@ -451,23 +266,6 @@ class Runtime:
             del renderer
             if self.device.type == "cuda" and s.empty_cuda_cache:
                 torch.cuda.empty_cache()
-
-
-@dataclass
-class TextStreamInput:
-    """A text iterator's request: the voice inputs, and the pieces the LLM producer reads lazily."""
-
-    inputs: ModelInput
-    pieces: Iterator[str]
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A checked request (``Runtime.plan``): its mode and one input per LLM run, in order: a sentence
-    of a ``str`` text each, the one ``TextStreamInput`` of a text iterator, the source recording for vc."""
-
-    mode: str
-    inputs: tuple[ModelInput | TextStreamInput, ...]
 
 
 class _Progress:
@@ -499,15 +297,6 @@ class _Progress:
                 # Ended short of `count`: ask once more for the full count so a producer failure is
                 # raised exactly as without an observer (the call returns at once: the end flag is set).
                 return channel.wait_for(count, stall_timeout_s)
-
-
-def _check_observer(observer: object) -> None:
-    if observer is not None and not isinstance(observer, StreamObserver):
-        raise InvalidInput(f"observer={shown(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")
-
-
-def _len(t: torch.Tensor) -> torch.Tensor:
-    return torch.tensor([t.shape[1]], dtype=torch.int32, device=t.device)
 
 
 def load(model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False,

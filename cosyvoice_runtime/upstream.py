@@ -16,7 +16,8 @@ from .frontend import ModelInput
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 if TYPE_CHECKING:
-    from .runtime import Plan, Runtime
+    from .requests import Plan
+    from .runtime import Runtime
 
 CLASS_NAMES = {1: "CosyVoiceModel", 2: "CosyVoice2Model", 3: "CosyVoice3Model"}
 
