@@ -32,6 +32,7 @@ from .limits import (
 )
 from .loader import load_model
 from .observer import StreamObserver
+from .rates import token_rate
 from .text import prepare
 from .token2wav import Schedule, make_renderer
 from .types import Chunk, StreamStats, Synthesis
@@ -309,7 +310,7 @@ class Runtime:
     def _capped(self, rid: str, tokens: Iterable[int], text_tokens: Callable[[], int]) -> Iterator[int]:
         """Passes tokens on until the cap for the text tokens seen so far is exceeded, then raises."""
         ratio, _ = self._token_text_ratio()
-        rate = float(getattr(self.flow, "input_frame_rate", 25))
+        rate = token_rate(self.version, self.flow)
         n = 0
         it = iter(tokens)
         try:
@@ -361,7 +362,7 @@ class Runtime:
             if takes_ratio:
                 # Upstream's own loop stops at ratio * text tokens without a word; let it run past our
                 # cap, so that reaching the cap is always seen (and raised) here.
-                rate = float(getattr(self.flow, "input_frame_rate", 25))
+                rate = token_rate(self.version, self.flow)
                 extra["max_token_text_ratio"] = token_cap(n, ratio, rate) / max(n, 1) + 1
             return self._capped(rid, self.llm.inference(
                 text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
