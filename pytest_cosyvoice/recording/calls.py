@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pytest
 
-from cosyvoice_runtime import StreamObserver, StreamStats
+from cosyvoice_runtime import StreamObserver, StreamStats, token_rate
 
 from ..engine import Engine
 from ..judging.checks import Recording
@@ -229,9 +229,8 @@ class CosyTTS:
         self._takes = {kind: (accepts(getattr(engine, kind), "observer"),
                               accepts(getattr(engine, kind), "stall_timeout_s"))
                        for kind in ("stream", "synthesize")}
-        flow = getattr(runtime, "flow", None)
-        rate = getattr(flow, "input_frame_rate", None) or (50 if runtime.version == 1 else 25)
-        self.samples_per_token = runtime.sample_rate / float(rate)
+        # The recording holds the engine's audio: its rate, not the model's (an engine may resample).
+        self.samples_per_token = self.sample_rate / token_rate(runtime.version, getattr(runtime, "flow", None))
 
     @property
     def watchdog_s(self) -> float:
