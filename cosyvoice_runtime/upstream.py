@@ -197,7 +197,9 @@ def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamSt
             observer.on_chunk(chunk)
             yield chunk
     except GeneratorExit:
-        chunks.close()  # the caller closed the stream: no error of the request
+        close = getattr(chunks, "close", None)  # the caller closed the stream: no error of the request;
+        if close is not None:                   # upstream's tts() stops in this thread, as unobserved
+            close()
         raise
     except BaseException as e:
         error = e
