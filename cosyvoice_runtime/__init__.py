@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
 from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, check_device, check_timeout
 from .observer import StreamObserver
+from .rates import token_rate
 from .types import Chunk, StreamStats, Synthesis
 
 if TYPE_CHECKING:  # type checkers see the lazy names below with their real types
@@ -16,7 +17,7 @@ if TYPE_CHECKING:  # type checkers see the lazy names below with their real type
 __all__ = [
     "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan",
     "Runtime", "StreamError", "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded",
-    "check_device", "check_timeout", "load",
+    "check_device", "check_timeout", "load", "token_rate",
 ]
 
 

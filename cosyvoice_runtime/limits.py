@@ -58,5 +58,5 @@ def check_device(device: object) -> str:
 
 def token_cap(text_tokens: int, ratio: float, token_rate: float) -> int:
     """The most speech tokens one LLM call may produce for ``text_tokens`` text tokens, at
-    ``token_rate`` speech tokens per second (the flow's ``input_frame_rate``: 50 for v1, 25 for v2/v3)."""
+    ``token_rate`` speech tokens per second (``rates.token_rate``: 50 for v1, 25 for v2/v3)."""
     return min(int(MAX_SPEECH_S * token_rate), max(int(MIN_CAP_S * token_rate), int(text_tokens * ratio)))

@@ -9,6 +9,7 @@ iterated runs nothing, so it gets no callback at all.
 """
 from __future__ import annotations
 
+from .errors import InvalidInput, shown
 from .types import Chunk, StreamStats
 
 
@@ -25,3 +26,10 @@ class StreamObserver:
 
     def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
         """The request ended: exhausted (``error`` None), closed by the caller (None too), or failed."""
+
+
+def check_observer(observer: object) -> None:
+    """InvalidInput unless ``observer`` is a StreamObserver or None (checked at the call, not at the
+    first callback)."""
+    if observer is not None and not isinstance(observer, StreamObserver):
+        raise InvalidInput(f"observer={shown(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")

@@ -88,11 +88,6 @@ def check_texts(*, speaker: Any, prompt_text: Any, instruct: Any, text_frontend:
         raise InvalidInput(f"text_frontend={text_frontend!r}: expected True or False")
 
 
-def check_observer(observer: object) -> None:
-    if observer is not None and not isinstance(observer, StreamObserver):
-        raise InvalidInput(f"observer={shown(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")
-
-
 class RequestPlanner:
     """Checks one model's requests and builds their inputs with its frontend."""
 

@@ -21,8 +21,8 @@ from .errors import InvalidInput
 from .frontend import Frontend, ModelInput
 from .limits import DEFAULT_STALL_TIMEOUT_S, check_device, check_timeout
 from .loader import load_model
-from .observer import StreamObserver
-from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_observer, check_speed
+from .observer import StreamObserver, check_observer
+from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speed
 from .token2wav import Schedule, make_renderer
 from .token_source import LLMTokenSource
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
@@ -108,7 +108,7 @@ class Runtime:
         self.supports_instruct = self.version >= 2 or "-Instruct" in str(Path(model_dir).absolute())
         self._planner = RequestPlanner(self.frontend, version=self.version, model_dir=self.model_dir,
                                        spk2info_file=self.spk2info_file, supports_instruct=self.supports_instruct)
-        self._tokens = LLMTokenSource(self.llm, self.flow, self.frontend, self.device, self._autocast)
+        self._tokens = LLMTokenSource(self.version, self.llm, self.flow, self.frontend, self.device, self._autocast)
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread | None] = {}
         log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,

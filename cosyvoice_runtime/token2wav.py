@@ -16,6 +16,7 @@ import torch
 from torch.nn import functional as F
 
 from .frontend import ModelInput
+from .rates import token_rate
 
 
 def hamming(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -174,7 +175,7 @@ class OverlapRenderer(Renderer):
 
     def __init__(self, *args: Any, overlap_tokens: int = 20, mel_cache_len: int = 20, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        rate = int(self.flow.input_frame_rate)
+        rate = int(token_rate(1, self.flow))
         self.hop = 2 * rate
         self.overlap = overlap_tokens
         self.mel_overlap_len = int(overlap_tokens / rate * 22050 / 256)

@@ -13,6 +13,7 @@ import torch
 from .errors import TokenLimitExceeded
 from .frontend import Frontend, ModelInput
 from .limits import DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MIN_CAP_S, token_cap
+from .rates import token_rate
 from .requests import TextStreamInput
 
 Autocast = Callable[[], contextlib.AbstractContextManager[object]]
@@ -21,9 +22,11 @@ Autocast = Callable[[], contextlib.AbstractContextManager[object]]
 class LLMTokenSource:
     """Speech tokens from one model's LLM (for vc: the source recording's tokens)."""
 
-    def __init__(self, llm: Any, flow: Any, frontend: Frontend, device: torch.device, autocast: Autocast) -> None:
+    def __init__(self, version: int, llm: Any, flow: Any, frontend: Frontend, device: torch.device,
+                 autocast: Autocast) -> None:
         # The LLM's `inference` is looked up at every request, never kept: tests and the plugin replace
         # it on the instance (fault injection, token counting).
+        self.version = version
         self.llm = llm
         self.flow = flow
         self.frontend = frontend
@@ -65,7 +68,7 @@ class LLMTokenSource:
             if takes_ratio:
                 # Upstream's own loop stops at ratio * text tokens without a word; let it run past our
                 # cap, so that reaching the cap is always seen (and raised) here.
-                rate = float(getattr(self.flow, "input_frame_rate", 25))
+                rate = token_rate(self.version, self.flow)
                 extra["max_token_text_ratio"] = token_cap(n, ratio, rate) / max(n, 1) + 1
             return self._capped(rid, self.llm.inference(
                 text=text, text_len=_len(text), prompt_text=pt, prompt_text_len=_len(pt), prompt_speech_token=pst,
@@ -108,7 +111,7 @@ class LLMTokenSource:
     def _capped(self, rid: str, tokens: Iterable[int], text_tokens: Callable[[], int]) -> Iterator[int]:
         """Passes tokens on until the cap for the text tokens seen so far is exceeded, then raises."""
         ratio, _ = self._token_text_ratio()
-        rate = float(getattr(self.flow, "input_frame_rate", 25))
+        rate = token_rate(self.version, self.flow)
         n = 0
         it = iter(tokens)
         try:

@@ -2,7 +2,12 @@
 ``CosyVoice2Model`` / ``CosyVoice3Model``) with a Runtime's components and frontend, behind the
 Runtime's own ``stream``/``synthesize`` signature: the before/after reference. Nothing of upstream is
 copied; its class is imported and called as installed, with all its behaviour (polling, shared hop
-length, silent producer death)."""
+length, silent producer death).
+
+Like the Runtime, ``stream``/``synthesize`` take ``observer=`` (a ``StreamObserver``), called in the
+thread that iterates. Upstream's ``tts()`` keeps that thread until it yields a chunk, so a request's
+tokens are reported just before each chunk (all generated since the previous one), not per token; a
+request whose LLM thread died never reaches ``on_end`` (upstream's loop waits for it forever)."""
 from __future__ import annotations
 
 import threading
@@ -13,6 +18,7 @@ import numpy as np
 
 from .errors import CosyVoiceError, InvalidInput
 from .frontend import ModelInput
+from .observer import StreamObserver, check_observer
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 if TYPE_CHECKING:
@@ -109,22 +115,26 @@ class UpstreamEngine:
         self.counter = _CountingLLM(runtime.llm, self.jobs)
         self.model.llm = self.counter
 
-    def stream(self, text: str | Iterable[str], **kwargs: Any) -> Iterator[Chunk]:
-        return self._run(text, stream=True, stats=StreamStats(), **kwargs)
+    def stream(self, text: str | Iterable[str], *, observer: StreamObserver | None = None,
+               **kwargs: Any) -> Iterator[Chunk]:
+        return self._run(text, stream=True, stats=StreamStats(), observer=observer, **kwargs)
 
-    def synthesize(self, text: str | Iterable[str], **kwargs: Any) -> Synthesis:
+    def synthesize(self, text: str | Iterable[str], *, observer: StreamObserver | None = None,
+                   **kwargs: Any) -> Synthesis:
         stats = StreamStats()
-        chunks = list(self._run(text, stream=False, stats=stats, **kwargs))
+        chunks = list(self._run(text, stream=False, stats=stats, observer=observer, **kwargs))
         return Synthesis.from_chunks(chunks, self.sample_rate, stats)
 
-    def _run(self, text: Any, *, stream: bool, stats: StreamStats, speed: float = 1.0,
-             text_frontend: bool = True, **kwargs: Any) -> Iterator[Chunk]:
+    def _run(self, text: Any, *, stream: bool, stats: StreamStats, observer: StreamObserver | None,
+             speed: float = 1.0, text_frontend: bool = True, **kwargs: Any) -> Iterator[Chunk]:
         if not isinstance(text, str) and kwargs.get("source_wav") is None:
             raise InvalidInput("the upstream engine here takes text as a str")
+        check_observer(observer)
         plan = self.runtime.plan(text, speaker=kwargs.get("speaker"), prompt_wav=kwargs.get("prompt_wav"),
                                  prompt_text=kwargs.get("prompt_text"), instruct=kwargs.get("instruct"),
                                  source_wav=kwargs.get("source_wav"), text_frontend=text_frontend)
-        return self._chunks(plan, stream=stream, stats=stats, speed=speed)
+        chunks = self._chunks(plan, stream=stream, stats=stats, speed=speed)
+        return chunks if observer is None else _observed(chunks, observer, stats)
 
     def _chunks(self, plan: Plan, *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
         tally = ChunkTally(self.sample_rate, stats)
@@ -159,3 +169,27 @@ class UpstreamEngine:
             finally:
                 if uid is not None:
                     self.counter.tokens.pop(uid, None)
+
+
+def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamStats) -> Iterator[Chunk]:
+    """``chunks`` with the observer told of each one's tokens (the request's running total), the chunk
+    and the end, in the iterating thread, as the Runtime tells it."""
+    total = 0
+    error: BaseException | None = None
+    try:
+        for chunk in chunks:
+            if chunk.tokens:
+                total += chunk.tokens
+                observer.on_tokens(chunk.tokens, total)
+            observer.on_chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        close = getattr(chunks, "close", None)  # the caller closed the stream: no error of the request;
+        if close is not None:                   # upstream's tts() stops in this thread, as unobserved
+            close()
+        raise
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        observer.on_end(stats, error)

@@ -40,10 +40,11 @@ class Engine(Protocol):
 
     Optional: where `stream`/`synthesize` name an `observer=` parameter, `cosy_tts` passes a
     `cosyvoice_runtime.StreamObserver` per call and counts that call's tokens from its `on_tokens`;
-    otherwise it counts them at `runtime.llm.inference`. Where they name `stall_timeout_s=`, the test's
-    stall timeout (`--cosy-stall-timeout`, `@pytest.mark.stall_timeout`) is passed per call; otherwise
-    the engine keeps its own and only the watchdog applies the test's. `**kwargs` alone counts as
-    neither (see `recorder.accepts`). The Runtime names both.
+    otherwise it counts them at `runtime.llm.inference` (`recording.foreign`, process-wide patches for
+    the session). Where they name `stall_timeout_s=`, the test's stall timeout (`--cosy-stall-timeout`,
+    `@pytest.mark.stall_timeout`) is passed per call; otherwise the engine keeps its own and only the
+    watchdog applies the test's. `**kwargs` alone counts as neither (see `recording.attribution.accepts`).
+    The Runtime names both; the upstream engine names `observer=`.
     """
 
     sample_rate: int      # Hz of the audio it returns

@@ -13,7 +13,8 @@ import pytest
 from . import finish, rounds
 from . import settings as _settings
 from .markers import MARKER_HELP
-from .recording.calls import CosyTTS
+from .recording.attribution import EngineAttribution
+from .recording.calls import CosyTTS, WatchdogExpired
 from .session import WIRE_KEY, CosySession, Prompt, TestRun, default_prompt, report_text
 
 if TYPE_CHECKING:
@@ -61,10 +62,12 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     try:
         with run.capture():
             result = yield
-    except BaseException:
+    except BaseException as e:
         problems = run.evaluate()
         if problems:
             item.add_report_section("call", "cosyvoice checks", report_text(problems))
+        if isinstance(e, WatchdogExpired):  # a hang: the test fails with the watchdog's text alone
+            pytest.fail(str(e), pytrace=False)
         raise
     problems = run.evaluate()
     if problems:
@@ -141,15 +144,25 @@ def cosy_model(pytestconfig: pytest.Config) -> Runtime:
     return get_session(pytestconfig).runtime()
 
 
+@pytest.fixture(scope="session")
+def _cosy_attribution(pytestconfig: pytest.Config, cosy_model: Runtime) -> Iterator[EngineAttribution]:
+    """The engine's signatures, read once; for an engine without `observer=`, the foreign adapter,
+    installed for the session and taken out at its end (see `recording.foreign`)."""
+    attribution = EngineAttribution(get_session(pytestconfig).engine(), cosy_model)
+    yield attribution
+    attribution.close()
+
+
 @pytest.fixture
-def cosy_tts(request: pytest.FixtureRequest, cosy_model: Runtime) -> Iterator[CosyTTS]:
+def cosy_tts(request: pytest.FixtureRequest, cosy_model: Runtime,
+             _cosy_attribution: EngineAttribution) -> Iterator[CosyTTS]:
     """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks."""
     session = get_session(request.config)
     run = request.node.stash[RUN_KEY]
     # The test's stall timeout goes with each request (`stall_timeout_s=`, where the engine takes it)
     # and to the watchdog; the shared runtime's settings are left alone.
-    tts = CosyTTS(session.engine(), cosy_model, stall_timeout_s=run.settings.stall_timeout_s, rtf=run.rtf,
-                  first_use=session.first_use, round=run.round)
+    tts = CosyTTS(session.engine(), cosy_model, _cosy_attribution, stall_timeout_s=run.settings.stall_timeout_s,
+                  rtf=run.rtf, first_use=session.first_use, round=run.round)
     run.recordings = tts.recordings
     yield tts
 

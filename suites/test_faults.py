@@ -12,6 +12,7 @@ import pytest
 from cosyvoice_runtime import InvalidInput, StreamError
 from pytest_cosyvoice.faults import InjectedFault, forced_tokens, injected
 from pytest_cosyvoice.judging import checks
+from pytest_cosyvoice.recording.calls import WatchdogExpired
 
 from .faults import FAULTS, JOIN_TIMEOUT_S, STALL_TIMEOUT_S, TOKENS, FaultCase, live_tensors
 from .inputs import voice_kwargs
@@ -44,13 +45,13 @@ def _call(cosy_tts: Any, fault: FaultCase | None, kw: dict[str, Any]) -> tuple[i
                 it.close()
                 break
         return n, None
-    except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 - judged by the caller
+    except (Exception, WatchdogExpired) as e:  # noqa: BLE001 - judged by the caller
         return n, e
 
 
 def _judge_error(fault: FaultCase, engine_is_ours: bool, got: BaseException | None, chunks: int,
                  rec: checks.Recording) -> list[str]:
-    if isinstance(got, pytest.fail.Exception):  # the watchdog: the engine never gave up
+    if isinstance(got, WatchdogExpired):  # the engine never gave up
         return [f"hang: {fault.what} and the engine never ended the call: {got}"]
     if not fault.expect_error:
         return [f"the closed stream raised {type(got).__name__}: {got}"] if got is not None else []

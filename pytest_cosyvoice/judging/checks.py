@@ -44,7 +44,7 @@ class Recording:
     outcome: str = "ok"                     # ok, closed (the test stopped reading), watchdog, or the error class
     error: str = ""
     generated_tokens: int | None = None     # counted at the LLM; None where unknown (vc, overlapping calls)
-    samples_per_token: float | None = None  # sample_rate / flow.input_frame_rate
+    samples_per_token: float | None = None  # sample_rate / token_rate (the engine's rate: the audio's)
     speed: float = 1.0
     thread_errors: list[str] = field(default_factory=list)   # unhandled exceptions in threads during the call
     leaked_threads: list[str] = field(default_factory=list)  # started by the call, alive after it (+ grace)

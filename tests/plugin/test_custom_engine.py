@@ -241,3 +241,55 @@ def test_the_built_in_engines_follow_the_protocol(warm_tiny: Path) -> None:
         pytest.skip(f"upstream engine unusable here: {e}")
     assert isinstance(up, Engine) and missing_members(up) == []
     assert missing_members(object()) == ["stream", "synthesize", "sample_rate", "version"]
+
+
+RESAMPLING = '''
+import numpy as np
+from cosyvoice_runtime import Chunk, Synthesis
+
+
+class Upsampled:
+    """Serves the Runtime's audio at twice its rate (each sample repeated), as an engine that resamples
+    for its clients would: the recording holds this engine's rate, not the model's."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.sample_rate = 2 * runtime.sample_rate
+        self.version = runtime.version
+
+    def _up(self, chunk):
+        return Chunk(audio=np.repeat(chunk.audio, 2), sample_rate=self.sample_rate, index=chunk.index,
+                     tokens=chunk.tokens)
+
+    def stream(self, text, **kwargs):
+        return (self._up(c) for c in self.runtime.stream(text, **kwargs))
+
+    def synthesize(self, text, **kwargs):
+        syn = self.runtime.synthesize(text, **kwargs)
+        chunks = [self._up(c) for c in syn.chunks]
+        return Synthesis(audio=np.concatenate([c.audio for c in chunks]), sample_rate=self.sample_rate,
+                         chunks=chunks, stats=syn.stats)
+
+
+def build(runtime):
+    return Upsampled(runtime)
+'''
+
+
+def test_an_engine_that_resamples_is_judged_at_its_own_rate(pytester: pytest.Pytester, warm_tiny: Path) -> None:
+    # The complete check's samples per token follow the engine's rate (the recording's), not the model's.
+    pytester.makepyfile(upsampled=RESAMPLING)
+    pytester.syspathinsert()
+    pytester.makepyfile(test_up='''
+        import pytest
+
+        @pytest.mark.streaming(prebuffer_ms=600000, max_gap_ms=600000)
+        def test_up(cosy_tts, cosy_model):
+            assert cosy_tts.sample_rate == 2 * cosy_model.sample_rate
+            list(cosy_tts.stream("Hello there.", speaker=cosy_tts.speakers[0]))
+            cosy_tts.synthesize("Hello there.", speaker=cosy_tts.speakers[0])
+            assert all(r.generated_tokens == r.tokens > 0 for r in cosy_tts.recordings)
+    ''')
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
+                                "--cosy-no-report", "--cosy-engine=upsampled:build")
+    result.assert_outcomes(passed=1)

@@ -1,8 +1,11 @@
 """Tokens are counted per call, also when calls overlap: each concurrent stream's recording gets the
-tokens its own LLM run generated (lineage of the threads), on our runtime and through upstream's
-class (per upstream request uuid), and the complete check judges them."""
+tokens its own LLM run generated, on our runtime (its observer), through upstream's class (per
+upstream request uuid, its observer) and on a foreign engine without `observer=` (counted at the LLM,
+by thread lineage, with the test's own `llm.inference` assigned after the counter was installed), and
+the complete check judges them."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,13 +52,32 @@ def test_two_concurrent_streams(cosy_tts, cosy_model, monkeypatch):
 '''
 
 
-@pytest.mark.parametrize("engine", ["fixed", "upstream"])
+FOREIGN = '''
+class Served:
+    """A serving wrapper whose methods take **kwargs only: cosy_tts passes it no observer."""
+
+    def __init__(self, runtime):
+        self.runtime, self.sample_rate, self.version = runtime, runtime.sample_rate, runtime.version
+
+    def stream(self, text, **kwargs):
+        return self.runtime.stream(text, **kwargs)
+
+    def synthesize(self, text, **kwargs):
+        return self.runtime.synthesize(text, **kwargs)
+'''
+
+
+@pytest.mark.parametrize("engine", ["fixed", "upstream", "served:Served"])
 def test_concurrent_streams_get_their_own_token_counts(pytester: pytest.Pytester, warm_tiny: Path,
                                                        engine: str) -> None:
-    pytester.makepyfile(test_inner=INNER)
+    pytester.makepyfile(test_inner=INNER, served=FOREIGN)
+    pytester.syspathinsert()
+    start, hook = threading.Thread.start, threading.excepthook
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
                                 "--cosy-no-report", f"--cosy-engine={engine}",
                                 "-o", "cosy_allowed_warnings=autocast\n__array_wrap__")
     if engine == "upstream" and result.parseoutcomes().get("skipped"):
         pytest.skip("the installed upstream class is unusable here")
     result.assert_outcomes(passed=1)
+    # The foreign engine's adapter was installed for the (in-process) session only.
+    assert threading.Thread.start is start and threading.excepthook is hook

@@ -158,3 +158,37 @@ def test_plan_is_public_and_checks_like_stream(rt: Runtime) -> None:
     assert plan.mode == "sft" and len(plan.inputs) >= 1
     with pytest.raises(InvalidInput):
         rt.plan("x")  # no voice: no mode
+
+
+@pytest.fixture(scope="module")
+def upstream(rt: Runtime):
+    from cosyvoice_runtime.upstream import UpstreamEngine, UpstreamUnavailable
+
+    try:
+        return UpstreamEngine(rt)
+    except UpstreamUnavailable as e:
+        pytest.skip(f"the installed upstream class is unusable here: {e}")
+
+
+@pytest.mark.parametrize("call", ["stream", "synthesize"])
+def test_the_upstream_engine_reports_through_its_observer(rt: Runtime, upstream, call: str) -> None:
+    # Upstream's class counted per request (its own uuid), reported in the iterating thread before
+    # each chunk: the same callbacks as the Runtime's, so a caller counts both engines one way.
+    rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
+    obs = Log()
+    if call == "stream":
+        chunks = list(upstream.stream("x", speaker=rt.speakers[0], observer=obs))
+    else:
+        chunks = upstream.synthesize("x", speaker=rt.speakers[0], observer=obs).chunks
+    assert obs.chunks == chunks
+    assert sum(n for n, _ in obs.tokens) == obs.tokens[-1][1] == sum(c.tokens for c in chunks) == len(TOKENS)
+    assert obs.threads == {threading.current_thread().name}
+    [(stats, error)] = obs.ends
+    assert error is None and stats.tokens == len(TOKENS) and stats.chunks == len(chunks)
+
+
+@pytest.mark.parametrize("call", ["stream", "synthesize"])
+def test_the_upstream_engine_refuses_a_bad_observer_at_the_call(rt: Runtime, upstream, call: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^observer=<built-in function print>: expected a "
+                                           r"cosyvoice_runtime\.StreamObserver \(or None\)$"):
+        getattr(upstream, call)("x", speaker=rt.speakers[0], observer=print)
