@@ -12,7 +12,6 @@ import torch
 from .errors import InvalidInput, shown
 from .frontend import Frontend, ModelInput
 from .limits import MAX_TEXT_CHARS
-from .observer import StreamObserver
 from .text import prepare
 
 
