@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ..stats import median
 
 INSTALL_HINT = "pip install ruptures (or pytest-cosyvoice[report])"
 
@@ -198,7 +199,7 @@ def changes_of(history: Sequence[Mapping[str, Any]], nodeid: str, *, min_size: i
     vals = [v for _, v in points]
     starts = find_changes(vals, min_size=min_size, penalty=penalty)
     bounds = [0, *starts, len(vals)]
-    medians = [statistics.median(vals[a:b]) for a, b in itertools.pairwise(bounds)]
+    medians = [median(vals[a:b]) for a, b in itertools.pairwise(bounds)]
     out = []
     for k, s in enumerate(starts):
         index, prev = where[s], where[s - 1]
