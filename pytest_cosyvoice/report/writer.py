@@ -21,7 +21,8 @@ from ..judging.measurements import TestFigures
 from ..stats import median_or_none
 from ..tracking.drift import DriftResult
 from ..tracking.health import Health
-from ..tracking.runkey import RunKey, current_commit
+from ..tracking.runkey import RunKey
+from ..tracking.stack import current_commit
 from . import page, plots
 from .model import (
     INSTALL_HINT,
