@@ -46,6 +46,11 @@ def test_plugin_doc_defaults_are_the_settings() -> None:
     assert all(f"`{name}`" in engine_row for name in (*BUILTIN, FACTORY_FORM))
     defaults = {opt.flag: opt.default for opt in OPTIONS}
     assert defaults["--cosy-stall-timeout"] == DEFAULT_STALL_TIMEOUT_S and defaults["--cosy-engine"] == FIXED
+    # The tolerances and folders in the table are the options' defaults (the drift module's constants).
+    for flag in ("--cosy-rtf-tolerance", "--cosy-machine-tolerance"):
+        assert float(rows[flag]) == defaults[flag], flag
+    for flag in ("--cosy-baseline-dir", "--cosy-report"):
+        assert rows[flag] == f"`{defaults[flag]}`", flag
 
 
 def test_readme_markers_match_the_registered_signatures() -> None:
