@@ -9,7 +9,7 @@ Every value is parsed here, from whichever source gave it, so a bad value is rep
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -31,8 +31,9 @@ TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
 
-class _Bad(Exception):
-    """A value that does not parse; the message says what was expected."""
+class BadValue(Exception):
+    """A value that does not parse; the message says what was expected. An `Option`'s parse raises
+    it; `resolve_options` turns it into the usage error naming where the value came from."""
 
 
 def _one_of(names: tuple[str, ...]) -> str:
@@ -53,14 +54,14 @@ def _bool(v: str) -> bool:
         return True
     if s in FALSE:
         return False
-    raise _Bad("expected true/false (1/0, yes/no, on/off)")
+    raise BadValue("expected true/false (1/0, yes/no, on/off)")
 
 
 def _device(v: str) -> str:
     try:
         return check_device(v.strip())  # the runtime's rule, so the plugin never passes what it refuses
     except InvalidInput:
-        raise _Bad(f"expected {_one_of(DEVICE_FORMS)}") from None
+        raise BadValue(f"expected {_one_of(DEVICE_FORMS)}") from None
 
 
 def _engine(v: str) -> str:
@@ -68,11 +69,11 @@ def _engine(v: str) -> str:
     if s in BUILTIN:
         return s
     if not is_factory(s):
-        raise _Bad(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
+        raise BadValue(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
     try:
         load_factory(s)  # imported now, so a module that does not import stops the session at once
     except EngineError as e:
-        raise _Bad(str(e)) from None
+        raise BadValue(str(e)) from None
     return s
 
 
@@ -80,27 +81,27 @@ def _seconds(v: str) -> float:
     try:
         x = float(v)
     except ValueError:
-        raise _Bad(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
+        raise BadValue(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
     try:
         return check_timeout("seconds", x)  # the runtime's rule, so the plugin never passes what it refuses
     except InvalidInput:
-        raise _Bad(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
+        raise BadValue(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
 
 
 def _runner(v: str) -> str:
     try:
         return check_runner(v.strip())
     except ValueError as e:
-        raise _Bad(str(e).split(": ", 1)[1]) from None
+        raise BadValue(str(e).split(": ", 1)[1]) from None
 
 
 def _fraction(v: str) -> float:
     try:
         x = float(v)
     except ValueError:
-        raise _Bad("expected a fraction >= 0, e.g. 0.10 for 10 %") from None
+        raise BadValue("expected a fraction >= 0, e.g. 0.10 for 10 %") from None
     if not 0 <= x < 100:
-        raise _Bad("expected a fraction >= 0, e.g. 0.10 for 10 %")
+        raise BadValue("expected a fraction >= 0, e.g. 0.10 for 10 %")
     return x
 
 
@@ -189,8 +190,18 @@ class Settings:
 
 
 def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("cosyvoice", "CosyVoice streaming TTS checks (pytest-cosyvoice)")
-    for opt in OPTIONS:
+    register_options(parser, OPTIONS, "cosyvoice", "CosyVoice streaming TTS checks (pytest-cosyvoice)")
+    parser.addini(ALLOWED_WARNINGS_INI, type="linelist", default=[],
+                  help="regular expressions (searched in 'Category: message') of deprecation warnings the "
+                       "clean check tolerates")
+
+
+def register_options(parser: pytest.Parser, options: tuple[Option[Any], ...], group_name: str,
+                     description: str) -> None:
+    """Each option as a command-line flag (in the help group `group_name`) and an ini key; its
+    environment variable is named in the flag's help. Also used by the gate suites (suites/limits.py)."""
+    group = parser.getgroup(group_name, description)
+    for opt in options:
         env = f" [env {opt.env}]" if opt.env else ""
         if opt.is_flag:
             # default None, so "not given" falls through to env/ini.
@@ -200,17 +211,17 @@ def add_options(parser: pytest.Parser) -> None:
                             help=opt.help + env)
         ini_type: Literal["bool", "string"] = "bool" if opt.is_flag else "string"
         parser.addini(opt.ini, help=opt.help, type=ini_type, default=None)
-    parser.addini(ALLOWED_WARNINGS_INI, type="linelist", default=[],
-                  help="regular expressions (searched in 'Category: message') of deprecation warnings the "
-                       "clean check tolerates")
 
 
-def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Settings:
-    """Settings from the command line, environment and ini; `pytest.UsageError` on a bad or clashing value."""
+def resolve_options(config: pytest.Config, options: tuple[Option[Any], ...],
+                    environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """({name: value}, {name: where from}) for `options` registered with `register_options`:
+    command line > environment > ini > default. `pytest.UsageError` on a value that does not
+    parse, naming its source (`--flag='x'`, `ENV='x'`, `ini key='x'`) and what was expected."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for opt in OPTIONS:
+    for opt in options:
         cli = config.getoption(opt.name, None)
         ini = config.getini(opt.ini)
         if cli is not None:
@@ -224,9 +235,15 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
             continue
         try:
             values[opt.name] = raw if isinstance(raw, bool) else opt.parse(str(raw))
-        except _Bad as e:
+        except BadValue as e:
             raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
         sources[opt.name] = where
+    return values, sources
+
+
+def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the command line, environment and ini; `pytest.UsageError` on a bad or clashing value."""
+    values, sources = resolve_options(config, OPTIONS, environ)
     if values["model"] is not None:
         values["model"] = _model_dir(values["model"], sources["model"])
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
