@@ -15,7 +15,8 @@ from .report.writer import summary_table
 from .tracking.baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from .tracking.drift import DriftResult, Machine, compare
 from .tracking.health import Health
-from .tracking.runkey import RunKey, detect_stack, stack_changes
+from .tracking.runkey import RunKey
+from .tracking.stack import detect_stack, stack_changes
 
 if TYPE_CHECKING:
     from .session import CosySession

@@ -9,7 +9,7 @@ Every value is parsed here, from whichever source gave it, so a bad value is rep
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
@@ -21,6 +21,9 @@ from cosyvoice_runtime.limits import DEVICE_FORMS, MAX_TIMEOUT_S
 from cosyvoice_runtime.loader import YAML_NAMES
 
 from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
+from .tracking.baseline import DEFAULT_DIRECTORY as DEFAULT_BASELINE_DIR
+from .tracking.drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE
+from .tracking.runkey import check_runner
 
 T = TypeVar("T")
 
@@ -28,8 +31,9 @@ TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
 
 
-class _Bad(Exception):
-    """A value that does not parse; the message says what was expected."""
+class BadValue(Exception):
+    """A value that does not parse; the message says what was expected. An `Option`'s parse raises
+    it; `resolve_options` turns it into the usage error naming where the value came from."""
 
 
 def _one_of(names: tuple[str, ...]) -> str:
@@ -40,20 +44,24 @@ def _text(v: str) -> str:
     return v
 
 
+def _path(v: str) -> Path:
+    return Path(v)
+
+
 def _bool(v: str) -> bool:
     s = v.strip().lower()
     if s in TRUE:
         return True
     if s in FALSE:
         return False
-    raise _Bad("expected true/false (1/0, yes/no, on/off)")
+    raise BadValue("expected true/false (1/0, yes/no, on/off)")
 
 
 def _device(v: str) -> str:
     try:
         return check_device(v.strip())  # the runtime's rule, so the plugin never passes what it refuses
     except InvalidInput:
-        raise _Bad(f"expected {_one_of(DEVICE_FORMS)}") from None
+        raise BadValue(f"expected {_one_of(DEVICE_FORMS)}") from None
 
 
 def _engine(v: str) -> str:
@@ -61,11 +69,11 @@ def _engine(v: str) -> str:
     if s in BUILTIN:
         return s
     if not is_factory(s):
-        raise _Bad(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
+        raise BadValue(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
     try:
         load_factory(s)  # imported now, so a module that does not import stops the session at once
     except EngineError as e:
-        raise _Bad(str(e)) from None
+        raise BadValue(str(e)) from None
     return s
 
 
@@ -73,35 +81,34 @@ def _seconds(v: str) -> float:
     try:
         x = float(v)
     except ValueError:
-        raise _Bad(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
+        raise BadValue(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
     try:
         return check_timeout("seconds", x)  # the runtime's rule, so the plugin never passes what it refuses
     except InvalidInput:
-        raise _Bad(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
+        raise BadValue(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
 
 
 def _runner(v: str) -> str:
-    from .tracking.runkey import check_runner
-
     try:
         return check_runner(v.strip())
     except ValueError as e:
-        raise _Bad(str(e).split(": ", 1)[1]) from None
+        raise BadValue(str(e).split(": ", 1)[1]) from None
 
 
 def _fraction(v: str) -> float:
     try:
         x = float(v)
     except ValueError:
-        raise _Bad("expected a fraction >= 0, e.g. 0.10 for 10 %") from None
+        raise BadValue("expected a fraction >= 0, e.g. 0.10 for 10 %") from None
     if not 0 <= x < 100:
-        raise _Bad("expected a fraction >= 0, e.g. 0.10 for 10 %")
+        raise BadValue("expected a fraction >= 0, e.g. 0.10 for 10 %")
     return x
 
 
 @dataclass(frozen=True)
 class Option(Generic[T]):
-    """One setting: where it can come from and how its text parses."""
+    """One setting: where it can come from, how its text parses, and its default (the one place it
+    is written: `Settings`' field defaults are read from here)."""
 
     name: str                      # Settings field
     flag: str                      # command line
@@ -113,6 +120,8 @@ class Option(Generic[T]):
     is_flag: bool = False          # store_true on the command line, bool in ini/env
     metavar: str | None = None
 
+
+DEFAULT_REPORT_DIR = "reports"
 
 OPTIONS: tuple[Option[Any], ...] = (
     Option("model", "--cosy-model", "cosy_model", "COSY_MODEL", _text, None,
@@ -133,44 +142,46 @@ OPTIONS: tuple[Option[Any], ...] = (
     # Baseline and report options: used by pytest_cosyvoice.finish at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
            "store this session's figures as the baseline of this hardware key.", is_flag=True),
-    Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _text, "baselines",
-           "where baselines are kept (default: baselines/).", metavar="DIR"),
+    Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _path,
+           Path(DEFAULT_BASELINE_DIR), f"where baselines are kept (default: {DEFAULT_BASELINE_DIR}/).", metavar="DIR"),
     Option("runner", "--cosy-runner", "cosy_runner", "COSY_RUNNER", _runner, None,
            "name of this machine for its baselines (default: the GPU model on CUDA; on CPU the CPU "
            "model, core count and a hash of this host's machine id).", metavar="NAME"),
-    Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", _fraction, 0.05,
-           "relative RTF drift tolerated against the baseline (default: 0.05).",
+    Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", _fraction,
+           DEFAULT_TOLERANCE, f"relative RTF drift tolerated against the baseline (default: {DEFAULT_TOLERANCE:.2f}).",
            metavar="FRACTION"),
     Option("machine_tolerance", "--cosy-machine-tolerance", "cosy_machine_tolerance", "COSY_MACHINE_TOLERANCE",
-           _fraction, 0.10,
+           _fraction, DEFAULT_MACHINE_TOLERANCE,
            "how far the calibration workload may drift from the baseline's before verdicts become "
-           "inconclusive (default: 0.10).", metavar="FRACTION"),
+           f"inconclusive (default: {DEFAULT_MACHINE_TOLERANCE:.2f}).", metavar="FRACTION"),
     Option("fail_on_drift", "--cosy-fail-on-drift", "cosy_fail_on_drift", "COSY_FAIL_ON_DRIFT", _bool, False,
            "fail the session when RTF drifted beyond the tolerance.", is_flag=True),
-    Option("report_dir", "--cosy-report", "cosy_report_dir", "COSY_REPORT_DIR", _text, "reports",
-           "where the session report is written (default: reports/).", metavar="DIR"),
+    Option("report_dir", "--cosy-report", "cosy_report_dir", "COSY_REPORT_DIR", _path, Path(DEFAULT_REPORT_DIR),
+           f"where the session report is written (default: {DEFAULT_REPORT_DIR}/).", metavar="DIR"),
     Option("no_report", "--cosy-no-report", "cosy_no_report", "COSY_NO_REPORT", _bool, False,
            "write no session report.", is_flag=True),
 )
 
 ALLOWED_WARNINGS_INI = "cosy_allowed_warnings"
+_DEFAULTS: dict[str, Any] = {opt.name: opt.default for opt in OPTIONS}
 
 
 @dataclass(frozen=True)
 class Settings:
-    model: Path | None = None          # None: the embedded tiny model
-    device: str = "auto"
-    fp16: bool = False
-    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S
-    engine: str = FIXED
-    save_baseline: bool = False
-    baseline_dir: Path = Path("baselines")
-    runner: str | None = None          # None: hardware.default_runner
-    rtf_tolerance: float = 0.05
-    machine_tolerance: float = 0.10
-    fail_on_drift: bool = False
-    report_dir: Path = Path("reports")
-    no_report: bool = False
+    # Defaults read from OPTIONS, where each is written once; a test checks every option has its field.
+    model: Path | None = _DEFAULTS["model"]          # None: the embedded tiny model
+    device: str = _DEFAULTS["device"]
+    fp16: bool = _DEFAULTS["fp16"]
+    stall_timeout_s: float = _DEFAULTS["stall_timeout_s"]
+    engine: str = _DEFAULTS["engine"]
+    save_baseline: bool = _DEFAULTS["save_baseline"]
+    baseline_dir: Path = _DEFAULTS["baseline_dir"]
+    runner: str | None = _DEFAULTS["runner"]         # None: runkey.default_runner
+    rtf_tolerance: float = _DEFAULTS["rtf_tolerance"]
+    machine_tolerance: float = _DEFAULTS["machine_tolerance"]
+    fail_on_drift: bool = _DEFAULTS["fail_on_drift"]
+    report_dir: Path = _DEFAULTS["report_dir"]
+    no_report: bool = _DEFAULTS["no_report"]
     allowed_warnings: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # field -> where from
 
@@ -179,8 +190,18 @@ class Settings:
 
 
 def add_options(parser: pytest.Parser) -> None:
-    group = parser.getgroup("cosyvoice", "CosyVoice streaming TTS checks (pytest-cosyvoice)")
-    for opt in OPTIONS:
+    register_options(parser, OPTIONS, "cosyvoice", "CosyVoice streaming TTS checks (pytest-cosyvoice)")
+    parser.addini(ALLOWED_WARNINGS_INI, type="linelist", default=[],
+                  help="regular expressions (searched in 'Category: message') of deprecation warnings the "
+                       "clean check tolerates")
+
+
+def register_options(parser: pytest.Parser, options: tuple[Option[Any], ...], group_name: str,
+                     description: str) -> None:
+    """Each option as a command-line flag (in the help group `group_name`) and an ini key; its
+    environment variable is named in the flag's help. Also used by the gate suites (suites/limits.py)."""
+    group = parser.getgroup(group_name, description)
+    for opt in options:
         env = f" [env {opt.env}]" if opt.env else ""
         if opt.is_flag:
             # default None, so "not given" falls through to env/ini.
@@ -190,17 +211,17 @@ def add_options(parser: pytest.Parser) -> None:
                             help=opt.help + env)
         ini_type: Literal["bool", "string"] = "bool" if opt.is_flag else "string"
         parser.addini(opt.ini, help=opt.help, type=ini_type, default=None)
-    parser.addini(ALLOWED_WARNINGS_INI, type="linelist", default=[],
-                  help="regular expressions (searched in 'Category: message') of deprecation warnings the "
-                       "clean check tolerates")
 
 
-def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Settings:
-    """Settings from the command line, environment and ini; `pytest.UsageError` on a bad or clashing value."""
+def resolve_options(config: pytest.Config, options: tuple[Option[Any], ...],
+                    environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """({name: value}, {name: where from}) for `options` registered with `register_options`:
+    command line > environment > ini > default. `pytest.UsageError` on a value that does not
+    parse, naming its source (`--flag='x'`, `ENV='x'`, `ini key='x'`) and what was expected."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for opt in OPTIONS:
+    for opt in options:
         cli = config.getoption(opt.name, None)
         ini = config.getini(opt.ini)
         if cli is not None:
@@ -214,13 +235,17 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
             continue
         try:
             values[opt.name] = raw if isinstance(raw, bool) else opt.parse(str(raw))
-        except _Bad as e:
+        except BadValue as e:
             raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
         sources[opt.name] = where
+    return values, sources
+
+
+def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Settings:
+    """Settings from the command line, environment and ini; `pytest.UsageError` on a bad or clashing value."""
+    values, sources = resolve_options(config, OPTIONS, environ)
     if values["model"] is not None:
         values["model"] = _model_dir(values["model"], sources["model"])
-    for name in ("baseline_dir", "report_dir"):
-        values[name] = Path(values[name])
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
     _check_clashes(s)
     return s

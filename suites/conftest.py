@@ -9,15 +9,24 @@ import pytest
 from pytest_cosyvoice.faults import forced_llm
 from pytest_cosyvoice.faults import forced_tokens as seeded_tokens
 
-from .limits import GateLimits
+from . import limits
 
 # The first request after load is the cold one: the test that measures it runs first.
 COLD_TEST = "test_cold_start.py::test_cold_then_warm_first_chunk"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    limits.add_options(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    # Checked at startup: a bad COSY_GATE_* value stops the session (exit code 4) before collection.
-    GateLimits.from_env()
+    # Resolved at startup: a bad gate limit stops the session (exit code 4) before collection, and
+    # the suite modules collection imports next read the resolved values.
+    limits.configure(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    limits.unconfigure(config)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

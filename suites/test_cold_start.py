@@ -1,9 +1,9 @@
 """The first request after load (cold) is reported separately from warm ones."""
 from __future__ import annotations
 
-import statistics
-
 import pytest
+
+from pytest_cosyvoice.stats import median
 
 from .limits import LIMITS
 
@@ -18,4 +18,4 @@ def test_cold_then_warm_first_chunk(cosy_tts, cosy_prompt, record_property) -> N
     cold, *warm = cosy_tts.recordings
     assert cold.cold and not any(r.cold for r in warm), "the first stream of the session must be the cold one"
     record_property("cold_first_chunk_ms", round(cold.arrivals_s[0] * 1000, 1))
-    record_property("warm_first_chunk_ms", round(statistics.median(r.arrivals_s[0] for r in warm) * 1000, 1))
+    record_property("warm_first_chunk_ms", round(median(r.arrivals_s[0] for r in warm) * 1000, 1))

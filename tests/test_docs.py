@@ -28,8 +28,10 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 @pytest.mark.parametrize("name", ["README.md", *sorted(DOCS)])
 def test_every_cosy_flag_named_in_the_docs_exists(name: str) -> None:
+    from suites.limits import GATE_OPTIONS
+
     text = README if name == "README.md" else DOCS[name]
-    known = {opt.flag for opt in OPTIONS}
+    known = {opt.flag for opt in (*OPTIONS, *GATE_OPTIONS)}
     named = set(re.findall(r"--cosy-[a-z0-9-]+", text))
     assert named <= known, f"{name} names unknown options {sorted(named - known)}"
 
@@ -46,6 +48,11 @@ def test_plugin_doc_defaults_are_the_settings() -> None:
     assert all(f"`{name}`" in engine_row for name in (*BUILTIN, FACTORY_FORM))
     defaults = {opt.flag: opt.default for opt in OPTIONS}
     assert defaults["--cosy-stall-timeout"] == DEFAULT_STALL_TIMEOUT_S and defaults["--cosy-engine"] == FIXED
+    # The tolerances and folders in the table are the options' defaults (the drift module's constants).
+    for flag in ("--cosy-rtf-tolerance", "--cosy-machine-tolerance"):
+        assert float(rows[flag]) == defaults[flag], flag
+    for flag in ("--cosy-baseline-dir", "--cosy-report"):
+        assert rows[flag] == f"`{defaults[flag]}`", flag
 
 
 def test_readme_markers_match_the_registered_signatures() -> None:

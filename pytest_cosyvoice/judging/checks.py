@@ -5,7 +5,6 @@ into a failure. Each check returns a list of human-readable problems (empty: pas
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -268,8 +267,3 @@ def rtf_rounds(recs: Sequence[Recording]) -> list[float]:
             out.append(sum(r.wall_s for r in rounds[k]) / audio)
     return out
 
-
-def median(values: Sequence[float]) -> float:
-    v = sorted(values)
-    n = len(v)
-    return math.nan if not n else (v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2)

@@ -2,7 +2,7 @@
 can chart it without the report: the median RTF round, the median first chunk, the worst gap."""
 from __future__ import annotations
 
-from .checks import median
+from ..stats import median
 from .verdict import Verdict
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from ..stats import median
 from . import checks
 from .checks import Recording, WarningRecord
 from .specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StreamingSpec
@@ -89,8 +90,8 @@ def judge(specs: Iterable[object], recordings: Sequence[Recording], warnings: Se
     if rtf is not None and not round:
         if not rounds:
             problems.append(("rtf", "the test made no complete cosy_tts call to time"))
-        elif checks.median(rounds) > rtf.max:
-            problems.append(("rtf", f"real-time factor {checks.median(rounds):.3f} > max {rtf.max:g} "
+        elif median(rounds) > rtf.max:
+            problems.append(("rtf", f"real-time factor {median(rounds):.3f} > max {rtf.max:g} "
                                     f"(rounds: {', '.join(f'{r:.3f}' for r in rounds)}; wall time / audio seconds "
                                     f"after {rtf.warmup} warm-up run(s))"))
     streams = [s for s in judged if s.recording.kind == "stream" and s.recording.arrivals_s]

@@ -73,7 +73,7 @@ class ReportInput:
     commit: str | None = None                   # None: git rev-parse HEAD in repo_dir; "": none
     repo_dir: Path | None = None
     title: str = "pytest-cosyvoice report"
-    stack: dict[str, str] = field(default_factory=dict)        # this session's (hardware.detect_stack)
+    stack: dict[str, str] = field(default_factory=dict)        # this session's (tracking.stack.detect_stack)
     stack_changes: list[str] = field(default_factory=list)     # since the baseline, e.g. "torch a -> b"
     health: Health | None = None                                # calibration and contention
     machine: Machine | None = None                              # against the baseline's machine

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..tracking.stack import short_commit
 from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, pct, sample_stats, short_id
 
 _CSS = """
@@ -99,7 +100,7 @@ def _changes_section(files: ReportFiles, tests: list[str]) -> str:
             when = (cp.time_utc or "time unknown")[:16].replace("T", " ")
             rows.append(
                 f"<tr><td class=id title=\"{_e(nodeid)}\">{_e(short_id(nodeid, 70))}</td>"
-                f"<td>{cp.index + 1} ({_e(when)}, <code>{_e((cp.commit or 'unknown')[:7])}</code>)"
+                f"<td>{cp.index + 1} ({_e(when)}, <code>{_e(short_commit(cp.commit))}</code>)"
                 f"</td><td style=\"color:{colour}\">{cp.shift_pct:+.1f}%</td>"
                 f"<td>{cp.median_before:.3f} &rarr; {cp.median_after:.3f}</td>"
                 f"<td class=changed>{changed}</td></tr>")

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import TestFigures
+from ..stats import median_or_none
 from ..tracking.drift import DriftResult
 from ..tracking.health import Health
-from ..tracking.runkey import RunKey, current_commit
+from ..tracking.runkey import RunKey
+from ..tracking.stack import current_commit
 from . import page, plots
 from .model import (
     INSTALL_HINT,
@@ -44,10 +45,6 @@ HISTORY_SCHEMA = 2
 
 # -- small helpers ---------------------------------------------------------------------------
 
-def _median(values: Sequence[float]) -> float | None:
-    return float(statistics.median(values)) if values else None
-
-
 def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
         else format(value, spec)
@@ -68,9 +65,9 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
         verdict = r.verdict if r else ("no baseline" if drift is None else "-")
         if f.outcome != "passed":
             verdict += f" ({f.outcome})"
-        rows.append([short_id(f.nodeid, test_width), str(len(f.rtf)), _fmt(_median(f.rtf), ".3f"),
+        rows.append([short_id(f.nodeid, test_width), str(len(f.rtf)), _fmt(median_or_none(f.rtf), ".3f"),
                      _fmt(r.baseline_median if r else None, ".3f"), pct(r.drift if r else None),
-                     pct(r.calibrated_drift if r else None), verdict, _fmt(_median(f.first_chunk_ms), ".0f"),
+                     pct(r.calibrated_drift if r else None), verdict, _fmt(median_or_none(f.first_chunk_ms), ".0f"),
                      _fmt(max(f.worst_gap_ms) if f.worst_gap_ms else None, ".0f")])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
               for i, h in enumerate(header)]
@@ -139,8 +136,8 @@ def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | Non
         "commit": commit or None, "runner": key.runner, "key": key.to_dict(), "stack": dict(stack or {}),
         "health": None if health is None else {"calibration_s": health.calibration_s,
                                                "others_cpu": health.others_cpu, "steal": health.steal},
-        "tests": {f.nodeid: {"rtf": _median(f.rtf), "first_chunk_ms": _median(f.first_chunk_ms),
-                             "worst_gap_ms": _median(f.worst_gap_ms), "runs": len(f.rtf),
+        "tests": {f.nodeid: {"rtf": median_or_none(f.rtf), "first_chunk_ms": median_or_none(f.first_chunk_ms),
+                             "worst_gap_ms": median_or_none(f.worst_gap_ms), "runs": len(f.rtf),
                              "outcome": f.outcome} for f in figures},
     }
 

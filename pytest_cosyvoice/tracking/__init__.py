@@ -1,1 +1,2 @@
-"""Tracking across sessions: run key, software stack, machine health, baselines, history, drift, change points. No pytest import."""
+"""Tracking across sessions: run key, software stack, machine health, baselines, history, drift,
+change points. No pytest import."""

@@ -1,6 +1,6 @@
 """Baselines: the samples a known-good session measured, one JSON file per runner and configuration.
 
-File layout (`<directory>/<runner>/<config slug>.json`, see `hardware.RunKey`)::
+File layout (`<directory>/<runner>/<config slug>.json`, see `runkey.RunKey`)::
 
     {"schema": 2,
      "key": {...RunKey.to_dict()...},
@@ -16,31 +16,25 @@ sessions nobody points to. Schema 1 files (keyed by device name and torch versio
 are reported with how to re-save, and never overwritten.
 
 Writes go to a temporary file in the same directory followed by os.replace, so a crash or a
-parallel reader never sees half a file; read-modify-write runs under an fcntl lock on
-`<file>.lock`, so two sessions saving the same key keep each other's tests.
+parallel reader never sees half a file; read-modify-write runs under an exclusive lock on
+`<file>.lock` (fcntl on POSIX, msvcrt on Windows: cosyvoice_runtime.files), so two sessions
+saving the same key keep each other's tests.
 No pytest import here.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from cosyvoice_runtime.files import atomic_write, locked
+
 from ..judging.measurements import TestFigures
 from .health import Health
 from .runkey import RunKey
-
-try:
-    import fcntl
-except ImportError:  # Windows: no advisory locks; atomic replace still protects the file itself
-    fcntl = None  # type: ignore[assignment]
 
 SCHEMA = 2
 METRICS = ("rtf", "first_chunk_ms", "worst_gap_ms")
@@ -175,7 +169,9 @@ class BaselineStore:
             raise BaselineError(f"{path.parent}: cannot create the baseline folder ({_os_reason(e)})") from None
         stamp = _now()
         try:
-            with self._locked(path):
+            # A lock file of its own: the data file is replaced on every save, and a lock on a
+            # replaced inode would not exclude the next writer.
+            with locked(path.with_name(path.name + ".lock")):
                 text = self._read(path)
                 if text is None:
                     tests: dict[str, TestBaseline] = {}
@@ -200,7 +196,7 @@ class BaselineStore:
                 doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": stamp,
                        "sessions": {k: sessions[k].to_json() for k in sorted(sessions) if k in used},
                        "tests": {n: tests[n].to_json() for n in sorted(tests)}}
-                self._write_atomic(path, doc)
+                atomic_write(path, json.dumps(doc, indent=1) + "\n")
         except OSError as e:
             raise BaselineError(f"{path}: cannot write the baseline ({_os_reason(e)})") from None
         return path
@@ -266,33 +262,3 @@ class BaselineStore:
             raise BaselineError(f"{path}: {exc}; {expected}") from None
         return Baseline(key=stored_key, tests=tests, path=path, updated_at=str(doc.get("updated_at", "")),
                         sessions=sessions)
-
-    @contextlib.contextmanager
-    def _locked(self, path: Path) -> Iterator[None]:
-        # A separate lock file: the data file is replaced on every save, and a lock on a
-        # replaced inode would not exclude the next writer.
-        if fcntl is None:
-            yield
-            return
-        with open(path.with_name(path.name + ".lock"), "a+") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
-
-    @staticmethod
-    def _write_atomic(path: Path, doc: dict[str, Any]) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(doc, fh, indent=1)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; baselines are shared and committed
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ..stats import median
+from .stack import short_commit, stack_changes
 
 INSTALL_HINT = "pip install ruptures (or pytest-cosyvoice[report])"
 
@@ -132,6 +134,8 @@ def find_changes(values: Sequence[float], *, min_size: int = 2,
 # -- history ---------------------------------------------------------------------------------
 
 def _stack(entry: Mapping[str, Any]) -> dict[str, str]:
+    """A history entry's stack, for `stack_changes`: its "stack" (new format) or, in older lines,
+    the stack fields of its "key"; plus its "runner", and its commit (from the entry's "commit")."""
     stack = entry.get("stack")
     if isinstance(stack, dict):
         out = {str(k): str(v) for k, v in stack.items() if v is not None}
@@ -142,7 +146,9 @@ def _stack(entry: Mapping[str, Any]) -> dict[str, str]:
         out = {name: str(key[k]) for k, name in _OLD_KEY_FIELDS.items() if key.get(k) is not None}
     if entry.get("runner") is not None:
         out.setdefault("runner", str(entry["runner"]))
-    out.pop("commit", None)     # reported on its own, from the entry's "commit"
+    commit = _commit(entry)
+    if commit:
+        out["commit"] = commit
     return out
 
 
@@ -154,27 +160,14 @@ def _commit(entry: Mapping[str, Any]) -> str | None:
 
 
 def what_changed(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """Differences between two history entries: every stack entry that both record and that
-    differs ("torch 2.9.1 -> 2.10.0"), then the commit ("commit abc1234 -> def5678").
+    """Differences between two history entries, worded by `stack.stack_changes`: every stack entry
+    that both record and that differs ("torch 2.9.1 -> 2.10.0"), then the commit ("commit abc1234
+    -> def5678").
 
-    Old entries (no "stack") contribute torch, cuda and driver from their "key". An entry named
-    by only one side is not listed: otherwise the first session written in the new format would
-    list every field as changed. Stack first because the trend graph labels a change with the
-    first item, and a new torch explains more than a new commit (which most sessions have)."""
-    a, b = _stack(before), _stack(after)
-    out = [f"{name} {a[name]} -> {b[name]}" for name in sorted(a.keys() & b.keys(), key=_order)
-           if a[name] != b[name]]
-    ca, cb = _commit(before), _commit(after)
-    if ca != cb:
-        out.append(f"commit {(ca or 'unknown')[:7]} -> {(cb or 'unknown')[:7]}")
-    return out
-
-
-_FIRST = ("torch", "cuda", "driver", "upstream", "runner")
-
-
-def _order(name: str) -> tuple[int, str]:
-    return (_FIRST.index(name) if name in _FIRST else len(_FIRST), name)
+    Old entries (no "stack") contribute torch, cuda and driver from their "key". Stack first because
+    the trend graph labels a change with the first item, and a new torch explains more than a new
+    commit (which most sessions have)."""
+    return stack_changes(_stack(before), _stack(after))
 
 
 def _rtf(entry: Mapping[str, Any], nodeid: str) -> float | None:
@@ -198,7 +191,7 @@ def changes_of(history: Sequence[Mapping[str, Any]], nodeid: str, *, min_size: i
     vals = [v for _, v in points]
     starts = find_changes(vals, min_size=min_size, penalty=penalty)
     bounds = [0, *starts, len(vals)]
-    medians = [statistics.median(vals[a:b]) for a, b in itertools.pairwise(bounds)]
+    medians = [median(vals[a:b]) for a, b in itertools.pairwise(bounds)]
     out = []
     for k, s in enumerate(starts):
         index, prev = where[s], where[s - 1]
@@ -224,5 +217,5 @@ def describe(cp: ChangePoint) -> str:
     when = (cp.time_utc or "time unknown")[:16].replace("T", " ")
     changed = "; ".join(cp.what_changed) or "nothing recorded changed"
     return (f"{cp.nodeid}: RTF {cp.shift_pct:+.0f} % from session {cp.index + 1} "
-            f"({when}, commit {(cp.commit or 'unknown')[:7]}): median {cp.median_before:.3f} -> "
+            f"({when}, commit {short_commit(cp.commit)}): median {cp.median_before:.3f} -> "
             f"{cp.median_after:.3f}; {changed}")

@@ -31,12 +31,12 @@ No pytest import here; scipy is a core dependency of the plugin.
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
 from ..judging.measurements import TestFigures
+from ..stats import median
 from .baseline import Baseline
 
 DEFAULT_TOLERANCE = 0.05
@@ -106,12 +106,6 @@ class _Calibrated(TypedDict, total=False):
     calibrated_median: float
 
 
-def _median(samples: Sequence[float]) -> float:
-    # statistics.median is exactly what pytest_benchmark.stats.Stats.median computes; called
-    # directly because pytest-benchmark is only a [report] extra, and the gate must not need it.
-    return float(statistics.median(samples))
-
-
 def min_attainable_p(n_current: int, n_baseline: int) -> float:
     """Smallest one-sided exact Mann-Whitney p-value these sample counts can produce."""
     if n_current == 0 or n_baseline == 0:
@@ -162,8 +156,8 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
 
     machine = machine or Machine()
     n_cur, n_base = len(current), len(baseline)
-    cur_med = _median(current) if current else None
-    base_med = _median(baseline) if baseline else None
+    cur_med = median(current) if current else None
+    base_med = median(baseline) if baseline else None
     counts: _Counts = {"n_current": n_cur, "n_baseline": n_base}
     if base_med is None:
         return DriftResult(nodeid, cur_med, None, None, None, "new", **counts,
@@ -178,7 +172,7 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
     drift = (cur_med - base_med) / base_med
     extra: _Calibrated = {}
     if machine.ratio and machine.ratio > 0:
-        cal_med = _median([v / machine.ratio for v in current])
+        cal_med = median([v / machine.ratio for v in current])
         extra = dict(calibrated_drift=(cal_med - base_med) / base_med, calibrated_median=cal_med)
     testable = (min(n_cur, n_base) >= min_samples
                 and min_attainable_p(n_cur, n_base) < alpha)

@@ -16,11 +16,12 @@ No pytest import here; torch and psutil are imported where used.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from ..stats import median
 
 # Shapes are fixed so that a measurement means the same on every run; about 20-30 ms each on a
 # 2-core CPU, a few ms on a GPU.
@@ -199,7 +200,7 @@ class Health:
         """The median workload time: the machine's speed during the session."""
         if not self.calibration:
             return None
-        return float(statistics.median(s.total_s for s in self.calibration))
+        return median(s.total_s for s in self.calibration)
 
     def problems(self) -> list[str]:
         """Why this session's machine is busy or throttled (empty: quiet)."""

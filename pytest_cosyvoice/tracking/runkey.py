@@ -1,24 +1,22 @@
-"""Which runner and configuration a set of timings belongs to, and the software stack it ran on.
+"""Which runner and configuration a set of timings belongs to.
 
 Baselines are keyed like asv's machines and Bencher's testbeds: a **runner** (a named machine) plus
 the **configuration** under test (model identity, dtype, engine, device kind). The **stack**
 (torch, CUDA, driver, Python, numpy, this package and its commit, the upstream component package)
 is an attribute of every saved sample set and every history line, not part of the key: a torch
-upgrade is compared with the old stack's baseline, and the verdict names what changed.
+upgrade is compared with the old stack's baseline, and the verdict names what changed
+(pytest_cosyvoice.tracking.stack).
 
 No pytest import here; torch is imported inside the functions that need it.
 """
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
 import re
 import socket
-import subprocess
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -34,9 +32,6 @@ VALID_DEVICE_KINDS = ("cpu", "cuda")
 # A runner name becomes a folder name under baselines/: letters, digits and . _ + - only.
 RUNNER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,79}$")
 RUNNER_HELP = "1-80 characters: letters, digits and . _ + - (starting with a letter or digit)"
-# Stack entries in the order the report lists them; "commit" is this project's git HEAD.
-STACK_FIELDS = ("torch", "cuda", "driver", "python", "numpy", "transformers", "onnxruntime",
-                "pytest-cosyvoice", "commit", "upstream")
 
 
 def check_runner(name: str) -> str:
@@ -129,70 +124,6 @@ class RunKey:
         return f"model {self.model_name} [{self.model_hash}], {self.device_kind}, {self.dtype}, engine {self.engine}"
 
 
-# -- the stack: an attribute of every run --------------------------------------------------------
-
-def detect_stack(device: str, repo_dir: str | Path | None = None) -> dict[str, str]:
-    """Versions of everything that can change a timing without a change of this repository's code."""
-    import numpy
-    import torch
-
-    on_gpu = str(device).startswith("cuda")
-    stack = {
-        "torch": str(torch.__version__),
-        "cuda": str(torch.version.cuda or getattr(torch.version, "hip", None) or "none") if on_gpu else "none",
-        "driver": nvidia_driver_version() if on_gpu else "none",
-        "python": platform.python_version(),
-        "numpy": str(numpy.__version__),
-        "transformers": _dist_version("transformers"),
-        "onnxruntime": _dist_version("onnxruntime"),
-        "pytest-cosyvoice": _dist_version("pytest-cosyvoice"),
-        "commit": current_commit(repo_dir) or "none",
-        "upstream": upstream_components(),
-    }
-    return stack
-
-
-def stack_changes(before: dict[str, Any], after: dict[str, Any], *, with_commit: bool = True) -> list[str]:
-    """'torch 2.9.1 -> 2.10.0' for every entry that differs (known fields first, then the rest)."""
-    names = [n for n in STACK_FIELDS if n in before or n in after]
-    names += sorted(n for n in {*before, *after} if n not in STACK_FIELDS)
-    out = []
-    for n in names:
-        if n == "commit" and not with_commit:
-            continue
-        a, b = before.get(n, "none"), after.get(n, "none")
-        if a != b:
-            if n == "commit":
-                a, b = str(a)[:10], str(b)[:10]
-            out.append(f"{n} {a} -> {b}")
-    return out
-
-
-def _dist_version(name: str) -> str:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "none"
-
-
-def upstream_components() -> str:
-    """Where the upstream `cosyvoice` component classes come from: the distribution that installed
-    them and its version, or the checkout on the path (and its commit) when a team uses its own."""
-    spec = importlib.util.find_spec("cosyvoice")
-    if spec is None or not spec.submodule_search_locations:
-        return "none"
-    location = Path(list(spec.submodule_search_locations)[0])
-    for dist in importlib.metadata.packages_distributions().get("cosyvoice", []):
-        try:
-            files = importlib.metadata.files(dist) or []
-        except importlib.metadata.PackageNotFoundError:
-            continue
-        if any(Path(str(f.locate())).resolve().is_relative_to(location.resolve()) for f in files[:50]):
-            return f"{dist} {_dist_version(dist)}"
-    commit = current_commit(location)
-    return f"checkout {location}" + (f" @ {commit[:10]}" if commit else "")
-
-
 # -- identities of machine parts -----------------------------------------------------------------
 
 def cpu_model() -> str:
@@ -203,26 +134,6 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown-cpu"
-
-
-def nvidia_driver_version() -> str:
-    """The kernel driver's version: /proc first (no subprocess), then nvidia-smi."""
-    try:
-        text = Path("/proc/driver/nvidia/version").read_text(errors="replace")
-        match = re.search(r"Kernel Module\s+([0-9][0-9.]*)", text)
-        if match:
-            return match.group(1)
-    except OSError:
-        pass
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-        first = out.strip().splitlines()[0].strip() if out.strip() else ""
-        if first:
-            return first
-    except (OSError, subprocess.SubprocessError, IndexError):
-        pass
-    return "none"
 
 
 def model_identity(model_dir: str | Path) -> tuple[str, str]:
@@ -239,13 +150,3 @@ def model_identity(model_dir: str | Path) -> tuple[str, str]:
     for w in sorted(weights):
         h.update(f"weight:{w.name}:{w.stat().st_size}\0".encode())
     return root.resolve().name, h.hexdigest()[:10]
-
-
-def current_commit(cwd: str | Path | None = None) -> str | None:
-    """`git rev-parse HEAD`, or None outside a repository or without git."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out or None

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from cosyvoice_runtime import files
 from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
 from pytest_cosyvoice.tracking.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
 from pytest_cosyvoice.tracking.health import CalibrationSample, Health
 from pytest_cosyvoice.tracking.runkey import RunKey, model_identity
+from tests.runtime.test_files import FakeMsvcrt
 
 KEY = RunKey(runner="nvidia-h100-80gb-hbm3", device_kind="cuda", dtype="fp16", engine="fixed",
              model_name="CosyVoice2-0.5B", model_hash="0123456789")
@@ -129,6 +131,20 @@ def test_two_writers_at_once_keep_each_others_tests(tmp_path: Path) -> None:
     base = BaselineStore(tmp_path).load(KEY)
     assert base is not None
     assert sorted(base.tests) == sorted([f"a{i}" for i in range(15)] + [f"b{i}" for i in range(15)])
+
+
+def test_saving_takes_the_windows_lock_where_fcntl_is_missing(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without fcntl (Windows) the read-modify-write still runs under a lock: msvcrt's, polled
+    while another holder has it, released after the write."""
+    fake = FakeMsvcrt(busy_for=2)
+    monkeypatch.setattr(files, "fcntl", None)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    path = BaselineStore(tmp_path).save(KEY, [fig("t1", [0.2] * 3)])
+    assert [mode for mode, _ in fake.calls] == [fake.LK_NBLCK] * 3 + [fake.LK_UNLCK] and not fake.held
+    assert (path.parent / (path.name + ".lock")).is_file()
+    base = BaselineStore(tmp_path).load(KEY)
+    assert base is not None and sorted(base.tests) == ["t1"]
 
 
 def _model_dir(root: Path) -> Path:

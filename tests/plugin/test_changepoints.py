@@ -182,8 +182,8 @@ def test_what_changed_between_formats_and_fields() -> None:
     a = entry(0, {}, dict(STACK), OLD)
     b = entry(1, {}, dict(STACK, numpy="2.5.0", python="3.12.1", driver="580.1"), None)
     b["runner"] = "ci-h200"
-    assert what_changed(a, b) == ["driver 570.124 -> 580.1", "runner ci-h100 -> ci-h200",
-                                  "numpy 2.4.6 -> 2.5.0", "python 3.11.2 -> 3.12.1",
+    assert what_changed(a, b) == ["driver 570.124 -> 580.1", "python 3.11.2 -> 3.12.1",
+                                  "numpy 2.4.6 -> 2.5.0", "runner ci-h100 -> ci-h200",
                                   "commit aaaaaaa -> unknown"]
     assert what_changed(a, a) == []
 

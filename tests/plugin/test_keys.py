@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice.tracking import runkey as hardware
-from pytest_cosyvoice.tracking.runkey import RunKey, check_runner, default_runner, detect_stack, stack_changes
+from pytest_cosyvoice.tracking import stack as stack_module
+from pytest_cosyvoice.tracking.runkey import RunKey, check_runner, default_runner
+from pytest_cosyvoice.tracking.stack import detect_stack, short_commit, stack_changes
 
 from .test_baseline import _model_dir
 
@@ -44,17 +46,28 @@ def test_the_stack_is_not_part_of_the_key(tmp_path: Path) -> None:
     stack = detect_stack("cpu", tmp_path)
     assert stack["torch"] == torch.__version__ and stack["cuda"] == "none" and stack["driver"] == "none"
     assert stack["upstream"].startswith(("cosyvoice-minicpmo", "checkout ")), stack["upstream"]
-    assert set(hardware.STACK_FIELDS) <= set(stack)
+    assert set(stack_module.STACK_FIELDS) <= set(stack)
     assert "torch" not in RunKey.detect(d, device="cpu").to_dict()
 
 
 def test_stack_changes_name_what_changed() -> None:
-    old = {"torch": "2.9.1", "cuda": "12.8", "commit": "a" * 40, "numpy": "2.4.6"}
-    new = {"torch": "2.10.0", "cuda": "12.8", "commit": "b" * 40, "numpy": "2.4.6", "extra": "1"}
-    assert stack_changes(old, new) == ["torch 2.9.1 -> 2.10.0", f"commit {'a' * 10} -> {'b' * 10}",
-                                       "extra none -> 1"]
-    assert stack_changes(old, new, with_commit=False) == ["torch 2.9.1 -> 2.10.0", "extra none -> 1"]
+    old = {"torch": "2.9.1", "cuda": "12.8", "commit": "a" * 40, "numpy": "2.4.6", "runner": "h100"}
+    new = {"torch": "2.10.0", "cuda": "12.8", "commit": "b" * 40, "numpy": "2.5.0", "extra": "1",
+           "runner": "h200", "upstream": "cosyvoice-minicpmo 0.1.0"}
+    # Known fields in STACK_FIELDS order, then other entries alphabetically, the commit last (cut
+    # like git's short hash); an entry only one side records ("extra", "upstream") is not a change.
+    assert stack_changes(old, new) == ["torch 2.9.1 -> 2.10.0", "numpy 2.4.6 -> 2.5.0", "runner h100 -> h200",
+                                       "commit aaaaaaa -> bbbbbbb"]
+    assert stack_changes(old, new, with_commit=False) == ["torch 2.9.1 -> 2.10.0", "numpy 2.4.6 -> 2.5.0",
+                                                          "runner h100 -> h200"]
     assert stack_changes(old, dict(old)) == []
+    # The commit is named even when one side has none recorded.
+    assert stack_changes({"commit": "none"}, {"commit": "c" * 40}) == ["commit unknown -> ccccccc"]
+
+
+def test_short_commit() -> None:
+    assert short_commit("0123456789abcdef") == "0123456"
+    assert short_commit(None) == short_commit("") == short_commit("none") == "unknown"
 
 
 @pytest.mark.parametrize("name", ["", "gpu runner", "../etc", "a/b", "-x", "ä", "x" * 81])

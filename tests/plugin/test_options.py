@@ -3,6 +3,7 @@ inner sessions loads a model (bad options stop in pytest_configure, bad markers 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,43 @@ def test_resolution_cli_over_env_over_ini_over_default(pytester: pytest.Pytester
         "('runner', 'default'), ('save_baseline', 'default'), "
         "('stall_timeout_s', '--cosy-stall-timeout')]",
     ])
+
+
+# -- defaults: written once --------------------------------------------------------------------
+def test_defaults_agree_between_help_settings_and_drift(pytester: pytest.Pytester) -> None:
+    """Each default is written in one place: the --help text, `Settings()`, what `resolve` gives
+    with nothing set, and the drift and baseline modules' constants all say the same."""
+    from pytest_cosyvoice.settings import OPTIONS, Settings, resolve
+    from pytest_cosyvoice.tracking import baseline, drift
+
+    defaults = Settings()
+    assert {opt.name for opt in OPTIONS} <= {f.name for f in dataclasses.fields(Settings)}
+    for opt in OPTIONS:
+        assert getattr(defaults, opt.name) == opt.default, opt.name
+    assert defaults.rtf_tolerance == drift.DEFAULT_TOLERANCE
+    assert defaults.machine_tolerance == drift.DEFAULT_MACHINE_TOLERANCE
+    assert defaults.baseline_dir == Path(baseline.DEFAULT_DIRECTORY)
+    assert drift.Machine().tolerance == defaults.machine_tolerance
+
+    # Nothing given anywhere: resolution ends at the same defaults.
+    resolved = resolve(pytester.parseconfig(), environ={})
+    assert resolved == defaults and set(resolved.sources.values()) == {"default"}
+
+    # The help shows the same numbers and folders (its lines are wrapped: read it as one text).
+    text = " ".join(pytester.runpytest("--help").stdout.str().split())
+    shown = {}
+    for opt in OPTIONS:
+        start = text.index(opt.flag + ("" if opt.is_flag else "="))
+        m = re.match(r"\S+\s+(.*?)\[env ", text[start:])
+        assert m, opt.flag
+        d = re.search(r"\(default: ([^)]*)\)", m.group(1))
+        if d:
+            shown[opt.name] = d.group(1)
+    assert float(shown["rtf_tolerance"]) == drift.DEFAULT_TOLERANCE
+    assert float(shown["machine_tolerance"]) == drift.DEFAULT_MACHINE_TOLERANCE
+    assert float(shown["stall_timeout_s"]) == defaults.stall_timeout_s
+    assert shown["baseline_dir"] == f"{defaults.baseline_dir}/" and shown["report_dir"] == f"{defaults.report_dir}/"
+    assert shown["device"] == defaults.device and shown["engine"] == defaults.engine
 
 
 # -- help and markers text ---------------------------------------------------------------------

@@ -1,14 +1,12 @@
 """The tiny model builder: released layout, real upstream classes, lengths that end, determinism, caching."""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 import torch
 
 from cosyvoice_runtime import tiny
-from cosyvoice_runtime.tiny import cache, frontends
+from cosyvoice_runtime.tiny import frontends
 
 LAYOUT = {
     1: {"cosyvoice.yaml", "llm.pt", "flow.pt", "hift.pt", "campplus.onnx", "speech_tokenizer_v1.onnx",
@@ -343,62 +341,3 @@ def test_build_without_onnx_names_the_extra(tmp_path: Path, monkeypatch: pytest.
     with pytest.raises(tiny.MissingExtra):
         tiny.default_model_dir(1)
     assert [p.suffix for p in (tmp_path / "cache").iterdir()] == [".lock"]  # no model dir, no temp dir
-
-
-class _FakeMsvcrt:
-    """msvcrt.locking's contract: LK_NBLCK raises OSError while another holder has the byte."""
-
-    LK_NBLCK, LK_UNLCK = 2, 0
-
-    def __init__(self, busy_for: int) -> None:
-        self.busy_for = busy_for  # attempts refused before the other holder lets go
-        self.calls: list[tuple[int, int]] = []
-        self.held = False
-
-    def locking(self, fd: int, mode: int, nbytes: int) -> None:
-        self.calls.append((mode, os.lseek(fd, 0, os.SEEK_CUR)))
-        if mode == self.LK_NBLCK:
-            if self.busy_for > 0:
-                self.busy_for -= 1
-                raise OSError(errno.EDEADLOCK, "Resource deadlock avoided")  # what the CRT sets
-            assert not self.held
-            self.held = True
-        elif mode == self.LK_UNLCK:
-            assert self.held
-            self.held = False
-
-
-def test_cache_lock_without_fcntl_waits_and_releases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Where fcntl is missing (Windows), the lock polls msvcrt's non-blocking lock and always unlocks."""
-    fake = _FakeMsvcrt(busy_for=3)
-    monkeypatch.setattr(cache, "fcntl", None)
-    monkeypatch.setitem(sys.modules, "msvcrt", fake)
-    with cache.file_lock(tmp_path / "x.lock", poll_s=0.001):
-        assert fake.held
-    assert not fake.held
-    # Three refusals, the lock, the unlock: all on byte 0.
-    assert fake.calls == [(fake.LK_NBLCK, 0)] * 4 + [(fake.LK_UNLCK, 0)]
-    with pytest.raises(RuntimeError, match="boom"), cache.file_lock(tmp_path / "x.lock"):
-        raise RuntimeError("boom")
-    assert not fake.held  # released on an exception too
-
-
-def test_cache_lock_excludes_another_process(tmp_path: Path) -> None:
-    """The real lock of this platform: a second process waits until the first lets go."""
-    code = textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from cosyvoice_runtime.tiny.cache import file_lock
-        print("trying", flush=True)
-        t0 = time.monotonic()
-        with file_lock(Path({str(tmp_path / "x.lock")!r})):
-            print(time.monotonic() - t0, flush=True)
-    """)
-    with cache.file_lock(tmp_path / "x.lock"):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                                cwd=Path(__file__).resolve().parents[2])
-        assert proc.stdout is not None and proc.stdout.readline() == "trying\n"
-        time.sleep(0.5)
-        assert proc.poll() is None  # still waiting for us
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and float(out) >= 0.4
