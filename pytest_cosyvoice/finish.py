@@ -13,7 +13,7 @@ from .judging.measurements import TestFigures
 from .report.model import pct
 from .report.writer import summary_table
 from .tracking.baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
-from .tracking.drift import DriftResult, Machine, compare
+from .tracking.drift import DriftResult, DriftVerdict, Machine, compare
 from .tracking.health import Health
 from .tracking.runkey import RunKey, detect_stack, stack_changes
 
@@ -155,8 +155,8 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
         save(out, store, key, figures, stack, health, broken)
 
     judged = drift or []
-    bad = [r for r in judged if r.verdict == "regression"]
-    unsure = [r for r in judged if r.verdict == "inconclusive"]
+    bad = [r for r in judged if r.verdict == DriftVerdict.REGRESSION]
+    unsure = [r for r in judged if r.verdict == DriftVerdict.INCONCLUSIVE]
     if unsure:
         out.lines.append(f"inconclusive ({len(unsure)}): {unsure[0].note}; rerun on a quiet machine")
     if bad:

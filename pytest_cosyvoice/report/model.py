@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import StreamTrace, TestFigures
 from ..tracking.baseline import Baseline
-from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, Machine
+from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
 from ..tracking.health import Health
 from ..tracking.runkey import RunKey
 
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"
 
-VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
-                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e", "inconclusive": "#9467bd"}
+VERDICT_COLOURS: dict[DriftVerdict, str] = {
+    DriftVerdict.OK: "#2b7bba", DriftVerdict.REGRESSION: "#d62728", DriftVerdict.IMPROVEMENT: "#2ca02c",
+    DriftVerdict.NEW: "#7f7f7f", DriftVerdict.INSUFFICIENT_SAMPLES: "#ff7f0e", DriftVerdict.INCONCLUSIVE: "#9467bd"}
 
 
 # -- data ------------------------------------------------------------------------------------

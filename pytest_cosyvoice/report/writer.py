@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import TestFigures
-from ..tracking.drift import DriftResult
+from ..tracking.drift import DriftResult, DriftVerdict
 from ..tracking.health import Health
 from ..tracking.runkey import RunKey, current_commit
 from . import page, plots
@@ -84,8 +84,8 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
     if drift is None:
         out.append("(no baseline stored for this runner and configuration: drift not judged)")
     else:
-        regressed = sum(1 for r in drift if r.verdict == "regression")
-        unsure = sum(1 for r in drift if r.verdict == "inconclusive")
+        regressed = sum(1 for r in drift if r.verdict == DriftVerdict.REGRESSION)
+        unsure = sum(1 for r in drift if r.verdict == DriftVerdict.INCONCLUSIVE)
         out.append(f"{regressed} regression(s), {unsure} inconclusive in {len(drift)} test(s)")
     return "\n".join(out)
 

@@ -3,6 +3,7 @@ and its error rates over seeded trials."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 
@@ -10,7 +11,15 @@ import pytest
 
 from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would collect Test*
 from pytest_cosyvoice.tracking.baseline import BaselineStore
-from pytest_cosyvoice.tracking.drift import DriftResult, Machine, compare, judge, min_attainable_p, regressions
+from pytest_cosyvoice.tracking.drift import (
+    DriftResult,
+    DriftVerdict,
+    Machine,
+    compare,
+    judge,
+    min_attainable_p,
+    regressions,
+)
 from pytest_cosyvoice.tracking.runkey import RunKey
 
 BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]
@@ -18,6 +27,17 @@ BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]
 
 def scaled(factor: float) -> list[float]:
     return [v * factor for v in BASE]
+
+
+def test_verdicts_are_typed_and_written_as_their_names() -> None:
+    # The names are written to rtf.csv, history and the terminal, and users' scripts compare them.
+    assert [v.value for v in DriftVerdict] == ["ok", "regression", "improvement", "inconclusive", "new",
+                                               "insufficient-samples"]
+    r = judge("t", scaled(1.2), BASE)
+    assert r.verdict is DriftVerdict.REGRESSION and r.verdict == "regression"
+    assert str(r.verdict) == f"{r.verdict}" == "regression" and f"{r.verdict:>11}|" == " regression|"
+    assert {"regression": 1}[r.verdict] == 1 and json.dumps([r.verdict]) == '["regression"]'
+    assert judge("t", BASE, []).verdict is DriftVerdict.NEW
 
 
 def test_clear_slowdown_is_a_regression() -> None:

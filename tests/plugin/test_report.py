@@ -126,6 +126,13 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
     assert frame.loc[frame.nodeid == SLOW, "rtf"].tolist() == pytest.approx(data.figures[0].rtf)
 
 
+def test_every_verdict_has_its_colour() -> None:
+    from pytest_cosyvoice.report.model import VERDICT_COLOURS
+    from pytest_cosyvoice.tracking.drift import DriftVerdict
+
+    assert set(VERDICT_COLOURS) == set(DriftVerdict)
+
+
 def test_csv_keeps_tests_without_runs(tmp_path: Path) -> None:
     import pandas as pd
 
