@@ -29,10 +29,6 @@ class RoundPlan:
     seed: int
     rounds: list[list[pytest.Item]] = field(default_factory=list)
 
-    @property
-    def runs(self) -> int:
-        return sum(len(r) for r in self.rounds)
-
 
 def plan(items: Sequence[pytest.Item], repeats: Callable[[pytest.Item], int], seed: int) -> RoundPlan:
     """Rounds 2..max(repeat): every item whose repeat reaches the round, shuffled per round."""

@@ -78,7 +78,7 @@ def judge(specs: Iterable[object], recordings: Sequence[Recording], warnings: Se
             mine += [(checks.SOUND, p) for p in sound_p]
             mine += [(checks.TIDY, p) for p in checks.check_tidy(rec)]
         problems += mine
-        judged.append(StreamVerdict(rec, rec.to_trace(pb, clicks), bool(mine), pb.worst_stall_s * 1000.0))
+        judged.append(StreamVerdict(rec, rec.to_trace(clicks), bool(mine), pb.worst_stall_s * 1000.0))
 
     if streaming is not None or no_deprecations is not None:
         allow = [*allowed_warnings, *(streaming.allow_warnings if streaming else ()),

@@ -264,7 +264,6 @@ def _write_streams(folder: Path, streams: Sequence[StreamRecord]) -> list[Stream
         wav = None
         if s.audio is not None and len(s.audio) and s.trace.sample_rate > 0:
             wav = write_wav(folder / f"{stem}.wav", s.audio, s.trace.sample_rate)
-            s.trace.wav_path = str(wav)
         written.append(StreamFiles(s, png, wav))
     return written
 

@@ -109,7 +109,6 @@ class DriftResult:
     n_baseline: int = 0
     note: str = ""
     calibrated_drift: float | None = None   # median(current / machine) against the baseline; shown only
-    calibrated_median: float | None = None  # median(current / machine ratio)
 
     @property
     def drift_pct(self) -> float | None:
@@ -123,7 +122,6 @@ class _Counts(TypedDict):
 
 class _Calibrated(TypedDict, total=False):
     calibrated_drift: float
-    calibrated_median: float
 
 
 def _median(samples: Sequence[float]) -> float:
@@ -199,7 +197,7 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
     extra: _Calibrated = {}
     if machine.ratio and machine.ratio > 0:
         cal_med = _median([v / machine.ratio for v in current])
-        extra = dict(calibrated_drift=(cal_med - base_med) / base_med, calibrated_median=cal_med)
+        extra = dict(calibrated_drift=(cal_med - base_med) / base_med)
     testable = (min(n_cur, n_base) >= min_samples
                 and min_attainable_p(n_cur, n_base) < alpha)
     p_value: float | None = None
@@ -222,7 +220,3 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
         return DriftResult(nodeid, cur_med, base_med, drift, p_value, verdict, **counts, **extra)
     return DriftResult(nodeid, cur_med, base_med, drift, p_value, DriftVerdict.OK, **counts, **extra,
                        note=f"beyond tolerance but not significant (p={p_value:.3g})")
-
-
-def regressions(results: Sequence[DriftResult]) -> list[DriftResult]:
-    return [r for r in results if r.verdict == "regression"]
