@@ -23,6 +23,8 @@ class StreamTrace:
 class TestFigures:
     """Every figure one test produced; travels from xdist workers to the controller as JSON."""
 
+    __test__ = False  # data, not a test class: a user's suite that imports it gets no collection warning
+
     nodeid: str
     outcome: str = "passed"         # the test's call-phase outcome
     rtf: list[float] = field(default_factory=list)           # one sample per measured synthesis round

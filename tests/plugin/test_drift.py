@@ -9,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures
 from pytest_cosyvoice.tracking.baseline import BaselineStore
 from pytest_cosyvoice.tracking.drift import (
     DriftResult,

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.judging.measurements import StreamTrace
-from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would collect Test*
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures
 from pytest_cosyvoice.report.model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
 from pytest_cosyvoice.report.writer import append_history, history_entry, read_history, summary_table, write_report
 from pytest_cosyvoice.tracking.baseline import BaselineStore
