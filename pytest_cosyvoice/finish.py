@@ -129,7 +129,8 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
 
     if not s.no_report:
         from .report.model import ReportInput
-        from .report.writer import history_problems, write_report
+        from .report.writer import write_report
+        from .tracking.history import history_problems
 
         report_dir = resolve(s.report_dir, base_dir)
         history = report_dir / "history.jsonl"

@@ -14,10 +14,11 @@ import pytest
 from pytest_cosyvoice.judging.measurements import StreamTrace
 from pytest_cosyvoice.judging.measurements import TestFigures as Figures
 from pytest_cosyvoice.report.model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
-from pytest_cosyvoice.report.writer import append_history, history_entry, read_history, summary_table, write_report
+from pytest_cosyvoice.report.writer import summary_table, write_report
 from pytest_cosyvoice.tracking.baseline import BaselineStore
 from pytest_cosyvoice.tracking.drift import Machine, compare
 from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.history import append_history, history_entry, history_problems, read_history
 from pytest_cosyvoice.tracking.runkey import RunKey
 
 pytest.importorskip("matplotlib")
@@ -156,8 +157,6 @@ def test_history_appends_one_line_per_session(report: tuple[ReportFiles, ReportI
 
 
 def test_history_skips_torn_lines_and_names_them(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report.writer import history_problems
-
     path = tmp_path / "history.jsonl"
     path.write_text('{"tests": {}, "slug": "x"}\n{"tests": {"a"\n[1]\n\n')
     assert len(read_history(path)) == 1
@@ -311,8 +310,6 @@ def test_trend_marks_each_change(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_history_is_named_not_raised(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report.writer import history_problems
-
     folder = tmp_path / "history.jsonl"
     folder.mkdir()          # a folder where the file should be
     assert read_history(folder) == []
