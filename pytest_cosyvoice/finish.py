@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from .judging.measurements import TestFigures
-from .report.model import pct
+from .report.model import machine_line, pct
 from .report.writer import summary_table
 from .tracking.baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from .tracking.drift import DriftResult, DriftVerdict, Machine, compare
@@ -60,27 +60,6 @@ def machines(baseline: Baseline, health: Health | None, tolerance: float) -> dic
     return {nodeid: machine_against(baseline.session_of(nodeid), health, tolerance) for nodeid in baseline.tests}
 
 
-def health_line(health: Health | None, machine: Machine | None) -> str:
-    if health is None:
-        return "machine: not calibrated (no model was loaded in this process)"
-    if health.calibration_s is None:
-        return "machine: not calibrated" + (f" ({health.errors[0]})" if health.errors else "")
-    parts = [f"calibration {1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})"]
-    if machine is not None and machine.ratio is not None:
-        parts.append(f"x{machine.ratio:.2f} vs baseline")
-    if health.others_cpu is not None:
-        parts.append(f"other processes {health.others_cpu:.0%} of the CPU")
-    if health.steal is not None:
-        parts.append(f"steal {health.steal:.0%}")
-    if health.gpu.get("error"):
-        parts.append(f"GPU state unknown: {health.gpu['error']}")
-    parts += health.errors[:1]
-    verdict = "comparable" if machine is None or machine.comparable else "NOT comparable: " + machine.describe()
-    if machine is None and health.problems():
-        verdict = "busy: " + "; ".join(health.problems())
-    return f"machine: {', '.join(parts)}; {verdict}"
-
-
 def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Path) -> GateResult | None:
     """None when no test recorded figures (the model was not used): nothing to judge or write."""
     figures, streams = session.results()
@@ -120,7 +99,7 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
                          "--cosy-save-baseline on a known-good commit"
                          + (f" (baselines exist for runner(s) {', '.join(others)}; --cosy-runner NAME names "
                             "this machine as one of them)" if others else ""))
-    out.lines.append(health_line(health, machine))
+    out.lines.append(machine_line(health, machine))
     out.lines.append(summary_table(figures, drift))
     notes = [f"  {f.nodeid}: {n}" for f in figures for n in f.round_notes]
     if notes:

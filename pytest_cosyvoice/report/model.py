@@ -134,6 +134,36 @@ def pct(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:+.1f}%"
 
 
+def machine_facts(health: Health | None, machine: Machine | None) -> list[tuple[str, str]]:
+    """The machine's health as (what, value) pairs: calibration, contention, GPU state, and how it
+    compares with the baseline's machine. The terminal's `machine:` line (`machine_line`) and the
+    report's "Machine and stack" table are both written from these, so they always say the same."""
+    if health is None:
+        facts = [("calibration", "not measured (no model was loaded)")]
+    elif health.calibration_s is None:
+        facts = [("calibration", "not calibrated" + (f" ({health.errors[0]})" if health.errors else ""))]
+    else:
+        facts = [("calibration", f"{1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})")]
+        facts += [("calibration error", e) for e in health.errors[:1]]
+    if health is not None:
+        if health.others_cpu is not None:
+            facts.append(("other processes' CPU share", f"{health.others_cpu:.0%}"))
+        if health.steal is not None:
+            facts.append(("hypervisor steal", f"{health.steal:.0%}"))
+        facts += [(f"GPU {k}", str(v)) for k, v in sorted(health.gpu.items())]
+    if machine is not None:
+        facts.append(("against the baseline's machine",
+                      ("comparable: " if machine.comparable else "NOT comparable: ") + machine.describe()))
+    elif health is not None and health.problems():
+        facts.append(("busy", "; ".join(health.problems())))
+    return facts
+
+
+def machine_line(health: Health | None, machine: Machine | None) -> str:
+    """The terminal summary's one line on the machine (see `machine_facts`)."""
+    return "machine: " + "; ".join(f"{what}: {value}" for what, value in machine_facts(health, machine))
+
+
 def sample_stats(values: Sequence[float]) -> Any:
     """pytest-benchmark's Stats (median, q1/q3/iqr, stddev, ...) over plain samples."""
     try:

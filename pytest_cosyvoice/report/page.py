@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..tracking.drift import DriftVerdict
-from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, pct, sample_stats, short_id
+from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, machine_facts, pct, sample_stats, short_id
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
@@ -65,26 +65,13 @@ def _table(data: ReportInput) -> str:
 
 
 def _machine(data: ReportInput) -> str:
-    """The machine section: calibration now and at baseline, contention, what changed in the stack."""
-    h, m = data.health, data.machine
-    rows = []
-    if h is not None and h.calibration_s is not None:
-        rows.append(("calibration workload", f"{1000 * h.calibration_s:.1f} ms (median of {len(h.calibration)})"))
-    if m is not None:
-        rows.append(("against the baseline's machine", m.describe()
-                     + (" - comparable" if m.comparable else " - NOT comparable: drift verdicts are inconclusive")))
-    if h is not None:
-        if h.others_cpu is not None:
-            rows.append(("other processes' CPU share", f"{h.others_cpu:.0%}"))
-        if h.steal is not None:
-            rows.append(("hypervisor steal", f"{h.steal:.0%}"))
-        for k, v in sorted(h.gpu.items()):
-            rows.append((f"GPU {k}", str(v)))
+    """The machine section: its health (as the terminal's `machine:` line), what changed in the stack."""
+    rows = machine_facts(data.health, data.machine)
     if data.drift is not None:
         rows.append(("stack changes since the baseline", ", ".join(data.stack_changes) or "none"))
     rows += [(f"stack: {k}", v) for k, v in data.stack.items()]
     body = "".join(f"<tr><td class=id>{_e(k)}</td><td class=id>{_e(v)}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>" if rows else "<p>Not measured.</p>"
+    return f"<table>{body}</table>"
 
 
 def _changes_section(files: ReportFiles, tests: list[str]) -> str:

@@ -1,6 +1,7 @@
 """The report files: present, non-trivial, self-consistent; the terminal table's content."""
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import re
@@ -13,7 +14,14 @@ import pytest
 
 from pytest_cosyvoice.judging.measurements import StreamTrace
 from pytest_cosyvoice.judging.measurements import TestFigures as Figures
-from pytest_cosyvoice.report.model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
+from pytest_cosyvoice.report.model import (
+    ReportFiles,
+    ReportInput,
+    StreamRecord,
+    machine_facts,
+    machine_line,
+    sanitise_nodeid,
+)
 from pytest_cosyvoice.report.writer import summary_table, write_report
 from pytest_cosyvoice.tracking.baseline import BaselineStore
 from pytest_cosyvoice.tracking.drift import Machine, compare
@@ -180,6 +188,33 @@ def test_html_references_resolve(report: tuple[ReportFiles, ReportInput]) -> Non
     # The failing stream comes first, under its own heading.
     failing = text.index("Failing streams (1)")
     assert failing < text.index("stream_0.png") < text.index("Sample of passing streams")
+
+
+def test_the_terminal_and_the_page_say_the_same_of_the_machine(report: tuple[ReportFiles, ReportInput]) -> None:
+    files, data = report
+    page = files.html.read_text(encoding="utf-8")
+    facts = machine_facts(data.health, data.machine)
+    line = machine_line(data.health, data.machine)
+    assert [what for what, _ in facts] == ["calibration", "other processes' CPU share", "hypervisor steal",
+                                           "against the baseline's machine"]
+    for what, value in facts:
+        assert f"{what}: {value}" in line
+        assert f"<td class=id>{html.escape(what)}</td><td class=id>{html.escape(value)}</td>" in page
+    assert line.startswith("machine: calibration: 50.0 ms (median of 3); other processes' CPU share: 2%; ")
+    assert line.endswith("against the baseline's machine: comparable: machine 2 % slower than at baseline "
+                         "(calibration x1.02)")
+
+
+def test_the_machine_text_names_a_busy_or_unmeasured_machine() -> None:
+    busy = Health([CalibrationSample(0.02, 0.03)] * 3, others_cpu=0.48)
+    slower = Machine(1.23, tuple(busy.problems()))
+    assert ("NOT comparable: machine 23 % slower than at baseline (calibration x1.23) (other processes used 48% "
+            "of the CPU; beyond the machine tolerance of 10%)") in machine_line(busy, slower)
+    assert machine_line(busy, None).endswith("; busy: other processes used 48% of the CPU")
+    assert machine_line(None, None) == "machine: calibration: not measured (no model was loaded)"
+    broken = Health(errors=["calibration on cuda failed: RuntimeError: no kernel"])
+    assert machine_line(broken, None) == ("machine: calibration: not calibrated (calibration on cuda failed: "
+                                          "RuntimeError: no kernel)")
 
 
 def test_report_without_baseline(tmp_path: Path) -> None:
