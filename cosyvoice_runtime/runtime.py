@@ -26,8 +26,8 @@ from .limits import (
     MAX_SPEECH_S,
     MAX_TEXT_CHARS,
     MIN_CAP_S,
-    check_device,
     check_timeout,
+    resolve_auto,
     token_cap,
 )
 from .loader import load_model
@@ -71,9 +71,9 @@ class RuntimeSettings:
 
 
 def resolve_device(device: str) -> torch.device:
-    check_device(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = resolve_auto(device)
+    if device == "auto":  # torch.device("cuda"): the current CUDA device, not a fixed index
+        return torch.device(resolved)
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():

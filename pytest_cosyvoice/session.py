@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from cosyvoice_runtime import resolve_auto
+
 from .judging import junit
 from .judging.checks import Recording, WarningRecord
 from .judging.measurements import TestFigures
@@ -50,16 +52,6 @@ class Prompt:
 
 def default_prompt() -> Prompt:
     return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
-
-
-def resolve_device_setting(device: str) -> str:
-    """Where `--cosy-device` would load, without loading (and without importing the runtime): 'auto'
-    is CUDA where torch sees one."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class CosySession:
@@ -140,14 +132,15 @@ class CosySession:
     def device(self) -> str:
         """The device to load on: with xdist on CUDA, worker k takes GPU k modulo the visible GPUs."""
         dev = self.settings.device
-        if not self.worker_id or dev not in ("auto", "cuda"):
+        if not self.worker_id or resolve_auto(dev) != "cuda":
             return dev
         import torch
 
-        if not torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        if not count:  # "cuda" where torch sees no GPU: the load refuses it with the runtime's message
             return dev
         k = int(re.sub(r"\D", "", self.worker_id) or 0)
-        return f"cuda:{k % torch.cuda.device_count()}"
+        return f"cuda:{k % count}"
 
     def runtime(self) -> Runtime:
         """The loaded Runtime, once per process."""
@@ -177,7 +170,7 @@ class CosySession:
         worker reported; the settings' resolution where no model was loaded anywhere."""
         if self._device_used is not None:
             return self._device_used
-        return resolve_device_setting(self.settings.device), self.settings.fp16
+        return resolve_auto(self.settings.device), self.settings.fp16
 
     def engine(self) -> Engine:
         """What cosy_tts calls: the Runtime, upstream's orchestration class driving its components, or

@@ -28,3 +28,17 @@ def test_a_wire_without_a_device_changes_nothing(pytestconfig: pytest.Config) ->
     wire = CosySession(pytestconfig, Settings(device="cpu")).to_wire()
     controller.merge_wire(wire)
     assert controller.device_used() == ("cpu", False)
+
+
+def test_auto_is_resolved_in_one_place(pytestconfig: pytest.Config) -> None:
+    # The runtime loads, and the plugin keys figures without a load, where resolve_auto says.
+    torch = pytest.importorskip("torch")
+    from cosyvoice_runtime import InvalidInput, resolve_auto
+    from cosyvoice_runtime.runtime import resolve_device
+
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_auto("auto") == where and str(resolve_device("auto")) == where
+    assert CosySession(pytestconfig, Settings(device="auto")).device_used() == (where, False)
+    assert [resolve_auto(d) for d in ("cpu", "cuda", "cuda:3")] == ["cpu", "cuda", "cuda:3"]
+    with pytest.raises(InvalidInput, match="device='gpu': expected"):
+        resolve_auto("gpu")
