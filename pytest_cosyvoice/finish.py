@@ -38,10 +38,7 @@ def resolve(path: Path, base: Path) -> Path:
 
 def session_key(session: CosySession) -> tuple[RunKey, str]:
     """The run key of what this session ran (runner, model, device kind, dtype, engine) and its device."""
-    device, fp16 = session.device_used()
-    key = RunKey.detect(session.model_dir(), device=device, dtype="fp16" if fp16 else "fp32",
-                        engine=session.settings.engine, runner=session.settings.runner)
-    return key, device
+    return session.run_key()
 
 
 def passed(figures: list[TestFigures]) -> list[TestFigures]:

@@ -23,6 +23,13 @@ def spec_of(specs: Iterable[object], cls: type[S]) -> S | None:
     return next((s for s in specs if isinstance(s, cls)), None)
 
 
+def checks_warnings(specs: Iterable[object]) -> bool:
+    """Whether `judge` checks a test's warnings (it has a `streaming` or `no_deprecations` marker):
+    the session captures them only then."""
+    specs = tuple(specs)
+    return spec_of(specs, StreamingSpec) is not None or spec_of(specs, NoDeprecationsSpec) is not None
+
+
 @dataclass(frozen=True)
 class StreamVerdict:
     """One recording, judged: its trace for the report and whether it failed a stream check."""
@@ -80,7 +87,7 @@ def judge(specs: Iterable[object], recordings: Sequence[Recording], warnings: Se
         problems += mine
         judged.append(StreamVerdict(rec, rec.to_trace(clicks), bool(mine), pb.worst_stall_s * 1000.0))
 
-    if streaming is not None or no_deprecations is not None:
+    if checks_warnings(specs):
         allow = [*allowed_warnings, *(streaming.allow_warnings if streaming else ()),
                  *(no_deprecations.allow if no_deprecations else ())]
         problems += [(checks.CLEAN, p) for p in checks.check_clean(warnings, allow)]
