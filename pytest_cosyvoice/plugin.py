@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 SESSION_KEY = pytest.StashKey[CosySession]()
 RUN_KEY = pytest.StashKey[TestRun]()
-GATE_KEY = pytest.StashKey[finish.GateResult]()
+FINISH_KEY = pytest.StashKey[finish.FinishResult]()
 
 
 def get_session(config: pytest.Config) -> CosySession:
@@ -98,12 +98,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # The controller (or a plain session): key, baseline, drift, report, save, fail-on-drift.
     result = finish.finish(get_session(config), session.exitstatus, config.invocation_params.dir)
     if result is not None:
-        config.stash[GATE_KEY] = result
+        config.stash[FINISH_KEY] = result
         session.exitstatus = result.exitstatus
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    result = config.stash.get(GATE_KEY, None)
+    result = config.stash.get(FINISH_KEY, None)
     if result is None:
         return
     terminalreporter.section("cosyvoice")
