@@ -43,7 +43,7 @@ class Engine(Protocol):
     otherwise it counts them at `runtime.llm.inference`. Where they name `stall_timeout_s=`, the test's
     stall timeout (`--cosy-stall-timeout`, `@pytest.mark.stall_timeout`) is passed per call; otherwise
     the engine keeps its own and only the watchdog applies the test's. `**kwargs` alone counts as
-    neither (see `recorder.accepts`). The Runtime names both.
+    neither (see `recording.calls.accepts`). The Runtime names both.
     """
 
     sample_rate: int      # Hz of the audio it returns

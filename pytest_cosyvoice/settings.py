@@ -165,7 +165,7 @@ class Settings:
     engine: str = FIXED
     save_baseline: bool = False
     baseline_dir: Path = Path("baselines")
-    runner: str | None = None          # None: hardware.default_runner
+    runner: str | None = None          # None: runkey.default_runner
     rtf_tolerance: float = 0.05
     machine_tolerance: float = 0.10
     fail_on_drift: bool = False

@@ -1,4 +1,4 @@
-"""What the plugin measures, as plain data: the contract between the recorder (fixtures and
+"""What the plugin measures, as plain data: the contract between the recording (fixtures and
 markers) and the storage/report modules. No pytest import here."""
 from __future__ import annotations
 

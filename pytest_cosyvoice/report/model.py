@@ -1,7 +1,7 @@
 """The report's data and its text helpers, shared by the session (which records streams), the
-writers (report.py: terminal table, rtf.csv, history.jsonl), the graphs (report_plots.py) and the
-page (report_html.py). It imports none of them and no pytest, so they never import each other for
-a type or a colour.
+writers (writer.py: terminal table, rtf.csv, the history line), the graphs (plots.py), the page
+(page.py) and the end-of-session summary (findings.py). It imports none of them and no pytest, so
+they never import each other for a type, a colour or the machine's text.
 
     write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
                                         streams=[StreamRecord(nodeid, trace, audio)]))
@@ -74,7 +74,7 @@ class ReportInput:
     commit: str | None = None                   # None: git rev-parse HEAD in repo_dir; "": none
     repo_dir: Path | None = None
     title: str = "pytest-cosyvoice report"
-    stack: dict[str, str] = field(default_factory=dict)        # this session's (hardware.detect_stack)
+    stack: dict[str, str] = field(default_factory=dict)        # this session's (runkey.detect_stack)
     stack_changes: list[str] = field(default_factory=list)     # since the baseline, e.g. "torch a -> b"
     health: Health | None = None                                # calibration and contention
     machine: Machine | None = None                              # against the baseline's machine

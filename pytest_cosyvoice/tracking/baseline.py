@@ -1,6 +1,6 @@
 """Baselines: the samples a known-good session measured, one JSON file per runner and configuration.
 
-File layout (`<directory>/<runner>/<config slug>.json`, see `hardware.RunKey`)::
+File layout (`<directory>/<runner>/<config slug>.json`, see `runkey.RunKey`)::
 
     {"schema": 2,
      "key": {...RunKey.to_dict()...},
