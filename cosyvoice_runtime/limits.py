@@ -56,6 +56,18 @@ def check_device(device: object) -> str:
     return device
 
 
+def resolve_auto(device: str) -> str:
+    """Where ``device`` loads, without loading: 'auto' is 'cuda' where torch sees a CUDA device and 'cpu'
+    elsewhere; the other forms are returned as given (whether that CUDA device exists is decided at
+    load). The one place 'auto' is resolved: the runtime, its upstream engine and the plugin ask here.
+    InvalidInput for a string that is not a device form (`check_device`). torch is imported only for 'auto'."""
+    if check_device(device) != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def token_cap(text_tokens: int, ratio: float, token_rate: float) -> int:
     """The most speech tokens one LLM call may produce for ``text_tokens`` text tokens, at
     ``token_rate`` speech tokens per second (``rates.token_rate``: 50 for v1, 25 for v2/v3)."""

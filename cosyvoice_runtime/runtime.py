@@ -19,7 +19,7 @@ import torch
 from .channel import TokenChannel, start_producer
 from .errors import InvalidInput
 from .frontend import Frontend, ModelInput
-from .limits import DEFAULT_STALL_TIMEOUT_S, check_device, check_timeout
+from .limits import DEFAULT_STALL_TIMEOUT_S, check_timeout, resolve_auto
 from .loader import load_model
 from .observer import StreamObserver, check_observer
 from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speed
@@ -62,9 +62,9 @@ class RuntimeSettings:
 
 
 def resolve_device(device: str) -> torch.device:
-    check_device(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = resolve_auto(device)
+    if device == "auto":  # torch.device("cuda"): the current CUDA device, not a fixed index
+        return torch.device(resolved)
     if device == "cpu":
         return torch.device("cpu")
     if not torch.cuda.is_available():

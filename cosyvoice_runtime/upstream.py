@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import CosyVoiceError, InvalidInput
 from .frontend import ModelInput
+from .limits import resolve_auto
 from .observer import StreamObserver, check_observer
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
@@ -102,7 +103,8 @@ class UpstreamEngine:
                 f"installed from {getattr(upstream_model, '__file__', '?')}")
         import torch
 
-        upstream_device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # Upstream's class takes no device: it picks CUDA where torch sees one, which is what "auto" means.
+        upstream_device = torch.device(resolve_auto("auto"))
         if upstream_device != runtime.device and not (upstream_device.type == runtime.device.type == "cuda"):
             raise UpstreamUnavailable(
                 f"upstream {name} always runs on {upstream_device} but the runtime is on {runtime.device}")

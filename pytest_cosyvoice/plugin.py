@@ -1,10 +1,9 @@
 """pytest-cosyvoice hooks and fixtures (entry point `pytest11: cosyvoice`). The work is done in
-settings.py (options), markers.py/specs.py (marker arguments), session.py (capture), recorder.py
-(`cosy_tts`), verdict.py (the verdict), rounds.py, gate.py and the report modules; this module only
-wires it in."""
+settings.py (options), markers.py and judging/specs.py (marker arguments), host.py (the model and
+engine), session.py (results and per-test capture), recording/calls.py (`cosy_tts`),
+judging/verdict.py (the verdict), rounds.py, finish.py and the report; this module only wires it in."""
 from __future__ import annotations
 
-import time
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -12,17 +11,18 @@ import pytest
 
 from . import finish, rounds
 from . import settings as _settings
+from .host import Prompt, default_prompt
 from .markers import MARKER_HELP
 from .recording.attribution import EngineAttribution
 from .recording.calls import CosyTTS, WatchdogExpired
-from .session import WIRE_KEY, CosySession, Prompt, TestRun, default_prompt, report_text
+from .session import WIRE_KEY, CosySession, TestRun, report_text
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
 
 SESSION_KEY = pytest.StashKey[CosySession]()
 RUN_KEY = pytest.StashKey[TestRun]()
-GATE_KEY = pytest.StashKey[finish.GateResult]()
+FINISH_KEY = pytest.StashKey[finish.FinishResult]()
 
 
 def get_session(config: pytest.Config) -> CosySession:
@@ -45,7 +45,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # A custom engine (--cosy-engine package.module:factory) is built here, before any test runs.
     if session.config.option.collectonly:
         return
-    get_session(session.config).check_engine(session.items)
+    get_session(session.config).host.check_engine(session.items)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -78,27 +78,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtestloop(session: pytest.Session) -> Generator[None, Any, Any]:
     result = yield
-    # After the main pass (on each xdist worker, for the tests it ran): rounds 2..N of the RTF tests,
-    # spread and shuffled so each round samples another moment of the machine.
-    cosy = get_session(session.config)
-    if session.config.option.collectonly or not cosy.figures:
-        return result
-    by_id = {item.nodeid: item for item in session.items}
-    measured = [by_id[f.nodeid] for f in cosy.figures.values()
-                if f.rtf and f.outcome == "passed" and f.nodeid in by_id]
-    plan = rounds.plan(measured, cosy.rtf_repeat, seed=int(time.time()))
-    if not plan.rounds:
-        return result
-    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-
-    def say(text: str) -> None:
-        if reporter is not None:
-            reporter.write_line(f"cosyvoice: {text}")
-
-    def set_round(k: int) -> None:
-        cosy.round = k - 1
-    rounds.run(plan, before_round=lambda k: cosy.calibrate(), after=cosy.calibrate, set_round=set_round,
-               say=say, should_stop=lambda: bool(session.shouldstop or session.shouldfail))
+    # After the main pass (on each xdist worker, for the tests it ran): rounds 2..N of the RTF tests.
+    if not session.config.option.collectonly:
+        rounds.after_main_pass(session, get_session(session.config))
     return result
 
 
@@ -119,12 +101,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # The controller (or a plain session): key, baseline, drift, report, save, fail-on-drift.
     result = finish.finish(get_session(config), session.exitstatus, config.invocation_params.dir)
     if result is not None:
-        config.stash[GATE_KEY] = result
+        config.stash[FINISH_KEY] = result
         session.exitstatus = result.exitstatus
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    result = config.stash.get(GATE_KEY, None)
+    result = config.stash.get(FINISH_KEY, None)
     if result is None:
         return
     terminalreporter.section("cosyvoice")
@@ -141,14 +123,14 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 @pytest.fixture(scope="session")
 def cosy_model(pytestconfig: pytest.Config) -> Runtime:
     """The loaded `cosyvoice_runtime.Runtime` (once per session, or per xdist worker)."""
-    return get_session(pytestconfig).runtime()
+    return get_session(pytestconfig).host.runtime()
 
 
 @pytest.fixture(scope="session")
 def _cosy_attribution(pytestconfig: pytest.Config, cosy_model: Runtime) -> Iterator[EngineAttribution]:
     """The engine's signatures, read once; for an engine without `observer=`, the foreign adapter,
     installed for the session and taken out at its end (see `recording.foreign`)."""
-    attribution = EngineAttribution(get_session(pytestconfig).engine(), cosy_model)
+    attribution = EngineAttribution(get_session(pytestconfig).host.engine(), cosy_model)
     yield attribution
     attribution.close()
 
@@ -157,12 +139,12 @@ def _cosy_attribution(pytestconfig: pytest.Config, cosy_model: Runtime) -> Itera
 def cosy_tts(request: pytest.FixtureRequest, cosy_model: Runtime,
              _cosy_attribution: EngineAttribution) -> Iterator[CosyTTS]:
     """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks."""
-    session = get_session(request.config)
+    host = get_session(request.config).host
     run = request.node.stash[RUN_KEY]
     # The test's stall timeout goes with each request (`stall_timeout_s=`, where the engine takes it)
     # and to the watchdog; the shared runtime's settings are left alone.
-    tts = CosyTTS(session.engine(), cosy_model, _cosy_attribution, stall_timeout_s=run.settings.stall_timeout_s,
-                  rtf=run.rtf, first_use=session.first_use, round=run.round)
+    tts = CosyTTS(host.engine(), cosy_model, _cosy_attribution, stall_timeout_s=run.settings.stall_timeout_s,
+                  rtf=run.rtf, first_use=host.first_use, round=run.round)
     run.recordings = tts.recordings
     yield tts
 

@@ -15,11 +15,16 @@ note on the test and shown in the terminal summary and the report.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 from _pytest.runner import runtestprotocol  # the rerun entry point rerun plugins use
+
+if TYPE_CHECKING:
+    from .session import CosySession
 
 
 @dataclass
@@ -29,9 +34,28 @@ class RoundPlan:
     seed: int
     rounds: list[list[pytest.Item]] = field(default_factory=list)
 
-    @property
-    def runs(self) -> int:
-        return sum(len(r) for r in self.rounds)
+
+def after_main_pass(session: pytest.Session, cosy: CosySession) -> None:
+    """Rounds 2..N of the RTF tests that passed their first round in this process (on an xdist
+    worker: the tests it ran), spread and shuffled so each round samples another moment of the machine."""
+    if not cosy.figures:
+        return
+    by_id = {item.nodeid: item for item in session.items}
+    measured = [by_id[f.nodeid] for f in cosy.figures.values()
+                if f.rtf and f.outcome == "passed" and f.nodeid in by_id]
+    planned = plan(measured, cosy.rtf_repeat, seed=int(time.time()))
+    if not planned.rounds:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+
+    def say(text: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"cosyvoice: {text}")
+
+    def set_round(k: int) -> None:
+        cosy.round = k - 1
+    run(planned, before_round=lambda k: cosy.calibrate(), after=cosy.calibrate, set_round=set_round,
+        say=say, should_stop=lambda: bool(session.shouldstop or session.shouldfail))
 
 
 def plan(items: Sequence[pytest.Item], repeats: Callable[[pytest.Item], int], seed: int) -> RoundPlan:

@@ -1,5 +1,6 @@
-"""The plugin's state: one `CosySession` per pytest session (built in pytest_configure, kept in
-`config.stash`), one `TestRun` per test (kept in `item.stash`).
+"""The plugin's results: one `CosySession` per pytest session (built in pytest_configure, kept in
+`config.stash`), one `TestRun` per test (kept in `item.stash`). The model and engine a session
+hosts are host.py's `EngineHost` (`CosySession.host`).
 
 `CosySession.results()` gives what the session recorded, `(figures, streams)`, for the report and
 baseline modules; under xdist the controller's session holds every worker's results.
@@ -7,78 +8,46 @@ baseline modules; under xdist the controller's session holds every worker's resu
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import re
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
+from cosyvoice_runtime import resolve_auto
+
+from .host import EngineHost
 from .judging import junit
 from .judging.checks import Recording, WarningRecord
 from .judging.measurements import TestFigures
-from .judging.specs import FirstChunkSpec, NoDeprecationsSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
-from .judging.verdict import Verdict, judge, spec_of
+from .judging.specs import FirstChunkSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
+from .judging.verdict import Verdict, checks_warnings, judge, spec_of
 from .markers import specs_for
 from .recording.capture import WarningCapture
 from .report.model import StreamRecord
 from .settings import Settings
-from .tracking.health import Health, HealthMonitor
+from .tracking.health import Health
+from .tracking.runkey import RunKey
 
-if TYPE_CHECKING:
-    from cosyvoice_runtime import Runtime
-
-    from .engine import Engine
-
-log = logging.getLogger("pytest_cosyvoice")
-DATA_DIR = Path(__file__).parent / "data"
 WIRE_KEY = "cosyvoice"       # key of the worker -> controller payload in xdist's workeroutput
 WIRE_SCHEMA = 1
 
 
-@dataclass(frozen=True)
-class Prompt:
-    """A zero-shot prompt: a 16 kHz mono recording and its transcript."""
-
-    wav: Path
-    text: str
-
-
-def default_prompt() -> Prompt:
-    return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
-
-
-def resolve_device_setting(device: str) -> str:
-    """Where `--cosy-device` would load, without loading (and without importing the runtime): 'auto'
-    is CUDA where torch sees one."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class CosySession:
+    """What the session recorded: every test's figures and the streams the report draws, the RTF
+    round being recorded, the machine's health (pooled over xdist workers on the controller), and
+    the xdist wire format that carries them from a worker. The model and engine live in `host`."""
+
     def __init__(self, config: pytest.Config, settings: Settings) -> None:
         self.config = config
         self.settings = settings
         self.worker_id = os.environ.get("PYTEST_XDIST_WORKER", "")
+        self.host = EngineHost(settings, self.worker_id)
         self.figures: dict[str, TestFigures] = {}
         self.streams: list[StreamRecord] = []
-        self._runtime: Runtime | None = None
-        self._engine: Engine | None = None
-        self._device_used: tuple[str, bool] | None = None   # (device, fp16) of the model loaded here or on a worker
-        self._engine_skip: str | None = None
-        self._load_error: str | None = None
-        self._used = False
-        self._lock = threading.Lock()
         self.round = 0                   # the RTF round being recorded (0: the main pass; rounds.py)
-        self.monitor: HealthMonitor | None = None
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
+        self._worker_device: tuple[str, bool] | None = None   # xdist controller: where a worker loaded
 
     # -- results ------------------------------------------------------------------------------------
     def results(self) -> tuple[list[TestFigures], list[StreamRecord]]:
@@ -87,8 +56,9 @@ class CosySession:
 
     def to_wire(self) -> dict[str, Any]:
         health = self.health()
+        device = self.host.loaded_on
         return {"schema": WIRE_SCHEMA, "worker": self.worker_id,
-                "device": None if self._device_used is None else list(self._device_used),
+                "device": None if device is None else list(device),
                 "figures": [f.to_json() for f in self.figures.values()],
                 "streams": [s.to_wire() for s in self.streams],
                 "health": None if health is None else health.to_json()}
@@ -102,15 +72,27 @@ class CosySession:
         self.streams.extend(StreamRecord.from_wire(s) for s in data["streams"])
         if data.get("health"):
             self.worker_health.append(Health.from_json(data["health"]))
-        if data.get("device") and self._device_used is None:
+        if data.get("device") and self._worker_device is None:
             device, fp16 = data["device"]
-            self._device_used = (str(device), bool(fp16))
+            self._worker_device = (str(device), bool(fp16))
+
+    def device_used(self) -> tuple[str, bool]:
+        """(device, fp16) of the loaded model: this process's, or (the xdist controller) the one a
+        worker reported; the settings' resolution where no model was loaded anywhere."""
+        return self.host.loaded_on or self._worker_device or (resolve_auto(self.settings.device), self.settings.fp16)
+
+    def run_key(self) -> tuple[RunKey, str]:
+        """The run key of what this session ran (runner, model, device kind, dtype, engine) and its device."""
+        device, fp16 = self.device_used()
+        key = RunKey.detect(self.host.model_dir(), device=device, dtype="fp16" if fp16 else "fp32",
+                            engine=self.settings.engine, runner=self.settings.runner)
+        return key, device
 
     def health(self) -> Health | None:
         """The machine's health over the session (calibration and contention); None when no model ran.
         Under xdist the controller pools the workers' calibration samples and keeps the worst contention."""
-        if self.monitor is not None:
-            return self.monitor.finish()
+        if self.host.monitor is not None:
+            return self.host.monitor.finish()
         if not self.worker_health:
             return None
         pooled = Health(calibration=[c for h in self.worker_health for c in h.calibration])
@@ -122,104 +104,12 @@ class CosySession:
 
     def calibrate(self) -> None:
         """Time the calibration workload now (between RTF rounds; never during a test's timed calls)."""
-        if self.monitor is not None:
-            self.monitor.calibrate()
+        if self.host.monitor is not None:
+            self.host.monitor.calibrate()
 
     def set_outcome(self, nodeid: str, outcome: str) -> None:
         if nodeid in self.figures and self.round == 0:
             self.figures[nodeid].outcome = outcome
-
-    # -- model and engine ---------------------------------------------------------------------------
-    def model_dir(self) -> Path:
-        if self.settings.model is not None:
-            return self.settings.model
-        from cosyvoice_runtime.tiny import default_model_dir
-
-        return default_model_dir()
-
-    def device(self) -> str:
-        """The device to load on: with xdist on CUDA, worker k takes GPU k modulo the visible GPUs."""
-        dev = self.settings.device
-        if not self.worker_id or dev not in ("auto", "cuda"):
-            return dev
-        import torch
-
-        if not torch.cuda.is_available():
-            return dev
-        k = int(re.sub(r"\D", "", self.worker_id) or 0)
-        return f"cuda:{k % torch.cuda.device_count()}"
-
-    def runtime(self) -> Runtime:
-        """The loaded Runtime, once per process."""
-        with self._lock:
-            if self._runtime is None and self._load_error is None:
-                import cosyvoice_runtime
-
-                model_dir: Path | str = "the embedded tiny model"
-                try:
-                    model_dir = self.model_dir()  # builds the embedded model on first use (MissingExtra: no onnx)
-                    self._runtime = cosyvoice_runtime.load(model_dir, device=self.device(), fp16=self.settings.fp16,
-                                                           stall_timeout_s=self.settings.stall_timeout_s)
-                except cosyvoice_runtime.CosyVoiceError as e:
-                    self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
-                else:
-                    self._device_used = (str(self._runtime.device), bool(self._runtime.fp16))
-                    # The machine's speed and contention are watched from the load on.
-                    self.monitor = HealthMonitor(str(self._runtime.device))
-                    self.monitor.calibrate()
-        if self._load_error is not None:
-            pytest.fail(self._load_error, pytrace=False)
-        assert self._runtime is not None
-        return self._runtime
-
-    def device_used(self) -> tuple[str, bool]:
-        """(device, fp16) of the loaded model: this process's, or (the xdist controller) the one a
-        worker reported; the settings' resolution where no model was loaded anywhere."""
-        if self._device_used is not None:
-            return self._device_used
-        return resolve_device_setting(self.settings.device), self.settings.fp16
-
-    def engine(self) -> Engine:
-        """What cosy_tts calls: the Runtime, upstream's orchestration class driving its components, or
-        the engine a `package.module:factory` builds from it (see `pytest_cosyvoice.engine`)."""
-        from .engine import EngineError, EngineUnavailable, build
-
-        rt = self.runtime()
-        value = self.settings.engine
-        with self._lock:
-            if self._engine is None and self._engine_skip is None:
-                try:
-                    self._engine = build(value, rt)
-                except EngineUnavailable as e:
-                    self._engine_skip = str(e)
-                except EngineError as e:
-                    where = self.settings.sources.get("engine", "--cosy-engine")
-                    raise pytest.UsageError(f"{where}={value!r}: {e}") from None
-        if self._engine_skip is not None:
-            pytest.skip(self._engine_skip)
-        assert self._engine is not None
-        return self._engine
-
-    def check_engine(self, items: list[pytest.Item]) -> None:
-        """Builds a `package.module:factory` engine before any test runs, when a collected test uses
-        `cosy_tts`: a factory that raises or an object missing protocol members is a UsageError now,
-        not an error of every test. A model that does not load is left to the tests (they fail with
-        the loader's message); the built-in engines are built on first use."""
-        from .engine import BUILTIN
-
-        if self.settings.engine in BUILTIN or not any("cosy_tts" in getattr(i, "fixturenames", ()) for i in items):
-            return
-        try:
-            self.runtime()
-        except (Exception, pytest.fail.Exception):  # noqa: BLE001 - the tests report a model that does not load
-            return
-        self.engine()
-
-    def first_use(self) -> bool:
-        """True once: for the first call on the model in this process (the cold one)."""
-        with self._lock:
-            cold, self._used = not self._used, True
-        return cold
 
     # -- per test -----------------------------------------------------------------------------------
     def start_test(self, item: pytest.Item) -> TestRun:
@@ -250,14 +140,11 @@ class TestRun:
         self.recordings: list[Recording] = []
         self.warnings: list[WarningRecord] = []
 
-    @property
-    def checks_warnings(self) -> bool:
-        return self.streaming is not None or spec_of(self.specs, NoDeprecationsSpec) is not None
-
     @contextlib.contextmanager
     def capture(self) -> Iterator[None]:
-        """Around the test's call: its warnings, from any thread (see `capture.WarningCapture`)."""
-        if not self.checks_warnings:
+        """Around the test's call: its warnings, from any thread (see `capture.WarningCapture`), when
+        the verdict will check them."""
+        if not checks_warnings(self.specs):
             yield
             return
         with WarningCapture() as cap:

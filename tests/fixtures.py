@@ -56,7 +56,7 @@ def warm_tiny(tiny_v2_dir: Path) -> Path:
     function-scoped `pytester` takes its snapshot.
     """
     import cosyvoice_runtime
-    from pytest_cosyvoice.session import default_prompt
+    from pytest_cosyvoice.host import default_prompt
 
     rt = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
     p = default_prompt()

@@ -64,12 +64,11 @@ class Recording:
     def audio_s(self) -> float:
         return sum(len(c) for c in self.chunks) / self.sample_rate if self.sample_rate else 0.0
 
-    def to_trace(self, playback: Playback | None = None, click_joins: Sequence[int] = ()) -> StreamTrace:
+    def to_trace(self, click_joins: Sequence[int] = ()) -> StreamTrace:
         return StreamTrace(
             label=self.label, sample_rate=self.sample_rate, chunk_samples=[len(c) for c in self.chunks],
-            arrivals_s=list(self.arrivals_s), tokens=self.tokens, outcome=self.outcome, error=self.error,
-            worst_gap_ms=playback.worst_stall_s * 1000.0 if playback else 0.0,
-            worst_gap_chunk=playback.worst_chunk if playback else None, click_joins=list(click_joins))
+            arrivals_s=list(self.arrivals_s), outcome=self.outcome, error=self.error,
+            click_joins=list(click_joins))
 
 
 # -- 1. gap-free -------------------------------------------------------------------------------

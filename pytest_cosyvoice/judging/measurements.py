@@ -1,4 +1,4 @@
-"""What the plugin measures, as plain data: the contract between the recorder (fixtures and
+"""What the plugin measures, as plain data: the contract between the recording (fixtures and
 markers) and the storage/report modules. No pytest import here."""
 from __future__ import annotations
 
@@ -8,32 +8,22 @@ from typing import Any
 
 @dataclass
 class StreamTrace:
-    """One recorded stream: enough to redraw it and re-run every check."""
+    """One recorded stream as the report draws it: chunk sizes, arrivals, joins that clicked, outcome."""
 
     label: str                      # e.g. "stream 0" within the test
     sample_rate: int
     chunk_samples: list[int]        # length of each chunk in samples
     arrivals_s: list[float]         # perf_counter seconds from the call to each chunk's arrival
-    tokens: int = 0                 # tokens the producer generated (sum of chunk tokens)
     outcome: str = "ok"             # "ok", or the error class name (StreamError, StreamStalled, ...)
     error: str = ""
-    worst_gap_ms: float = 0.0       # worst playback stall with the test's prebuffer
-    worst_gap_chunk: int | None = None
     click_joins: list[int] = field(default_factory=list)   # chunk indices whose join clicked
-    wav_path: str = ""              # set by the report writer
-
-    @property
-    def first_chunk_ms(self) -> float | None:
-        return self.arrivals_s[0] * 1000.0 if self.arrivals_s else None
-
-    @property
-    def audio_s(self) -> float:
-        return sum(self.chunk_samples) / self.sample_rate if self.sample_rate else 0.0
 
 
 @dataclass
 class TestFigures:
     """Every figure one test produced; travels from xdist workers to the controller as JSON."""
+
+    __test__ = False  # data, not a test class: a user's suite that imports it gets no collection warning
 
     nodeid: str
     outcome: str = "passed"         # the test's call-phase outcome

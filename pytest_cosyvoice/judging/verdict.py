@@ -24,6 +24,13 @@ def spec_of(specs: Iterable[object], cls: type[S]) -> S | None:
     return next((s for s in specs if isinstance(s, cls)), None)
 
 
+def checks_warnings(specs: Iterable[object]) -> bool:
+    """Whether `judge` checks a test's warnings (it has a `streaming` or `no_deprecations` marker):
+    the session captures them only then."""
+    specs = tuple(specs)
+    return spec_of(specs, StreamingSpec) is not None or spec_of(specs, NoDeprecationsSpec) is not None
+
+
 @dataclass(frozen=True)
 class StreamVerdict:
     """One recording, judged: its trace for the report and whether it failed a stream check."""
@@ -79,9 +86,9 @@ def judge(specs: Iterable[object], recordings: Sequence[Recording], warnings: Se
             mine += [(checks.SOUND, p) for p in sound_p]
             mine += [(checks.TIDY, p) for p in checks.check_tidy(rec)]
         problems += mine
-        judged.append(StreamVerdict(rec, rec.to_trace(pb, clicks), bool(mine), pb.worst_stall_s * 1000.0))
+        judged.append(StreamVerdict(rec, rec.to_trace(clicks), bool(mine), pb.worst_stall_s * 1000.0))
 
-    if streaming is not None or no_deprecations is not None:
+    if checks_warnings(specs):
         allow = [*allowed_warnings, *(streaming.allow_warnings if streaming else ()),
                  *(no_deprecations.allow if no_deprecations else ())]
         problems += [(checks.CLEAN, p) for p in checks.check_clean(warnings, allow)]

@@ -1,4 +1,4 @@
-"""Warning capture for one test's call (the stream capture is `calls.CosyTTS`).
+"""Warning capture for one test's call (the stream capture is `recording.calls.CosyTTS`).
 
 `warnings.catch_warnings` state is process-wide, not per thread: while a `WarningCapture` is active,
 warnings raised in any thread reach it, the engine's LLM producer and the test's own worker threads

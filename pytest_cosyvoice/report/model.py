@@ -1,7 +1,7 @@
 """The report's data and its text helpers, shared by the session (which records streams), the
-writers (report.py: terminal table, rtf.csv, history.jsonl), the graphs (report_plots.py) and the
-page (report_html.py). It imports none of them and no pytest, so they never import each other for
-a type or a colour.
+writers (writer.py: terminal table, rtf.csv, the history line), the graphs (plots.py), the page
+(page.py) and the end-of-session summary (findings.py). It imports none of them and no pytest, so
+they never import each other for a type, a colour or the machine's text.
 
     write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
                                         streams=[StreamRecord(nodeid, trace, audio)]))
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import StreamTrace, TestFigures
 from ..tracking.baseline import Baseline
-from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, Machine
+from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
 from ..tracking.health import Health
 from ..tracking.runkey import RunKey
 
@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"
 
-VERDICT_COLOURS = {"ok": "#2b7bba", "regression": "#d62728", "improvement": "#2ca02c",
-                   "new": "#7f7f7f", "insufficient-samples": "#ff7f0e", "inconclusive": "#9467bd"}
+VERDICT_COLOURS: dict[DriftVerdict, str] = {
+    DriftVerdict.OK: "#2b7bba", DriftVerdict.REGRESSION: "#d62728", DriftVerdict.IMPROVEMENT: "#2ca02c",
+    DriftVerdict.NEW: "#7f7f7f", DriftVerdict.INSUFFICIENT_SAMPLES: "#ff7f0e", DriftVerdict.INCONCLUSIVE: "#9467bd"}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -131,6 +132,36 @@ def sanitise_nodeid(nodeid: str, limit: int = 120) -> str:
 def pct(fraction: float | None) -> str:
     """A drift fraction as a signed percentage; "-" when there is none."""
     return "-" if fraction is None else f"{100 * fraction:+.1f}%"
+
+
+def machine_facts(health: Health | None, machine: Machine | None) -> list[tuple[str, str]]:
+    """The machine's health as (what, value) pairs: calibration, contention, GPU state, and how it
+    compares with the baseline's machine. The terminal's `machine:` line (`machine_line`) and the
+    report's "Machine and stack" table are both written from these, so they always say the same."""
+    if health is None:
+        facts = [("calibration", "not measured (no model was loaded)")]
+    elif health.calibration_s is None:
+        facts = [("calibration", "not calibrated" + (f" ({health.errors[0]})" if health.errors else ""))]
+    else:
+        facts = [("calibration", f"{1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})")]
+        facts += [("calibration error", e) for e in health.errors[:1]]
+    if health is not None:
+        if health.others_cpu is not None:
+            facts.append(("other processes' CPU share", f"{health.others_cpu:.0%}"))
+        if health.steal is not None:
+            facts.append(("hypervisor steal", f"{health.steal:.0%}"))
+        facts += [(f"GPU {k}", str(v)) for k, v in sorted(health.gpu.items())]
+    if machine is not None:
+        facts.append(("against the baseline's machine",
+                      ("comparable: " if machine.comparable else "NOT comparable: ") + machine.describe()))
+    elif health is not None and health.problems():
+        facts.append(("busy", "; ".join(health.problems())))
+    return facts
+
+
+def machine_line(health: Health | None, machine: Machine | None) -> str:
+    """The terminal summary's one line on the machine (see `machine_facts`)."""
+    return "machine: " + "; ".join(f"{what}: {value}" for what, value in machine_facts(health, machine))
 
 
 def sample_stats(values: Sequence[float]) -> Any:

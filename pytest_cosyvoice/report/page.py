@@ -8,8 +8,9 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..tracking.drift import DriftVerdict
 from ..tracking.stack import short_commit
-from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, pct, sample_stats, short_id
+from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, machine_facts, pct, sample_stats, short_id
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
@@ -47,7 +48,7 @@ def _table(data: ReportInput) -> str:
         st = sample_stats(f.rtf) if f.rtf else None
         fc = sample_stats(f.first_chunk_ms).median if f.first_chunk_ms else None
         verdict = r.verdict if r else "no baseline"
-        colour = VERDICT_COLOURS.get(verdict, "#7f7f7f")
+        colour = VERDICT_COLOURS[r.verdict if r else DriftVerdict.NEW]
         note = f' title="{_e(r.note)}"' if r and r.note else ""
         rows.append(
             f"<tr><td class=id title=\"{_e(f.nodeid)}\">{_e(short_id(f.nodeid, 70))}</td>"
@@ -65,26 +66,13 @@ def _table(data: ReportInput) -> str:
 
 
 def _machine(data: ReportInput) -> str:
-    """The machine section: calibration now and at baseline, contention, what changed in the stack."""
-    h, m = data.health, data.machine
-    rows = []
-    if h is not None and h.calibration_s is not None:
-        rows.append(("calibration workload", f"{1000 * h.calibration_s:.1f} ms (median of {len(h.calibration)})"))
-    if m is not None:
-        rows.append(("against the baseline's machine", m.describe()
-                     + (" - comparable" if m.comparable else " - NOT comparable: drift verdicts are inconclusive")))
-    if h is not None:
-        if h.others_cpu is not None:
-            rows.append(("other processes' CPU share", f"{h.others_cpu:.0%}"))
-        if h.steal is not None:
-            rows.append(("hypervisor steal", f"{h.steal:.0%}"))
-        for k, v in sorted(h.gpu.items()):
-            rows.append((f"GPU {k}", str(v)))
+    """The machine section: its health (as the terminal's `machine:` line), what changed in the stack."""
+    rows = machine_facts(data.health, data.machine)
     if data.drift is not None:
         rows.append(("stack changes since the baseline", ", ".join(data.stack_changes) or "none"))
     rows += [(f"stack: {k}", v) for k, v in data.stack.items()]
     body = "".join(f"<tr><td class=id>{_e(k)}</td><td class=id>{_e(v)}</td></tr>" for k, v in rows)
-    return f"<table>{body}</table>" if rows else "<p>Not measured.</p>"
+    return f"<table>{body}</table>"
 
 
 def _changes_section(files: ReportFiles, tests: list[str]) -> str:
@@ -95,7 +83,7 @@ def _changes_section(files: ReportFiles, tests: list[str]) -> str:
     rows = []
     for nodeid in sorted(files.changes, key=lambda n: order.get(n, len(order))):
         for cp in files.changes[nodeid]:
-            colour = VERDICT_COLOURS["regression" if cp.shift > 0 else "improvement"]
+            colour = VERDICT_COLOURS[DriftVerdict.REGRESSION if cp.shift > 0 else DriftVerdict.IMPROVEMENT]
             changed = "<br>".join(_e(w) for w in cp.what_changed) or "nothing recorded"
             when = (cp.time_utc or "time unknown")[:16].replace("T", " ")
             rows.append(
@@ -127,17 +115,18 @@ def write_index(files: ReportFiles, data: ReportInput, commit: str | None) -> Pa
     counts = Counter(r.verdict for r in (data.drift or []))
     if data.drift is None:
         banner = (f"No baseline is stored for runner {data.key.runner} and this configuration, so nothing "
-                  "was judged for drift. The graphs show this session's figures only.", VERDICT_COLOURS["new"])
-    elif counts["regression"]:
-        banner = (f"{counts['regression']} regression(s) against the baseline"
+                  "was judged for drift. The graphs show this session's figures only.",
+                  VERDICT_COLOURS[DriftVerdict.NEW])
+    elif counts[DriftVerdict.REGRESSION]:
+        banner = (f"{counts[DriftVerdict.REGRESSION]} regression(s) against the baseline"
                   + (f" (stack changed: {', '.join(data.stack_changes)})." if data.stack_changes else "."),
-                  VERDICT_COLOURS["regression"])
-    elif counts["inconclusive"]:
-        note = next(r.note for r in data.drift if r.verdict == "inconclusive")
-        banner = (f"{counts['inconclusive']} verdict(s) inconclusive: {note}. Rerun on a quiet machine.",
-                  VERDICT_COLOURS["inconclusive"])
+                  VERDICT_COLOURS[DriftVerdict.REGRESSION])
+    elif counts[DriftVerdict.INCONCLUSIVE]:
+        note = next(r.note for r in data.drift if r.verdict == DriftVerdict.INCONCLUSIVE)
+        banner = (f"{counts[DriftVerdict.INCONCLUSIVE]} verdict(s) inconclusive: {note}. Rerun on a quiet machine.",
+                  VERDICT_COLOURS[DriftVerdict.INCONCLUSIVE])
     else:
-        banner = ("No regression against the baseline.", VERDICT_COLOURS["ok"])
+        banner = ("No regression against the baseline.", VERDICT_COLOURS[DriftVerdict.OK])
     summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
     failing = [s for s in files.streams if s.stream.failed]
     passing = [s for s in files.streams if not s.stream.failed]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import StreamTrace, TestFigures
 from ..judging.playback import simulate_playback
-from ..tracking.drift import DriftResult
+from ..tracking.drift import DriftResult, DriftVerdict
 from ..tracking.runkey import RunKey
 from .model import INSTALL_HINT, VERDICT_COLOURS, sample_stats, short_id
 
@@ -73,8 +73,8 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
     ax.set_yticklabels([short_id(f.nodeid) for f in tests] or ["(no tests)"], fontsize=9)
     for label, f in zip(ax.get_yticklabels(), tests, strict=False):  # no labels when empty
         verdict = by_id.get(f.nodeid)
-        if verdict and verdict.verdict == "regression":
-            label.set_color(VERDICT_COLOURS["regression"])
+        if verdict and verdict.verdict == DriftVerdict.REGRESSION:
+            label.set_color(VERDICT_COLOURS[DriftVerdict.REGRESSION])
             label.set_fontweight("bold")
     ax.set_ylim(-0.7, n - 0.3)
     ax.grid(axis="x", alpha=0.3)
@@ -112,7 +112,7 @@ def _plot_relative(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
             if f.rtf:
                 text += f" (median RTF {sample_stats(f.rtf).median:.3f})"
             ax.text(0.01, y, text, transform=ax.get_yaxis_transform(), va="center",
-                    fontsize=8.5, color=VERDICT_COLOURS["new"], style="italic")
+                    fontsize=8.5, color=VERDICT_COLOURS[DriftVerdict.NEW], style="italic")
             continue
         bmed = r.baseline_median
         if base.get(f.nodeid):
@@ -123,18 +123,18 @@ def _plot_relative(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
             labelled.add("baseline")
             lo, hi = min(lo, *b), max(hi, *b)
         verdict = r.verdict
-        colour = VERDICT_COLOURS.get(verdict, "black")
+        colour = VERDICT_COLOURS[verdict]
         c = _relative_pct(f.rtf, bmed)
         _spread(ax, y - 0.17, c, colour, "D",
                 f"current: {verdict}" if verdict not in labelled else None)
         labelled.add(verdict)
         lo, hi = min(lo, *c), max(hi, *c)
         p = f", p={r.p_value:.2g}" if r.p_value is not None else ""
-        mark = "  ▲" if verdict == "regression" else ""
+        mark = "  ▲" if verdict == DriftVerdict.REGRESSION else ""
         ax_txt.text(0.02, y, f"{bmed:.3f} → {r.current_median:.3f}  {r.drift_pct:+.1f}%{p}\n"
                     f"{verdict}{mark}", transform=ax_txt.get_yaxis_transform(), va="center",
                     fontsize=8.5, color=colour,
-                    fontweight="bold" if verdict == "regression" else "normal")
+                    fontweight="bold" if verdict == DriftVerdict.REGRESSION else "normal")
     pad = 0.08 * (hi - lo)
     ax.set_xlim(lo - pad, hi + pad)
     ax.set_xlabel("RTF relative to the baseline median (%); right = slower")
@@ -150,7 +150,7 @@ def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
     for f, y in zip(tests, ys, strict=True):
         if f.rtf:
             st = sample_stats(f.rtf)
-            _spread(ax, y, list(f.rtf), VERDICT_COLOURS["new"], "D", None)
+            _spread(ax, y, list(f.rtf), VERDICT_COLOURS[DriftVerdict.NEW], "D", None)
             ax_txt.text(0.02, y, f"median {st.median:.3f}, IQR {st.iqr:.3f}, {st.rounds} runs",
                         transform=ax_txt.get_yaxis_transform(), va="center", fontsize=8.5)
         else:
@@ -187,9 +187,9 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
                if s.get("tests", {}).get(nodeid, {}).get("rtf") is not None]
         if pts:
             xs, vals = zip(*pts, strict=True)
-            ax.plot(xs, vals, marker="o", ms=4, color=VERDICT_COLOURS["ok"], lw=1.2,
+            ax.plot(xs, vals, marker="o", ms=4, color=VERDICT_COLOURS[DriftVerdict.OK], lw=1.2,
                     label="session median")
-            ax.scatter([xs[-1]], [vals[-1]], s=50, color=VERDICT_COLOURS["ok"],
+            ax.scatter([xs[-1]], [vals[-1]], s=50, color=VERDICT_COLOURS[DriftVerdict.OK],
                        edgecolors="black", zorder=3)
         else:
             ax.text(0.5, 0.5, "no sessions recorded", ha="center", va="center",
@@ -247,7 +247,7 @@ def _mark_changes(ax: Any, changes: Sequence[ChangePoint]) -> None:
         return
     for j, cp in enumerate(changes):
         x = (cp.previous_index + cp.index) / 2 + 1
-        colour = VERDICT_COLOURS["regression" if cp.shift > 0 else "improvement"]
+        colour = VERDICT_COLOURS[DriftVerdict.REGRESSION if cp.shift > 0 else DriftVerdict.IMPROVEMENT]
         ax.axvline(x, color=colour, ls="--", lw=1.2, label="change point" if j == 0 else None)
         # Alternate heights so that labels of nearby changes do not cover each other.
         ax.text(x, 0.97 - 0.13 * (j % 2), " " + _change_label(cp).replace("\n", "\n "),

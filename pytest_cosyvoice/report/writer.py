@@ -1,26 +1,24 @@
-"""The session report: terminal table, rtf.csv, history.jsonl, graphs, stream pictures, index.html.
+"""The session report: terminal table, rtf.csv, the history.jsonl line, graphs, stream pictures, index.html.
 
     files = write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
                                                 streams=[StreamRecord(nodeid, trace, audio)]))
 
-The data types and text helpers live in report_model; the graphs in report_plots, the page in
-page. pandas / matplotlib / pytest-benchmark are a [report] extra, imported inside the
-functions that use them; `summary_table` and the history functions need none of them. No pytest
-import here.
+The data types and text helpers live in report.model, the graphs in report.plots, the page in
+report.page, the history storage in tracking.history. pandas / matplotlib / pytest-benchmark are a
+[report] extra, imported inside the functions that use them; `summary_table` needs none of them.
+No pytest import here.
 """
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import TestFigures
 from ..stats import median_or_none
-from ..tracking.drift import DriftResult
-from ..tracking.health import Health
+from ..tracking.drift import DriftResult, DriftVerdict
+from ..tracking.history import append_history, history_entry, read_history
 from ..tracking.runkey import RunKey
 from ..tracking.stack import current_commit
 from . import page, plots
@@ -39,9 +37,6 @@ if TYPE_CHECKING:
     import numpy as np
 
     from ..tracking.changepoints import ChangePoint
-
-HISTORY_SCHEMA = 2
-
 
 # -- small helpers ---------------------------------------------------------------------------
 
@@ -81,8 +76,8 @@ def summary_table(figures: Sequence[TestFigures], drift: Sequence[DriftResult] |
     if drift is None:
         out.append("(no baseline stored for this runner and configuration: drift not judged)")
     else:
-        regressed = sum(1 for r in drift if r.verdict == "regression")
-        unsure = sum(1 for r in drift if r.verdict == "inconclusive")
+        regressed = sum(1 for r in drift if r.verdict == DriftVerdict.REGRESSION)
+        unsure = sum(1 for r in drift if r.verdict == DriftVerdict.INCONCLUSIVE)
         out.append(f"{regressed} regression(s), {unsure} inconclusive in {len(drift)} test(s)")
     return "\n".join(out)
 
@@ -121,80 +116,6 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
     frame["run"] = frame["run"].astype("Int64")   # integers with <NA>, not floats
     frame.to_csv(path, index=False)
     return path
-
-
-# -- history.jsonl ---------------------------------------------------------------------------
-
-def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | None,
-                  when: datetime | None = None, stack: dict[str, str] | None = None,
-                  health: Health | None = None) -> dict[str, Any]:
-    """One session: its key (runner + configuration), stack and machine health as attributes."""
-    when = when or datetime.now(timezone.utc)
-    return {
-        "schema": HISTORY_SCHEMA,
-        "time_utc": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit or None, "runner": key.runner, "key": key.to_dict(), "stack": dict(stack or {}),
-        "health": None if health is None else {"calibration_s": health.calibration_s,
-                                               "others_cpu": health.others_cpu, "steal": health.steal},
-        "tests": {f.nodeid: {"rtf": median_or_none(f.rtf), "first_chunk_ms": median_or_none(f.first_chunk_ms),
-                             "worst_gap_ms": median_or_none(f.worst_gap_ms), "runs": len(f.rtf),
-                             "outcome": f.outcome} for f in figures},
-    }
-
-
-def append_history(path: Path, entry: dict[str, Any]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One write of one line in append mode: concurrent sessions interleave whole lines.
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry, sort_keys=True) + "\n")
-    return path
-
-
-def _history_lines(path: Path) -> list[tuple[int, Any]]:
-    """(line number, parsed JSON or None for a line that is not JSON) of every non-empty line."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    out: list[tuple[int, Any]] = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            out.append((n, json.loads(line)))
-        except json.JSONDecodeError:
-            out.append((n, None))
-    return out
-
-
-def read_history(path: Path, key: RunKey | None = None) -> list[dict[str, Any]]:
-    """Sessions in file order; only those of `key` when given. A torn or foreign line (a killed
-    session, a hand edit) is skipped here and named by `history_problems`."""
-    try:
-        lines = _history_lines(path)
-    except OSError:
-        return []   # history_problems names it
-    out = []
-    for _, entry in lines:
-        if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict):
-            continue
-        if key is not None and entry.get("key") != key.to_dict():
-            continue
-        out.append(entry)
-    return out
-
-
-def history_problems(path: Path) -> list[str]:
-    """What `read_history` skips, named by file and line, so a broken history is not a silent one."""
-    try:
-        lines = _history_lines(path)
-    except OSError as e:
-        return [f"{path}: cannot read the history ({type(e).__name__}: {e.strerror or e})"]
-    bad = [n for n, entry in lines if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict)]
-    if not bad:
-        return []
-    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-    return [f"{path}: line(s) {shown} are not session records (JSON objects with \"tests\"); skipped"]
 
 
 # -- the whole report ------------------------------------------------------------------------
@@ -261,7 +182,6 @@ def _write_streams(folder: Path, streams: Sequence[StreamRecord]) -> list[Stream
         wav = None
         if s.audio is not None and len(s.audio) and s.trace.sample_rate > 0:
             wav = write_wav(folder / f"{stem}.wav", s.audio, s.trace.sample_rate)
-            s.trace.wav_path = str(wav)
         written.append(StreamFiles(s, png, wav))
     return written
 

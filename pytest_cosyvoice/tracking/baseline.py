@@ -49,6 +49,9 @@ class BaselineError(Exception):
 
 @dataclass
 class TestBaseline:
+    """One test's stored samples and the saving session they came from."""
+
+    __test__ = False  # data, not a test class: a user's suite that imports it gets no collection warning
     nodeid: str
     rtf: list[float] = field(default_factory=list)
     first_chunk_ms: list[float] = field(default_factory=list)

@@ -1,6 +1,6 @@
 """Change points in each test's RTF history: where a new regime starts, and what changed there.
 
-    changes = history_changes(read_history(path, key), nodeids)   # {nodeid: [ChangePoint]}
+    changes = history_changes(history.read_history(path, key), nodeids)   # {nodeid: [ChangePoint]}
     for cp in changes[nodeid]: print(describe(cp))
 
 How a change is found (`find_changes`): the series of session medians is taken as log(RTF), so a

@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import TypedDict
 
 from ..judging.measurements import TestFigures
@@ -44,7 +45,26 @@ DEFAULT_ALPHA = 0.01
 DEFAULT_MIN_SAMPLES = 4
 DEFAULT_MACHINE_TOLERANCE = 0.10
 
-VERDICTS = ("ok", "regression", "improvement", "inconclusive", "new", "insufficient-samples")
+
+
+class DriftVerdict(str, Enum):
+    """A test's drift verdict (the module docstring gives the rule). The values are what rtf.csv, the
+    report and the terminal show, and what users' scripts compare with: a member equals its value
+    (`DriftVerdict.OK == "ok"`), hashes like it and formats as it, as `enum.StrEnum` (Python 3.11+)
+    does; written out by hand because the plugin still supports Python 3.10."""
+
+    OK = "ok"
+    REGRESSION = "regression"
+    IMPROVEMENT = "improvement"
+    INCONCLUSIVE = "inconclusive"
+    NEW = "new"
+    INSUFFICIENT_SAMPLES = "insufficient-samples"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 @dataclass(frozen=True)
@@ -84,12 +104,11 @@ class DriftResult:
     baseline_median: float | None
     drift: float | None         # fraction: 0.15 means 15 % slower (for RTF)
     p_value: float | None       # one-sided, in the direction of the drift; None when not tested
-    verdict: str                # one of VERDICTS
+    verdict: DriftVerdict
     n_current: int = 0
     n_baseline: int = 0
     note: str = ""
     calibrated_drift: float | None = None   # median(current / machine) against the baseline; shown only
-    calibrated_median: float | None = None  # median(current / machine ratio)
 
     @property
     def drift_pct(self) -> float | None:
@@ -103,7 +122,6 @@ class _Counts(TypedDict):
 
 class _Calibrated(TypedDict, total=False):
     calibrated_drift: float
-    calibrated_median: float
 
 
 def min_attainable_p(n_current: int, n_baseline: int) -> float:
@@ -160,20 +178,20 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
     base_med = median(baseline) if baseline else None
     counts: _Counts = {"n_current": n_cur, "n_baseline": n_base}
     if base_med is None:
-        return DriftResult(nodeid, cur_med, None, None, None, "new", **counts,
+        return DriftResult(nodeid, cur_med, None, None, None, DriftVerdict.NEW, **counts,
                            note="no baseline for this test")
     if cur_med is None:
-        return DriftResult(nodeid, None, base_med, None, None, "insufficient-samples", **counts,
+        return DriftResult(nodeid, None, base_med, None, None, DriftVerdict.INSUFFICIENT_SAMPLES, **counts,
                            note="no current samples")
     if base_med <= 0:
-        return DriftResult(nodeid, cur_med, base_med, None, None, "insufficient-samples",
+        return DriftResult(nodeid, cur_med, base_med, None, None, DriftVerdict.INSUFFICIENT_SAMPLES,
                            **counts, note="baseline median is not positive")
 
     drift = (cur_med - base_med) / base_med
     extra: _Calibrated = {}
     if machine.ratio and machine.ratio > 0:
         cal_med = median([v / machine.ratio for v in current])
-        extra = dict(calibrated_drift=(cal_med - base_med) / base_med, calibrated_median=cal_med)
+        extra = dict(calibrated_drift=(cal_med - base_med) / base_med)
     testable = (min(n_cur, n_base) >= min_samples
                 and min_attainable_p(n_cur, n_base) < alpha)
     p_value: float | None = None
@@ -182,21 +200,17 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
         p_value = float(mannwhitneyu(current, baseline, alternative=side).pvalue)
 
     if abs(drift) <= tolerance:
-        return DriftResult(nodeid, cur_med, base_med, drift, p_value, "ok", **counts, **extra)
+        return DriftResult(nodeid, cur_med, base_med, drift, p_value, DriftVerdict.OK, **counts, **extra)
     if not machine.comparable:
         # Whatever the samples say, this machine cannot vouch for them.
-        return DriftResult(nodeid, cur_med, base_med, drift, p_value, "inconclusive", **counts, **extra,
+        return DriftResult(nodeid, cur_med, base_med, drift, p_value, DriftVerdict.INCONCLUSIVE, **counts, **extra,
                            note=machine.describe())
     if p_value is None:
-        return DriftResult(nodeid, cur_med, base_med, drift, None, "insufficient-samples",
+        return DriftResult(nodeid, cur_med, base_med, drift, None, DriftVerdict.INSUFFICIENT_SAMPLES,
                            **counts, **extra, note=f"{n_cur} current vs {n_base} baseline samples cannot "
                            f"reach p < {alpha:g}")
     if p_value < alpha:
-        verdict = "regression" if drift > 0 else "improvement"
+        verdict = DriftVerdict.REGRESSION if drift > 0 else DriftVerdict.IMPROVEMENT
         return DriftResult(nodeid, cur_med, base_med, drift, p_value, verdict, **counts, **extra)
-    return DriftResult(nodeid, cur_med, base_med, drift, p_value, "ok", **counts, **extra,
+    return DriftResult(nodeid, cur_med, base_med, drift, p_value, DriftVerdict.OK, **counts, **extra,
                        note=f"beyond tolerance but not significant (p={p_value:.3g})")
-
-
-def regressions(results: Sequence[DriftResult]) -> list[DriftResult]:
-    return [r for r in results if r.verdict == "regression"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cosyvoice_runtime import files
-from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would try to collect Test*
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures
 from pytest_cosyvoice.tracking.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
 from pytest_cosyvoice.tracking.health import CalibrationSample, Health
 from pytest_cosyvoice.tracking.runkey import RunKey, model_identity
@@ -204,3 +204,18 @@ def test_unreadable_and_unwritable_places_are_named(tmp_path: Path) -> None:
     assert str(blocker) in str(err.value)
     with pytest.raises(BaselineError, match="cannot read"):
         BaselineStore(blocker).load(KEY)
+
+
+def test_a_suite_importing_the_data_classes_gets_no_collection_warning(pytester: pytest.Pytester) -> None:
+    # A user's test module that imports TestFigures / TestBaseline (to read figures or baselines) must
+    # not have pytest try to collect them as test classes (a PytestCollectionWarning each).
+    pytester.makepyfile(test_user="""
+        from pytest_cosyvoice.judging.measurements import TestFigures
+        from pytest_cosyvoice.tracking.baseline import TestBaseline
+
+        def test_reads_figures():
+            assert TestFigures("t", rtf=[0.2]).rtf == TestBaseline("t", rtf=[0.2]).rtf
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-W", "error::pytest.PytestCollectionWarning")
+    result.assert_outcomes(passed=1)
+    assert "PytestCollectionWarning" not in result.stdout.str()

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from pytest_cosyvoice.host import DATA_DIR
 from pytest_cosyvoice.judging import checks
 from pytest_cosyvoice.judging.checks import Recording, WarningRecord
 from pytest_cosyvoice.judging.specs import DEFAULT_MAX_CLICK_RATIO
-from pytest_cosyvoice.session import DATA_DIR
 
 SR = 24000
 SPT = 960.0  # v2: 24000 / 25 tokens per second

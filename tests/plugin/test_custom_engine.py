@@ -3,7 +3,7 @@
 with exit code 4 before any test runs, naming the value and what is missing.
 
 Note: the sessions that use the custom engine record figures, so the end of the session computes a
-hardware key with the engine's name in it (`pytest_cosyvoice.tracking.runkey`)."""
+run key with the engine's name in it (`pytest_cosyvoice.tracking.runkey`)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_cosyvoice.tracking import runkey as hardware
+from pytest_cosyvoice.tracking import runkey
 from pytest_cosyvoice.tracking import stack as stack_module
 from pytest_cosyvoice.tracking.runkey import RunKey, check_runner, default_runner
 from pytest_cosyvoice.tracking.stack import detect_stack, short_commit, stack_changes
@@ -14,11 +14,11 @@ from .test_baseline import _model_dir
 
 
 def test_cpu_runner_names_the_cpu_cores_and_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hardware, "cpu_model", lambda: "AMD EPYC 7B13 64-Core Processor")
-    monkeypatch.setattr(hardware.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(hardware, "machine_id", lambda: "host-a")
+    monkeypatch.setattr(runkey, "cpu_model", lambda: "AMD EPYC 7B13 64-Core Processor")
+    monkeypatch.setattr(runkey.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runkey, "machine_id", lambda: "host-a")
     a = default_runner("cpu")
-    monkeypatch.setattr(hardware, "machine_id", lambda: "host-b")
+    monkeypatch.setattr(runkey, "machine_id", lambda: "host-b")
     b = default_runner("cpu")
     assert a.startswith("amd-epyc-7b13-64-core-processor-2c-") and b.startswith("amd-epyc-7b13-64-core-processor-2c-")
     assert a != b, "two hosts with the same CPU name must not share a CPU baseline"

@@ -1,6 +1,7 @@
 """The report files: present, non-trivial, self-consistent; the terminal table's content."""
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import re
@@ -12,12 +13,20 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.judging.measurements import StreamTrace
-from pytest_cosyvoice.judging.measurements import TestFigures as Figures  # alias: pytest would collect Test*
-from pytest_cosyvoice.report.model import ReportFiles, ReportInput, StreamRecord, sanitise_nodeid
-from pytest_cosyvoice.report.writer import append_history, history_entry, read_history, summary_table, write_report
+from pytest_cosyvoice.judging.measurements import TestFigures as Figures
+from pytest_cosyvoice.report.model import (
+    ReportFiles,
+    ReportInput,
+    StreamRecord,
+    machine_facts,
+    machine_line,
+    sanitise_nodeid,
+)
+from pytest_cosyvoice.report.writer import summary_table, write_report
 from pytest_cosyvoice.tracking.baseline import BaselineStore
 from pytest_cosyvoice.tracking.drift import Machine, compare
 from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.history import append_history, history_entry, history_problems, read_history
 from pytest_cosyvoice.tracking.runkey import RunKey
 
 pytest.importorskip("matplotlib")
@@ -109,7 +118,6 @@ def test_stream_files_and_wav(report: tuple[ReportFiles, ReportInput]) -> None:
     assert info.samplerate == SR and info.frames == 20000 and info.subtype == "PCM_16"
     loud, _ = sf.read(str(wavs[1]))
     assert np.abs(loud).max() <= 1.0 and np.abs(loud).max() > 0.99   # clipped, not wrapped
-    assert data.streams[0].trace.wav_path == str(wavs[0])
 
 
 def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
@@ -124,6 +132,13 @@ def test_csv_rows(report: tuple[ReportFiles, ReportInput]) -> None:
     assert (frame["key_runner"] == KEY.runner).all()
     assert set(frame.loc[frame.nodeid == SLOW, "verdict"]) == {"regression"}
     assert frame.loc[frame.nodeid == SLOW, "rtf"].tolist() == pytest.approx(data.figures[0].rtf)
+
+
+def test_every_verdict_has_its_colour() -> None:
+    from pytest_cosyvoice.report.model import VERDICT_COLOURS
+    from pytest_cosyvoice.tracking.drift import DriftVerdict
+
+    assert set(VERDICT_COLOURS) == set(DriftVerdict)
 
 
 def test_csv_keeps_tests_without_runs(tmp_path: Path) -> None:
@@ -150,8 +165,6 @@ def test_history_appends_one_line_per_session(report: tuple[ReportFiles, ReportI
 
 
 def test_history_skips_torn_lines_and_names_them(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report.writer import history_problems
-
     path = tmp_path / "history.jsonl"
     path.write_text('{"tests": {}, "slug": "x"}\n{"tests": {"a"\n[1]\n\n')
     assert len(read_history(path)) == 1
@@ -175,6 +188,33 @@ def test_html_references_resolve(report: tuple[ReportFiles, ReportInput]) -> Non
     # The failing stream comes first, under its own heading.
     failing = text.index("Failing streams (1)")
     assert failing < text.index("stream_0.png") < text.index("Sample of passing streams")
+
+
+def test_the_terminal_and_the_page_say_the_same_of_the_machine(report: tuple[ReportFiles, ReportInput]) -> None:
+    files, data = report
+    page = files.html.read_text(encoding="utf-8")
+    facts = machine_facts(data.health, data.machine)
+    line = machine_line(data.health, data.machine)
+    assert [what for what, _ in facts] == ["calibration", "other processes' CPU share", "hypervisor steal",
+                                           "against the baseline's machine"]
+    for what, value in facts:
+        assert f"{what}: {value}" in line
+        assert f"<td class=id>{html.escape(what)}</td><td class=id>{html.escape(value)}</td>" in page
+    assert line.startswith("machine: calibration: 50.0 ms (median of 3); other processes' CPU share: 2%; ")
+    assert line.endswith("against the baseline's machine: comparable: machine 2 % slower than at baseline "
+                         "(calibration x1.02)")
+
+
+def test_the_machine_text_names_a_busy_or_unmeasured_machine() -> None:
+    busy = Health([CalibrationSample(0.02, 0.03)] * 3, others_cpu=0.48)
+    slower = Machine(1.23, tuple(busy.problems()))
+    assert ("NOT comparable: machine 23 % slower than at baseline (calibration x1.23) (other processes used 48% "
+            "of the CPU; beyond the machine tolerance of 10%)") in machine_line(busy, slower)
+    assert machine_line(busy, None).endswith("; busy: other processes used 48% of the CPU")
+    assert machine_line(None, None) == "machine: calibration: not measured (no model was loaded)"
+    broken = Health(errors=["calibration on cuda failed: RuntimeError: no kernel"])
+    assert machine_line(broken, None) == ("machine: calibration: not calibrated (calibration on cuda failed: "
+                                          "RuntimeError: no kernel)")
 
 
 def test_report_without_baseline(tmp_path: Path) -> None:
@@ -305,8 +345,6 @@ def test_trend_marks_each_change(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_history_is_named_not_raised(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report.writer import history_problems
-
     folder = tmp_path / "history.jsonl"
     folder.mkdir()          # a folder where the file should be
     assert read_history(folder) == []

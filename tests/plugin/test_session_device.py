@@ -1,4 +1,4 @@
-"""Which device the session's figures are keyed by (`CosySession.device_used`, read by gate.py): the
+"""Which device the session's figures are keyed by (`CosySession.device_used`, read by finish.py): the
 loaded model's, on the xdist controller the one a worker reported over the wire, and only where no
 model was loaded anywhere the setting's own resolution. No model is loaded here."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pytest_cosyvoice.settings import Settings
 
 def test_the_controller_takes_the_device_a_worker_loaded_on(pytestconfig: pytest.Config) -> None:
     worker = CosySession(pytestconfig, Settings(device="auto", fp16=False))
-    worker._device_used = ("cuda:1", True)   # as its runtime() sets it after a load
+    worker.host.loaded_on = ("cuda:1", True)   # as its host's runtime() sets it after a load
     wire = worker.to_wire()
     controller = CosySession(pytestconfig, Settings(device="cpu", fp16=False))
     controller.merge_wire(wire)
@@ -28,3 +28,17 @@ def test_a_wire_without_a_device_changes_nothing(pytestconfig: pytest.Config) ->
     wire = CosySession(pytestconfig, Settings(device="cpu")).to_wire()
     controller.merge_wire(wire)
     assert controller.device_used() == ("cpu", False)
+
+
+def test_auto_is_resolved_in_one_place(pytestconfig: pytest.Config) -> None:
+    # The runtime loads, and the plugin keys figures without a load, where resolve_auto says.
+    torch = pytest.importorskip("torch")
+    from cosyvoice_runtime import InvalidInput, resolve_auto
+    from cosyvoice_runtime.runtime import resolve_device
+
+    where = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_auto("auto") == where and str(resolve_device("auto")) == where
+    assert CosySession(pytestconfig, Settings(device="auto")).device_used() == (where, False)
+    assert [resolve_auto(d) for d in ("cpu", "cuda", "cuda:3")] == ["cpu", "cuda", "cuda:3"]
+    with pytest.raises(InvalidInput, match="device='gpu': expected"):
+        resolve_auto("gpu")

@@ -1,0 +1,140 @@
+"""The model and engine of one process (the pytest session, or one xdist worker): which model
+directory and device, the loaded `cosyvoice_runtime.Runtime`, the engine `cosy_tts` calls, and the
+machine-health monitor that starts with the load. One `EngineHost` per process, held by the
+`CosySession` (session.py), which keeps what the tests recorded.
+
+Also the plugin's default inputs: the zero-shot prompt the `cosy_prompt` fixture gives.
+"""
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from cosyvoice_runtime import resolve_auto
+
+from .settings import Settings
+from .tracking.health import HealthMonitor
+
+if TYPE_CHECKING:
+    from cosyvoice_runtime import Runtime
+
+    from .engine import Engine
+
+DATA_DIR = Path(__file__).parent / "data"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A zero-shot prompt: a 16 kHz mono recording and its transcript."""
+
+    wav: Path
+    text: str
+
+
+def default_prompt() -> Prompt:
+    return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
+
+
+class EngineHost:
+    def __init__(self, settings: Settings, worker_id: str = "") -> None:
+        self.settings = settings
+        self.worker_id = worker_id           # xdist's "gw0", ...; "" outside xdist
+        # (device, fp16) of the model loaded in this process; None until a load succeeds.
+        self.loaded_on: tuple[str, bool] | None = None
+        self.monitor: HealthMonitor | None = None   # the machine's health, watched from the load on
+        self._runtime: Runtime | None = None
+        self._engine: Engine | None = None
+        self._engine_skip: str | None = None
+        self._load_error: str | None = None
+        self._used = False
+        self._lock = threading.Lock()
+
+    def model_dir(self) -> Path:
+        if self.settings.model is not None:
+            return self.settings.model
+        from cosyvoice_runtime.tiny import default_model_dir
+
+        return default_model_dir()
+
+    def device(self) -> str:
+        """The device to load on: with xdist on CUDA, worker k takes GPU k modulo the visible GPUs."""
+        dev = self.settings.device
+        if not self.worker_id or resolve_auto(dev) != "cuda":
+            return dev
+        import torch
+
+        count = torch.cuda.device_count()
+        if not count:  # "cuda" where torch sees no GPU: the load refuses it with the runtime's message
+            return dev
+        k = int(re.sub(r"\D", "", self.worker_id) or 0)
+        return f"cuda:{k % count}"
+
+    def runtime(self) -> Runtime:
+        """The loaded Runtime, once per process."""
+        with self._lock:
+            if self._runtime is None and self._load_error is None:
+                import cosyvoice_runtime
+
+                model_dir: Path | str = "the embedded tiny model"
+                try:
+                    model_dir = self.model_dir()  # builds the embedded model on first use (MissingExtra: no onnx)
+                    self._runtime = cosyvoice_runtime.load(model_dir, device=self.device(), fp16=self.settings.fp16,
+                                                           stall_timeout_s=self.settings.stall_timeout_s)
+                except cosyvoice_runtime.CosyVoiceError as e:
+                    self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
+                else:
+                    self.loaded_on = (str(self._runtime.device), bool(self._runtime.fp16))
+                    # The machine's speed and contention are watched from the load on.
+                    self.monitor = HealthMonitor(str(self._runtime.device))
+                    self.monitor.calibrate()
+        if self._load_error is not None:
+            pytest.fail(self._load_error, pytrace=False)
+        assert self._runtime is not None
+        return self._runtime
+
+    def engine(self) -> Engine:
+        """What cosy_tts calls: the Runtime, upstream's orchestration class driving its components, or
+        the engine a `package.module:factory` builds from it (see `pytest_cosyvoice.engine`)."""
+        from .engine import EngineError, EngineUnavailable, build
+
+        rt = self.runtime()
+        value = self.settings.engine
+        with self._lock:
+            if self._engine is None and self._engine_skip is None:
+                try:
+                    self._engine = build(value, rt)
+                except EngineUnavailable as e:
+                    self._engine_skip = str(e)
+                except EngineError as e:
+                    where = self.settings.sources.get("engine", "--cosy-engine")
+                    raise pytest.UsageError(f"{where}={value!r}: {e}") from None
+        if self._engine_skip is not None:
+            pytest.skip(self._engine_skip)
+        assert self._engine is not None
+        return self._engine
+
+    def check_engine(self, items: list[pytest.Item]) -> None:
+        """Builds a `package.module:factory` engine before any test runs, when a collected test uses
+        `cosy_tts`: a factory that raises or an object missing protocol members is a UsageError now,
+        not an error of every test. A model that does not load is left to the tests (they fail with
+        the loader's message); the built-in engines are built on first use."""
+        from .engine import BUILTIN
+
+        if self.settings.engine in BUILTIN or not any("cosy_tts" in getattr(i, "fixturenames", ()) for i in items):
+            return
+        try:
+            self.runtime()
+        except (Exception, pytest.fail.Exception):  # noqa: BLE001 - the tests report a model that does not load
+            return
+        self.engine()
+
+    def first_use(self) -> bool:
+        """True once: for the first call on the model in this process (the cold one)."""
+        with self._lock:
+            cold, self._used = not self._used, True
+        return cold

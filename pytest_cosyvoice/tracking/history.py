@@ -1,0 +1,93 @@
+"""history.jsonl: one line per session (its key, stack, machine health and per test the medians),
+appended by the report and read back for the trend graph and the change points. The storage only:
+the report draws it, tracking.changepoints reads shifts from it. No pytest import here.
+
+    append_history(path, history_entry(figures, key, commit, stack=stack, health=health))
+    sessions = read_history(path, key)          # this key's sessions, oldest first
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..judging.measurements import TestFigures
+from ..stats import median_or_none
+from .health import Health
+from .runkey import RunKey
+
+HISTORY_SCHEMA = 2
+
+
+def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | None,
+                  when: datetime | None = None, stack: dict[str, str] | None = None,
+                  health: Health | None = None) -> dict[str, Any]:
+    """One session: its key (runner + configuration), stack and machine health as attributes."""
+    when = when or datetime.now(timezone.utc)
+    return {
+        "schema": HISTORY_SCHEMA,
+        "time_utc": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit or None, "runner": key.runner, "key": key.to_dict(), "stack": dict(stack or {}),
+        "health": None if health is None else {"calibration_s": health.calibration_s,
+                                               "others_cpu": health.others_cpu, "steal": health.steal},
+        "tests": {f.nodeid: {"rtf": median_or_none(f.rtf), "first_chunk_ms": median_or_none(f.first_chunk_ms),
+                             "worst_gap_ms": median_or_none(f.worst_gap_ms), "runs": len(f.rtf),
+                             "outcome": f.outcome} for f in figures},
+    }
+
+
+def append_history(path: Path, entry: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One write of one line in append mode: concurrent sessions interleave whole lines.
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry, sort_keys=True) + "\n")
+    return path
+
+
+def _history_lines(path: Path) -> list[tuple[int, Any]]:
+    """(line number, parsed JSON or None for a line that is not JSON) of every non-empty line."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    out: list[tuple[int, Any]] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError:
+            out.append((n, None))
+    return out
+
+
+def read_history(path: Path, key: RunKey | None = None) -> list[dict[str, Any]]:
+    """Sessions in file order; only those of `key` when given. A torn or foreign line (a killed
+    session, a hand edit) is skipped here and named by `history_problems`."""
+    try:
+        lines = _history_lines(path)
+    except OSError:
+        return []   # history_problems names it
+    out = []
+    for _, entry in lines:
+        if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict):
+            continue
+        if key is not None and entry.get("key") != key.to_dict():
+            continue
+        out.append(entry)
+    return out
+
+
+def history_problems(path: Path) -> list[str]:
+    """What `read_history` skips, named by file and line, so a broken history is not a silent one."""
+    try:
+        lines = _history_lines(path)
+    except OSError as e:
+        return [f"{path}: cannot read the history ({type(e).__name__}: {e.strerror or e})"]
+    bad = [n for n, entry in lines if not isinstance(entry, dict) or not isinstance(entry.get("tests"), dict)]
+    if not bad:
+        return []
+    shown = ", ".join(map(str, bad[:5])) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    return [f"{path}: line(s) {shown} are not session records (JSON objects with \"tests\"); skipped"]

@@ -1,0 +1,65 @@
+"""The end of a session without a pytest session: `report.findings.gather` on a real baseline folder,
+`summary_lines` wording it, and finish.py's mapping of the findings to the exit status."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pytest_cosyvoice.finish import exit_status
+from pytest_cosyvoice.judging.measurements import TestFigures
+from pytest_cosyvoice.report.findings import EndOptions, gather, summary_lines
+from pytest_cosyvoice.tracking.drift import DriftVerdict
+from pytest_cosyvoice.tracking.runkey import RunKey
+
+KEY = RunKey("cpu-runner", "cpu", "fp32", "fixed", "tiny", "0123456789")
+BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]
+
+
+def figures(factor: float = 1.0) -> list[TestFigures]:
+    return [TestFigures("t.py::a", rtf=[v * factor for v in BASE]), TestFigures("t.py::b", rtf=list(BASE))]
+
+
+def test_first_session_saves_and_a_slower_one_fails_on_drift(tmp_path: Path) -> None:
+    save = EndOptions(tmp_path / "baselines", None, save_baseline=True)
+    first = gather(figures(), [], KEY, "cpu", save, repo_dir=tmp_path)
+    assert first.baseline is None and first.drift is None and first.saved is not None
+    assert first.saved.path == first.baseline_file and first.baseline_file.is_file() and first.saved.tests == 2
+    assert not first.usage_error and not first.fails_on_drift
+    lines = summary_lines(first)
+    assert lines[0].startswith("no baseline for runner cpu-runner")
+    assert lines[1].startswith("machine: calibration: not measured")
+    assert lines[-1] == f"baseline saved (2 test(s)) for runner cpu-runner: {first.baseline_file}"
+
+    gate = EndOptions(tmp_path / "baselines", None, fail_on_drift=True)
+    second = gather(figures(1.3), [], KEY, "cpu", gate, repo_dir=tmp_path)
+    assert [r.verdict for r in second.drift or []] == [DriftVerdict.REGRESSION, DriftVerdict.OK]
+    assert second.fails_on_drift and not second.usage_error and second.saved is None
+    lines = summary_lines(second)
+    assert lines[0].startswith("drift against the baseline of ") and lines[0].endswith("; stack unchanged")
+    assert lines[-2] == "RTF regression(s) beyond the tolerance (--cosy-fail-on-drift: the session fails):"
+    assert lines[-1].startswith("  t.py::a: RTF 0.260 vs baseline 0.200 (+30.0%")
+    assert exit_status(second, pytest.ExitCode.OK) == pytest.ExitCode.TESTS_FAILED
+    assert exit_status(second, pytest.ExitCode.INTERRUPTED) == pytest.ExitCode.INTERRUPTED
+
+
+def test_a_broken_baseline_is_a_usage_error_and_left_as_it_is(tmp_path: Path) -> None:
+    options = EndOptions(tmp_path / "baselines", None, save_baseline=True)
+    path = options.baseline_dir / KEY.runner / f"{KEY.config_slug()}.json"
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json", encoding="utf-8")
+    found = gather(figures(), [], KEY, "cpu", options, repo_dir=tmp_path)
+    assert found.baseline_error and found.usage_error and found.saved is not None
+    assert found.saved.skipped == "baseline-broken" and path.read_text(encoding="utf-8") == "{not json"
+    lines = summary_lines(found)
+    assert lines[0].startswith(f"ERROR: the stored baseline cannot be used: {path}")
+    assert lines[-1] == f"baseline not saved: {path} is left as it is (see the error above)"
+    assert exit_status(found, pytest.ExitCode.OK) == pytest.ExitCode.USAGE_ERROR
+
+
+def test_nothing_passed_with_rtf_is_not_saved(tmp_path: Path) -> None:
+    failed = [TestFigures("t.py::a", outcome="failed", rtf=list(BASE)), TestFigures("t.py::b")]
+    found = gather(failed, [], KEY, "cpu", EndOptions(tmp_path, None, save_baseline=True), repo_dir=tmp_path)
+    assert found.saved is not None and found.saved.skipped == "no-rtf" and not found.baseline_file.exists()
+    assert summary_lines(found)[-1] == "baseline not saved: no passed test recorded RTF figures"
+    assert exit_status(found, pytest.ExitCode.TESTS_FAILED) == pytest.ExitCode.TESTS_FAILED
