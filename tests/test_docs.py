@@ -96,3 +96,23 @@ def test_gpu_workflow_example_uses_existing_options() -> None:
 
     gate_vars = {k for k in env if k.startswith("COSY_GATE_")}
     assert gate_vars <= {GateLimits.variable(f.name) for f in fields(GateLimits)}
+
+
+def test_the_plugin_layout_table_names_every_module() -> None:
+    """docs/plugin.md's 'Where the plugin's parts live' names each module of pytest_cosyvoice, and
+    every module it names exists."""
+    text = (ROOT / "docs" / "plugin.md").read_text(encoding="utf-8")
+    section = text[text.index("## Where the plugin's parts live"):]
+    table = [line for line in section.splitlines() if line.startswith("| `")]
+    named: set[str] = set()
+    for line in table:
+        where, what = line.split("|")[1:3]
+        for token in re.findall(r"`([a-z_/]+(?:\.py)?)`", where):
+            if token.endswith("/"):
+                room = token.rstrip("/")
+                named |= {f"{room}/{m}.py" for m in re.findall(r"`([a-z_]+)`", what)}
+            else:
+                named.add(token)
+    actual = {str(p.relative_to(ROOT / "pytest_cosyvoice")) for p in (ROOT / "pytest_cosyvoice").rglob("*.py")
+              if p.name != "__init__.py"}
+    assert named == actual, f"named but missing: {sorted(named - actual)}; not named: {sorted(actual - named)}"
