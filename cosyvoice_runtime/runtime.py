@@ -23,6 +23,7 @@ from .limits import DEFAULT_STALL_TIMEOUT_S, check_timeout, resolve_auto
 from .loader import load_model
 from .observer import StreamObserver, check_observer
 from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speed
+from .text import warm as warm_normalisers
 from .token2wav import Schedule, make_renderer
 from .token_source import LLMTokenSource
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
@@ -109,6 +110,7 @@ class Runtime:
         self._planner = RequestPlanner(self.frontend, version=self.version, model_dir=self.model_dir,
                                        spk2info_file=self.spk2info_file, supports_instruct=self.supports_instruct)
         self._tokens = LLMTokenSource(self.version, self.llm, self.flow, self.frontend, self.device, self._autocast)
+        warm_normalisers()  # the text normalisers' imports are slow: at load, not in the first request
         self._lock = threading.Lock()
         self._active: dict[str, threading.Thread | None] = {}
         log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,

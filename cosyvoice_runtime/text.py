@@ -43,6 +43,14 @@ def _inflect() -> inflect.engine | None:
     return inflect.engine()
 
 
+def warm() -> None:
+    """Imports and builds the normalisers now. `import inflect` alone takes seconds (typeguard
+    instruments it at import): paid at load, it stays out of the first request's first-chunk latency
+    and stall window."""
+    _wetext()
+    _inflect()
+
+
 def _spell_numbers(text: str) -> str:
     eng = _inflect()
     if eng is None:
