@@ -1,11 +1,18 @@
 """Per-request progress callbacks: pass an object to ``Runtime.stream(..., observer=obs)`` (or
 ``synthesize``) to hear of that request's tokens, chunks and end.
 
-Every callback runs in the thread that iterates the stream (the consumer), never in the LLM producer
-thread and never while a lock the producer needs is held: a slow callback delays the next chunk, not
-token generation. A callback that raises ends the request with that exception. Exceptions: a stream
-dropped without ``close()`` ends (``on_end``) in the thread that collects it, and a stream never
-iterated runs nothing, so it gets no callback at all.
+Every callback but the two producer-side ones runs in the thread that iterates the stream (the
+consumer), never in the LLM producer thread and never while a lock the producer needs is held: a
+slow callback delays the next chunk, not token generation. A callback that raises ends the request
+with that exception. Exceptions: a stream dropped without ``close()`` ends (``on_end``) in the
+thread that collects it, and a stream never iterated runs nothing, so it gets no callback at all.
+
+Producer side (``on_generated``, ``on_producer_died``): for an engine whose consumer cannot see its
+tokens as they come, or whose orchestration swallows its producer's death (the upstream engine in
+``cosyvoice_runtime.upstream``: its ``tts()`` keeps the consumer until a chunk, and a dead LLM thread
+leaves it waiting or returning short audio). They run in the producer thread; keep them short and
+never block. The Runtime calls neither: its consumer reports every token through ``on_tokens`` and its
+producer's errors reach the caller as ``StreamError``.
 """
 from __future__ import annotations
 
@@ -26,6 +33,14 @@ class StreamObserver:
 
     def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
         """The request ended: exhausted (``error`` None), closed by the caller (None too), or failed."""
+
+    def on_generated(self) -> None:
+        """Producer side: the request's LLM generated a token (a sign of life; the count still comes
+        through ``on_tokens``)."""
+
+    def on_producer_died(self, thread: str, error: BaseException) -> None:
+        """Producer side: the thread producing this request's tokens died of ``error``, and the
+        orchestration does not hand that error to the consumer."""
 
 
 def check_observer(observer: object) -> None:

@@ -7,7 +7,11 @@ length, silent producer death).
 Like the Runtime, ``stream``/``synthesize`` take ``observer=`` (a ``StreamObserver``), called in the
 thread that iterates. Upstream's ``tts()`` keeps that thread until it yields a chunk, so a request's
 tokens are reported just before each chunk (all generated since the previous one), not per token; a
-request whose LLM thread died never reaches ``on_end`` (upstream's loop waits for it forever)."""
+request whose LLM thread died never reaches ``on_end`` (upstream's loop waits for it forever). So the
+producer-side callbacks tell what the consumer cannot see: ``on_generated`` per token and
+``on_producer_died`` when upstream's ``llm_job`` thread dies (the exception still kills that thread, as
+upstream does). Upstream does not say which request a new LLM thread serves until its first chunk, so
+both go to every observed request in flight on this engine: one at a time, that is the request's own."""
 from __future__ import annotations
 
 import threading
@@ -37,9 +41,10 @@ class _CountingLLM:
     """Stands in for the LLM on the upstream object and counts the tokens it hands over, per request:
     upstream runs each request's LLM in its own `llm_job(..., uuid)` thread, which `_JobIds` names."""
 
-    def __init__(self, llm: Any, jobs: _JobIds) -> None:
+    def __init__(self, llm: Any, jobs: _JobIds, in_flight: _InFlight) -> None:
         self._llm = llm
         self._jobs = jobs
+        self._in_flight = in_flight
         self.tokens: dict[str, int] = {}   # upstream request uuid -> tokens so far
         self._lock = threading.Lock()
 
@@ -48,6 +53,7 @@ class _CountingLLM:
         for tok in it:
             with self._lock:
                 self.tokens[uid] = self.tokens.get(uid, 0) + 1
+            self._in_flight.generated()
             yield tok
 
     def inference(self, *args: Any, **kwargs: Any) -> Iterator[int]:
@@ -60,19 +66,52 @@ class _CountingLLM:
         return getattr(self._llm, name)
 
 
+class _InFlight:
+    """The observers of the requests this engine is serving now, for the producer-side callbacks."""
+
+    def __init__(self) -> None:
+        self._observers: list[StreamObserver] = []
+        self._lock = threading.Lock()
+
+    def add(self, observer: StreamObserver) -> None:
+        with self._lock:
+            self._observers.append(observer)
+
+    def remove(self, observer: StreamObserver) -> None:
+        with self._lock:
+            self._observers.remove(observer)
+
+    def _each(self) -> list[StreamObserver]:
+        with self._lock:
+            return list(self._observers)
+
+    def generated(self) -> None:
+        for obs in self._each():
+            obs.on_generated()
+
+    def died(self, thread: str, error: BaseException) -> None:
+        for obs in self._each():
+            obs.on_producer_died(thread, error)
+
+
 class _JobIds:
     """Which upstream request a thread works for. Upstream creates a uuid per `tts()` call and passes
     it to `llm_job` (in the LLM thread) and to `token2wav` (in the thread iterating `tts()`); both are
     wrapped on the instance to note it in a thread-local: the adapter reads the renderer's right after
     each chunk `tts()` yields in the adapter's own thread."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, in_flight: _InFlight) -> None:
         self._local = threading.local()
         job, token2wav = model.llm_job, model.token2wav
 
         def llm_job(*args: Any, **kwargs: Any) -> Any:
             self._local.uid = kwargs["uuid"] if "uuid" in kwargs else args[-1]
-            return job(*args, **kwargs)
+            try:
+                return job(*args, **kwargs)
+            except BaseException as e:
+                # Told, then raised on: the thread dies as upstream's does (its excepthook prints it).
+                in_flight.died(threading.current_thread().name, e)
+                raise
 
         def token2wav_noting(*args: Any, **kwargs: Any) -> Any:
             if "uuid" in kwargs:
@@ -113,8 +152,9 @@ class UpstreamEngine:
         self.sample_rate = runtime.sample_rate
         self.model = cls(runtime.llm, runtime.flow, runtime.hift, runtime.fp16)
         # The packaged copy's __init__ leaves out `self.llm = llm`; set it like its load() should.
-        self.jobs = _JobIds(self.model)
-        self.counter = _CountingLLM(runtime.llm, self.jobs)
+        self.in_flight = _InFlight()
+        self.jobs = _JobIds(self.model, self.in_flight)
+        self.counter = _CountingLLM(runtime.llm, self.jobs, self.in_flight)
         self.model.llm = self.counter
 
     def stream(self, text: str | Iterable[str], *, observer: StreamObserver | None = None,
@@ -136,7 +176,7 @@ class UpstreamEngine:
                                  prompt_text=kwargs.get("prompt_text"), instruct=kwargs.get("instruct"),
                                  source_wav=kwargs.get("source_wav"), text_frontend=text_frontend)
         chunks = self._chunks(plan, stream=stream, stats=stats, speed=speed)
-        return chunks if observer is None else _observed(chunks, observer, stats)
+        return chunks if observer is None else _observed(chunks, observer, stats, self.in_flight)
 
     def _chunks(self, plan: Plan, *, stream: bool, stats: StreamStats, speed: float) -> Iterator[Chunk]:
         tally = ChunkTally(self.sample_rate, stats)
@@ -173,11 +213,14 @@ class UpstreamEngine:
                     self.counter.tokens.pop(uid, None)
 
 
-def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamStats) -> Iterator[Chunk]:
+def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamStats,
+              in_flight: _InFlight) -> Iterator[Chunk]:
     """``chunks`` with the observer told of each one's tokens (the request's running total), the chunk
-    and the end, in the iterating thread, as the Runtime tells it."""
+    and the end, in the iterating thread, as the Runtime tells it; in flight (for the producer-side
+    callbacks) from the first step until the end."""
     total = 0
     error: BaseException | None = None
+    in_flight.add(observer)
     try:
         for chunk in chunks:
             if chunk.tokens:
@@ -194,4 +237,5 @@ def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamSt
         error = e
         raise
     finally:
+        in_flight.remove(observer)
         observer.on_end(stats, error)

@@ -77,6 +77,11 @@ class CallTrack:
                 self.unattributed += 1
             self.last_token = now   # a sign of life of some call in flight, maybe this one
 
+    def generated(self, now: float) -> None:
+        """A sign of life from the engine's producer (the count comes through `observed_total`)."""
+        with self.lock:
+            self.last_token = now
+
     def thread_died(self, text: str) -> None:
         with self.lock:
             self.thread_errors.append(text)
@@ -112,6 +117,18 @@ class _CallObserver(StreamObserver):
     def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
         if self._inner is not None:
             self._inner.on_end(stats, error)
+
+    # Producer side (an engine whose consumer sees tokens only with chunks, or whose producer dies
+    # silently: the upstream engine): a sign of life for the watchdog, and the death for the checks.
+    def on_generated(self) -> None:
+        self._track.generated(self._clock())
+        if self._inner is not None:
+            self._inner.on_generated()
+
+    def on_producer_died(self, thread: str, error: BaseException) -> None:
+        self._track.thread_died(f"{thread}: {type(error).__name__}: {error}")
+        if self._inner is not None:
+            self._inner.on_producer_died(thread, error)
 
 
 class EngineAttribution:

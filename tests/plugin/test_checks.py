@@ -9,6 +9,7 @@ from pytest_cosyvoice.host import DATA_DIR
 from pytest_cosyvoice.judging import checks
 from pytest_cosyvoice.judging.checks import Recording, WarningRecord
 from pytest_cosyvoice.judging.specs import DEFAULT_MAX_CLICK_RATIO
+from pytest_cosyvoice.stats import median
 
 SR = 24000
 SPT = 960.0  # v2: 24000 / 25 tokens per second
@@ -176,4 +177,4 @@ def test_rtf_rounds_sum_wall_and_audio_per_round() -> None:
     c = rec([noise(SR)], wall_s=2.0, round=1)
     warm = rec([noise(SR)], wall_s=9.0, measured=False)
     assert checks.rtf_rounds([a, b, c, warm]) == [pytest.approx(0.5), pytest.approx(2.0)]
-    assert checks.median([3.0, 1.0, 2.0]) == 2.0 and checks.median([1.0, 2.0]) == 1.5
+    assert median([3.0, 1.0, 2.0]) == 2.0 and median([1.0, 2.0]) == 1.5

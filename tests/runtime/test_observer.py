@@ -192,3 +192,49 @@ def test_the_upstream_engine_refuses_a_bad_observer_at_the_call(rt: Runtime, ups
     with pytest.raises(InvalidInput, match=r"^observer=<built-in function print>: expected a "
                                            r"cosyvoice_runtime\.StreamObserver \(or None\)$"):
         getattr(upstream, call)("x", speaker=rt.speakers[0], observer=print)
+
+
+class ProducerLog(Log):
+    def __init__(self) -> None:
+        super().__init__()
+        self.generated: list[str] = []
+        self.deaths: list[tuple[str, BaseException]] = []
+
+    def on_generated(self) -> None:
+        self.generated.append(threading.current_thread().name)
+
+    def on_producer_died(self, thread: str, error: BaseException) -> None:
+        self.deaths.append((thread, error))
+
+
+def test_the_upstream_engine_tells_the_producer_side_what_its_consumer_cannot_see(rt: Runtime, upstream) -> None:
+    # Upstream's tts() keeps the consumer until a chunk and lets a dead LLM thread go unreported: the
+    # producer-side callbacks carry a per-token sign of life and the death, from upstream's LLM thread.
+    rt.llm.inference = forced_llm(TOKENS)  # type: ignore[method-assign]
+    obs = ProducerLog()
+    upstream.synthesize("x", speaker=rt.speakers[0], observer=obs)
+    assert len(obs.generated) == len(TOKENS) and threading.current_thread().name not in obs.generated
+    assert obs.deaths == []
+
+    rt.llm.inference = forced_llm(TOKENS, fault=Fault("llm", at=10))  # type: ignore[method-assign]
+    obs = ProducerLog()
+    upstream.synthesize("x", speaker=rt.speakers[0], observer=obs)   # upstream returns short audio
+    [(thread, error)] = obs.deaths
+    assert "llm_job" in thread and "injected" in str(error)
+    assert len(obs.generated) == 10
+
+
+def test_the_runtime_calls_no_producer_side_callback(rt: Runtime) -> None:
+    # The Runtime's consumer reports every token itself and raises its producer's errors.
+    rt.llm.inference = forced_llm(TOKENS, fault=Fault("llm", at=10))  # type: ignore[method-assign]
+    obs = ProducerLog()
+    with pytest.raises(StreamError):
+        rt.synthesize("x", speaker=rt.speakers[0], observer=obs)
+    assert obs.generated == [] and obs.deaths == []
+
+
+def test_the_text_normalisers_are_built_at_load(rt: Runtime) -> None:
+    # Their imports take seconds (inflect): built at load, never inside a request's stall window.
+    from cosyvoice_runtime import text
+
+    assert text._inflect.cache_info().currsize == 1 and text._wetext.cache_info().currsize == 1
