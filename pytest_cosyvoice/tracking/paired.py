@@ -19,10 +19,11 @@ Per test, on its pairs (head, base) of a positive metric (RTF, or first-chunk ms
                    the same pairs gives the same interval whatever else the session holds)
 
 A test is judged at a few **looks**, not after every pair: adding pairs until the test turns
-significant is optional stopping, and judging after each of pairs 7..20 at p <= 0.01 called 3.7 % of
-300 simulated A/A tests (10 % log-normal noise a side) regressions and 3.7 % improvements. So the
+significant is optional stopping, and judging after each of pairs 7..20 at p <= 0.01 called 2.8 % of
+400 simulated A/A tests (10 % log-normal noise a side) regressions and 2.8 % improvements. So the
 cap `max_pairs` is split into `n_looks` looks (`looks()`: 10 and 20 pairs by default) and each look
-tests at `alpha / n_looks` (Bonferroni over the looks; 400 simulated A/A tests: 0.5 % and 0.5 %).
+tests at `alpha / n_looks` (Bonferroni over the looks; the same tests: 0.5 % and 0.5 %; the table
+and its command are in docs/reports.md, benchmarks/paired_rates.py draws them).
 `pairs_wanted` says how many pairs the next look needs. `n_looks=1` judges once, at `max_pairs`.
 
 Verdicts (`PairedVerdict`), in this order:
@@ -93,9 +94,10 @@ __all__ = [
 # fewer, so 20 leaves room for the tests near the tolerance without doubling a session's time.
 DEFAULT_MAX_PAIRS = 20
 # 2 looks (10 and 20 pairs at p <= 0.005 each): a clear change stops at the first, one near the
-# tolerance gets 20. Simulated at 10 % noise a side, 400 tests each: +20 % found 99 % of the time in
-# 12.8 pairs on average; +10 % 54 % with 2 looks, 47 % with 3 (9, 14, 20), 70 % with one look at 20
-# (which spends 20 pairs on every test). Each look more costs power near the tolerance.
+# tolerance gets 20. Simulated at 10 % noise a side (benchmarks/paired_rates.py), 400 tests each:
+# +20 % found 99 % of the time in 12.8 pairs on average; +10 % 54 % with 2 looks, 47 % with 3
+# (9, 14, 20), 70 % with one look at 20 (which spends 20 pairs on every test). Each look more costs
+# power near the tolerance.
 DEFAULT_LOOKS = 2
 DEFAULT_CONFIDENCE = 0.95
 # 2000 resamples: the 2.5 % and 97.5 % percentiles rest on 50 resampled values each, and the
@@ -215,7 +217,7 @@ def looks(alpha: float = DEFAULT_ALPHA, max_pairs: int = DEFAULT_MAX_PAIRS,
     if max_pairs < first:
         raise ValueError(f"max_pairs {max_pairs!r} is below {first}, the fewest pairs at which a one-sided "
                          f"signed-rank test can reach p <= {alpha / n_looks:.3g} (alpha {alpha:g} over "
-                         f"{n_looks} looks)")
+                         f"{_count(n_looks, 'look')})")
     return tuple(sorted({max(first, math.ceil(max_pairs * i / n_looks)) for i in range(1, n_looks + 1)}))
 
 
