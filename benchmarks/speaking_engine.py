@@ -10,10 +10,11 @@ What it keeps of the Runtime: the request checks (`runtime.plan`, so bad argumen
 InvalidInput), the sample rate, the token rate (a chunk's `tokens` is its audio length in speech
 tokens, so the plugin's complete check holds), the streaming hop schedule (`runtime.settings`: chunks
 of 25, 50, 100, 100, ... tokens on v2/v3 defaults), the observer calls and the statistics
-(`ChunkTally`, `Synthesis.from_chunks`). What it ignores: the voice (speaker, prompt, instruction,
-source recording), except `speed`, which maps to espeak-ng's words per minute. It drives none of the
-model's components, so faults injected at `runtime.llm`/`flow`/`hift` do not reach it: it is not an
-engine for the fault suites.
+(`ChunkTally`, `Synthesis.from_chunks`). What it ignores: the voice (speaker, prompt, instruction),
+except `speed`, which maps to espeak-ng's words per minute; voice conversion (vc) returns the source
+recording itself, resampled (its words, no voice change, no speed change). It drives none of the model's components,
+so what the suites force or inject at `runtime.llm`/`flow`/`hift` (forced tokens, faults) does not
+reach it: the suites that rely on that fail on it by design.
 
 Deterministic: the same text and speed give identical audio (each request is spoken by a fresh
 `espeak_worker.py` process, see there why), in any order and from any thread.
@@ -44,6 +45,7 @@ from cosyvoice_runtime import (
     check_timeout,
     token_rate,
 )
+from cosyvoice_runtime.audio import read_wav
 from cosyvoice_runtime.observer import check_observer
 from cosyvoice_runtime.requests import TextStreamInput, check_speed
 from cosyvoice_runtime.types import Chunk, ChunkTally, StreamStats, Synthesis
@@ -88,10 +90,11 @@ def voice_for(text: str) -> str:
 @dataclass(frozen=True)
 class _Request:
     """A checked request: its text (or the text iterator the Runtime's plan accepted, read when the
-    request runs, as the Runtime reads it) and its sentence count."""
+    request runs, as the Runtime reads it) and its sentence count; for vc the source recording."""
 
     text: str | Iterator[str]
     sentences: int
+    source_wav: Any = None
 
     def read_text(self) -> str:
         if isinstance(self.text, str):
@@ -176,15 +179,22 @@ class SpeakingEngine:
         pcm = np.frombuffer(done.stdout[4:], dtype="<i2")
         if pcm.size == 0:
             raise StreamError(f"espeak-ng spoke no audio for text={text[:60]!r} (voice {voice_for(text)})")
-        return self._to_float(pcm, rate)
+        return self._at_rate(pcm / 32768.0, rate)
 
-    def _to_float(self, pcm: np.ndarray, rate: int) -> np.ndarray:
+    def convert(self, source_wav: Any) -> np.ndarray:
+        """vc: the source recording itself at `sample_rate` (its words; the voice is ignored)."""
+        audio, rate = read_wav(source_wav, what="source_wav")
+        return self._at_rate(audio.astype(np.float64), rate)
+
+    def _at_rate(self, x: np.ndarray, rate: int) -> np.ndarray:
+        """`x` (nominally within +-1) at `sample_rate`, as float32 within +-1."""
         # espeak-ng writes digital silence in pauses and stop closures (exact-zero runs up to 300 ms in
-        # an English sentence), which no recording has and the plugin's sound check reads as dropouts
-        # inside the speech. Leaving int16 with 1 LSB of TPDF dither (the standard treatment) gives
-        # them a -96 dBFS floor. Its generator is the request's own, seeded: same text, same samples.
+        # an English sentence; 16-bit files of it keep them), which no recording has and the plugin's
+        # sound check reads as dropouts inside the speech. 1 LSB of 16-bit TPDF dither (the standard
+        # treatment) gives them a -96 dBFS floor. Its generator is the request's own, seeded: same
+        # input, same samples.
         rng = np.random.default_rng(0)
-        x = (pcm.astype(np.float64) + rng.uniform(-0.5, 0.5, pcm.size) + rng.uniform(-0.5, 0.5, pcm.size)) / 32768.0
+        x = x + (rng.uniform(-0.5, 0.5, x.size) + rng.uniform(-0.5, 0.5, x.size)) / 32768.0
         if rate != self.sample_rate:
             g = math.gcd(self.sample_rate, rate)
             x = resample_poly(x, self.sample_rate // g, rate // g)
@@ -220,15 +230,12 @@ class SpeakingEngine:
     def _check(self, text: str | Iterable[str], **voice: Any) -> _Request:
         """The Runtime's checks of a request (its plan; the model inputs it prepares are not used)."""
         plan = self.runtime.plan(text, **voice)
+        if plan.mode == "vc":  # the text is ignored, as by the Runtime
+            return _Request("", 1, source_wav=voice["source_wav"])
         if isinstance(text, str):
-            if not text.strip():  # vc: the Runtime converts the source recording, this engine speaks words
-                raise InvalidInput(f"text={text!r}: the speaking engine speaks the text in every mode, vc "
-                                   "included; expected text with words")
             return _Request(text, len(plan.inputs))
         inp = plan.inputs[0]
-        if not isinstance(inp, TextStreamInput):  # vc: the Runtime ignores the text, this engine needs it
-            raise InvalidInput("text given as an iterator in vc mode: the speaking engine speaks the text in "
-                               "every mode; give a str")
+        assert isinstance(inp, TextStreamInput)  # the plan's one input for a text iterator
         # The iterator the plan holds, read when the request runs, as the Runtime's producer reads it.
         return _Request(inp.pieces, 1)
 
@@ -241,7 +248,11 @@ class SpeakingEngine:
         total = 0
         try:
             stats.sentences = request.sentences
-            audio = self.speak(request.read_text(), speed=speed, timeout_s=stall_timeout_s)
+            if request.source_wav is not None:
+                # The recording as it is: no speed change, so its tokens are those of its length.
+                audio, speed = self.convert(request.source_wav), 1.0
+            else:
+                audio = self.speak(request.read_text(), speed=speed, timeout_s=stall_timeout_s)
             for piece, tokens in self.split(audio, speed=speed, streaming=streaming):
                 if observer is not None:
                     total += tokens

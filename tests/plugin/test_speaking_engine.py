@@ -123,6 +123,19 @@ def test_speed_is_espeaks_rate_and_the_tokens_stay_those_of_speed_one(engine: Sp
         assert abs(len(syn.audio) - syn.stats.tokens * engine.samples_per_token / speed) <= engine.samples_per_token
 
 
+def test_voice_conversion_returns_the_source_recording(engine: SpeakingEngine, voice: dict[str, Any]) -> None:
+    import soundfile as sf
+
+    source = voice["prompt_wav"]
+    seconds = sf.info(source).duration
+    # The text is ignored in vc, as by the Runtime (the suites pass "").
+    converted = engine.synthesize("", source_wav=source, prompt_wav=source)
+    assert abs(len(converted.audio) - seconds * engine.sample_rate) <= 2
+    assert converted.stats.tokens == round(len(converted.audio) / engine.samples_per_token)
+    streamed = list(engine.stream("ignored", source_wav=source, prompt_wav=source))
+    assert len(streamed) > 1 and np.array_equal(np.concatenate([c.audio for c in streamed]), converted.audio)
+
+
 def test_the_same_text_gives_identical_audio(engine: SpeakingEngine, voice: dict[str, Any]) -> None:
     first = engine.synthesize(TEXT, **voice).audio
     streamed = np.concatenate([c.audio for c in engine.stream(TEXT, **voice)])
