@@ -197,8 +197,9 @@ class SpeakingEngine:
         x = x + (rng.uniform(-0.5, 0.5, x.size) + rng.uniform(-0.5, 0.5, x.size)) / 32768.0
         if rate != self.sample_rate:
             g = math.gcd(self.sample_rate, rate)
-            x = resample_poly(x, self.sample_rate // g, rate // g)
-        return np.clip(x, -1.0, 1.0).astype(np.float32)
+            x = np.asarray(resample_poly(x, self.sample_rate // g, rate // g))  # scipy is untyped here
+        out: np.ndarray = np.clip(x, -1.0, 1.0).astype(np.float32)
+        return out
 
     def split(self, audio: np.ndarray, *, speed: float = 1.0, streaming: bool = True) -> list[tuple[np.ndarray, int]]:
         """(audio, speech tokens it covers) per chunk. The tokens are the audio's length at the model's
