@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv (once) with the pinned CI set: torch + torchaudio, the upstream CosyVoice
-# component classes (cosyvoice-minicpmo, --no-deps) and what they import, then this project.
+# component classes (cosyvoice-minicpmo, --no-deps) and what they import, the test and quality
+# tools, then this project.
 # Re-running is cheap: a stamp of the requirement files skips the install when nothing changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ want=$(cat requirements/*.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and alone: anything else asking for torch then finds it satisfied.
   "${pip[@]}" install -r requirements/ci.txt
-  "${pip[@]}" install -r requirements/components.txt -r requirements/test.txt
+  "${pip[@]}" install -r requirements/components.txt -r requirements/test.txt -r requirements/quality.txt
   "${pip[@]}" install --no-deps -r requirements/upstream.txt
   "${pip[@]}" install --no-deps -e .
   echo "$want" > "$stamp"
