@@ -16,7 +16,7 @@ import torch
 
 from .audio import read_wav, resample
 from .errors import InvalidInput, ModelLoadError
-from .limits import MAX_TEXT_CHARS
+from .limits import checked_pieces
 
 PROMPT_RATE = 16000
 _FEAT_LOCK = threading.Lock()
@@ -80,14 +80,7 @@ class Frontend:
         """Streaming text input: one [1,1] token tensor at a time, as upstream's bistream LLM takes it.
         Raises InvalidInput (in the producer; the stream re-raises it) for a non-str piece or once the
         pieces pass MAX_TEXT_CHARS."""
-        chars = 0
-        for piece in pieces:
-            if not isinstance(piece, str):
-                raise InvalidInput(f"text iterator yielded {type(piece).__name__} {piece!r}; expected str pieces")
-            chars += len(piece)
-            if chars > MAX_TEXT_CHARS:
-                raise InvalidInput(f"text iterator: {chars} characters received, at most {MAX_TEXT_CHARS} per request; "
-                                   "split the text into several requests")
+        for piece in checked_pieces(pieces):
             for tok in self.encode(piece):
                 yield torch.tensor([[tok]], dtype=torch.int32)
 

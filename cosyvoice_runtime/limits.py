@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
+from collections.abc import Iterable, Iterator
 
 from .errors import InvalidInput
 
@@ -72,3 +73,17 @@ def token_cap(text_tokens: int, ratio: float, token_rate: float) -> int:
     """The most speech tokens one LLM call may produce for ``text_tokens`` text tokens, at
     ``token_rate`` speech tokens per second (``rates.token_rate``: 50 for v1, 25 for v2/v3)."""
     return min(int(MAX_SPEECH_S * token_rate), max(int(MIN_CAP_S * token_rate), int(text_tokens * ratio)))
+
+
+def checked_pieces(pieces: Iterable[object]) -> Iterator[str]:
+    """A text iterator's pieces, checked as they are read: InvalidInput for a piece that is not a str,
+    or once the pieces pass MAX_TEXT_CHARS (the same words wherever a text iterator is read)."""
+    chars = 0
+    for piece in pieces:
+        if not isinstance(piece, str):
+            raise InvalidInput(f"text iterator yielded {type(piece).__name__} {piece!r}; expected str pieces")
+        chars += len(piece)
+        if chars > MAX_TEXT_CHARS:
+            raise InvalidInput(f"text iterator: {chars} characters received, at most {MAX_TEXT_CHARS} per request; "
+                               "split the text into several requests")
+        yield piece
