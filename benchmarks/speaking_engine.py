@@ -37,7 +37,6 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from cosyvoice_runtime import (
-    MAX_TEXT_CHARS,
     InvalidInput,
     StreamError,
     StreamObserver,
@@ -46,7 +45,8 @@ from cosyvoice_runtime import (
     token_rate,
 )
 from cosyvoice_runtime.audio import read_wav
-from cosyvoice_runtime.observer import check_observer
+from cosyvoice_runtime.limits import checked_pieces
+from cosyvoice_runtime.observer import check_observer, observed
 from cosyvoice_runtime.requests import TextStreamInput, check_speed
 from cosyvoice_runtime.types import Chunk, ChunkTally, StreamStats, Synthesis
 
@@ -99,17 +99,8 @@ class _Request:
     def read_text(self) -> str:
         if isinstance(self.text, str):
             return self.text
-        # The Runtime's checks of a text iterator's pieces (frontend.text_token_stream), same words.
-        chars, pieces = 0, []
-        for piece in self.text:
-            if not isinstance(piece, str):
-                raise InvalidInput(f"text iterator yielded {type(piece).__name__} {piece!r}; expected str pieces")
-            chars += len(piece)
-            if chars > MAX_TEXT_CHARS:
-                raise InvalidInput(f"text iterator: {chars} characters received, at most {MAX_TEXT_CHARS} per "
-                                   "request; split the text into several requests")
-            pieces.append(piece)
-        text = "".join(pieces)
+        # The Runtime's checks of a text iterator's pieces (as frontend.text_token_stream reads them).
+        text = "".join(checked_pieces(self.text))
         if not text.strip():
             raise InvalidInput("text iterator: no words received; expected text with words")
         return text
@@ -242,11 +233,14 @@ class SpeakingEngine:
 
     def _run(self, request: _Request, *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
              observer: StreamObserver | None) -> Iterator[Chunk]:
-        # Told to the observer in this, the iterating thread, in the Runtime's order: the tokens as they
-        # arrive, then the chunk, and the end last.
+        # The observer hears, in this (the iterating) thread, each chunk's tokens, the chunk, and the end,
+        # as `cosyvoice_runtime.observer.observed` tells them.
+        chunks = self._chunks(request, streaming=streaming, speed=speed, stats=stats, stall_timeout_s=stall_timeout_s)
+        return chunks if observer is None else observed(chunks, observer, stats)
+
+    def _chunks(self, request: _Request, *, streaming: bool, speed: float, stats: StreamStats,
+                stall_timeout_s: float) -> Iterator[Chunk]:
         tally = ChunkTally(self.sample_rate, stats)
-        error: BaseException | None = None
-        total = 0
         try:
             stats.sentences = request.sentences
             if request.source_wav is not None:
@@ -255,22 +249,9 @@ class SpeakingEngine:
             else:
                 audio = self.speak(request.read_text(), speed=speed, timeout_s=stall_timeout_s)
             for piece, tokens in self.split(audio, speed=speed, streaming=streaming):
-                if observer is not None:
-                    total += tokens
-                    observer.on_tokens(tokens, total)
-                chunk = tally.chunk(piece, tokens)
-                if observer is not None:
-                    observer.on_chunk(chunk)
-                yield chunk
-        except GeneratorExit:
-            raise  # the caller closed the stream: no error of the request
-        except BaseException as e:
-            error = e
-            raise
+                yield tally.chunk(piece, tokens)
         finally:
             stats.wall_s = tally.elapsed()
-            if observer is not None:
-                observer.on_end(stats, error)
 
 
 def build(runtime: Runtime) -> SpeakingEngine:

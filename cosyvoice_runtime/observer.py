@@ -16,6 +16,8 @@ producer's errors reach the caller as ``StreamError``.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from .errors import InvalidInput, shown
 from .types import Chunk, StreamStats
 
@@ -48,3 +50,30 @@ def check_observer(observer: object) -> None:
     first callback)."""
     if observer is not None and not isinstance(observer, StreamObserver):
         raise InvalidInput(f"observer={shown(observer)}: expected a cosyvoice_runtime.StreamObserver (or None)")
+
+
+def observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamStats) -> Iterator[Chunk]:
+    """``chunks`` with ``observer`` told, in the iterating thread, of each chunk's tokens (the request's
+    running total) just before it, of the chunk, and of the end (``stats`` as the request left them;
+    the error it failed with, or None when exhausted or closed by the caller). For an engine that
+    learns its tokens with each chunk (the upstream engine, a team's own); the Runtime reports tokens
+    as they arrive instead."""
+    total = 0
+    error: BaseException | None = None
+    try:
+        for chunk in chunks:
+            if chunk.tokens:
+                total += chunk.tokens
+                observer.on_tokens(chunk.tokens, total)
+            observer.on_chunk(chunk)
+            yield chunk
+    except GeneratorExit:
+        close = getattr(chunks, "close", None)  # the caller closed the stream: no error of the request;
+        if close is not None:                   # stop the engine now, in this thread
+            close()
+        raise
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        observer.on_end(stats, error)

@@ -23,7 +23,7 @@ import numpy as np
 from .errors import CosyVoiceError, InvalidInput
 from .frontend import ModelInput
 from .limits import resolve_auto
-from .observer import StreamObserver, check_observer
+from .observer import StreamObserver, check_observer, observed
 from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 if TYPE_CHECKING:
@@ -215,27 +215,10 @@ class UpstreamEngine:
 
 def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamStats,
               in_flight: _InFlight) -> Iterator[Chunk]:
-    """``chunks`` with the observer told of each one's tokens (the request's running total), the chunk
-    and the end, in the iterating thread, as the Runtime tells it; in flight (for the producer-side
-    callbacks) from the first step until the end."""
-    total = 0
-    error: BaseException | None = None
+    """``observer.observed``, with the observer in flight (for the producer-side callbacks) from the
+    first step until the end."""
     in_flight.add(observer)
     try:
-        for chunk in chunks:
-            if chunk.tokens:
-                total += chunk.tokens
-                observer.on_tokens(chunk.tokens, total)
-            observer.on_chunk(chunk)
-            yield chunk
-    except GeneratorExit:
-        close = getattr(chunks, "close", None)  # the caller closed the stream: no error of the request;
-        if close is not None:                   # upstream's tts() stops in this thread, as unobserved
-            close()
-        raise
-    except BaseException as e:
-        error = e
-        raise
+        yield from observed(chunks, observer, stats)
     finally:
         in_flight.remove(observer)
-        observer.on_end(stats, error)
