@@ -277,14 +277,8 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], *, alpha: float = DEFAULT_AL
     if n < first_look:
         verdict = PairedVerdict.UNKNOWN
         note = f"{n} pairs: the first look is at {first_look}"
-    elif p_value <= alpha_look and mid > 1.0 + tolerance:
-        verdict = PairedVerdict.REGRESSION
-    elif p_value <= alpha_look and mid < 1.0 - tolerance:
-        verdict = PairedVerdict.IMPROVEMENT
-    elif 1.0 - tolerance <= ci_low and ci_high <= 1.0 + tolerance:
-        verdict = PairedVerdict.SAME
     else:
-        verdict = PairedVerdict.UNKNOWN
+        verdict = _rule(mid, p_value, ci_low, ci_high, alpha_look, tolerance) or PairedVerdict.UNKNOWN
     if verdict is PairedVerdict.UNKNOWN and n >= max_pairs:
         verdict = PairedVerdict.INCONCLUSIVE
         note = f"inconclusive: {n} pairs, CI {ci_low:.2f}..{ci_high:.2f}"
@@ -320,19 +314,26 @@ def pool(pairs_by_test: Mapping[str, Sequence[Pair]], results: Sequence[PairedRe
     # The share of resampled pooled ratios on the other side of 1: a one-sided bootstrap p.
     p_value = float(np.mean(boot <= 1.0) if ratio >= 1.0 else np.mean(boot >= 1.0))
 
-    if p_value <= alpha and ratio > 1.0 + tolerance:
-        verdict = PairedVerdict.REGRESSION
-    elif p_value <= alpha and ratio < 1.0 - tolerance:
-        verdict = PairedVerdict.IMPROVEMENT
-    elif 1.0 - tolerance <= ci_low and ci_high <= 1.0 + tolerance:
-        verdict = PairedVerdict.SAME
-    elif any(wants_more_pairs(r) for r in results):
-        verdict = PairedVerdict.UNKNOWN
-    else:
-        verdict = PairedVerdict.INCONCLUSIVE
+    verdict = _rule(ratio, p_value, ci_low, ci_high, alpha, tolerance)
+    if verdict is None:
+        wanting = any(wants_more_pairs(r) for r in results)
+        verdict = PairedVerdict.UNKNOWN if wanting else PairedVerdict.INCONCLUSIVE
     return PooledResult(ratio=ratio, ci_low=ci_low, ci_high=ci_high, p_value=p_value, verdict=verdict,
                         n_tests=len(per_test), n_pairs=sum(len(r) for r in per_test), metric=metric,
                         confidence=confidence)
+
+
+def _rule(ratio: float, p_value: float, ci_low: float, ci_high: float, alpha: float,
+          tolerance: float) -> PairedVerdict | None:
+    """The verdict rule, for a test and for the pool alike: significance and magnitude for a
+    regression or improvement, the CI within the tolerance for "same"; None when it cannot say."""
+    if p_value <= alpha and ratio > 1.0 + tolerance:
+        return PairedVerdict.REGRESSION
+    if p_value <= alpha and ratio < 1.0 - tolerance:
+        return PairedVerdict.IMPROVEMENT
+    if 1.0 - tolerance <= ci_low and ci_high <= 1.0 + tolerance:
+        return PairedVerdict.SAME
+    return None
 
 
 def _signed_rank_p(log_ratios: _Floats, greater: bool) -> float:
