@@ -141,7 +141,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            metavar="ENGINE"),
     # Baseline and report options: used by pytest_cosyvoice.finish at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
-           "store this session's figures as the baseline of this hardware key.", is_flag=True),
+           "store this session's figures as the baseline of this run key (runner and configuration).", is_flag=True),
     Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _path,
            Path(DEFAULT_BASELINE_DIR), f"where baselines are kept (default: {DEFAULT_BASELINE_DIR}/).", metavar="DIR"),
     Option("runner", "--cosy-runner", "cosy_runner", "COSY_RUNNER", _runner, None,
