@@ -115,6 +115,7 @@ class CosyTTS:
         # the test's, not threads a stream left behind.
         self._harness_threads: set[int | None] = set()
         self._lock = threading.Lock()
+        self._last: Recording | None = None     # the latest call begun (what `record` returns)
         # The recording holds the engine's audio: its rate, not the model's (an engine may resample).
         self.samples_per_token = self.sample_rate / token_rate(runtime.version, getattr(runtime, "flow", None))
 
@@ -145,6 +146,25 @@ class CosyTTS:
     def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
         return self._synthesize(self._label("synthesize"), text, kwargs, round_=self.round, measured=True)
+
+    def record(self, kind: str, text: Any, kwargs: dict[str, Any], *, label: str, measured: bool = True) -> Recording:
+        """One complete call run to its end (a stream drained, or a synthesize) outside a test's own
+        calls: the base side of an A/B pair. Its recording is returned (and kept in `recordings` when
+        measured); an engine error is kept in the recording, not raised; a hang still raises
+        `WatchdogExpired`."""
+        try:
+            if kind == "stream":
+                for _ in self._stream(label, text, kwargs, round_=self.round, measured=measured):
+                    pass
+            elif kind == "synthesize":
+                self._synthesize(label, text, kwargs, round_=self.round, measured=measured)
+            else:
+                raise ValueError(f"kind {kind!r} is not 'stream' or 'synthesize'")
+        except Exception:  # noqa: BLE001 - recorded in the call's recording (outcome, error)
+            if not self._last or self._last.outcome == "ok":
+                raise
+        assert self._last is not None
+        return self._last
 
     # -- rtf rounds and warm-up ----------------------------------------------------------------------
     def _label(self, kind: str) -> str:
@@ -181,6 +201,7 @@ class CosyTTS:
                         cold=self._first_use())
         call = _Call(rec, self.attribution.track(kind, kwargs, {t.ident for t in threading.enumerate()}))
         with self._lock:
+            self._last = rec
             for other in self._live:
                 other.track.overlapped = call.track.overlapped = True
             self._harness_threads.add(threading.get_ident())
