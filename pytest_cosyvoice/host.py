@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
 
     from .engine import Engine
+    from .recording.base import BaseSide
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -52,6 +53,7 @@ class EngineHost:
         self._engine_skip: str | None = None
         self._load_error: str | None = None
         self._used = False
+        self._base: BaseSide | None = None
         self._lock = threading.Lock()
 
     def model_dir(self) -> Path:
@@ -118,20 +120,73 @@ class EngineHost:
         assert self._engine is not None
         return self._engine
 
+    def base_side(self) -> BaseSide | None:
+        """A/B mode: the base side (built once; see `recording.base`); None when no base option is given.
+        Built before any test runs (`check_engine`): a base that cannot be built is a UsageError there."""
+        if not self.settings.ab_mode:
+            return None
+        rt = self.runtime()
+        with self._lock:
+            if self._base is None:
+                self._base = self._build_base(rt)
+        return self._base
+
+    def _build_base(self, head: Runtime) -> BaseSide:
+        import sys
+
+        import cosyvoice_runtime
+
+        from .engine import EngineError, EngineUnavailable, build
+        from .recording.base import InProcessBase
+
+        s = self.settings
+        spec = s.base_engine_spec
+        where_engine = s.sources.get("base_engine", "--cosy-engine") if s.base_engine else \
+            s.sources.get("engine", "--cosy-engine")
+        runtime = head
+        if s.base_model is not None:
+            try:
+                runtime = cosyvoice_runtime.load(s.base_model, device=str(head.device), fp16=bool(head.fp16),
+                                                 stall_timeout_s=s.stall_timeout_s)
+            except cosyvoice_runtime.CosyVoiceError as e:
+                raise pytest.UsageError(f"{s.sources['base_model']}={str(s.base_model)!r}: the base model does not "
+                                        f"load: {type(e).__name__}: {e}") from None
+        try:
+            engine = build(spec, runtime)
+        except (EngineError, EngineUnavailable) as e:
+            raise pytest.UsageError(f"{where_engine}={spec!r}: the base engine cannot be built: {e}") from None
+        import torch
+
+        model = s.base_model if s.base_model is not None else self.model_dir()
+        return InProcessBase(engine, runtime, f"engine {spec}, model {model}, this interpreter",
+                             {"python": sys.version.split()[0], "torch": torch.__version__})
+
+    def close(self) -> None:
+        """The end of the session: the base side is let go (its worker stopped)."""
+        with self._lock:
+            base, self._base = self._base, None
+        if base is not None:
+            base.close()
+
     def check_engine(self, items: list[pytest.Item]) -> None:
         """Builds a `package.module:factory` engine before any test runs, when a collected test uses
         `cosy_tts`: a factory that raises or an object missing protocol members is a UsageError now,
         not an error of every test. A model that does not load is left to the tests (they fail with
-        the loader's message); the built-in engines are built on first use."""
+        the loader's message); the built-in engines are built on first use. In A/B mode the base side is
+        built here too, so a base option naming nothing usable stops the session (exit 4) before any test."""
         from .engine import BUILTIN
 
-        if self.settings.engine in BUILTIN or not any("cosy_tts" in getattr(i, "fixturenames", ()) for i in items):
+        if not any("cosy_tts" in getattr(i, "fixturenames", ()) for i in items):
+            return
+        if self.settings.engine in BUILTIN and not self.settings.ab_mode:
             return
         try:
             self.runtime()
         except (Exception, pytest.fail.Exception):  # noqa: BLE001 - the tests report a model that does not load
             return
-        self.engine()
+        if self.settings.engine not in BUILTIN:
+            self.engine()
+        self.base_side()
 
     def first_use(self) -> bool:
         """True once: for the first call on the model in this process (the cold one)."""

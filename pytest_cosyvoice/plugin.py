@@ -105,6 +105,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = result.exitstatus
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        session.host.close()   # A/B mode: the base side's worker is stopped
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     result = config.stash.get(FINISH_KEY, None)
     if result is None:

@@ -23,6 +23,7 @@ from cosyvoice_runtime.loader import YAML_NAMES
 from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
 from .tracking.baseline import DEFAULT_DIRECTORY as DEFAULT_BASELINE_DIR
 from .tracking.drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE
+from .tracking.paired import DEFAULT_MAX_PAIRS, looks
 from .tracking.runkey import check_runner
 
 T = TypeVar("T")
@@ -75,6 +76,27 @@ def _engine(v: str) -> str:
     except EngineError as e:
         raise BadValue(str(e)) from None
     return s
+
+
+def _engine_form(v: str) -> str:
+    """An engine's form only: a base engine's factory may live in the base interpreter alone
+    (--cosy-base-python), so importing it here is `resolve`'s call."""
+    s = v.strip()
+    if s in BUILTIN or is_factory(s):
+        return s
+    raise BadValue(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
+
+
+def _max_pairs(v: str) -> int:
+    try:
+        n = int(v.strip())
+    except ValueError:
+        raise BadValue("expected a whole number of pairs, e.g. 20") from None
+    try:
+        looks(max_pairs=n)
+    except ValueError as e:
+        raise BadValue(f"expected at least the first look's pairs: {e}") from None
+    return n
 
 
 def _seconds(v: str) -> float:
@@ -139,6 +161,23 @@ OPTIONS: tuple[Option[Any], ...] = (
            f"{FIXED}: this project's runtime; {UPSTREAM}: the installed upstream orchestration class with the "
            f"same components; {FACTORY_FORM}: the engine factory(runtime) builds (default: {FIXED}).",
            metavar="ENGINE"),
+    # A/B mode (any of the three base options): the session's own engine, model and interpreter are the
+    # head; each RTF round runs head and base back to back (recording/base.py, tracking/paired.py).
+    Option("base_engine", "--cosy-base-engine", "cosy_base_engine", "COSY_BASE_ENGINE", _engine_form, None,
+           f"A/B mode: the base side's engine ({_one_of((*BUILTIN, FACTORY_FORM))}); default: the head's "
+           "--cosy-engine.", metavar="ENGINE"),
+    Option("base_model", "--cosy-base-model", "cosy_base_model", "COSY_BASE_MODEL", _text, None,
+           "A/B mode: the base side's model directory (a new checkpoint against the released one); "
+           "default: the head's model.", metavar="DIR"),
+    Option("base_python", "--cosy-base-python", "cosy_base_python", "COSY_BASE_PYTHON", _text, None,
+           "A/B mode: run the base side in a worker process of this interpreter (another venv or checkout, "
+           "with pytest-cosyvoice installed).", metavar="PATH"),
+    Option("ab_max_pairs", "--cosy-ab-max-pairs", "cosy_ab_max_pairs", "COSY_AB_MAX_PAIRS", _max_pairs,
+           DEFAULT_MAX_PAIRS, f"A/B mode: the most head/base pairs a test gets before it is called "
+           f"inconclusive (default: {DEFAULT_MAX_PAIRS}).", metavar="N"),
+    Option("markdown", "--cosy-markdown", "cosy_markdown", "COSY_MARKDOWN", _path, None,
+           "append a Markdown summary of the session's verdicts to this file (default: $GITHUB_STEP_SUMMARY "
+           "when set).", metavar="PATH"),
     # Baseline and report options: used by pytest_cosyvoice.finish at the end of the session.
     Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
            "store this session's figures as the baseline of this run key (runner and configuration).", is_flag=True),
@@ -182,8 +221,23 @@ class Settings:
     fail_on_drift: bool = _DEFAULTS["fail_on_drift"]
     report_dir: Path = _DEFAULTS["report_dir"]
     no_report: bool = _DEFAULTS["no_report"]
+    base_engine: str | None = _DEFAULTS["base_engine"]
+    base_model: Path | None = _DEFAULTS["base_model"]
+    base_python: str | None = _DEFAULTS["base_python"]
+    ab_max_pairs: int = _DEFAULTS["ab_max_pairs"]
+    markdown: Path | None = _DEFAULTS["markdown"]       # None: $GITHUB_STEP_SUMMARY when set
     allowed_warnings: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # field -> where from
+
+    @property
+    def ab_mode(self) -> bool:
+        """A base side was asked for: every RTF round pairs head and base."""
+        return self.base_engine is not None or self.base_model is not None or self.base_python is not None
+
+    @property
+    def base_engine_spec(self) -> str:
+        """The base side's engine: --cosy-base-engine, or the head's."""
+        return self.base_engine if self.base_engine is not None else self.engine
 
     def with_stall_timeout(self, seconds: float) -> Settings:
         return replace(self, stall_timeout_s=seconds, sources={**self.sources, "stall_timeout_s": "marker"})
@@ -244,8 +298,15 @@ def resolve_options(config: pytest.Config, options: tuple[Option[Any], ...],
 def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Settings:
     """Settings from the command line, environment and ini; `pytest.UsageError` on a bad or clashing value."""
     values, sources = resolve_options(config, OPTIONS, environ)
-    if values["model"] is not None:
-        values["model"] = _model_dir(values["model"], sources["model"])
+    for name in ("model", "base_model"):
+        if values[name] is not None:
+            values[name] = _model_dir(values[name], sources[name])
+    if values["base_engine"] is not None and values["base_python"] is None and is_factory(values["base_engine"]):
+        # In this interpreter the factory must import now; in a base interpreter its worker checks it.
+        try:
+            load_factory(values["base_engine"])
+        except EngineError as e:
+            raise pytest.UsageError(f"{sources['base_engine']}={values['base_engine']!r}: {e}") from None
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
     _check_clashes(s)
     return s

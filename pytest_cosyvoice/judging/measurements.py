@@ -20,6 +20,26 @@ class StreamTrace:
 
 
 @dataclass
+class PairSample:
+    """One A/B round of a test: head and base on the same inputs and seed, back to back (issue #17)."""
+
+    round: int
+    order: str                              # "AB": head ran first; "BA": base first
+    head_rtf: float
+    base_rtf: float
+    head_first_chunk_ms: float | None = None
+    base_first_chunk_ms: float | None = None
+    outputs: str = ""                       # "identical", "differs: <what>" or "not compared: <why>"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PairSample:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
 class TestFigures:
     """Every figure one test produced; travels from xdist workers to the controller as JSON."""
 
@@ -35,10 +55,16 @@ class TestFigures:
     engine: str = "fixed"
     failed_checks: list[str] = field(default_factory=list)
     round_notes: list[str] = field(default_factory=list)   # failures in later RTF rounds (rounds.py)
+    pairs: list[PairSample] = field(default_factory=list)  # A/B mode: one per round
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.pairs:
+            del out["pairs"]    # a session without A/B keeps its old JSON
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TestFigures:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["pairs"] = [PairSample.from_json(p) for p in data.get("pairs") or []]
+        return cls(**fields)

@@ -160,7 +160,7 @@ class CosyTTS:
                 self._synthesize(label, text, kwargs, round_=self.round, measured=measured)
             else:
                 raise ValueError(f"kind {kind!r} is not 'stream' or 'synthesize'")
-        except Exception:  # noqa: BLE001 - recorded in the call's recording (outcome, error)
+        except Exception:  # recorded in the call's recording (outcome, error); re-raised if not
             if not self._last or self._last.outcome == "ok":
                 raise
         assert self._last is not None
