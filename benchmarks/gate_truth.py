@@ -279,6 +279,7 @@ class AbRun:
     pooled_ratio: dict[str, float] = field(default_factory=dict)  # metric -> pooled ratio
     outputs_differ: int = 0          # pairs whose outputs differ
     pairs_total: int = 0             # rows of ab.csv
+    others_cpu: float | None = None  # other processes' share of the CPU (history.jsonl's health)
 
     @property
     def judged(self) -> bool:
@@ -316,7 +317,8 @@ def read_ab_pairs(path: Path) -> dict[str, list[AbPair]]:
 
 
 def read_ab_report(run: AbRun, report: Path) -> AbRun:
-    """`run` with what its report folder holds: per-test RTF verdicts, pooled verdicts, output counts."""
+    """`run` with what its report folder holds: per-test RTF verdicts, pooled verdicts, output counts,
+    and the machine's contention as the session's history line has it."""
     verdicts = report / "ab_verdicts.csv"
     if verdicts.is_file():
         for v in read_ab_verdicts(verdicts):
@@ -334,6 +336,10 @@ def read_ab_report(run: AbRun, report: Path) -> AbRun:
         rows = [p for pairs in read_ab_pairs(raw).values() for p in pairs]
         run.pairs_total = len(rows)
         run.outputs_differ = sum(1 for p in rows if p.outputs.startswith("differs"))
+    history = report / "history.jsonl"
+    lines = history.read_text(encoding="utf-8").splitlines() if history.is_file() else []
+    if lines:
+        run.others_cpu = (json.loads(lines[-1]).get("health") or {}).get("others_cpu")
     return run
 
 
@@ -435,14 +441,17 @@ def ab_table(runs: list[AbRun]) -> str:
     first chunk), the median pooled RTF ratio, the median pairs a test needed, the median session time."""
     head = ("| condition | sessions | per-test RTF verdicts | regression | improvement | same | inconclusive | "
             "unknown | pooled RTF | pooled first chunk | median pooled RTF ratio | median pairs per test | "
-            "outputs differ | median session s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+            "outputs differ | median session s | other processes' CPU |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for label in dict.fromkeys(r.label for r in runs):
         group = [r for r in runs if r.label == label]
         sessions = str(len(group))
+        others = [r.others_cpu for r in group if r.others_cpu is not None]
+        cpu = f"{100 * min(others):.0f} .. {100 * max(others):.0f} %" if others else "-"
         if group[0].part == "gate":   # no base: only its time is of interest
             rows.append(f"| {label} | {sessions} | - | - | - | - | - | - | - | - | - | - | - | "
-                        f"{_median([r.seconds for r in group], '.0f')} |")
+                        f"{_median([r.seconds for r in group], '.0f')} | {cpu} |")
             continue
         unjudged = sum(1 for r in group if not r.judged)
         if unjudged:
@@ -459,7 +468,7 @@ def ab_table(runs: list[AbRun]) -> str:
         rows.append(
             f"| {label} | {sessions} | {n} | {per_test} | {_counts(pooled_rtf)} | {_counts(pooled_first)} | "
             f"{_median(pooled, '.3f')} | {_median(pairs, 'g')} | {differ} of {total} | "
-            f"{_median([r.seconds for r in group], '.0f')} |")
+            f"{_median([r.seconds for r in group], '.0f')} | {cpu} |")
     return head + "\n" + "\n".join(rows)
 
 
@@ -493,7 +502,8 @@ def rejudge_ab(work: Path, runs: list[AbRun], tolerance: float) -> list[AbRun]:
     out = []
     for r in runs:
         again = AbRun(r.part, r.label, r.report, r.seconds, r.returncode, base=r.base, level=r.level,
-                      max_pairs=r.max_pairs, outputs_differ=r.outputs_differ, pairs_total=r.pairs_total)
+                      max_pairs=r.max_pairs, outputs_differ=r.outputs_differ, pairs_total=r.pairs_total,
+                      others_cpu=r.others_cpu)
         raw = work / r.report / "ab.csv"
         if r.part != "gate" and raw.is_file():
             by_test = read_ab_pairs(raw)
