@@ -14,6 +14,19 @@ On the embedded tiny model, in a scratch folder (`--workdir`, default a temporar
 
 Prints one markdown table per part: the share of test verdicts per verdict, the median raw and
 calibrated drift, and the machine figures the gate saw. `--json FILE` keeps every run's rows.
+
+    .venv/bin/python benchmarks/gate_truth.py --ab [--ab-clean 10] [--ab-busy 5] [--ab-levels 0.05,0.1,0.2]
+                                              [--ab-slow-runs 5] [--ab-gate 2] [--ab-max-pairs 20]
+
+A/B in one session (issue 17) instead of the parts above, each session with its own report folder
+(kept under <workdir>/ab/, raw pairs in ab.csv, so the tables can be re-judged with `--ab-rejudge`):
+1. `--ab-clean` A/A sessions: the base is the head's own code, alternately the model under another
+   path (`--cosy-base-model`, a copy made once in the workdir) and `--cosy-base-engine fixed`;
+2. `--ab-busy` the same beside a busy process;
+3. `--ab-slow-runs` A/B sessions per level: the head is benchmarks/slow_engine.py with COSY_SLOW=level,
+   the base `--cosy-base-engine fixed`;
+4. `--ab-gate` sessions without a base: the time a cross-session gate session takes, for comparison.
+Prints the verdicts per condition and the slowdown each level actually applied.
 """
 from __future__ import annotations
 
@@ -21,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -196,6 +210,374 @@ def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
     return out
 
 
+# -- A/B in one session (issue 17): `--ab` ------------------------------------------------------------
+# Head and base run back to back in each session; the session writes its paired verdicts to
+# <report>/ab_verdicts.csv and its raw pairs to <report>/ab.csv. Every run keeps its report folder.
+AB_VERDICTS = ("regression", "improvement", "same", "inconclusive", "unknown")
+POOLED = "(pooled)"
+RTF_METRIC, FIRST_CHUNK_METRIC = "RTF", "first chunk"
+AB_DEFAULT_MAX_PAIRS = 20     # tracking.paired.DEFAULT_MAX_PAIRS, the plugin's default
+AB_PARTS = ("aa-clean", "aa-busy", "ab-slow", "gate")
+
+
+@dataclass(frozen=True)
+class AbVerdict:
+    """One row of ab_verdicts.csv."""
+
+    nodeid: str
+    metric: str
+    ratio: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    pairs: int
+    verdict: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AbPair:
+    """One row of ab.csv: a test's pair of one round."""
+
+    nodeid: str
+    round: int
+    order: str
+    head_rtf: float | None
+    base_rtf: float | None
+    head_first_chunk_ms: float | None
+    base_first_chunk_ms: float | None
+    outputs: str
+
+
+@dataclass(frozen=True)
+class AbSession:
+    """One planned A/B session: the head's and the base's own pytest arguments, COSY_SLOW, and
+    whether a busy process shares the cores."""
+
+    part: str
+    label: str
+    head: tuple[str, ...] = ()
+    base: tuple[str, ...] = ()
+    level: float | None = None
+    busy: bool = False
+
+
+@dataclass
+class AbRun:
+    part: str
+    label: str
+    report: str                      # the run's report folder, relative to the workdir
+    seconds: float
+    returncode: int
+    base: str = ""                   # the base option(s) of the run
+    level: float | None = None       # COSY_SLOW of the head
+    max_pairs: int = AB_DEFAULT_MAX_PAIRS
+    verdicts: dict[str, str] = field(default_factory=dict)        # nodeid -> per-test RTF verdict
+    ratios: dict[str, float] = field(default_factory=dict)        # nodeid -> median head/base RTF
+    pairs: dict[str, int] = field(default_factory=dict)           # nodeid -> pairs it needed
+    pooled_verdict: dict[str, str] = field(default_factory=dict)  # metric -> pooled verdict
+    pooled_ratio: dict[str, float] = field(default_factory=dict)  # metric -> pooled ratio
+    outputs_differ: int = 0          # pairs whose outputs differ
+    pairs_total: int = 0             # rows of ab.csv
+    others_cpu: float | None = None  # other processes' share of the CPU (history.jsonl's health)
+
+    @property
+    def judged(self) -> bool:
+        """Whether the session wrote a pooled RTF verdict."""
+        return RTF_METRIC in self.pooled_verdict
+
+
+def _number(raw: str | None) -> float | None:
+    return float(raw) if raw not in (None, "") else None
+
+
+def read_ab_verdicts(path: Path) -> list[AbVerdict]:
+    """The rows of an ab_verdicts.csv (empty numbers are None)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        return [AbVerdict(nodeid=row["nodeid"], metric=row["metric"], ratio=_number(row["ratio"]),
+                          ci_low=_number(row["ci_low"]), ci_high=_number(row["ci_high"]),
+                          p_value=_number(row["p_value"]), pairs=int(row["pairs"] or 0), verdict=row["verdict"],
+                          note=row.get("note") or "")
+                for row in csv.DictReader(fh)]
+
+
+def read_ab_pairs(path: Path) -> dict[str, list[AbPair]]:
+    """The rows of an ab.csv per test, in round order."""
+    out: dict[str, list[AbPair]] = {}
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            out.setdefault(row["nodeid"], []).append(AbPair(
+                nodeid=row["nodeid"], round=int(row["round"]), order=row["order"],
+                head_rtf=_number(row["head_rtf"]), base_rtf=_number(row["base_rtf"]),
+                head_first_chunk_ms=_number(row["head_first_chunk_ms"]),
+                base_first_chunk_ms=_number(row["base_first_chunk_ms"]), outputs=row["outputs"]))
+    for pairs in out.values():
+        pairs.sort(key=lambda p: p.round)
+    return out
+
+
+def read_ab_report(run: AbRun, report: Path) -> AbRun:
+    """`run` with what its report folder holds: per-test RTF verdicts, pooled verdicts, output counts,
+    and the machine's contention as the session's history line has it."""
+    verdicts = report / "ab_verdicts.csv"
+    if verdicts.is_file():
+        for v in read_ab_verdicts(verdicts):
+            if v.nodeid == POOLED:
+                run.pooled_verdict[v.metric] = v.verdict
+                if v.ratio is not None:
+                    run.pooled_ratio[v.metric] = v.ratio
+            elif v.metric == RTF_METRIC:
+                run.verdicts[v.nodeid] = v.verdict
+                run.pairs[v.nodeid] = v.pairs
+                if v.ratio is not None:
+                    run.ratios[v.nodeid] = v.ratio
+    raw = report / "ab.csv"
+    if raw.is_file():
+        rows = [p for pairs in read_ab_pairs(raw).values() for p in pairs]
+        run.pairs_total = len(rows)
+        run.outputs_differ = sum(1 for p in rows if p.outputs.startswith("differs"))
+    history = report / "history.jsonl"
+    lines = history.read_text(encoding="utf-8").splitlines() if history.is_file() else []
+    if lines:
+        run.others_cpu = (json.loads(lines[-1]).get("health") or {}).get("others_cpu")
+    return run
+
+
+def _project_on_path() -> None:
+    # Run as a script from benchmarks/, the project's packages are importable only from the root.
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+
+
+def model_copy(work: Path) -> Path:
+    """A copy of the embedded tiny model's directory in the workdir (made once): a base model that is
+    the head's, under another path."""
+    _project_on_path()
+    from cosyvoice_runtime.tiny import default_model_dir
+
+    copy = work / "tiny-model-copy"
+    if not copy.is_dir():
+        tmp = work / "tiny-model-copy.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(default_model_dir(), tmp)
+        tmp.rename(copy)
+    return copy
+
+
+def ab_plan(copy: Path, *, clean: int, busy: int, levels: list[float], slow_runs: int, gate: int) -> list[AbSession]:
+    """The sessions of `--ab`, in the order they run. A/A sessions alternate the two ways of a base
+    that is the head's own code (its model under another path; the fixed engine, which the head is
+    by default); the slow levels' head is the slow engine, their base the fixed engine; the gate
+    sessions have no base (the cross-session gate's session time, for comparison)."""
+    aa = [("--cosy-base-model", str(copy)), ("--cosy-base-engine", "fixed")]
+    out: list[AbSession] = []
+    for part, label, n in (("aa-clean", "A/A clean", clean), ("aa-busy", "A/A beside a busy process", busy)):
+        for i in range(n):
+            flag, value = aa[i % 2]
+            out.append(AbSession(part, label, base=(f"{flag}={value}",), busy=part == "aa-busy"))
+    for level in levels:
+        for _ in range(slow_runs):
+            out.append(AbSession("ab-slow", f"A/B head +{100 * level:g} % (COSY_SLOW={level:g})",
+                                 head=("--cosy-engine=benchmarks.slow_engine:build",),
+                                 base=("--cosy-base-engine=fixed",), level=level))
+    for _ in range(gate):
+        out.append(AbSession("gate", "cross-session gate session (no base)"))
+    return out
+
+
+def ab_cmd(work: Path, report: Path, session: AbSession, *, select: str, max_pairs: int) -> list[str]:
+    """The pytest command line of one A/B session. Its Markdown summary goes to its report folder
+    (not to a CI job's $GITHUB_STEP_SUMMARY), its baselines to the workdir."""
+    ab = [f"--cosy-ab-max-pairs={max_pairs}", f"--cosy-markdown={report / 'summary.md'}"] if session.base else []
+    return [sys.executable, "-m", "pytest", str(ROOT / "suites"), "-p", "no:cacheprovider", "-q", "-k", select,
+            "--cosy-runner=gate-truth", f"--cosy-baseline-dir={work / 'bl-ab'}", f"--cosy-report={report}",
+            *session.head, *session.base, *ab]
+
+
+def ab_env(session: AbSession, repeat: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COSY_SLOW", "GITHUB_STEP_SUMMARY")}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               COSY_GATE_RTF_REPEAT=str(repeat))
+    if session.level is not None:
+        env["COSY_SLOW"] = repr(session.level)
+    return env
+
+
+def run_ab(work: Path, session: AbSession, index: int, *, select: str, repeat: int, max_pairs: int) -> AbRun:
+    report = work / "ab" / f"{index:03d}-{session.part}"
+    shutil.rmtree(report, ignore_errors=True)
+    cmd = ab_cmd(work, report, session, select=select, max_pairs=max_pairs)
+    busy = busy_process() if session.busy else None
+    t = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=work, env=ab_env(session, repeat), capture_output=True, text=True)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    run = AbRun(session.part, session.label, str(report.relative_to(work)), time.monotonic() - t, proc.returncode,
+                base=" ".join(session.base), level=session.level, max_pairs=max_pairs)
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "session.log").write_text(proc.stdout + proc.stderr)
+    return read_ab_report(run, report)
+
+
+def _pct(k: int, n: int) -> str:
+    return f"{100 * k / max(n, 1):.0f} % ({k})"
+
+
+def _counts(values: list[str]) -> str:
+    counts = Counter(values)
+    order = [v for v in AB_VERDICTS if counts[v]] + sorted(v for v in counts if v not in AB_VERDICTS)
+    return ", ".join(f"{v} {counts[v]}" for v in order) or "-"
+
+
+def _median(values: list[float], fmt: str) -> str:
+    return format(statistics.median(values), fmt) if values else "-"
+
+
+def ab_table(runs: list[AbRun]) -> str:
+    """One row per condition: its sessions, the per-test RTF verdicts, the pooled verdicts (RTF and
+    first chunk), the median pooled RTF ratio, the median pairs a test needed, the median session time."""
+    head = ("| condition | sessions | per-test RTF verdicts | regression | improvement | same | inconclusive | "
+            "unknown | pooled RTF | pooled first chunk | median pooled RTF ratio | median pairs per test | "
+            "outputs differ | median session s | other processes' CPU |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rows = []
+    for label in dict.fromkeys(r.label for r in runs):
+        group = [r for r in runs if r.label == label]
+        sessions = str(len(group))
+        others = [r.others_cpu for r in group if r.others_cpu is not None]
+        cpu = f"{100 * min(others):.0f} .. {100 * max(others):.0f} %" if others else "-"
+        if group[0].part == "gate":   # no base: only its time is of interest
+            rows.append(f"| {label} | {sessions} | - | - | - | - | - | - | - | - | - | - | - | "
+                        f"{_median([r.seconds for r in group], '.0f')} | {cpu} |")
+            continue
+        unjudged = sum(1 for r in group if not r.judged)
+        if unjudged:
+            sessions += f" ({unjudged} without A/B verdicts)"
+        verdicts = [v for r in group for v in r.verdicts.values()]
+        n = len(verdicts)
+        per_test = " | ".join(_pct(verdicts.count(v), n) for v in AB_VERDICTS)
+        pooled = [r.pooled_ratio[RTF_METRIC] for r in group if RTF_METRIC in r.pooled_ratio]
+        pairs = [float(p) for r in group for p in r.pairs.values()]
+        differ = sum(r.outputs_differ for r in group)
+        total = sum(r.pairs_total for r in group)
+        pooled_rtf = [r.pooled_verdict[RTF_METRIC] for r in group if RTF_METRIC in r.pooled_verdict]
+        pooled_first = [r.pooled_verdict[FIRST_CHUNK_METRIC] for r in group if FIRST_CHUNK_METRIC in r.pooled_verdict]
+        rows.append(
+            f"| {label} | {sessions} | {n} | {per_test} | {_counts(pooled_rtf)} | {_counts(pooled_first)} | "
+            f"{_median(pooled, '.3f')} | {_median(pairs, 'g')} | {differ} of {total} | "
+            f"{_median([r.seconds for r in group], '.0f')} | {cpu} |")
+    return head + "\n" + "\n".join(rows)
+
+
+def slowdown_table(runs: list[AbRun]) -> str:
+    """Per COSY_SLOW level: the slowdown it actually applied (the median pooled ratio; the head sleeps
+    while the Runtime's producer keeps working, so less than the level) and how often it was found."""
+    head = ("| COSY_SLOW | sessions | measured slowdown (median pooled RTF ratio) | pooled RTF ratios | "
+            "median pooled first-chunk ratio | pooled RTF regression | per-test RTF regression |\n"
+            "|---|---|---|---|---|---|---|")
+    rows = []
+    for level in sorted({r.level for r in runs if r.part == "ab-slow" and r.level is not None}):
+        group = [r for r in runs if r.part == "ab-slow" and r.level == level]
+        pooled = [r.pooled_ratio[RTF_METRIC] for r in group if RTF_METRIC in r.pooled_ratio]
+        first = [r.pooled_ratio[FIRST_CHUNK_METRIC] for r in group if FIRST_CHUNK_METRIC in r.pooled_ratio]
+        found = sum(1 for r in group if r.pooled_verdict.get(RTF_METRIC) == "regression")
+        verdicts = [v for r in group for v in r.verdicts.values()]
+        rows.append(f"| {level:g} | {len(group)} | "
+                    + (f"{100 * (statistics.median(pooled) - 1):+.1f} %" if pooled else "-") + " | "
+                    + (f"{min(pooled):.3f} .. {max(pooled):.3f}" if pooled else "-") + " | "
+                    + f"{_median(first, '.3f')} | {_pct(found, len(group))} | "
+                    + f"{_pct(verdicts.count('regression'), len(verdicts))} |")
+    return head + "\n" + "\n".join(rows)
+
+
+def rejudge_ab(work: Path, runs: list[AbRun], tolerance: float) -> list[AbRun]:
+    """The kept raw pairs (every run's ab.csv under `work`) judged again at another tolerance, with the
+    plugin's own rule (tracking.paired), each run at its own pair cap."""
+    _project_on_path()
+    from pytest_cosyvoice.tracking.paired import judge_pairs, pool
+
+    out = []
+    for r in runs:
+        again = AbRun(r.part, r.label, r.report, r.seconds, r.returncode, base=r.base, level=r.level,
+                      max_pairs=r.max_pairs, outputs_differ=r.outputs_differ, pairs_total=r.pairs_total,
+                      others_cpu=r.others_cpu)
+        raw = work / r.report / "ab.csv"
+        if r.part != "gate" and raw.is_file():
+            by_test = read_ab_pairs(raw)
+            for metric, side in ((RTF_METRIC, "rtf"), (FIRST_CHUNK_METRIC, "first_chunk_ms")):
+                pairs = {nodeid: [(h, b) for p in rows
+                                  if (h := getattr(p, f"head_{side}")) and (b := getattr(p, f"base_{side}"))]
+                         for nodeid, rows in by_test.items()}
+                pairs = {nodeid: p for nodeid, p in pairs.items() if p}
+                if not pairs:
+                    continue
+                results = [judge_pairs(nodeid, p, tolerance=tolerance, max_pairs=r.max_pairs)
+                           for nodeid, p in pairs.items()]
+                pooled = pool(pairs, results, tolerance=tolerance, max_pairs=r.max_pairs, metric=metric)
+                again.pooled_verdict[metric] = str(pooled.verdict)
+                again.pooled_ratio[metric] = pooled.ratio
+                if metric == RTF_METRIC:
+                    for res in results:
+                        again.verdicts[res.nodeid] = str(res.verdict)
+                        again.ratios[res.nodeid] = res.median_ratio
+                        again.pairs[res.nodeid] = res.n_pairs
+        out.append(again)
+    return out
+
+
+def ab_tables(runs: list[AbRun]) -> str:
+    text = ab_table(runs)
+    if any(r.part == "ab-slow" for r in runs):
+        text += "\n\n" + slowdown_table(runs)
+    return text
+
+
+def ab_main(args: argparse.Namespace) -> int:
+    """`--ab` (run the A/B sessions and print their tables) or `--ab-rejudge` (judge kept pairs again)."""
+    if args.ab_rejudge:
+        if args.json is None or args.workdir is None:
+            raise SystemExit("--ab-rejudge needs the --json and --workdir of the earlier --ab run")
+        old = [AbRun(**d) for d in json.loads(args.json.read_text())]
+        for tol in [float(t) for t in args.ab_rejudge.split(",")]:
+            print(f"\ntolerance {tol:g}:\n" + ab_tables(rejudge_ab(args.workdir, old, tol)))
+        return 0
+    work = (args.workdir or Path(tempfile.mkdtemp(prefix="gate-truth-ab-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"workdir: {work}", flush=True)
+    levels = [float(x) for x in args.ab_levels.split(",") if x]
+    plan = ab_plan(model_copy(work), clean=args.ab_clean, busy=args.ab_busy, levels=levels,
+                   slow_runs=args.ab_slow_runs, gate=args.ab_gate)
+    runs: list[AbRun] = []
+    for i, session in enumerate(plan):
+        r = run_ab(work, session, i, select=args.select, repeat=args.repeat, max_pairs=args.ab_max_pairs)
+        runs.append(r)
+        if args.json:   # after every run: a stopped benchmark keeps what it measured
+            args.json.write_text(json.dumps([asdict(x) for x in runs], indent=1))
+        print(f"{r.part:8s} {r.label:44s} rc={r.returncode} {r.seconds:5.0f}s pooled {r.pooled_verdict or '-'} "
+              f"{dict(Counter(r.verdicts.values()))}", flush=True)
+    print("\n" + ab_tables(runs))
+    return 0
+
+
+def add_ab_arguments(ap: argparse.ArgumentParser) -> None:
+    ab = ap.add_argument_group("A/B in one session (--ab: these parts instead of the cross-session ones)")
+    ab.add_argument("--ab", action="store_true", help="run the A/B sessions and print their tables")
+    ab.add_argument("--ab-clean", type=int, default=10, help="A/A sessions (base: a copy of the model, or "
+                    "--cosy-base-engine fixed, alternately)")
+    ab.add_argument("--ab-busy", type=int, default=5, help="A/A sessions beside a busy process")
+    ab.add_argument("--ab-levels", default="0.05,0.1,0.2", help="COSY_SLOW levels of the slowed head")
+    ab.add_argument("--ab-slow-runs", type=int, default=5, help="A/B sessions per level")
+    ab.add_argument("--ab-gate", type=int, default=2, help="sessions without a base, for the time a "
+                    "cross-session gate session takes")
+    ab.add_argument("--ab-max-pairs", type=int, default=AB_DEFAULT_MAX_PAIRS, help="--cosy-ab-max-pairs")
+    ab.add_argument("--ab-rejudge", type=str, default="",
+                    help="with --json of an earlier --ab run and its --workdir: judge its kept pairs again at "
+                         "these tolerances (comma-separated) instead of running anything")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clean", type=int, default=5)
@@ -211,7 +593,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rejudge", type=str, default="",
                     help="with --json of an earlier run and its --workdir: judge its samples again at these "
                          "tolerances (comma-separated) instead of running anything")
+    add_ab_arguments(ap)
     args = ap.parse_args(argv)
+    if args.ab or args.ab_rejudge:
+        return ab_main(args)
     if args.rejudge:
         old = [Run(**d) for d in json.loads(args.json.read_text())]
         base = next(r for r in old if r.part == "baseline")
