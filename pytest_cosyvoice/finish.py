@@ -1,15 +1,23 @@
 """End of session on the controller: `finish()` asks report.findings to gather what the session
-found (baseline, drift, machine health, report, --cosy-save-baseline) and word it for the terminal,
-and turns the findings into the session's exit status; plugin.py only calls it."""
+found (baseline, drift, A/B verdicts, machine health, report, --cosy-save-baseline) and word it for
+the terminal, appends the Markdown summary, names the JUnit properties, and turns the findings into
+the session's exit status; plugin.py only calls it."""
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+# pytest's own key for its JUnit writer (LogXML), as its `record_testsuite_property` fixture reads
+# it; that fixture cannot be asked at session end (nor on an xdist controller), so the key is.
+from _pytest.junitxml import xml_key
+
 from .report.findings import EndOptions, Findings, gather, summary_lines
+from .report.markdown import append_markdown, markdown_summary
 
 if TYPE_CHECKING:
     from .session import CosySession
@@ -22,6 +30,7 @@ class FinishResult:
 
     lines: list[str] = field(default_factory=list)
     exitstatus: int | pytest.ExitCode = pytest.ExitCode.OK
+    junit: list[tuple[str, str]] = field(default_factory=list)    # testsuite properties (`junit_properties`)
 
 
 def resolve(path: Path, base: Path) -> Path:
@@ -30,10 +39,48 @@ def resolve(path: Path, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def end_options(s: Settings, base_dir: Path) -> EndOptions:
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+
+
+def markdown_path(s: Settings, base_dir: Path, environ: Mapping[str, str] | None = None) -> Path | None:
+    """--cosy-markdown, else $GITHUB_STEP_SUMMARY when set (GitHub Actions' job page), else None."""
+    env = os.environ if environ is None else environ
+    raw = s.markdown if s.markdown is not None else (env.get(STEP_SUMMARY_ENV) or None)
+    return None if raw is None else resolve(Path(raw), base_dir)
+
+
+def end_options(s: Settings, base_dir: Path, *, ab_base: str = "", ab_versions: Mapping[str, str] | None = None,
+                environ: Mapping[str, str] | None = None) -> EndOptions:
     return EndOptions(resolve(s.baseline_dir, base_dir), None if s.no_report else resolve(s.report_dir, base_dir),
                       tolerance=s.rtf_tolerance, machine_tolerance=s.machine_tolerance,
-                      save_baseline=s.save_baseline, fail_on_drift=s.fail_on_drift)
+                      save_baseline=s.save_baseline, fail_on_drift=s.fail_on_drift,
+                      ab_max_pairs=s.ab_max_pairs, markdown=markdown_path(s, base_dir, environ),
+                      ab_base=ab_base, ab_versions=dict(ab_versions or {}))
+
+
+def junit_properties(found: Findings) -> list[tuple[str, str]]:
+    """The A/B verdicts as JUnit testsuite properties: `cosy_ab_pooled` (the pooled RTF line) and
+    `cosy_ab_<nodeid>` per test (its RTF verdict); first-chunk latency as `cosy_ab_first_chunk_pooled`
+    and `cosy_ab_first_chunk_<nodeid>`. None outside A/B mode."""
+    ab = found.ab
+    if ab is None:
+        return []
+    out: list[tuple[str, str]] = []
+    for metric, paired, pooled in ab.metrics():
+        prefix = "cosy_ab_" if metric == "RTF" else "cosy_ab_first_chunk_"
+        out.append((f"{prefix}pooled", ab.pooled_line(pooled)))
+        out += [(f"{prefix}{r.nodeid}", r.describe()) for r in paired]
+    return out
+
+
+def add_junit_properties(config: pytest.Config, properties: Sequence[tuple[str, str]]) -> None:
+    """Adds testsuite properties to the JUnit XML of --junitxml (nothing without it). pytest writes
+    that file in its own pytest_sessionfinish: the caller runs before it (tryfirst)."""
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return
+    for name, value in properties:
+        xml.add_global_property(name, value)
 
 
 def exit_status(found: Findings, exitstatus: int | pytest.ExitCode) -> int | pytest.ExitCode:
@@ -52,6 +99,11 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
     if not figures:
         return None
     key, device = session.run_key()
-    found = gather(figures, streams, key, device, end_options(session.settings, base_dir),
-                   health=session.health(), repo_dir=base_dir)
-    return FinishResult(summary_lines(found), exit_status(found, exitstatus))
+    options = end_options(session.settings, base_dir, ab_base=session.ab_base, ab_versions=session.ab_versions)
+    found = gather(figures, streams, key, device, options, health=session.health(), repo_dir=base_dir)
+    lines = summary_lines(found)
+    if options.markdown is not None:
+        error = append_markdown(options.markdown, markdown_summary(found))
+        if error:
+            lines.append(f"note: the Markdown summary was not written to {options.markdown}: {error}")
+    return FinishResult(lines, exit_status(found, exitstatus), junit_properties(found))

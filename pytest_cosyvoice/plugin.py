@@ -92,6 +92,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+# tryfirst: pytest's JUnit writer writes its file in its own pytest_sessionfinish, and the A/B
+# verdicts must be among its testsuite properties by then.
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     if hasattr(config, "workeroutput"):  # an xdist worker: hand the figures to the controller
@@ -103,6 +106,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if result is not None:
         config.stash[FINISH_KEY] = result
         session.exitstatus = result.exitstatus
+        finish.add_junit_properties(config, result.junit)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -47,6 +47,8 @@ class CosySession:
         self.streams: list[StreamRecord] = []
         self.round = 0                   # the RTF round being recorded (0: the main pass; rounds.py)
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
+        self.ab_base = ""                       # A/B mode: the base side's description (set by the pairing)
+        self.ab_versions: dict[str, str] = {}   # A/B mode: the base side's stack
         self._worker_device: tuple[str, bool] | None = None   # xdist controller: where a worker loaded
 
     # -- results ------------------------------------------------------------------------------------

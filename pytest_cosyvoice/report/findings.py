@@ -26,9 +26,10 @@ from ..tracking.drift import (
 )
 from ..tracking.health import Health
 from ..tracking.history import history_problems
+from ..tracking.paired import DEFAULT_MAX_PAIRS, Pair, PairedResult, PairedVerdict, PooledResult, judge_pairs, pool
 from ..tracking.runkey import RunKey
 from ..tracking.stack import detect_stack, stack_changes
-from .model import ReportFiles, ReportInput, StreamRecord, machine_line, pct
+from .model import AbVerdicts, ReportFiles, ReportInput, StreamRecord, machine_line, pct
 from .writer import summary_table, write_report
 
 
@@ -42,6 +43,10 @@ class EndOptions:
     machine_tolerance: float = DEFAULT_MACHINE_TOLERANCE
     save_baseline: bool = False
     fail_on_drift: bool = False
+    ab_max_pairs: int = DEFAULT_MAX_PAIRS   # the cap of each test's pairs (tracking.paired.judge_pairs)
+    markdown: Path | None = None            # where the Markdown summary is appended; None: nowhere
+    ab_base: str = ""                       # the base side's description; "" when not A/B
+    ab_versions: dict[str, str] = field(default_factory=dict)     # the base side's stack
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,11 @@ class Findings:
     report: ReportFiles | None = None
     report_error: str = ""                          # the report could not be written, and why
     saved: SaveOutcome | None = None                # None: not asked to save
+    # A/B (issue #17): the paired verdicts of the passed tests that recorded pairs; None when none did.
+    paired: list[PairedResult] | None = None                # RTF
+    pooled: PooledResult | None = None
+    paired_first_chunk: list[PairedResult] | None = None    # first-chunk latency (ms)
+    pooled_first_chunk: PooledResult | None = None
 
     @property
     def regressions(self) -> list[DriftResult]:
@@ -83,14 +93,40 @@ class Findings:
         return [r for r in self.drift or [] if r.verdict == DriftVerdict.INCONCLUSIVE]
 
     @property
+    def ab_mode(self) -> bool:
+        """A base side was given, or some test recorded pairs: the A/B verdicts lead the summary."""
+        return bool(self.options.ab_base) or any(f.pairs for f in self.figures)
+
+    @property
+    def ab(self) -> AbVerdicts | None:
+        """The A/B verdicts as the report, JUnit and Markdown take them; None when not A/B."""
+        if not self.ab_mode:
+            return None
+        return AbVerdicts(self.options.ab_base, dict(self.options.ab_versions), self.paired, self.pooled,
+                          self.paired_first_chunk, self.pooled_first_chunk)
+
+    @property
+    def ab_regressions(self) -> list[PairedResult]:
+        """Per test, RTF and first chunk: the A/B regressions."""
+        return [r for r in (self.paired or []) + (self.paired_first_chunk or [])
+                if r.verdict is PairedVerdict.REGRESSION]
+
+    @property
+    def ab_regressed(self) -> bool:
+        """Any A/B regression: a test's, or the pooled one, of RTF or of first-chunk latency."""
+        pooled = [p for p in (self.pooled, self.pooled_first_chunk) if p is not None]
+        return bool(self.ab_regressions) or any(p.verdict is PairedVerdict.REGRESSION for p in pooled)
+
+    @property
     def usage_error(self) -> bool:
         """The baseline store cannot be used as asked: the session ends as a usage error."""
         return bool(self.baseline_error) or (self.saved is not None and bool(self.saved.error))
 
     @property
     def fails_on_drift(self) -> bool:
-        """--cosy-fail-on-drift and a regression: the session fails."""
-        return self.options.fail_on_drift and bool(self.regressions)
+        """--cosy-fail-on-drift and a regression, against the baseline or A/B (a test's or the pooled
+        one; first-chunk latency as well as RTF): the session fails."""
+        return self.options.fail_on_drift and (bool(self.regressions) or self.ab_regressed)
 
 
 def machine_against(saved: SavedSession | None, health: Health | None, tolerance: float) -> Machine:
@@ -103,6 +139,42 @@ def machine_against(saved: SavedSession | None, health: Health | None, tolerance
 def machines(baseline: Baseline, health: Health | None, tolerance: float) -> dict[str, Machine]:
     """Per test: this session's machine against the one of the session that saved its baseline."""
     return {nodeid: machine_against(baseline.session_of(nodeid), health, tolerance) for nodeid in baseline.tests}
+
+
+AB_METRICS = ("RTF", "first chunk")
+
+
+def ab_pairs(figures: Sequence[TestFigures], metric: str = "RTF") -> dict[str, list[Pair]]:
+    """Per passed test, its (head, base) pairs of `metric` ("RTF" or "first chunk", in ms); a test
+    without such pairs is left out. Only passed tests, as for the RTF rounds (rounds.py): a test
+    that failed gets no more rounds, so its pairs could never reach a verdict."""
+    if metric not in AB_METRICS:
+        raise ValueError(f"metric {metric!r} is not one of {', '.join(AB_METRICS)}")
+    out: dict[str, list[Pair]] = {}
+    for f in figures:
+        if f.outcome != "passed":
+            continue
+        raw: list[tuple[float | None, float | None]] = (
+            [(p.head_rtf, p.base_rtf) for p in f.pairs] if metric == "RTF"
+            else [(p.head_first_chunk_ms, p.base_first_chunk_ms) for p in f.pairs])
+        # A side that produced no figure (no chunk, an error) says nothing about the ratio.
+        pairs = [(float(h), float(b)) for h, b in raw if h is not None and b is not None and h > 0 and b > 0]
+        if pairs:
+            out[f.nodeid] = pairs
+    return out
+
+
+def judge_ab(figures: Sequence[TestFigures], options: EndOptions, metric: str = "RTF"
+             ) -> tuple[list[PairedResult] | None, PooledResult | None]:
+    """The A/B verdicts of `metric`: per test (`judge_pairs`) and pooled (`pool`), with the session's
+    tolerance and pair cap; (None, None) when no passed test recorded pairs of it."""
+    by_test = ab_pairs(figures, metric)
+    if not by_test:
+        return None, None
+    results = [judge_pairs(nodeid, pairs, tolerance=options.tolerance, max_pairs=options.ab_max_pairs)
+               for nodeid, pairs in by_test.items()]
+    return results, pool(by_test, results, tolerance=options.tolerance, max_pairs=options.ab_max_pairs,
+                         metric=metric)
 
 
 def gather(figures: list[TestFigures], streams: Sequence[StreamRecord], key: RunKey, device: str,
@@ -127,6 +199,8 @@ def gather(figures: list[TestFigures], streams: Sequence[StreamRecord], key: Run
             found.stack_changes = stack_changes(latest.stack, stack, with_commit=False)
     elif not found.baseline_error:
         found.other_runners = [r for r in store.runners() if r != key.runner]
+    found.paired, found.pooled = judge_ab(figures, options, "RTF")
+    found.paired_first_chunk, found.pooled_first_chunk = judge_ab(figures, options, "first chunk")
 
     if options.report_dir is not None:
         history = options.report_dir / "history.jsonl"
@@ -135,7 +209,7 @@ def gather(figures: list[TestFigures], streams: Sequence[StreamRecord], key: Run
             found.report = write_report(options.report_dir, ReportInput(
                 figures, key, found.drift, found.baseline, list(streams), tolerance=options.tolerance,
                 history_path=history, repo_dir=base, stack=stack, stack_changes=found.stack_changes,
-                health=health, machine=found.machine, commit=stack.get("commit", "")))
+                health=health, machine=found.machine, commit=stack.get("commit", ""), ab=found.ab))
         except Exception as e:  # noqa: BLE001 - a report that cannot be written must not hide the results
             found.report_error = f"{type(e).__name__}: {e}"
 
@@ -158,10 +232,52 @@ def _save(store: BaselineStore, key: RunKey, figures: list[TestFigures], stack: 
     return SaveOutcome(path=path, tests=len(good))
 
 
+def ab_lines(found: Findings) -> list[str]:
+    """The A/B part of the terminal summary: the pooled line of each metric, then the tests that
+    regressed or improved, those still undecided, and those whose outputs differ between the sides."""
+    ab = found.ab
+    if ab is None:
+        return []
+    metrics = ab.metrics()
+    if not metrics:
+        return [f"A/B against {ab.base or 'the base side'}: no passed test recorded pairs (pairs come from "
+                "tests marked @pytest.mark.rtf that call cosy_tts)"]
+    out = [ab.pooled_line(pooled) for _, _, pooled in metrics]
+    fails = " (--cosy-fail-on-drift: the session fails)" if found.options.fail_on_drift else " (reported only)"
+    for label, wanted, suffix in (("A/B regression(s)", (PairedVerdict.REGRESSION,), fails),
+                                  ("A/B improvement(s)", (PairedVerdict.IMPROVEMENT,), ""),
+                                  ("A/B undecided", (PairedVerdict.INCONCLUSIVE, PairedVerdict.UNKNOWN), "")):
+        hits = [(metric, r) for metric, paired, _ in metrics for r in paired if r.verdict in wanted]
+        if hits:
+            out.append(f"{label} ({len(hits)}){suffix}:")
+            out += [f"  {r.nodeid} ({metric}): {r.describe()}" for metric, r in hits]
+    differ = _outputs_differ(found.figures)
+    if differ:
+        out.append(f"head and base produced different outputs from the same inputs and seed ({len(differ)} "
+                   "test(s); the speed ratio compares different work):")
+        out += [f"  {line}" for line in differ]
+    return out
+
+
+def _outputs_differ(figures: Sequence[TestFigures]) -> list[str]:
+    """Per test, the pairs whose outputs differ ("differs: ..."), the first difference and its rounds."""
+    out = []
+    for f in figures:
+        differs = [p for p in f.pairs if p.outputs.startswith("differs")]
+        if differs:
+            rounds = ", ".join(str(p.round) for p in differs)
+            out.append(f"{f.nodeid}: {differs[0].outputs} (round(s) {rounds} of {len(f.pairs)} pairs)")
+    return out
+
+
 def summary_lines(found: Findings) -> list[str]:
-    """The terminal summary: baseline and stack, the machine, the table, round notes, the report and
-    its change points, the saved baseline, then what is inconclusive and what regressed."""
-    out: list[str] = []
+    """The terminal summary. In A/B mode the A/B verdicts first (`ab_lines`), then the rest as the
+    cross-session view. The rest: baseline and stack, the machine, the table, round notes, the report
+    and its change points, the saved baseline, then what is inconclusive and what regressed."""
+    out: list[str] = ab_lines(found)
+    if out:
+        out.append("cross-session view (against the stored baseline; history and trends - the A/B "
+                   "verdicts above compare head and base on the same machine at the same time):")
     if found.baseline_error:
         out.append(f"ERROR: the stored baseline cannot be used: {found.baseline_error}")
     out += [f"note: {legacy} is not a schema-2 baseline and is not used; {RESAVE}" for legacy in found.legacy_files]

@@ -19,6 +19,7 @@ from ..judging.measurements import StreamTrace, TestFigures
 from ..tracking.baseline import Baseline
 from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
 from ..tracking.health import Health
+from ..tracking.paired import PairedResult, PairedVerdict, PooledResult
 from ..tracking.runkey import RunKey
 
 if TYPE_CHECKING:
@@ -31,6 +32,10 @@ INSTALL_HINT = "pip install pytest-cosyvoice[report]"
 VERDICT_COLOURS: dict[DriftVerdict, str] = {
     DriftVerdict.OK: "#2b7bba", DriftVerdict.REGRESSION: "#d62728", DriftVerdict.IMPROVEMENT: "#2ca02c",
     DriftVerdict.NEW: "#7f7f7f", DriftVerdict.INSUFFICIENT_SAMPLES: "#ff7f0e", DriftVerdict.INCONCLUSIVE: "#9467bd"}
+
+PAIRED_COLOURS: dict[PairedVerdict, str] = {
+    PairedVerdict.SAME: "#2b7bba", PairedVerdict.REGRESSION: "#d62728", PairedVerdict.IMPROVEMENT: "#2ca02c",
+    PairedVerdict.UNKNOWN: "#ff7f0e", PairedVerdict.INCONCLUSIVE: "#9467bd"}
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -62,6 +67,32 @@ class StreamRecord:
 
 
 @dataclass
+class AbVerdicts:
+    """A session's A/B verdicts (tracking.paired), per test and pooled, of RTF and of first-chunk
+    latency: what the terminal, the report files, the history line, JUnit and Markdown say of them."""
+
+    base: str = ""                                  # the base side's description
+    base_versions: dict[str, str] = field(default_factory=dict)
+    paired: list[PairedResult] | None = None        # RTF; None: no test recorded RTF pairs
+    pooled: PooledResult | None = None
+    paired_first_chunk: list[PairedResult] | None = None
+    pooled_first_chunk: PooledResult | None = None
+
+    def metrics(self) -> list[tuple[str, list[PairedResult], PooledResult]]:
+        """(metric, per-test results, pooled) for each metric that has verdicts, RTF first."""
+        out = []
+        for metric, paired, pooled in (("RTF", self.paired, self.pooled),
+                                       ("first chunk", self.paired_first_chunk, self.pooled_first_chunk)):
+            if paired is not None and pooled is not None:
+                out.append((metric, paired, pooled))
+        return out
+
+    def pooled_line(self, pooled: PooledResult) -> str:
+        """'A/B against <base>: head/base RTF 1.08x (95 % CI 1.05-1.11) over 36 tests, 180 pairs: regression'."""
+        return f"A/B against {self.base or 'the base side'}: {pooled.describe()}"
+
+
+@dataclass
 class ReportInput:
     figures: list[TestFigures]
     key: RunKey
@@ -78,6 +109,7 @@ class ReportInput:
     stack_changes: list[str] = field(default_factory=list)     # since the baseline, e.g. "torch a -> b"
     health: Health | None = None                                # calibration and contention
     machine: Machine | None = None                              # against the baseline's machine
+    ab: AbVerdicts | None = None                                # A/B mode (issue #17)
 
 
 @dataclass
@@ -100,6 +132,10 @@ class ReportFiles:
     # changes_note says why (ruptures missing).
     changes: dict[str, list[ChangePoint]] | None = None
     changes_note: str = ""
+    # A/B mode: the raw pairs, the verdicts and the forest plot; None when no test recorded pairs.
+    ab_csv: Path | None = None
+    ab_verdicts_csv: Path | None = None
+    ab_forest_png: Path | None = None
 
     @property
     def change_lines(self) -> list[str]:

@@ -10,7 +10,17 @@ from pathlib import Path
 
 from ..tracking.drift import DriftVerdict
 from ..tracking.stack import short_commit
-from .model import VERDICT_COLOURS, ReportFiles, ReportInput, StreamFiles, machine_facts, pct, sample_stats, short_id
+from .model import (
+    PAIRED_COLOURS,
+    VERDICT_COLOURS,
+    ReportFiles,
+    ReportInput,
+    StreamFiles,
+    machine_facts,
+    pct,
+    sample_stats,
+    short_id,
+)
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; max-width: 1400px; }
@@ -63,6 +73,68 @@ def _table(data: ReportInput) -> str:
             f"<td>{_num(max(f.worst_gap_ms) if f.worst_gap_ms else None, '.0f')}</td>"
             f"<td>{_e(', '.join(f.failed_checks + f.round_notes))}</td></tr>")
     return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _outputs(pairs_outputs: list[str]) -> str:
+    """'identical in 10 of 10 pairs', or the first difference and how many pairs differ."""
+    if not pairs_outputs:
+        return "-"
+    same = sum(1 for o in pairs_outputs if o == "identical")
+    differs = [o for o in pairs_outputs if o.startswith("differs")]
+    if differs:
+        return f"{differs[0]} ({len(differs)} of {len(pairs_outputs)} pairs differ)"
+    if same == len(pairs_outputs):
+        return f"identical in {same} of {len(pairs_outputs)} pairs"
+    other = next(o for o in pairs_outputs if o != "identical")
+    return f"{other} ({len(pairs_outputs) - same} of {len(pairs_outputs)} pairs)"
+
+
+def _ab_section(files: ReportFiles, data: ReportInput) -> list[str]:
+    """A/B mode: per test and metric the head/base ratio, CI, p, pairs and verdict, a pooled row per
+    metric, what the two sides produced, and the forest plot."""
+    ab = data.ab
+    if ab is None:
+        return []
+    out = [f"<h2>A/B against {_e(ab.base or 'the base side')}</h2>"]
+    metrics = ab.metrics()
+    if not metrics:
+        return [*out, "<p>No passed test recorded A/B pairs (pairs come from tests marked "
+                "<code>@pytest.mark.rtf</code> that call <code>cosy_tts</code>).</p>"]
+    out.append("<p class=key>ratio = head / base per pair, run back to back on the same inputs and seed; "
+               f"per test the median ratio, a bootstrap CI and a one-sided Wilcoxon signed-rank p; "
+               f"regression or improvement when significant and beyond &plusmn;{data.tolerance:.0%}, same "
+               "when the CI lies within it. The pooled row: geometric mean over the tests.</p>")
+    outputs = {f.nodeid: [p.outputs for p in f.pairs] for f in data.figures}
+    head = ("<tr><th>test</th><th>metric</th><th>head/base</th><th>CI</th><th>p</th><th>pairs</th>"
+            "<th>verdict</th><th>outputs</th></tr>")
+    rows = []
+    for metric, paired, pooled in metrics:
+        for r in paired:
+            colour = PAIRED_COLOURS[r.verdict]
+            note = f' title="{_e(r.note)}"' if r.note else ""
+            rows.append(
+                f"<tr><td class=id title=\"{_e(r.nodeid)}\">{_e(short_id(r.nodeid, 70))}</td><td>{_e(metric)}</td>"
+                f"<td>{r.median_ratio:.3f}x</td><td>{r.ci_low:.3f}..{r.ci_high:.3f}</td><td>{r.p_value:.2g}</td>"
+                f"<td>{r.n_pairs}</td><td class=verdict style=\"color:{colour}\"{note}>{_e(r.verdict)}</td>"
+                f"<td class=changed>{_e(_outputs(outputs.get(r.nodeid, [])) if metric == 'RTF' else '')}</td></tr>")
+        colour = PAIRED_COLOURS[pooled.verdict]
+        rows.append(
+            f"<tr><td class=id><b>pooled ({pooled.n_tests} tests)</b></td><td>{_e(metric)}</td>"
+            f"<td><b>{pooled.ratio:.3f}x</b></td><td>{pooled.ci_low:.3f}..{pooled.ci_high:.3f}</td>"
+            f"<td>{pooled.p_value:.2g}</td><td>{pooled.n_pairs}</td>"
+            f"<td class=verdict style=\"color:{colour}\">{_e(pooled.verdict)}</td><td></td></tr>")
+    out.append(f"<table>{head}{''.join(rows)}</table>")
+    if ab.base_versions:
+        body = "".join(f"<tr><td class=id>base: {_e(k)}</td><td class=id>{_e(v)}</td></tr>"
+                       for k, v in sorted(ab.base_versions.items()))
+        out.append(f"<p></p><table>{body}</table>")
+    links = [f'<a href="{_e(_rel(p, files.out_dir))}">{_e(p.name)}</a>'
+             for p in (files.ab_csv, files.ab_verdicts_csv) if p is not None]
+    if links:
+        out.append(f"<p>{' &middot; '.join(links)}</p>")
+    if files.ab_forest_png is not None:
+        out.append(f'<img src="{_e(_rel(files.ab_forest_png, files.out_dir))}" alt="A/B forest plot">')
+    return out
 
 
 def _machine(data: ReportInput) -> str:
@@ -141,6 +213,7 @@ def write_index(files: ReportFiles, data: ReportInput, commit: str | None) -> Pa
         f" &middot; tolerance &plusmn;{data.tolerance:.0%}</p>",
         f'<div class=banner style="border-color:{banner[1]}">{_e(banner[0])}'
         f"{(' (' + _e(summary) + ')') if summary else ''}</div>",
+        *_ab_section(files, data),
         "<h2>Summary</h2>", _table(data),
         "<h2>Machine and stack</h2>", _machine(data),
         f'<p><a href="{_e(_rel(files.csv, out))}">rtf.csv</a> (every run) &middot; '

@@ -15,7 +15,7 @@ from ..judging.measurements import StreamTrace, TestFigures
 from ..judging.playback import simulate_playback
 from ..tracking.drift import DriftResult, DriftVerdict
 from ..tracking.runkey import RunKey
-from .model import INSTALL_HINT, VERDICT_COLOURS, sample_stats, short_id
+from .model import INSTALL_HINT, PAIRED_COLOURS, VERDICT_COLOURS, AbVerdicts, sample_stats, short_id
 
 if TYPE_CHECKING:
     import numpy as np
@@ -161,6 +161,88 @@ def _plot_absolute(ax: Any, ax_txt: Any, tests: Sequence[TestFigures], ys: list[
         ax.axvline(1.0, color="#d62728", ls="--", lw=1, label="RTF 1 = real time")
     ax.set_xlim(0, max(hi * 1.15, 0.05))
     ax.set_xlabel("RTF = synthesis time / audio duration (lower is faster)")
+
+
+# -- ab_forest.png ----------------------------------------------------------------------------
+
+def plot_forest(path: Path, ab: AbVerdicts, key: RunKey, tolerance: float) -> Path:
+    """A/B: per test its median head/base ratio with its CI, the pooled ratio at the bottom, the
+    tolerance band shaded, on a log x axis (so 0.8x and 1.25x lie equally far from 1x); one panel
+    per metric (RTF, first chunk)."""
+    plt = _pyplot()
+    metrics = ab.metrics()
+    rows = max((len(paired) for _, paired, _ in metrics), default=0) + 1
+    fig, axes = plt.subplots(1, max(len(metrics), 1), figsize=(6.5 * max(len(metrics), 1), 2.0 + 0.42 * rows),
+                             dpi=DPI, squeeze=False)
+    for ax, (metric, paired, pooled) in zip(axes.flat, metrics, strict=False):
+        ys = list(range(len(paired), 0, -1))    # first test at the top, the pooled row at 0
+        ax.axvspan(1.0 - tolerance, 1.0 + tolerance, color="#2ca02c", alpha=0.10,
+                   label=f"±{tolerance:.0%} tolerance")
+        ax.axvline(1.0, color=BASELINE_COLOUR, lw=1)
+        seen: set[str] = set()
+        for r, y in zip(paired, ys, strict=True):
+            colour = PAIRED_COLOURS[r.verdict]
+            ax.errorbar([r.median_ratio], [y], xerr=[[r.median_ratio - r.ci_low], [r.ci_high - r.median_ratio]],
+                        fmt="o", color=colour, ecolor=colour, capsize=3, ms=6,
+                        label=str(r.verdict) if str(r.verdict) not in seen else None)
+            seen.add(str(r.verdict))
+            ax.text(1.01, y, f"{r.median_ratio:.2f}x, {r.n_pairs} pairs", transform=ax.get_yaxis_transform(),
+                    va="center", fontsize=8, color=colour)
+        colour = PAIRED_COLOURS[pooled.verdict]
+        ax.errorbar([pooled.ratio], [0], xerr=[[pooled.ratio - pooled.ci_low], [pooled.ci_high - pooled.ratio]],
+                    fmt="D", color=colour, ecolor=colour, capsize=4, ms=9, mec="black", lw=2.2)
+        ax.text(1.01, 0, f"{pooled.ratio:.2f}x: {pooled.verdict}", transform=ax.get_yaxis_transform(),
+                va="center", fontsize=8.5, color=colour, fontweight="bold")
+        ax.axhline(0.5, color="#cccccc", lw=0.8)
+        ax.set_xscale("log")
+        lows = [r.ci_low for r in paired] + [pooled.ci_low, 1.0 - tolerance]
+        highs = [r.ci_high for r in paired] + [pooled.ci_high, 1.0 + tolerance]
+        lo, hi = min(lows) / 1.05, max(highs) * 1.05
+        ax.set_xlim(lo, hi)
+        _ratio_ticks(ax, lo, hi)
+        ax.set_yticks([*ys, 0])
+        ax.set_yticklabels([short_id(r.nodeid, 44) for r in paired] + [f"pooled ({pooled.n_tests} tests)"],
+                           fontsize=8.5)
+        ax.set_ylim(-0.7, len(paired) + 0.7)
+        ax.set_xlabel(f"head / base {metric} (median ratio, {_pct_ci(pooled.confidence)} CI); right = head slower",
+                      fontsize=9)
+        ax.set_title("\n".join(textwrap.wrap(pooled.describe(), 70)), fontsize=9, loc="left")
+        ax.grid(axis="x", which="both", alpha=0.3)
+    if not metrics:
+        axes.flat[0].text(0.5, 0.5, "no test recorded A/B pairs", ha="center", va="center",
+                          transform=axes.flat[0].transAxes)
+        axes.flat[0].axis("off")
+    fig.suptitle(f"A/B against {ab.base or 'the base side'}\n{_key_line(key, 120)}", fontsize=10, x=0.01,
+                 ha="left")
+    legend: dict[str, Any] = {}     # each verdict once, whichever panel has it
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    if legend:
+        fig.legend(list(legend.values()), list(legend), loc="lower left", ncol=6, fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.01, 0.0))
+    fig.tight_layout(rect=(0, 0.3 / (2.0 + 0.42 * rows) if legend else 0, 1, 1))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _ratio_ticks(ax: Any, lo: float, hi: float) -> None:
+    """Ratios as "0.9x", "1x", "1.25x" at round values: a log axis' own labels are powers of ten."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    candidates = [0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0,
+                  10.0]
+    shown = [t for t in candidates if lo <= t <= hi]
+    while len(shown) > 9:           # keep the labels apart on a wide range: every other one, 1x kept
+        shown = [t for i, t in enumerate(shown) if i % 2 == 0 or t == 1.0]
+    ax.xaxis.set_major_locator(FixedLocator(shown))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}x"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _pct_ci(confidence: float) -> str:
+    return f"{100.0 * confidence:g} %"
 
 
 # -- rtf_trend.png ---------------------------------------------------------------------------

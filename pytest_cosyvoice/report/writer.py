@@ -10,6 +10,7 @@ No pytest import here.
 """
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 from ..judging.measurements import TestFigures
 from ..stats import median_or_none
 from ..tracking.drift import DriftResult, DriftVerdict
-from ..tracking.history import append_history, history_entry, read_history
+from ..tracking.history import ab_entry, append_history, history_entry, read_history
 from ..tracking.runkey import RunKey
 from ..tracking.stack import current_commit
 from . import page, plots
 from .model import (
     INSTALL_HINT,
+    AbVerdicts,
     ReportFiles,
     ReportInput,
     StreamFiles,
@@ -118,6 +120,46 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
     return path
 
 
+# -- ab.csv, ab_verdicts.csv ---------------------------------------------------------------------
+
+AB_COLUMNS = ("nodeid", "round", "order", "head_rtf", "base_rtf", "head_first_chunk_ms", "base_first_chunk_ms",
+              "outputs")
+AB_VERDICT_COLUMNS = ("nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "pairs", "verdict", "note")
+POOLED_ROW = "(pooled)"
+
+
+def _cell(value: object) -> object:
+    return "" if value is None else value
+
+
+def write_ab_csv(path: Path, figures: Sequence[TestFigures]) -> Path:
+    """Every A/B pair as recorded, one row each (failed tests' too): the raw samples, so the
+    verdicts can be judged again with another rule."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(AB_COLUMNS)
+        for f in figures:
+            for p in f.pairs:
+                w.writerow([f.nodeid, p.round, p.order, p.head_rtf, p.base_rtf, _cell(p.head_first_chunk_ms),
+                            _cell(p.base_first_chunk_ms), p.outputs])
+    return path
+
+
+def write_ab_verdicts(path: Path, ab: AbVerdicts) -> Path:
+    """One row per test and metric, then a row with nodeid "(pooled)" per metric (its p is the
+    hierarchical bootstrap's; pairs is the session's total)."""
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(AB_VERDICT_COLUMNS)
+        for metric, paired, pooled in ab.metrics():
+            for r in paired:
+                w.writerow([r.nodeid, metric, r.median_ratio, r.ci_low, r.ci_high, r.p_value, r.n_pairs,
+                            r.verdict, r.note])
+            w.writerow([POOLED_ROW, metric, pooled.ratio, pooled.ci_low, pooled.ci_high, pooled.p_value,
+                        pooled.n_pairs, pooled.verdict, f"{pooled.n_tests} tests"])
+    return path
+
+
 # -- the whole report ------------------------------------------------------------------------
 
 def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
@@ -128,8 +170,11 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
 
     csv_path = write_csv(out / "rtf.csv", data.figures, data.key, data.drift)
     history_path = Path(data.history_path) if data.history_path else out / "history.jsonl"
-    append_history(history_path, history_entry(data.figures, data.key, commit, stack=data.stack,
-                                               health=data.health))
+    ab = data.ab
+    append_history(history_path, history_entry(
+        data.figures, data.key, commit, stack=data.stack, health=data.health,
+        ab=None if ab is None else ab_entry(ab.base, ab.base_versions, ab.paired, ab.pooled,
+                                            ab.paired_first_chunk, ab.pooled_first_chunk)))
 
     base_samples = data.baseline.samples("rtf") if data.baseline else None
     drift_png = plots.plot_drift(out / "rtf_drift.png", data.figures, data.drift,
@@ -146,6 +191,11 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
                         trend_png=trend_png, html=out / "index.html",
                         streams=_write_streams(out / "streams", data.streams),
                         changes=changes, changes_note=changes_note)
+    if any(f.pairs for f in data.figures):
+        files.ab_csv = write_ab_csv(out / "ab.csv", data.figures)
+    if ab is not None and ab.metrics():
+        files.ab_verdicts_csv = write_ab_verdicts(out / "ab_verdicts.csv", ab)
+        files.ab_forest_png = plots.plot_forest(out / "ab_forest.png", ab, data.key, data.tolerance)
     page.write_index(files, data, commit)
     return files
 

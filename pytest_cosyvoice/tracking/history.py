@@ -16,17 +16,41 @@ from typing import Any
 from ..judging.measurements import TestFigures
 from ..stats import median_or_none
 from .health import Health
+from .paired import PairedResult, PooledResult
 from .runkey import RunKey
 
 HISTORY_SCHEMA = 2
 
 
+def ab_entry(base: str, base_versions: dict[str, str], paired: Sequence[PairedResult] | None,
+             pooled: PooledResult | None, paired_first_chunk: Sequence[PairedResult] | None = None,
+             pooled_first_chunk: PooledResult | None = None) -> dict[str, Any]:
+    """A session's A/B verdicts for its history line: the base side (description and stack), the
+    pooled RTF verdict and each test's (None / {} when no test recorded RTF pairs), and the same
+    for first-chunk latency under "first_chunk"."""
+    return {"base": base, "base_versions": dict(base_versions), **_ab_metric(paired, pooled),
+            "first_chunk": _ab_metric(paired_first_chunk, pooled_first_chunk)}
+
+
+def _ab_metric(paired: Sequence[PairedResult] | None, pooled: PooledResult | None) -> dict[str, Any]:
+    return {
+        "pooled": None if pooled is None else {
+            "ratio": pooled.ratio, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high,
+            "p_value": pooled.p_value, "verdict": str(pooled.verdict), "tests": pooled.n_tests,
+            "pairs": pooled.n_pairs},
+        "tests": {r.nodeid: {"ratio": r.median_ratio, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                             "p_value": r.p_value, "pairs": r.n_pairs, "verdict": str(r.verdict)}
+                  for r in paired or []},
+    }
+
+
 def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | None,
                   when: datetime | None = None, stack: dict[str, str] | None = None,
-                  health: Health | None = None) -> dict[str, Any]:
-    """One session: its key (runner + configuration), stack and machine health as attributes."""
+                  health: Health | None = None, ab: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One session: its key (runner + configuration), stack and machine health as attributes; an
+    A/B session's line also has "ab" (`ab_entry`: the base side and the paired verdicts)."""
     when = when or datetime.now(timezone.utc)
-    return {
+    entry = {
         "schema": HISTORY_SCHEMA,
         "time_utc": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "commit": commit or None, "runner": key.runner, "key": key.to_dict(), "stack": dict(stack or {}),
@@ -36,6 +60,9 @@ def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | Non
                              "worst_gap_ms": median_or_none(f.worst_gap_ms), "runs": len(f.rtf),
                              "outcome": f.outcome} for f in figures},
     }
+    if ab is not None:
+        entry["ab"] = ab
+    return entry
 
 
 def append_history(path: Path, entry: dict[str, Any]) -> Path:
