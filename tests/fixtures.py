@@ -68,3 +68,10 @@ def warm_tiny(tiny_v2_dir: Path) -> Path:
     except Exception:  # noqa: BLE001 - the upstream tests skip with the reason themselves
         pass
     return tiny_v2_dir
+
+
+@pytest.fixture(autouse=True)
+def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The inner pytester sessions would append their Markdown to a CI job's real step summary
+    (`--cosy-markdown` defaults to $GITHUB_STEP_SUMMARY): tests that want it set it themselves."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
