@@ -255,6 +255,7 @@ class CosyTTS:
             rec.generated_tokens = call.track.generated_tokens()
             with call.track.lock:
                 rec.thread_errors.extend(call.track.thread_errors)
+                rec.speech_tokens = call.track.speech_tokens
             if not keep and rec in self.recordings:
                 self.recordings.remove(rec)
         self._settle(settle)
