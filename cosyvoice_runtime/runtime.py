@@ -201,7 +201,7 @@ class Runtime:
         try:
             for inp in plan.inputs:
                 stats.sentences += 1
-                for speech, ntok in self._request(inp, streaming=streaming, speed=speed,
+                for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats,
                                                   stall_timeout_s=stall_timeout_s, progress=progress):
                     audio = speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False)
                     chunk = tally.chunk(audio, ntok)
@@ -225,8 +225,8 @@ class Runtime:
             if observer is not None:  # last: an observer that raises cannot hide the log line
                 observer.on_end(stats, error)
 
-    def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stall_timeout_s: float,
-                 progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:
+    def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stats: StreamStats,
+                 stall_timeout_s: float, progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:
         """One LLM run (a sentence, a text iterator, a vc source): (speech, tokens it covers) per render."""
         rid = f"{next(_ids)}"
         progress.next_sentence()
@@ -254,6 +254,7 @@ class Runtime:
                     while not progress.wait(channel, 1 << 62, stall_timeout_s)[1]:
                         pass
                 tokens = channel.tokens()
+                stats.add_speech_tokens(tokens)   # the sentence's ids, all of them (the producer has ended)
                 if tokens or not streaming:
                     yield renderer.render_last(tokens, speed=speed)
         finally:

@@ -36,6 +36,14 @@ class StreamStats:
     first_chunk_s: float | None = None
     wall_s: float = 0.0
     sentences: int = 0
+    # The speech token ids the request rendered, every sentence's in order, where the engine holds them
+    # (the Runtime, the upstream engine); None where it does not. Two runs that sampled alike have the
+    # same ids: what an A/B session compares besides the audio.
+    speech_tokens: tuple[int, ...] | None = None
+
+    def add_speech_tokens(self, tokens: Sequence[int]) -> None:
+        """One sentence's token ids, after those of the sentences before it."""
+        self.speech_tokens = (self.speech_tokens or ()) + tuple(int(t) for t in tokens)
 
     @property
     def rtf(self) -> float | None:

@@ -46,6 +46,7 @@ class _CountingLLM:
         self._jobs = jobs
         self._in_flight = in_flight
         self.tokens: dict[str, int] = {}   # upstream request uuid -> tokens so far
+        self.ids: dict[str, list[int]] = {}   # upstream request uuid -> the token ids so far
         self._lock = threading.Lock()
 
     def _count(self, it: Iterable[int]) -> Iterator[int]:
@@ -53,6 +54,7 @@ class _CountingLLM:
         for tok in it:
             with self._lock:
                 self.tokens[uid] = self.tokens.get(uid, 0) + 1
+                self.ids.setdefault(uid, []).append(int(tok))
             self._in_flight.generated()
             yield tok
 
@@ -211,6 +213,9 @@ class UpstreamEngine:
             finally:
                 if uid is not None:
                     self.counter.tokens.pop(uid, None)
+                    ids = self.counter.ids.pop(uid, None)
+                    if ids is not None and inp.source_speech_token.shape[1] == 0:
+                        stats.add_speech_tokens(ids)   # voice conversion's tokens are the source's, not the LLM's
 
 
 def _observed(chunks: Iterator[Chunk], observer: StreamObserver, stats: StreamStats,

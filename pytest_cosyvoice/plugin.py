@@ -14,6 +14,7 @@ from . import settings as _settings
 from .host import Prompt, default_prompt
 from .markers import MARKER_HELP
 from .recording.attribution import EngineAttribution
+from .recording.base import BaseSideError
 from .recording.calls import CosyTTS, WatchdogExpired
 from .session import WIRE_KEY, CosySession, TestRun, report_text
 
@@ -67,6 +68,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
         if problems:
             item.add_report_section("call", "cosyvoice checks", report_text(problems))
         if isinstance(e, WatchdogExpired):  # a hang: the test fails with the watchdog's text alone
+            pytest.fail(str(e), pytrace=False)
+        if isinstance(e, BaseSideError):    # A/B mode: the base side could not serve; its message says why
             pytest.fail(str(e), pytrace=False)
         raise
     problems = run.evaluate()
@@ -148,13 +151,15 @@ def _cosy_attribution(pytestconfig: pytest.Config, cosy_model: Runtime) -> Itera
 @pytest.fixture
 def cosy_tts(request: pytest.FixtureRequest, cosy_model: Runtime,
              _cosy_attribution: EngineAttribution) -> Iterator[CosyTTS]:
-    """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks."""
-    host = get_session(request.config).host
+    """Calls the engine (`--cosy-engine`) like a user would and records every stream for the checks.
+    In A/B mode an RTF test's measured calls also run on the base side (see `recording.pairing`)."""
+    cosy = get_session(request.config)
+    host = cosy.host
     run = request.node.stash[RUN_KEY]
     # The test's stall timeout goes with each request (`stall_timeout_s=`, where the engine takes it)
     # and to the watchdog; the shared runtime's settings are left alone.
     tts = CosyTTS(host.engine(), cosy_model, _cosy_attribution, stall_timeout_s=run.settings.stall_timeout_s,
-                  rtf=run.rtf, first_use=host.first_use, round=run.round)
+                  rtf=run.rtf, first_use=host.first_use, round=run.round, pairing=cosy.pairing(run))
     run.recordings = tts.recordings
     yield tts
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,18 +20,19 @@ from cosyvoice_runtime import resolve_auto
 from .host import EngineHost
 from .judging import junit
 from .judging.checks import Recording, WarningRecord
-from .judging.measurements import TestFigures
+from .judging.measurements import PairSample, TestFigures
 from .judging.specs import FirstChunkSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
 from .judging.verdict import Verdict, checks_warnings, judge, spec_of
 from .markers import specs_for
 from .recording.capture import WarningCapture
+from .recording.pairing import Pairing, draw_order
 from .report.model import StreamRecord
 from .settings import Settings
 from .tracking.health import Health
 from .tracking.runkey import RunKey
 
 WIRE_KEY = "cosyvoice"       # key of the worker -> controller payload in xdist's workeroutput
-WIRE_SCHEMA = 1
+WIRE_SCHEMA = 2              # 2: the A/B base side's description and versions (ab_base, ab_versions)
 
 
 class CosySession:
@@ -46,6 +48,11 @@ class CosySession:
         self.figures: dict[str, TestFigures] = {}
         self.streams: list[StreamRecord] = []
         self.round = 0                   # the RTF round being recorded (0: the main pass; rounds.py)
+        # Seeds the shuffles of this process's RTF rounds and the A/B orders (printed with the rounds).
+        self.seed = int(time.time())
+        # A/B mode: the base side's description and stack, once a test used it (from the workers under xdist).
+        self.ab_base = ""
+        self.ab_versions: dict[str, str] = {}
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
         self.ab_base = ""                       # A/B mode: the base side's description (set by the pairing)
         self.ab_versions: dict[str, str] = {}   # A/B mode: the base side's stack
@@ -63,7 +70,8 @@ class CosySession:
                 "device": None if device is None else list(device),
                 "figures": [f.to_json() for f in self.figures.values()],
                 "streams": [s.to_wire() for s in self.streams],
-                "health": None if health is None else health.to_json()}
+                "health": None if health is None else health.to_json(),
+                "ab_base": self.ab_base, "ab_versions": dict(self.ab_versions)}
 
     def merge_wire(self, data: dict[str, Any] | None) -> None:
         if not data or data.get("schema") != WIRE_SCHEMA:
@@ -77,6 +85,8 @@ class CosySession:
         if data.get("device") and self._worker_device is None:
             device, fp16 = data["device"]
             self._worker_device = (str(device), bool(fp16))
+        if data.get("ab_base") and not self.ab_base:
+            self.ab_base, self.ab_versions = str(data["ab_base"]), dict(data.get("ab_versions") or {})
 
     def device_used(self) -> tuple[str, bool]:
         """(device, fp16) of the loaded model: this process's, or (the xdist controller) the one a
@@ -117,6 +127,21 @@ class CosySession:
     def start_test(self, item: pytest.Item) -> TestRun:
         return TestRun(self, item, specs_for(item))
 
+    def pairing(self, run: TestRun) -> Pairing | None:
+        """A/B mode, an RTF test: the base side for this test's round (the order drawn for it), kept on
+        `run` for the verdict; None otherwise. Builds the base side on first use (see `EngineHost`)."""
+        if run.rtf is None:
+            return None
+        base = self.host.base_side()
+        if base is None:
+            return None
+        if not self.ab_base:
+            self.ab_base, self.ab_versions = base.description, dict(base.versions)
+        nodeid = run.item.nodeid
+        run.pairing = Pairing(base, nodeid=nodeid, round=run.round, order=draw_order(self.seed, nodeid, run.round),
+                              stall_timeout_s=run.settings.stall_timeout_s)
+        return run.pairing
+
     @staticmethod
     def rtf_repeat(item: pytest.Item) -> int:
         """How many RTF rounds the test's marker asks for (1: none after the main pass)."""
@@ -141,6 +166,7 @@ class TestRun:
         self.round = session.round
         self.recordings: list[Recording] = []
         self.warnings: list[WarningRecord] = []
+        self.pairing: Pairing | None = None     # A/B mode: the base side's calls of this round
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[None]:
@@ -171,6 +197,7 @@ class TestRun:
                           audio_s=sum(r.audio_s for r in self.recordings if r.round == 0),
                           cold=any(r.cold for r in self.recordings), engine=self.session.settings.engine,
                           failed_checks=verdict.failed_checks)
+        self._record_pair(fig)
         self.session.figures[self.item.nodeid] = fig
         prebuffer_s = (self.streaming.prebuffer_ms / 1000.0) if self.streaming else 0.0
         # The report draws every stream that failed a check and one sample of the others (the test's
@@ -193,12 +220,23 @@ class TestRun:
         label = f"round {self.round + 1}"
         # A failed check is noted, but the sample stays: dropping slow rounds would hide slowdowns.
         fig.round_notes += [f"{label}: {line}" for line in verdict.lines()]
+        self._record_pair(fig)
         if not verdict.rtf:
             fig.round_notes.append(f"{label}: no complete cosy_tts call to time")
             return
         fig.rtf += verdict.rtf
         fig.first_chunk_ms += verdict.first_chunk_ms
         fig.worst_gap_ms += verdict.worst_gap_ms
+
+    def _record_pair(self, fig: TestFigures) -> None:
+        """A/B mode: the round's pair joins the test's figures, or a note says why there is none."""
+        if self.pairing is None:
+            return
+        pair = self.pairing.sample(self.round + 1)
+        if isinstance(pair, PairSample):
+            fig.pairs.append(pair)
+        else:
+            fig.round_notes.append(f"round {self.round + 1}: {pair}")
 
 
 def report_text(problems: list[str]) -> str:

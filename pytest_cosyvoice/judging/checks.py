@@ -51,6 +51,7 @@ class Recording:
     measured: bool = True                   # counts for rtf (False: warm-up replay)
     round: int = 0                          # measured round (0 .. repeat-1)
     cold: bool = False                      # first call on this model in this process
+    speech_tokens: list[int] | None = None  # the token ids, where the engine reports them (observer's on_end)
 
     @property
     def audio(self) -> np.ndarray:

@@ -19,17 +19,27 @@ class StreamTrace:
     click_joins: list[int] = field(default_factory=list)   # chunk indices whose join clicked
 
 
+# Said of a stream pair whose outputs differ: expected until a request carries its own seed.
+NOT_REPRODUCIBLE = "not reproducible: a seeded stream shares the global RNG across two threads"
+
+
 @dataclass
 class PairSample:
     """One A/B round of a test: head and base on the same inputs and seed, back to back (issue #17)."""
 
-    round: int
+    round: int                              # 1: the main pass, k: the k-th RTF round (as the notes say)
     order: str                              # "AB": head ran first; "BA": base first
     head_rtf: float
     base_rtf: float
     head_first_chunk_ms: float | None = None
     base_first_chunk_ms: float | None = None
     outputs: str = ""                       # "identical", "differs: <what>" or "not compared: <why>"
+
+    @property
+    def outputs_differ(self) -> bool:
+        """The two sides produced different outputs where they should not (a difference a seeded
+        stream shows anyway, marked `NOT_REPRODUCIBLE`, does not count): a finding."""
+        return self.outputs.startswith("differs") and NOT_REPRODUCIBLE not in self.outputs
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -59,6 +59,7 @@ class CallTrack:
     last_token: float = 0.0        # perf_counter of the call's latest token (the watchdog's progress)
     overlapped: bool = False       # another call was in flight at some point
     thread_errors: list[str] = field(default_factory=list)
+    speech_tokens: list[int] | None = None   # the ids the engine reported at the call's end
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def observed_total(self, total: int, now: float) -> None:
@@ -115,6 +116,9 @@ class _CallObserver(StreamObserver):
             self._inner.on_chunk(chunk)
 
     def on_end(self, stats: StreamStats, error: BaseException | None) -> None:
+        if stats.speech_tokens is not None:
+            with self._track.lock:
+                self._track.speech_tokens = list(stats.speech_tokens)
         if self._inner is not None:
             self._inner.on_end(stats, error)
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -32,6 +32,20 @@ from .attribution import CallTrack, EngineAttribution, new_threads
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Runtime, Synthesis
+
+# Called with a head call's recording once the call has ended (A/B mode: the base's turn, see pairing.py).
+AfterCall = Callable[[Recording], None]
+
+
+class CallPairing(Protocol):
+    """What `CosyTTS` asks of an A/B pairing (`pairing.Pairing`; named here, as base.py imports this
+    module): the base's warm-up, and around each measured call `begin`, whose result is called with the
+    head's recording and whether another call is still in flight once the head's call has ended."""
+
+    def warm_up(self, kind: str, text: str, kwargs: dict[str, Any], n: int) -> None: ...
+
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *,
+              busy: bool) -> Callable[[Recording, bool], None]: ...
 
 # The runtime raises its own StreamStalled at the stall timeout, after joining its producer for up to
 # its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
@@ -95,10 +109,12 @@ class _Call:
 
 class CosyTTS:
     """The `cosy_tts` fixture's object: `stream(...)` and `synthesize(...)` with the engine's
-    signature, plus `recordings` (one `Recording` per call, replays included)."""
+    signature, plus `recordings` (one `Recording` per call, replays included). With `pairing` (A/B
+    mode, an RTF test) each measured call also runs on the base side (see `pairing.py`)."""
 
     def __init__(self, engine: Engine, runtime: Runtime, attribution: EngineAttribution, *, stall_timeout_s: float,
-                 rtf: RtfSpec | None = None, first_use: Callable[[], bool] = lambda: False, round: int = 0) -> None:
+                 rtf: RtfSpec | None = None, first_use: Callable[[], bool] = lambda: False, round: int = 0,
+                 pairing: CallPairing | None = None) -> None:
         self.engine = engine
         self.runtime = runtime
         self.attribution = attribution
@@ -106,6 +122,7 @@ class CosyTTS:
         self.rtf = rtf
         self.round = round      # the RTF round this test run records (0: the main pass; see rounds.py)
         self.recordings: list[Recording] = []
+        self.pairing = pairing
         self._first_use = first_use
         self._warmed = False
         self._n = {"stream": 0, "synthesize": 0}
@@ -141,11 +158,15 @@ class CosyTTS:
     def stream(self, text: Any, **kwargs: Any) -> Iterator[Chunk]:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
         self._warmup("stream", text, kwargs)
-        return self._stream(self._label("stream"), text, kwargs, round_=self.round, measured=True)
+        label = self._label("stream")
+        return self._stream(label, text, kwargs, round_=self.round, measured=True,
+                            after=self._pair("stream", label, text, kwargs))
 
     def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
-        return self._synthesize(self._label("synthesize"), text, kwargs, round_=self.round, measured=True)
+        label = self._label("synthesize")
+        return self._synthesize(label, text, kwargs, round_=self.round, measured=True,
+                                after=self._pair("synthesize", label, text, kwargs))
 
     def record(self, kind: str, text: Any, kwargs: dict[str, Any], *, label: str, measured: bool = True) -> Recording:
         """One complete call run to its end (a stream drained, or a synthesize) outside a test's own
@@ -193,6 +214,21 @@ class CosyTTS:
                     pass
             else:
                 self._synthesize(label, text, kwargs, round_=-1, measured=False)
+        if self.pairing is not None:
+            self.pairing.warm_up(kind, text, kwargs, self.rtf.warmup)
+
+    def _busy(self) -> bool:
+        with self._lock:
+            return bool(self._live)
+
+    def _pair(self, kind: str, label: str, text: Any, kwargs: dict[str, Any]) -> AfterCall | None:
+        """A/B mode: the base's call before the head's (order "BA") or the hook that runs it after
+        (order "AB"), never while another head call is in flight (its timing would include the base's)."""
+        pairing = self.pairing
+        if pairing is None:
+            return None
+        end = pairing.begin(kind, label, text, kwargs, busy=self._busy())
+        return lambda rec: end(rec, self._busy())
 
     # -- one recorded call -------------------------------------------------------------------------
     def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool) -> _Call:
@@ -255,6 +291,7 @@ class CosyTTS:
             rec.generated_tokens = call.track.generated_tokens()
             with call.track.lock:
                 rec.thread_errors.extend(call.track.thread_errors)
+                rec.speech_tokens = call.track.speech_tokens
             if not keep and rec in self.recordings:
                 self.recordings.remove(rec)
         self._settle(settle)
@@ -302,7 +339,7 @@ class CosyTTS:
             self._harness_threads.add(call.reader.ident)
 
     def _stream(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
-                measured: bool) -> Iterator[Chunk]:
+                measured: bool, after: AfterCall | None = None) -> Iterator[Chunk]:
         call = self._begin(label, "stream", kwargs, round_, measured)
         t0 = time.perf_counter()
         try:
@@ -313,9 +350,9 @@ class CosyTTS:
                 self._unlabel("stream")
             raise
         self._start_reader(call, _drain(iter(it)))
-        return self._consume(call, t0)
+        return self._consume(call, t0, after)
 
-    def _consume(self, call: _Call, t0: float) -> Iterator[Chunk]:
+    def _consume(self, call: _Call, t0: float, after: AfterCall | None = None) -> Iterator[Chunk]:
         rec, reader = call.rec, call.reader
         assert reader is not None
         try:
@@ -338,9 +375,11 @@ class CosyTTS:
             raise
         finally:
             self._end(call)
+            if after is not None:   # the call has ended and its threads are counted: the base's turn
+                after(rec)
 
     def _synthesize(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
-                    measured: bool) -> Synthesis:
+                    measured: bool, after: AfterCall | None = None) -> Synthesis:
         call = self._begin(label, "synthesize", kwargs, round_, measured)
         rec = call.rec
         t0 = time.perf_counter()
@@ -355,10 +394,14 @@ class CosyTTS:
             elif not refused:
                 rec.outcome, rec.error = type(payload).__name__, str(payload)
             self._end(call, keep=not refused)
+            if after is not None and not refused:
+                after(rec)
             raise payload
         for c in payload.chunks:
             self._add(rec, c, t - t0)  # a non-streamed call delivers everything at once
         self._end(call)
+        if after is not None:
+            after(rec)
         result: Synthesis = payload  # the engine's result object (see Engine)
         return result
 

@@ -49,6 +49,10 @@ def test_two_concurrent_streams(cosy_tts, cosy_model, monkeypatch):
     recs = cosy_tts.recordings
     assert sorted(r.generated_tokens for r in recs) == [60, 130], [r.generated_tokens for r in recs]
     assert all(r.generated_tokens == r.tokens for r in recs), [(r.generated_tokens, r.chunk_tokens) for r in recs]
+    # The ids come from an engine's observer (its on_end); a foreign engine reports none.
+    want = {n: forced_tokens(2, n, seed=n) for n in (60, 130)}
+    observed = cosy_tts.attribution.takes["stream"].observer
+    assert all(r.speech_tokens == (want[r.tokens] if observed else None) for r in recs)
 '''
 
 

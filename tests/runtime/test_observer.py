@@ -63,6 +63,7 @@ def test_stream_reports_its_tokens_chunks_and_end_in_the_consumer_thread(rt: Run
     assert obs.threads == {threading.current_thread().name}
     [(stats, error)] = obs.ends
     assert error is None and stats.tokens == len(TOKENS) and stats.chunks == 3
+    assert stats.speech_tokens == tuple(TOKENS)   # the ids, for an A/B session's output comparison
 
 
 def test_synthesize_reports_too(rt: Runtime) -> None:
@@ -71,6 +72,7 @@ def test_synthesize_reports_too(rt: Runtime) -> None:
     syn = rt.synthesize("x", speaker=rt.speakers[0], observer=obs)
     assert obs.chunks == syn.chunks and obs.tokens[-1][1] == len(SHORT) == syn.stats.tokens
     assert len(obs.ends) == 1 and obs.ends[0][1] is None
+    assert syn.stats.speech_tokens == tuple(SHORT)
 
 
 def test_a_failed_request_ends_with_its_error(rt: Runtime) -> None:
@@ -185,6 +187,7 @@ def test_the_upstream_engine_reports_through_its_observer(rt: Runtime, upstream,
     assert obs.threads == {threading.current_thread().name}
     [(stats, error)] = obs.ends
     assert error is None and stats.tokens == len(TOKENS) and stats.chunks == len(chunks)
+    assert stats.speech_tokens == tuple(TOKENS)
 
 
 @pytest.mark.parametrize("call", ["stream", "synthesize"])

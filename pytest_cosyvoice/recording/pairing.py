@@ -1,0 +1,187 @@
+"""A/B pairs inside one test (issue #17): each measured `cosy_tts` call of an RTF test also runs on the
+base side, back to back, with the same text, keyword arguments and torch seed, so both halves of a
+pair share one moment of the machine.
+
+The order is drawn per test and round (`draw_order`): "AB" runs the head's call first and the base's
+once the head's has ended (a stream: once the test drained it to its end), "BA" runs the base's first,
+before the head's stream is created. Either way the base never runs while a head call is being timed:
+a call that overlaps another of the test's calls is not paired.
+
+`Pairing.sample()` turns a round's paired calls into one `PairSample` (RTF and first chunk of each
+side, aggregated as `checks.rtf_rounds` and the verdict's first chunk are, over the calls that
+completed on both sides) and `compare_outputs` says whether the two sides produced the same tokens and
+audio. A seeded stream is not reproducible today (the LLM's sampling and the vocoder's noise draw from
+torch's global generator in two threads), so a stream's difference is expected and said to be.
+"""
+from __future__ import annotations
+
+import functools
+import random
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..judging.checks import Recording, rtf_rounds
+from ..judging.measurements import NOT_REPRODUCIBLE, PairSample
+from .base import BaseSide, BaseSideError, seed_torch
+
+ORDERS = ("AB", "BA")   # "AB": head first; "BA": base first
+
+
+def draw_order(session_seed: int, nodeid: str, round: int) -> str:
+    """The round's order for one test: random per test and round, the same for a given session seed."""
+    return random.Random(f"{session_seed}|{nodeid}|{round}").choice(ORDERS)
+
+
+def call_seed(nodeid: str, round: int, label: str) -> int:
+    """The torch seed both sides of one call get: fixed by the test, the round and the call."""
+    return zlib.crc32(f"{nodeid}|{round}|{label}".encode())
+
+
+@dataclass(eq=False)
+class PairedCall:
+    """One measured call of the test and its base counterpart; `note` says why it is not a pair."""
+
+    kind: str
+    label: str
+    text: Any = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    head: Recording | None = None
+    base: Recording | None = None
+    note: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return (self.head is not None and self.base is not None and self.head.outcome == "ok"
+                and self.base.outcome == "ok" and self.head.audio_s > 0 and self.base.audio_s > 0)
+
+
+class Pairing:
+    """The base side of one test's round: `warm_up` on the test's first call, `begin` before each
+    measured head call and what it returns once the call has ended (run by `CosyTTS`, whose
+    `CallPairing` this is), `sample()` at the verdict."""
+
+    def __init__(self, base: BaseSide, *, nodeid: str, round: int, order: str, stall_timeout_s: float) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"order {order!r} is not one of {ORDERS}")
+        self.base = base
+        self.nodeid = nodeid
+        self.round = round
+        self.order = order
+        self.stall_timeout_s = stall_timeout_s
+        self.calls: list[PairedCall] = []
+
+    def warm_up(self, kind: str, text: str, kwargs: dict[str, Any], n: int) -> None:
+        """The base's own unmeasured warm-up calls, as the head gets on the test's first call."""
+        for k in range(n):
+            self._call(PairedCall(kind, f"{kind} warm-up {k + 1}", text, kwargs), measured=False, seed=None)
+
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *,
+              busy: bool) -> Callable[[Recording, bool], None]:
+        """Before the head's call: in "BA" order the base's call now; then torch seeded for the head.
+        `busy`: another of the test's calls is in flight (the base would run inside its timing).
+        Returns `end` for this call, to be called with the head's recording once its call has ended."""
+        pc = PairedCall(kind, label, text, dict(kwargs))
+        self.calls.append(pc)
+        end = functools.partial(self.end, pc)
+        if not isinstance(text, str):
+            pc.note = f"{label}: its text is not a str (an iterator cannot be replayed on the base)"
+        elif busy:
+            pc.note = f"{label}: overlaps another call of the test (the base would run inside its timing)"
+        if pc.note:
+            return end
+        seed = call_seed(self.nodeid, self.round, label)
+        if self.order == "BA":
+            self._call(pc, measured=True, seed=seed)
+        seed_torch(seed)
+        return end
+
+    def end(self, pc: PairedCall, head: Recording, busy: bool) -> None:
+        """After the head's call has ended (and its recording is complete): in "AB" order the base's call."""
+        pc.head = head
+        if pc.note or self.order != "AB":
+            return
+        if head.outcome != "ok":
+            pc.note = f"{pc.label}: ended {head.outcome}; the base was not run"
+        elif busy:
+            pc.note = f"{pc.label}: overlaps another call of the test (the base would run inside its timing)"
+        else:
+            self._call(pc, measured=True, seed=call_seed(self.nodeid, self.round, pc.label))
+
+    def _call(self, pc: PairedCall, *, measured: bool, seed: int | None) -> None:
+        try:
+            rec = self.base.call(pc.kind, pc.text, pc.kwargs, label=f"base {pc.label}", round=self.round,
+                                 measured=measured, seed=seed, stall_timeout_s=self.stall_timeout_s)
+        except BaseSideError as e:
+            pc.note = f"base {pc.label}: {e}"
+            raise   # the base cannot serve: the test fails with its message
+        except Exception as e:  # noqa: BLE001 - refused on the base (its arguments): no pair, the head still runs
+            pc.note = f"base {pc.label}: {type(e).__name__}: {e}"
+            return
+        if measured:
+            pc.base = rec
+            if rec.outcome != "ok":
+                pc.note = f"base {pc.label}: ended {rec.outcome}" + (f": {rec.error}" if rec.error else "")
+
+    def sample(self, round_number: int) -> PairSample | str:
+        """The round's pair over the calls complete on both sides, or why there is none."""
+        done = [pc for pc in self.calls if pc.complete]
+        if not done:
+            why = next((pc.note for pc in self.calls if pc.note),
+                       "no measured call completed on both sides" if self.calls else "no measured call")
+            return f"no A/B pair: {why}"
+        heads = [pc.head for pc in done if pc.head is not None]
+        bases = [pc.base for pc in done if pc.base is not None]
+        return PairSample(round=round_number, order=self.order, head_rtf=_rtf(heads), base_rtf=_rtf(bases),
+                          head_first_chunk_ms=_first_chunk_ms(heads), base_first_chunk_ms=_first_chunk_ms(bases),
+                          outputs=_outputs(done))
+
+
+def _rtf(recs: Sequence[Recording]) -> float:
+    # One round's complete measured calls: rtf_rounds aggregates them as the verdict does (wall / audio).
+    [value] = rtf_rounds(recs)
+    return value
+
+
+def _first_chunk_ms(recs: Sequence[Recording]) -> float | None:
+    """The round's slowest first chunk over its streams (the verdict's `first_chunk_ms`); None without one."""
+    firsts = [r.arrivals_s[0] * 1000.0 for r in recs if r.kind == "stream" and r.arrivals_s]
+    return max(firsts) if firsts else None
+
+
+def _outputs(calls: Sequence[PairedCall]) -> str:
+    texts = [(pc.label, compare_outputs(pc.head, pc.base)) for pc in calls if pc.head is not None
+             and pc.base is not None]
+    differ = [(label, t) for label, t in texts if t != "identical"]
+    if not differ:
+        return "identical"
+    if len(texts) == 1:
+        return differ[0][1]
+    return "differs: " + "; ".join(f"{label}: {t.removeprefix('differs: ')}" for label, t in differ)
+
+
+def compare_outputs(head: Recording, base: Recording) -> str:
+    """"identical", or "differs: <what>" (the token ids, then the audio); a stream's difference is
+    expected (`NOT_REPRODUCIBLE`), a synthesize's is a finding."""
+    parts: list[str] = []
+    h, b = head.speech_tokens, base.speech_tokens
+    if h is not None and b is not None and h != b:
+        at = next((i for i, (x, y) in enumerate(zip(h, b, strict=False)) if x != y), None)
+        if at is None:
+            parts.append(f"{len(h)} vs {len(b)} tokens")
+        elif len(h) == len(b):
+            parts.append(f"tokens diverge at {at} of {len(h)}")
+        else:
+            parts.append(f"tokens diverge at {at} ({len(h)} vs {len(b)} tokens)")
+    ha, ba = head.audio, base.audio
+    if len(ha) != len(ba):
+        parts.append(f"audio {len(ha) / head.sample_rate:.2f} s vs {len(ba) / base.sample_rate:.2f} s")
+    elif not np.array_equal(ha, ba):
+        parts.append("audio samples differ")
+    if not parts:
+        return "identical"
+    text = "differs: " + ", ".join(parts)
+    return f"{text} ({NOT_REPRODUCIBLE})" if head.kind == "stream" else text

@@ -1,0 +1,116 @@
+"""A/B mode's pairs (issue #17): in an RTF test every measured `cosy_tts` call also runs on the base
+side, back to back, with the same text, keyword arguments and seed; each round gives the test one
+`PairSample`, rounds go on until the paired verdict's look, and the two sides' outputs are compared.
+The inner session is tests/plugin/examples/ab_pairing (a base engine that writes down its calls)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pytest_cosyvoice.judging.checks import Recording
+from pytest_cosyvoice.judging.measurements import NOT_REPRODUCIBLE, PairSample
+from pytest_cosyvoice.recording.pairing import compare_outputs, draw_order
+from pytest_cosyvoice.tracking import paired
+
+MAX_PAIRS = 8   # the smallest cap with a look (8 pairs at alpha 0.01 over 2 looks)
+STREAMED = "test_ab.py::test_streamed"
+SYNTHESIZED = "test_ab.py::test_synthesized"
+
+
+def run_inner(pytester: pytest.Pytester, model: Path, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
+    pytester.copy_example("ab_pairing")
+    pytester.syspathinsert()
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={model}", "--cosy-device=cpu",
+                                "--cosy-no-report", "-o", "cosy_allowed_warnings=autocast\n__array_wrap__", *args)
+    return result, json.loads((pytester.path / "figures.json").read_text())
+
+
+def test_a_b_session_pairs_every_round_until_a_look(pytester: pytest.Pytester, warm_tiny: Path) -> None:
+    assert paired.looks(max_pairs=MAX_PAIRS) == (MAX_PAIRS,)
+    result, out = run_inner(pytester, warm_tiny, "--cosy-base-engine=ab_base:build",
+                            f"--cosy-ab-max-pairs={MAX_PAIRS}")
+    result.assert_outcomes(passed=2, failed=1)
+    figures = out["figures"]
+    orders = []
+    for nodeid in (STREAMED, SYNTHESIZED):
+        pairs = [PairSample.from_json(p) for p in figures[nodeid]["pairs"]]
+        # One pair per round, rounds 1 (the main pass) to the look: the verdict is judged there.
+        assert [p.round for p in pairs] == list(range(1, MAX_PAIRS + 1)), figures[nodeid]
+        verdict = paired.judge_pairs(nodeid, [(p.head_rtf, p.base_rtf) for p in pairs], max_pairs=MAX_PAIRS)
+        assert paired.pairs_wanted(verdict) == 0
+        assert all(p.head_rtf > 0 and p.base_rtf > 0 for p in pairs)
+        orders += [p.order for p in pairs]
+        assert not [n for n in figures[nodeid]["round_notes"] if "A/B" in n]
+    assert set(orders) == {"AB", "BA"}   # drawn per test and round: 16 draws
+
+    streamed = [PairSample.from_json(p) for p in figures[STREAMED]["pairs"]]
+    synthesized = [PairSample.from_json(p) for p in figures[SYNTHESIZED]["pairs"]]
+    assert all(p.head_first_chunk_ms and p.base_first_chunk_ms for p in streamed)
+    assert all(p.head_first_chunk_ms is None and p.base_first_chunk_ms is None for p in synthesized)
+    # The non-streamed path is reproducible under one seed; a stream may differ, and says why.
+    assert {p.outputs for p in synthesized} == {"identical"}
+    assert all(p.outputs == "identical" or p.outputs.endswith(f"({NOT_REPRODUCIBLE})") for p in streamed)
+
+    # The base ran what the head ran: the same text and keywords, its own warm-up first in each round.
+    calls = out["base_calls"]
+    stream_calls = [c for c in calls if c["kind"] == "stream"]
+    assert len(stream_calls) == 2 * MAX_PAIRS    # one warm-up and one measured call a round
+    assert {c["text"] for c in stream_calls} == {"Hello there."}
+    assert all(set(c["kwargs"]) == {"speaker"} for c in stream_calls)
+    synth = [c for c in calls if c["kind"] == "synthesize"]
+    assert len(synth) == 2 * MAX_PAIRS
+    assert {c["text"] for c in synth} == {"Good morning."}
+    assert all(set(c["kwargs"]) == {"speaker", "speed"} and c["kwargs"]["speed"] == 1.0 for c in synth)
+    assert len({c["kwargs"]["speaker"] for c in calls}) == 1   # the test's speaker (the first one)
+    assert out["ab_base"].startswith("engine ab_base:build") and "python" in out["ab_versions"]
+
+    # A base side that cannot serve fails the test with its message, and the test gets no pair.
+    result.stdout.fnmatch_lines(["*test_zz_dead_base*", "*the base worker exited with status 1; its last stderr "
+                                 "lines: boom*"])
+    dead = figures["test_ab.py::test_zz_dead_base"]
+    assert "pairs" not in dead and dead["round_notes"] == [
+        "round 1: no A/B pair: base synthesize 0: the base worker exited with status 1; its last stderr lines: boom"]
+
+
+def test_without_a_base_nothing_is_paired(pytester: pytest.Pytester, warm_tiny: Path) -> None:
+    result, out = run_inner(pytester, warm_tiny, "-k", "not dead")
+    result.assert_outcomes(passed=2)
+    assert out["base_calls"] == [] and out["ab_base"] == "" and out["ab_versions"] == {}
+    for fig in out["figures"].values():
+        assert "pairs" not in fig and not fig["round_notes"]
+    assert len(out["figures"][STREAMED]["rtf"]) == 2   # its repeat=2 rounds, no more
+
+
+def _rec(kind: str, tokens: list[int] | None, audio: list[float], rate: int = 10) -> Recording:
+    return Recording(label=f"{kind} 0", kind=kind, sample_rate=rate, chunks=[np.array(audio, np.float32)],
+                     speech_tokens=tokens)
+
+
+@pytest.mark.parametrize("head, base, text", [
+    (_rec("synthesize", [1, 2, 3], [0.1] * 10), _rec("synthesize", [1, 2, 3], [0.1] * 10), "identical"),
+    (_rec("synthesize", [1, 2, 3, 4], [0.1] * 10), _rec("synthesize", [1, 9, 3, 4], [0.1] * 10),
+     "differs: tokens diverge at 1 of 4"),
+    (_rec("synthesize", [1, 2, 3], [0.1] * 12), _rec("synthesize", [1, 2], [0.1] * 10),
+     "differs: 3 vs 2 tokens, audio 1.20 s vs 1.00 s"),
+    (_rec("synthesize", [1, 2, 3], [0.1] * 10), _rec("synthesize", [5, 2], [0.1] * 10),
+     "differs: tokens diverge at 0 (3 vs 2 tokens)"),
+    (_rec("synthesize", None, [0.1] * 10), _rec("synthesize", None, [0.2] * 10), "differs: audio samples differ"),
+    (_rec("stream", [1, 2], [0.1] * 10), _rec("stream", [1, 3], [0.1] * 10),
+     f"differs: tokens diverge at 1 of 2 ({NOT_REPRODUCIBLE})"),
+])
+def test_the_output_comparison_says_what_differs(head: Recording, base: Recording, text: str) -> None:
+    assert compare_outputs(head, base) == text
+    sample = PairSample(round=1, order="AB", head_rtf=1.0, base_rtf=1.0, outputs=text)
+    # A stream's difference is expected today; a synthesize's is a finding.
+    assert sample.outputs_differ is (text.startswith("differs") and head.kind == "synthesize")
+
+
+def test_the_order_is_drawn_per_test_and_round_and_repeats_with_the_seed() -> None:
+    draws = [draw_order(7, "t.py::a", k) for k in range(40)]
+    assert set(draws) == {"AB", "BA"}
+    assert draws == [draw_order(7, "t.py::a", k) for k in range(40)]
+    assert draws != [draw_order(7, "t.py::b", k) for k in range(40)]
