@@ -54,8 +54,6 @@ class CosySession:
         self.ab_base = ""
         self.ab_versions: dict[str, str] = {}
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
-        self.ab_base = ""                       # A/B mode: the base side's description (set by the pairing)
-        self.ab_versions: dict[str, str] = {}   # A/B mode: the base side's stack
         self._worker_device: tuple[str, bool] | None = None   # xdist controller: where a worker loaded
 
     # -- results ------------------------------------------------------------------------------------

@@ -260,10 +260,11 @@ def ab_lines(found: Findings) -> list[str]:
 
 
 def _outputs_differ(figures: Sequence[TestFigures]) -> list[str]:
-    """Per test, the pairs whose outputs differ ("differs: ..."), the first difference and its rounds."""
+    """Per test, the pairs whose outputs differ where the same inputs and seed should give the same
+    output (`PairSample.outputs_differ`: not a seeded stream), the first difference and its rounds."""
     out = []
     for f in figures:
-        differs = [p for p in f.pairs if p.outputs.startswith("differs")]
+        differs = [p for p in f.pairs if p.outputs_differ]
         if differs:
             rounds = ", ".join(str(p.round) for p in differs)
             out.append(f"{f.nodeid}: {differs[0].outputs} (round(s) {rounds} of {len(f.pairs)} pairs)")
@@ -296,7 +297,8 @@ def summary_lines(found: Findings) -> list[str]:
     out.append(summary_table(found.figures, found.drift))
     notes = [f"  {f.nodeid}: {n}" for f in found.figures for n in f.round_notes]
     if notes:
-        out.append("later RTF rounds that failed a check (the sample is kept):")
+        out.append("notes from the RTF rounds (a later round's failed check keeps its sample; an A/B round "
+                   "without a pair says why):")
         out += notes
 
     out += [f"note: {p}" for p in found.history_problems]
