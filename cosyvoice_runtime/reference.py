@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 # Long enough for the kernels to dominate Python's overhead, short enough to run between RTF rounds
-# (about 0.3 s on the tiny models on a 2-core CPU). The text gives more than half as many text tokens
+# (a few hundred ms on the tiny models on a quiet 2-core CPU). The text gives more than half as many text tokens
 # as the speech tokens asked for, with every tokenizer of the released models and the tiny ones.
 TEXT = ("A fixed reference sentence, read the same way every time, so that the model's own work can be "
         "timed and compared across sessions; it is long enough that the language model never ends its "
