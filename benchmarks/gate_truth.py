@@ -27,6 +27,10 @@ A/B in one session (issue 17) instead of the parts above, each session with its 
    the base `--cosy-base-engine fixed`;
 4. `--ab-gate` sessions without a base: the time a cross-session gate session takes, for comparison.
 Prints the verdicts per condition and the slowdown each level actually applied.
+
+`--tracking clean,contended` (with an earlier run's `--json` and `--workdir`) runs nothing: it prints
+how well the calibration and the model reference track the tests' RTF ratio to the baseline over
+those parts' runs (see `tracking`).
 """
 from __future__ import annotations
 
@@ -80,6 +84,7 @@ class Run:
     calibration_s: float | None = None
     others_cpu: float | None = None
     caught: dict[str, str] = field(default_factory=dict)          # nodeid -> failure text ("" passed)
+    reference_s: float | None = None                               # the model reference's median
 
 
 def pytest_cmd(work: Path, select: str, extra: list[str], report: str) -> list[str]:
@@ -115,6 +120,7 @@ def run_gate(work: Path, part: str, label: str, select: str, *, inject: str = ""
         last = json.loads(history.read_text().splitlines()[-1])
         health = last.get("health") or {}
         run.calibration_s, run.others_cpu = health.get("calibration_s"), health.get("others_cpu")
+        run.reference_s = health.get("reference_s")
     if (work / "junit.xml").is_file():
         for case in ET.parse(work / "junit.xml").getroot().iter("testcase"):
             nodeid = f"{case.get('classname', '').replace('.', '/')}::{case.get('name')}"
@@ -197,8 +203,10 @@ def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
         ratio = (r.calibration_s / base_run.calibration_s) if r.calibration_s and base_run.calibration_s else None
         busy = ((f"other processes used {r.others_cpu:.0%} of the CPU",)
                 if (r.others_cpu or 0) > OTHERS_CPU_LIMIT else ())
-        machine = Machine(ratio, busy)
-        again = Run(r.part, r.label, r.seconds, r.returncode, calibration_s=r.calibration_s, others_cpu=r.others_cpu)
+        reference = (r.reference_s / base_run.reference_s) if r.reference_s and base_run.reference_s else None
+        machine = Machine(ratio, busy, reference_ratio=reference)
+        again = Run(r.part, r.label, r.seconds, r.returncode, calibration_s=r.calibration_s, others_cpu=r.others_cpu,
+                    reference_s=r.reference_s)
         for nodeid, values in cur.items():
             res = judge(nodeid, values, base.get(nodeid, []), tolerance=tolerance, machine=machine)
             again.verdicts[nodeid] = res.verdict
@@ -578,6 +586,59 @@ def add_ab_arguments(ap: argparse.ArgumentParser) -> None:
                          "these tolerances (comma-separated) instead of running anything")
 
 
+def rtf_samples(path: Path) -> dict[str, list[float]]:
+    """nodeid -> the RTF samples of one kept rtf.csv."""
+    out: dict[str, list[float]] = {}
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["rtf"]:
+                out.setdefault(row["nodeid"], []).append(float(row["rtf"]))
+    return out
+
+
+def tracking(work: Path, runs: list[Run], parts: list[str]) -> str:
+    """How well each machine reference tracks the tests' own RTF across sessions of the same code: per
+    run of `parts`, the median over tests of median RTF(run) / median RTF(baseline) beside the
+    calibration's and the model reference's ratio to the baseline run's; then per candidate the
+    median absolute difference from the tests' ratio ("none" is no correction, a ratio of 1: what the
+    tests moved). The candidate with the smallest difference is the one to divide the drift by."""
+    base_run = next(r for r in runs if r.part == "baseline")
+    base = rtf_samples(next(work.glob("baseline-*-0.csv")))
+    seen: Counter[tuple[str, str]] = Counter()
+    rows: list[tuple[Run, float, float | None, float | None]] = []
+    for r in runs:
+        if r.part == "baseline" or r.part == "defect":
+            continue
+        k = seen[(r.part, r.label)]            # the kept csv files are numbered per part and label
+        seen[(r.part, r.label)] += 1
+        path = work / f"{r.part}-{r.label}-{k}.csv"
+        if r.part not in parts or not path.is_file():
+            continue
+        cur = rtf_samples(path)
+        ratios = [statistics.median(v) / statistics.median(base[n]) for n, v in cur.items()
+                  if v and base.get(n) and statistics.median(base[n]) > 0]
+        if not ratios:
+            continue
+        cal = r.calibration_s / base_run.calibration_s if r.calibration_s and base_run.calibration_s else None
+        ref = r.reference_s / base_run.reference_s if r.reference_s and base_run.reference_s else None
+        rows.append((r, statistics.median(ratios), cal, ref))
+
+    def x(v: float | None) -> str:
+        return "-" if v is None else f"x{v:.2f}"
+    out = ["| run | part | condition | tests' RTF ratio (median) | calibration ratio | model reference ratio |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {i} | {r.part} | {r.label} | {x(t)} | {x(c)} | {x(m)} |" for i, (r, t, c, m) in enumerate(rows, 1)]
+    out += ["", "| candidate | runs | median abs. difference from the tests' ratio | largest |", "|---|---|---|---|"]
+    candidates = {"none (x1.00)": [(1.0, t) for _, t, _, _ in rows],
+                  "calibration": [(c, t) for _, t, c, _ in rows if c is not None],
+                  "model reference": [(m, t) for _, t, _, m in rows if m is not None]}
+    for name, pairs in candidates.items():
+        diffs = [abs(c - t) for c, t in pairs]
+        out.append(f"| {name} | {len(diffs)} | "
+                   + (f"{statistics.median(diffs):.3f} | {max(diffs):.3f} |" if diffs else "- | - |"))
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clean", type=int, default=5)
@@ -593,10 +654,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rejudge", type=str, default="",
                     help="with --json of an earlier run and its --workdir: judge its samples again at these "
                          "tolerances (comma-separated) instead of running anything")
+    ap.add_argument("--tracking", type=str, default="",
+                    help="with --json of an earlier run and its --workdir: how well the calibration and the "
+                         "model reference track the tests' RTF over the runs of these parts (comma-separated, "
+                         "e.g. clean,contended) instead of running anything")
     add_ab_arguments(ap)
     args = ap.parse_args(argv)
     if args.ab or args.ab_rejudge:
         return ab_main(args)
+    if args.tracking:
+        old = [Run(**d) for d in json.loads(args.json.read_text())]
+        print(tracking(args.workdir, old, [p for p in args.tracking.split(",") if p]))
+        return 0
     if args.rejudge:
         old = [Run(**d) for d in json.loads(args.json.read_text())]
         base = next(r for r in old if r.part == "baseline")

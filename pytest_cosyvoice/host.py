@@ -18,7 +18,7 @@ import pytest
 from cosyvoice_runtime import resolve_auto
 
 from .settings import Settings
-from .tracking.health import HealthMonitor
+from .tracking.health import REFERENCE_ERROR, HealthMonitor
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
@@ -39,6 +39,23 @@ class Prompt:
 
 def default_prompt() -> Prompt:
     return Prompt(DATA_DIR / "prompt.wav", (DATA_DIR / "prompt.txt").read_text(encoding="utf-8").strip())
+
+
+def monitor_for(runtime: Runtime) -> HealthMonitor:
+    """The health monitor of a loaded Runtime, with its model reference
+    (`cosyvoice_runtime.reference.ReferenceWork`, built here: fixed inputs and one warm-up run). A
+    model whose components the reference cannot drive still gets its calibration; the health notes why
+    there is no reference."""
+    from cosyvoice_runtime.reference import ReferenceWork
+
+    device = str(runtime.device)
+    try:
+        work = ReferenceWork(runtime)
+    except Exception as e:  # noqa: BLE001 - any model part may fail on fixed inputs: noted, not raised
+        monitor = HealthMonitor(device)
+        monitor.health.errors.append(f"{REFERENCE_ERROR} on {device} failed: {type(e).__name__}: {e}")
+        return monitor
+    return HealthMonitor(device, reference=work)
 
 
 class EngineHost:
@@ -91,8 +108,9 @@ class EngineHost:
                     self._load_error = f"cannot load the model {str(model_dir)!r}: {type(e).__name__}: {e}"
                 else:
                     self.loaded_on = (str(self._runtime.device), bool(self._runtime.fp16))
-                    # The machine's speed and contention are watched from the load on.
-                    self.monitor = HealthMonitor(str(self._runtime.device))
+                    # The machine's speed and contention are watched from the load on, with the
+                    # model's own components on fixed inputs beside the calibration.
+                    self.monitor = monitor_for(self._runtime)
                     self.monitor.calibrate()
         if self._load_error is not None:
             pytest.fail(self._load_error, pytrace=False)

@@ -100,12 +100,18 @@ class CosySession:
 
     def health(self) -> Health | None:
         """The machine's health over the session (calibration and contention); None when no model ran.
-        Under xdist the controller pools the workers' calibration samples and keeps the worst contention."""
+        Under xdist the controller pools the workers' calibration and model-reference samples (and
+        their errors) and keeps the worst contention."""
         if self.host.monitor is not None:
             return self.host.monitor.finish()
         if not self.worker_health:
             return None
-        pooled = Health(calibration=[c for h in self.worker_health for c in h.calibration])
+        pooled = Health(calibration=[c for h in self.worker_health for c in h.calibration],
+                        reference=[r for h in self.worker_health for r in h.reference])
+        for h in self.worker_health:
+            for name, values in h.reference_parts.items():
+                pooled.reference_parts.setdefault(name, []).extend(values)
+        pooled.errors = [e for h in self.worker_health for e in h.errors]
         for name in ("others_cpu", "steal"):
             values = [getattr(h, name) for h in self.worker_health if getattr(h, name) is not None]
             setattr(pooled, name, max(values) if values else None)

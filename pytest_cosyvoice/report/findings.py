@@ -130,10 +130,14 @@ class Findings:
 
 
 def machine_against(saved: SavedSession | None, health: Health | None, tolerance: float) -> Machine:
-    """This session's machine against the one of a saving session (its calibration and health)."""
+    """This session's machine against the one of a saving session (its calibration, model reference
+    and health)."""
     now = health.calibration_s if health else None
     then = saved.health.calibration_s if saved else None
-    return Machine(now / then if now and then else None, tuple(health.problems()) if health else (), tolerance)
+    ref_now = health.reference_s if health else None
+    ref_then = saved.health.reference_s if saved else None
+    return Machine(now / then if now and then else None, tuple(health.problems()) if health else (), tolerance,
+                   ref_now / ref_then if ref_now and ref_then else None)
 
 
 def machines(baseline: Baseline, health: Health | None, tolerance: float) -> dict[str, Machine]:
@@ -318,7 +322,11 @@ def summary_lines(found: Findings) -> list[str]:
 
     unsure, bad = found.inconclusive, found.regressions
     if unsure:
-        out.append(f"inconclusive ({len(unsure)}): {unsure[0].note}; rerun on a quiet machine")
+        # A moved model reference is the machine or the model's code: a quiet rerun cannot tell which.
+        moved = found.baseline is not None and machine_against(
+            found.baseline.session_of(unsure[0].nodeid), found.health, found.options.machine_tolerance).reference_moved
+        out.append(f"inconclusive ({len(unsure)}): {unsure[0].note}"
+                   + ("" if moved else "; rerun on a quiet machine"))
     if bad:
         head = "RTF regression(s) beyond the tolerance" + (
             " (--cosy-fail-on-drift: the session fails)" if found.options.fail_on_drift else " (reported only)")

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..judging.measurements import StreamTrace, TestFigures
 from ..tracking.baseline import Baseline
 from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
-from ..tracking.health import Health
+from ..tracking.health import REFERENCE_ERROR, Health
 from ..tracking.paired import PairedResult, PairedVerdict, PooledResult
 from ..tracking.runkey import RunKey
 
@@ -176,11 +176,20 @@ def machine_facts(health: Health | None, machine: Machine | None) -> list[tuple[
     report's "Machine and stack" table are both written from these, so they always say the same."""
     if health is None:
         facts = [("calibration", "not measured (no model was loaded)")]
-    elif health.calibration_s is None:
-        facts = [("calibration", "not calibrated" + (f" ({health.errors[0]})" if health.errors else ""))]
     else:
-        facts = [("calibration", f"{1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})")]
-        facts += [("calibration error", e) for e in health.errors[:1]]
+        cal_errors = [e for e in health.errors if not e.startswith(REFERENCE_ERROR)]
+        ref_errors = [e for e in health.errors if e.startswith(REFERENCE_ERROR)]
+        if health.calibration_s is None:
+            facts = [("calibration", "not calibrated" + (f" ({cal_errors[0]})" if cal_errors else ""))]
+        else:
+            facts = [("calibration", f"{1000 * health.calibration_s:.1f} ms (median of {len(health.calibration)})")]
+            facts += [("calibration error", e) for e in cal_errors[:1]]
+        if health.reference_s is not None:
+            parts = ", ".join(f"{name} {1000 * v:.0f}" for name, v in health.reference_part_s().items())
+            facts.append(("model reference", f"{1000 * health.reference_s:.1f} ms (median of "
+                          f"{len(health.reference)}" + (f"; {parts} ms" if parts else "") + ")"))
+        if ref_errors:
+            facts.append(("model reference error", ref_errors[0]))
     if health is not None:
         if health.others_cpu is not None:
             facts.append(("other processes' CPU share", f"{health.others_cpu:.0%}"))

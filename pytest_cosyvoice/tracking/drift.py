@@ -2,10 +2,12 @@
 
 One sample per test per **round** (see pytest_cosyvoice.rounds: rounds are spread over the session
 in shuffled order, so one slow minute touches one sample of many tests, not every sample of one).
-The machine's own speed is known from the calibration workload (pytest_cosyvoice.tracking.health):
+The machine's own speed is known from the calibration workload, and the model's kernels on it from
+the model reference (pytest_cosyvoice.tracking.health):
 
     drift      = median(current) / median(baseline) - 1                 (what is judged)
     machine    = calibration_now / calibration_at_baseline               (1.10: 10 % slower)
+    reference  = model_reference_now / model_reference_at_baseline     (the components' own work)
     calibrated = median(current / machine) / median(baseline) - 1       (shown beside it)
 
 The calibration is a validity check, not a correction: measured on the 2-core VM, a quiet rerun
@@ -18,8 +20,10 @@ Verdicts, per test:
   current samples against the baseline's gives p < alpha, AND the machine is comparable with the
   baseline's (calibration within `machine_tolerance`, no contention, no throttling).
 * "inconclusive": the same size of change, but the machine is not comparable: it is X % slower
-  or faster than at baseline, or busy (other processes, steal, GPU throttling). The note says
-  why; a slow VM or a busy neighbour is never called a regression.
+  or faster than at baseline, or busy (other processes, steal, GPU throttling), or the model
+  reference moved beyond the machine tolerance (the model's kernels ran slower or faster: the
+  machine, or the components' code or torch; only an A/B run in one session tells them apart).
+  The note says why; a slow VM or a busy neighbour is never called a regression.
 * "ok": |drift| <= tolerance, or beyond it but not significant (note).
 * "new": the baseline has no samples for this test.
 * "insufficient-samples": |drift| > tolerance but the sample counts cannot reach p < alpha even
@@ -74,13 +78,24 @@ class Machine:
     ratio: float | None = None          # calibration now / at baseline; None: not measured on a side
     problems: tuple[str, ...] = ()      # contention or throttling seen in this session
     tolerance: float = DEFAULT_MACHINE_TOLERANCE
+    # model reference now / at baseline; None: not measured on a side (a baseline saved before it)
+    reference_ratio: float | None = None
+
+    @property
+    def reference_moved(self) -> bool:
+        """The model's own kernels ran slower or faster than at baseline, beyond the machine tolerance."""
+        return self.reference_ratio is not None and abs(self.reference_ratio - 1.0) > self.tolerance
 
     @property
     def comparable(self) -> bool:
-        return not self.problems and (self.ratio is None or abs(self.ratio - 1.0) <= self.tolerance)
+        return (not self.problems and (self.ratio is None or abs(self.ratio - 1.0) <= self.tolerance)
+                and not self.reference_moved)
 
     def describe(self) -> str:
-        """'machine 23 % slower than at baseline (other processes used 48 % of the CPU)'."""
+        """'machine 23 % slower than at baseline (other processes used 48 % of the CPU)', then the
+        model reference: 'model reference x1.02', or where it moved 'the model's kernels ran 24 %
+        slower than at baseline (model reference x1.24): the machine or the component code; an A/B
+        run decides'."""
         if self.ratio is None:
             head = "machine speed not compared (no calibration on one side)"
         else:
@@ -90,7 +105,15 @@ class Machine:
         why = list(self.problems)
         if self.ratio is not None and abs(self.ratio - 1.0) > self.tolerance:
             why.append(f"beyond the machine tolerance of {self.tolerance:.0%}")
-        return head + (f" ({'; '.join(why)})" if why else "")
+        text = head + (f" ({'; '.join(why)})" if why else "")
+        if self.reference_ratio is None:
+            return text
+        if not self.reference_moved:
+            return f"{text}; model reference x{self.reference_ratio:.2f}"
+        pct = 100.0 * (self.reference_ratio - 1.0)
+        return (f"{text}; the model's kernels ran {abs(pct):.0f} % {'slower' if pct >= 0 else 'faster'} than "
+                f"at baseline (model reference x{self.reference_ratio:.2f}): the machine or the component "
+                "code; an A/B run decides")
 
 Samples = Mapping[str, Sequence[float]]
 CurrentInput = Samples | Sequence[TestFigures]

@@ -7,6 +7,11 @@ Two kinds of evidence, both measured during the session and stored with a baseli
   time in) and a pure-Python loop (the orchestration's share). Its median time over the session,
   divided by the baseline's, says how much slower the machine is; it does not change when the
   model's code does, so a slower model on a healthy machine stays a regression.
+* **Model reference**: the loaded model's own components (LLM, flow, vocoder) on fixed inputs,
+  outside the engine under test (`cosyvoice_runtime.reference.ReferenceWork`, handed in by the
+  host), timed beside the calibration. It follows the machine *and* the components' kernels (the
+  installed torch, the model code), not the orchestration: a reference that moved beyond the
+  machine tolerance makes a drift verdict inconclusive (tracking.drift.Machine).
 * **Contention**: CPU time other processes used while the session ran (a busy neighbour on the
   same cores), the hypervisor's steal time, and on CUDA (with `nvidia-ml-py`, optional) clock
   throttling and other processes on the GPU.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +42,8 @@ REPEATS = 3                       # per measurement; the minimum is kept (noise 
 OTHERS_CPU_LIMIT = 0.15           # share of all cores' time used by other processes
 STEAL_LIMIT = 0.05                # share of CPU time the hypervisor gave to other guests
 GPU_CLOCK_LIMIT = 0.75            # SM clock below 75 % of its maximum: throttled (as nvbench)
+# How a failed model reference's note in `Health.errors` begins (the report tells it from a calibration's).
+REFERENCE_ERROR = "model reference"
 NVML_HINT = "install nvidia-ml-py (`pip install nvidia-ml-py`) to check GPU clocks and other GPU processes"
 
 
@@ -194,6 +202,10 @@ class Health:
     steal: float | None = None
     gpu: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)    # calibrations that could not run, and why
+    # The model reference's runs, in seconds (all components), and per component ("llm", "flow",
+    # "hift") the same runs' shares; empty where no reference ran (an old baseline, no model).
+    reference: list[float] = field(default_factory=list)
+    reference_parts: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def calibration_s(self) -> float | None:
@@ -201,6 +213,15 @@ class Health:
         if not self.calibration:
             return None
         return median(s.total_s for s in self.calibration)
+
+    @property
+    def reference_s(self) -> float | None:
+        """The model reference's median time: the machine and the components' kernels together."""
+        return median(self.reference) if self.reference else None
+
+    def reference_part_s(self) -> dict[str, float]:
+        """Each component's median share of the reference, in seconds."""
+        return {name: median(values) for name, values in self.reference_parts.items() if values}
 
     def problems(self) -> list[str]:
         """Why this session's machine is busy or throttled (empty: quiet)."""
@@ -220,6 +241,8 @@ class Health:
 
     def to_json(self) -> dict[str, Any]:
         return {"calibration": [asdict(s) for s in self.calibration], "calibration_s": self.calibration_s,
+                "reference": list(self.reference), "reference_s": self.reference_s,
+                "reference_parts": {k: list(v) for k, v in self.reference_parts.items()},
                 "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu, "errors": self.errors}
 
     @classmethod
@@ -237,14 +260,28 @@ class Health:
         gpu = data.get("gpu") or {}
         if not isinstance(gpu, dict):
             raise ValueError("health.gpu must be an object")
-        return cls(samples, opt("others_cpu"), opt("steal"), gpu, [str(e) for e in data.get("errors", [])])
+        # Saved before the model reference existed: no "reference" keys, no reference to compare.
+        ref = data.get("reference") or []
+        parts = data.get("reference_parts") or {}
+        if not isinstance(ref, list) or not isinstance(parts, dict) or not all(
+                isinstance(v, list) for v in parts.values()):
+            raise ValueError("health.reference must be a list and health.reference_parts an object of lists")
+        return cls(samples, opt("others_cpu"), opt("steal"), gpu, [str(e) for e in data.get("errors", [])],
+                   [float(v) for v in ref], {str(k): [float(x) for x in v] for k, v in parts.items()})
+
+
+# What the host hands the monitor as the model reference: one run of fixed work, returning the
+# seconds each component took (cosyvoice_runtime.reference.ReferenceWork is one).
+Reference = Callable[[], Mapping[str, float]]
 
 
 class HealthMonitor:
-    """Collects a session's health: `start()` once, `calibrate()` between rounds, `finish()` at the end."""
+    """Collects a session's health: `start()` once, `calibrate()` between rounds, `finish()` at the end.
+    With a `reference`, every calibration also runs it (see the module docstring)."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, reference: Reference | None = None) -> None:
         self.device = device
+        self.reference = reference
         self.health = Health()
         self._start: Snapshot | None = None
 
@@ -256,6 +293,7 @@ class HealthMonitor:
         """One measurement; a workload that cannot run (a broken device) is noted, never raised:
         the machine then counts as not calibrated and verdicts say so."""
         self.start()
+        self.run_reference()
         try:
             s = measure(self.device)
         except Exception as e:  # noqa: BLE001 - any failure of the workload is reported the same way
@@ -263,6 +301,23 @@ class HealthMonitor:
             return None
         self.health.calibration.append(s)
         return s
+
+    def run_reference(self) -> float | None:
+        """One run of the model reference, if there is one; its total seconds. A reference that fails
+        is noted in `health.errors` and not run again (the verdicts then say it was not compared)."""
+        if self.reference is None:
+            return None
+        try:
+            parts = {str(k): float(v) for k, v in self.reference().items()}
+        except Exception as e:  # noqa: BLE001 - as for the calibration: noted, never raised
+            self.health.errors.append(f"{REFERENCE_ERROR} on {self.device} failed: {type(e).__name__}: {e}")
+            self.reference = None
+            return None
+        total = sum(parts.values())
+        self.health.reference.append(total)
+        for name, seconds in parts.items():
+            self.health.reference_parts.setdefault(name, []).append(seconds)
+        return total
 
     def finish(self) -> Health:
         if self._start is not None:

@@ -55,6 +55,7 @@ def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | Non
         "time_utc": when.astimezone(timezone.utc).isoformat(timespec="seconds"),
         "commit": commit or None, "runner": key.runner, "key": key.to_dict(), "stack": dict(stack or {}),
         "health": None if health is None else {"calibration_s": health.calibration_s,
+                                               "reference_s": health.reference_s,
                                                "others_cpu": health.others_cpu, "steal": health.steal},
         "tests": {f.nodeid: {"rtf": median_or_none(f.rtf), "first_chunk_ms": median_or_none(f.first_chunk_ms),
                              "worst_gap_ms": median_or_none(f.worst_gap_ms), "runs": len(f.rtf),

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from pytest_cosyvoice import rounds
+from pytest_cosyvoice.report.model import machine_facts
 from pytest_cosyvoice.tracking import health as health_module
 from pytest_cosyvoice.tracking.health import CalibrationSample, Contention, Health, HealthMonitor, Snapshot
 
@@ -94,3 +95,61 @@ def test_a_calibration_that_cannot_run_is_noted_not_raised() -> None:
     health = mon.finish()
     assert health.calibration_s is None
     assert health.errors and health.errors[0].startswith("calibration on cuda:7 failed: ")
+
+
+# -- the model reference ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_runtime(tiny_v2_dir: Any) -> Any:
+    import cosyvoice_runtime
+
+    return cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
+
+
+def test_the_model_reference_is_timed_beside_the_calibration(tiny_runtime: Any) -> None:
+    from pytest_cosyvoice.host import monitor_for
+    from pytest_cosyvoice.tracking.drift import Machine
+
+    mon = monitor_for(tiny_runtime)          # what the host builds at the load
+    mon.calibrate()
+    mon.calibrate()
+    health = mon.finish()
+    assert len(health.calibration) == 2 and len(health.reference) == 2 and not health.errors
+    assert all(s > 0 for s in health.reference)
+    assert set(health.reference_parts) == {"llm", "flow", "hift"}
+    for i, total in enumerate(health.reference):
+        assert total == pytest.approx(sum(v[i] for v in health.reference_parts.values()))
+    assert health.reference_s == pytest.approx(sum(health.reference) / 2)
+    again = Health.from_json(health.to_json())
+    assert again == health and again.reference_s == health.reference_s
+    facts = dict(machine_facts(health, Machine(1.0, reference_ratio=1.01)))
+    assert facts["model reference"].startswith(f"{1000 * health.reference_s:.1f} ms (median of 2; llm ")
+    assert facts["against the baseline's machine"].endswith("(calibration x1.00); model reference x1.01")
+
+
+def test_a_reference_that_fails_is_noted_once_and_the_calibration_goes_on() -> None:
+    runs: list[int] = []
+
+    def broken() -> dict[str, float]:
+        runs.append(1)
+        raise RuntimeError("flow shapes do not match")
+    mon = HealthMonitor("cpu", reference=broken)
+    assert mon.calibrate() is not None and mon.calibrate() is not None
+    health = mon.finish()
+    assert runs == [1] and health.reference == [] and health.reference_s is None and len(health.calibration) == 2
+    assert health.errors == ["model reference on cpu failed: RuntimeError: flow shapes do not match"]
+    facts = dict(machine_facts(health, None))
+    assert "calibration error" not in facts and "model reference" not in facts
+    assert facts["model reference error"] == health.errors[0]
+
+
+def test_health_saved_before_the_reference_loads_without_one() -> None:
+    old = {"calibration": [{"device_s": 0.01, "python_s": 0.02}], "calibration_s": 0.03, "others_cpu": 0.01,
+           "steal": 0.0, "gpu": {}, "errors": []}
+    health = Health.from_json(old)
+    assert health.reference == [] and health.reference_parts == {} and health.reference_s is None
+    assert health.calibration_s == pytest.approx(0.03)
+    with pytest.raises(ValueError, match="health.reference must be a list"):
+        Health.from_json({**old, "reference": 0.2})
+    with pytest.raises(ValueError, match="reference_parts an object of lists"):
+        Health.from_json({**old, "reference": [0.2], "reference_parts": {"llm": 0.1}})

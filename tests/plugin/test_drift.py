@@ -101,6 +101,34 @@ def test_a_machine_not_comparable_makes_changes_inconclusive(machine: Machine, w
     assert judge("t", BASE, BASE, machine=Machine(ratio=1.0, problems=("busy",))).verdict == "ok"
 
 
+@pytest.mark.parametrize("reference, why", [
+    (1.24, "the model's kernels ran 24 % slower than at baseline (model reference x1.24): the machine or the "
+           "component code; an A/B run decides"),
+    (0.76, "the model's kernels ran 24 % faster than at baseline (model reference x0.76): the machine or the "
+           "component code; an A/B run decides"),
+])
+def test_a_moved_model_reference_makes_changes_inconclusive(reference: float, why: str) -> None:
+    # The calibration says the machine is the baseline's; the model's own kernels say otherwise.
+    machine = Machine(ratio=1.02, reference_ratio=reference)
+    assert machine.reference_moved and not machine.comparable
+    for factor in (1.3, 0.7):
+        r = judge("t", scaled(factor), BASE, machine=machine)
+        assert r.verdict == "inconclusive", (factor, r)
+        assert r.note == "machine 2 % slower than at baseline (calibration x1.02); " + why
+    assert judge("t", BASE, BASE, machine=machine).verdict == "ok"
+
+
+def test_a_model_reference_within_the_tolerance_leaves_the_verdict_to_the_samples() -> None:
+    machine = Machine(ratio=1.02, reference_ratio=1.08)
+    assert machine.comparable and not machine.reference_moved
+    assert machine.describe() == "machine 2 % slower than at baseline (calibration x1.02); model reference x1.08"
+    assert judge("t", scaled(1.3), BASE, machine=machine).verdict == "regression"
+    # A baseline saved before the reference existed: nothing to compare, the line as before.
+    assert Machine(ratio=1.02).describe() == "machine 2 % slower than at baseline (calibration x1.02)"
+    assert not Machine(ratio=1.0, reference_ratio=1.15).comparable
+    assert Machine(ratio=1.0, reference_ratio=1.15, tolerance=0.2).comparable
+
+
 def test_machine_tolerance_is_a_setting() -> None:
     assert not Machine(ratio=1.15).comparable
     assert Machine(ratio=1.15, tolerance=0.2).comparable

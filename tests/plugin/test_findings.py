@@ -10,6 +10,7 @@ from pytest_cosyvoice.finish import exit_status
 from pytest_cosyvoice.judging.measurements import TestFigures
 from pytest_cosyvoice.report.findings import EndOptions, gather, summary_lines
 from pytest_cosyvoice.tracking.drift import DriftVerdict
+from pytest_cosyvoice.tracking.health import CalibrationSample, Health
 from pytest_cosyvoice.tracking.runkey import RunKey
 
 KEY = RunKey("cpu-runner", "cpu", "fp32", "fixed", "tiny", "0123456789")
@@ -63,3 +64,25 @@ def test_nothing_passed_with_rtf_is_not_saved(tmp_path: Path) -> None:
     assert found.saved is not None and found.saved.skipped == "no-rtf" and not found.baseline_file.exists()
     assert summary_lines(found)[-1] == "baseline not saved: no passed test recorded RTF figures"
     assert exit_status(found, pytest.ExitCode.TESTS_FAILED) == pytest.ExitCode.TESTS_FAILED
+
+
+def test_a_moved_model_reference_is_named_and_no_quiet_rerun_is_suggested(tmp_path: Path) -> None:
+    def health(reference_s: float) -> Health:
+        return Health([CalibrationSample(0.04, 0.01)] * 3, others_cpu=0.01, steal=0.0,
+                      reference=[reference_s] * 3, reference_parts={"llm": [reference_s / 2] * 3,
+                                                                    "flow": [reference_s / 2] * 3})
+    gather(figures(), [], KEY, "cpu", EndOptions(tmp_path, None, save_baseline=True), health=health(0.2),
+           repo_dir=tmp_path)
+    found = gather(figures(1.3), [], KEY, "cpu", EndOptions(tmp_path, None, fail_on_drift=True),
+                   health=health(0.248), repo_dir=tmp_path)
+    assert found.machine is not None and found.machine.reference_ratio == pytest.approx(1.24)
+    assert [r.verdict for r in found.drift or []] == [DriftVerdict.INCONCLUSIVE, DriftVerdict.OK]
+    assert not found.fails_on_drift
+    lines = summary_lines(found)
+    why = ("the model's kernels ran 24 % slower than at baseline (model reference x1.24): the machine or the "
+           "component code; an A/B run decides")
+    assert lines[1] == ("machine: calibration: 50.0 ms (median of 3); model reference: 248.0 ms (median of 3; "
+                        "llm 124, flow 124 ms); other processes' CPU share: 1%; hypervisor steal: 0%; against the "
+                        "baseline's machine: NOT comparable: machine 0 % slower than at baseline (calibration "
+                        f"x1.00); {why}")
+    assert lines[-1] == f"inconclusive (1): machine 0 % slower than at baseline (calibration x1.00); {why}"

@@ -31,8 +31,11 @@ def pid_file(cosy_model, pytestconfig):
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
         return
-    figures, streams = get_session(session.config).results()
+    cosy = get_session(session.config)
+    figures, streams = cosy.results()
+    health = cosy.health()
     (session.config.rootpath / "figures.json").write_text(json.dumps({
+        "health": None if health is None else health.to_json(),
         "figures": [f.to_json() for f in figures],
         "streams": [{"nodeid": s.nodeid, "label": s.trace.label, "chunk_samples": s.trace.chunk_samples,
                      "outcome": s.trace.outcome, "failed": s.failed,
@@ -95,3 +98,10 @@ def test_two_workers_record_the_same_figures_as_a_serial_run(pytester: pytest.Py
     assert len(parallel_data["figures"]) == 4 and len(parallel_data["streams"]) == 4
     # Each worker loaded its own model: pid files from two processes besides the serial one.
     assert len(list(pytester.path.glob("pid-*"))) == 3
+    # The controller pools the workers' calibration and model-reference samples: at least the one
+    # each worker took at its load, with every component's share.
+    for data, least in ((serial_data, 1), (parallel_data, 2)):
+        health = data["health"]
+        assert health["errors"] == [] and len(health["reference"]) == len(health["calibration"]) >= least
+        assert {k: len(v) for k, v in health["reference_parts"].items()} == dict.fromkeys(
+            ("llm", "flow", "hift"), len(health["reference"]))
