@@ -189,7 +189,8 @@ class WorkerBase:
         self.python = python
         self.description = f"python {python}"
         self.versions: dict[str, str] = {}
-        self.join_timeout_s = 0.0
+        self.join_timeout_s = 0.0            # the worker runtime's, part of a call's watchdog
+        self.slack_s = TRANSFER_SLACK_S
         self._proc = proc
         self._frames: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
         self._heard = time.monotonic()     # when the worker's last frame (a beat included) came
@@ -205,15 +206,17 @@ class WorkerBase:
 
     @classmethod
     def start(cls, python: str, *, model: str | Path, engine: str, device: str, fp16: bool, stall_timeout_s: float,
-              load_timeout_s: float = LOAD_TIMEOUT_S) -> WorkerBase:
+              load_timeout_s: float = LOAD_TIMEOUT_S, slack_s: float = TRANSFER_SLACK_S) -> WorkerBase:
         """Starts the worker and waits (up to `load_timeout_s`) until it has loaded `model` on `device`
-        and built `engine`; `BaseStartError` (with the stage at fault) when it does not get there."""
+        and built `engine`; `BaseStartError` (with the stage at fault) when it does not get there.
+        `slack_s`: added to each call's watchdog for the transfer (see TRANSFER_SLACK_S)."""
         try:
             proc = subprocess.Popen([python, "-m", WORKER_MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
         except OSError as e:
             raise BaseStartError("python", f"the interpreter does not start: {e}") from None
         base = cls(python, proc)
+        base.slack_s = slack_s
         hello = {"op": "hello", "model": str(model), "engine": engine, "device": device, "fp16": fp16,
                  "stall_timeout_s": stall_timeout_s}
         try:
@@ -236,7 +239,7 @@ class WorkerBase:
              seed: int | None, stall_timeout_s: float) -> Recording:
         message = {"op": "call", "kind": kind, "text": text, "kwargs": to_wire(kwargs), "label": label,
                    "round": round, "measured": measured, "seed": seed, "stall_timeout_s": stall_timeout_s}
-        bound = stall_timeout_s + self.join_timeout_s + WATCHDOG_MARGIN_S + TRANSFER_SLACK_S
+        bound = stall_timeout_s + self.join_timeout_s + WATCHDOG_MARGIN_S + self.slack_s
         # One call at a time: the pipe carries one conversation. (The pairing code never runs a base call
         # beside the head's own, so on CUDA the two sides share the test's device without overlapping.)
         with self._lock:
