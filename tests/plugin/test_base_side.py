@@ -6,6 +6,7 @@ The base interpreter here is this one (`sys.executable`): it has the package. Th
 environment, so modules the tests write are put on its path through PYTHONPATH."""
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -17,8 +18,10 @@ import pytest
 
 import pytest_cosyvoice
 from cosyvoice_runtime import InvalidInput
+from pytest_cosyvoice.judging.checks import Recording
 from pytest_cosyvoice.recording.base import BaseSideError, BaseStartError, WorkerBase, probe_python
 from pytest_cosyvoice.recording.calls import WatchdogExpired
+from pytest_cosyvoice.recording.wire import FrameError, read_frame, recording_from_wire, recording_to_wire, write_frame
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
@@ -33,6 +36,7 @@ def test_speaks(cosy_tts, cosy_prompt):
 
 # Base engines with faults, written where the worker imports them from (PYTHONPATH).
 ENGINES = '''
+import io
 import os
 import signal
 import sys
@@ -122,6 +126,36 @@ def assert_usage_error(result: pytest.RunResult, *lines: str) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
     result.stderr.fnmatch_lines(list(lines))
     result.stdout.no_fnmatch_line("*test_speaks*")  # stopped before any test ran
+
+
+# -- the frames -------------------------------------------------------------------------------------
+def test_a_recording_crosses_the_wire_as_plain_values() -> None:
+    import numpy as np
+
+    rec = Recording(label="stream 0", kind="stream", sample_rate=24000,
+                    chunks=[np.arange(4, dtype=np.float32), np.ones((2, 3), dtype=np.float32)], chunk_tokens=[25, 50],
+                    arrivals_s=[0.1, 0.2], wall_s=0.2, thread_errors=["t: boom"], round=3, measured=False)
+    buf = io.BytesIO()
+    wire = recording_to_wire(rec)
+    write_frame(buf, {"op": "recording", "fields": wire})
+    # No numpy object inside: an interpreter with another numpy reads it.
+    assert b"numpy" not in buf.getvalue()
+    buf.seek(0)
+    back = recording_from_wire({**read_frame(buf)["fields"], "a_field_of_a_newer_worker": 1})  # type: ignore[index]
+    assert [c.tolist() for c in back.chunks] == [c.tolist() for c in rec.chunks]
+    assert back.chunks[1].dtype == np.float32 and back.chunks[1].shape == (2, 3)
+    assert (back.label, back.chunk_tokens, back.arrivals_s, back.thread_errors, back.round, back.measured) == \
+        (rec.label, rec.chunk_tokens, rec.arrivals_s, rec.thread_errors, 3, False)
+    assert read_frame(buf) is None  # the stream's clean end
+
+
+def test_a_stream_cut_inside_a_frame_is_named() -> None:
+    buf = io.BytesIO()
+    write_frame(buf, {"op": "beat"})
+    with pytest.raises(FrameError, match="ended inside a frame"):
+        read_frame(io.BytesIO(buf.getvalue()[:-2]))
+    with pytest.raises(FrameError, match="not a frame"):
+        read_frame(io.BytesIO(b"Hello, world! printed by an engine"))
 
 
 # -- bad base options: exit 4 before any test ------------------------------------------------------
