@@ -103,8 +103,14 @@ CLOSE_TIMEOUT_S = 5.0
 STDERR_LINES = 20
 STDERR_LINE_CHARS = 500
 
-_PROBE = r"""
-import importlib, json, sys
+# `-c` (like `-m`) puts the working directory first on sys.path. The session's directory is often the
+# head's checkout, whose pytest_cosyvoice would then shadow the base interpreter's own and turn A/B into
+# A/A: the worker and the probe drop it, so the base runs what its interpreter has installed (or has on
+# PYTHONPATH).
+_OWN_PATH = "import sys\nif sys.path and sys.path[0] == '':\n    del sys.path[0]\n"
+_WORKER = _OWN_PATH + f"from {WORKER_MODULE} import main\nsys.exit(main())\n"
+_PROBE = _OWN_PATH + r"""
+import importlib, json
 def say(**answer):
     print("\ncosy-base-probe " + json.dumps(answer), flush=True)
 for name in ("pytest_cosyvoice", "cosyvoice_runtime", "pytest_cosyvoice.recording.base_worker"):
@@ -175,9 +181,10 @@ def _signal_text(returncode: int) -> str:
 
 
 class WorkerBase:
-    """The base side in another interpreter (--cosy-base-python): a worker process
-    (`python -m pytest_cosyvoice.recording.base_worker`) that loads the base model and builds the
-    base engine there, then runs each call the session sends it (see base_worker.py for the frames).
+    """The base side in another interpreter (--cosy-base-python): a worker process (base_worker.py's
+    `main`, started without the working directory on its path: see _OWN_PATH) that loads the base
+    model and builds the base engine there, then runs each call the session sends it (see
+    base_worker.py for the frames).
 
     Every wait is bounded: the start by `load_timeout_s`, a call by its watchdog (stall timeout, the
     worker runtime's join timeout and the margin, as `CosyTTS.watchdog_s`) plus `TRANSFER_SLACK_S`,
@@ -211,7 +218,7 @@ class WorkerBase:
         and built `engine`; `BaseStartError` (with the stage at fault) when it does not get there.
         `slack_s`: added to each call's watchdog for the transfer (see TRANSFER_SLACK_S)."""
         try:
-            proc = subprocess.Popen([python, "-m", WORKER_MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            proc = subprocess.Popen([python, "-c", _WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.PIPE)
         except OSError as e:
             raise BaseStartError("python", f"the interpreter does not start: {e}") from None

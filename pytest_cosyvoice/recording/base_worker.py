@@ -1,4 +1,5 @@
-"""The base side's worker: `<--cosy-base-python> -m pytest_cosyvoice.recording.base_worker`.
+"""The base side's worker: `main()` in the --cosy-base-python interpreter (base.py's `WorkerBase` starts
+it with `-c`, leaving the session's working directory off its path; `-m` works by hand).
 
 Runs in the base interpreter (another venv, another torch, another checkout) and serves the session's
 `WorkerBase` (base.py) over framed pickles on its stdin/stdout (wire.py):

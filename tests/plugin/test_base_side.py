@@ -324,3 +324,14 @@ def test_a_closed_worker_serves_no_more_calls(tiny_v2_dir: Path) -> None:
     base.close()  # twice is harmless
     with pytest.raises(BaseSideError, match="closed"):
         call(base, "synthesize", "synthesize 0")
+
+
+def test_the_base_interpreter_does_not_import_the_working_directorys_package(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The session's directory is often the head's checkout: its pytest_cosyvoice must not shadow the
+    # base interpreter's own.
+    shadow = tmp_path / "pytest_cosyvoice"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the head checkout was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    assert probe_python(sys.executable)["pytest-cosyvoice"]
