@@ -159,6 +159,8 @@ class EngineHost:
 
         s = self.settings
         spec = s.base_engine_spec
+        if s.base_python is not None:
+            return self._start_worker(head)
         where_engine = s.sources.get("base_engine", "--cosy-engine") if s.base_engine else \
             s.sources.get("engine", "--cosy-engine")
         runtime = head
@@ -178,6 +180,35 @@ class EngineHost:
         model = s.base_model if s.base_model is not None else self.model_dir()
         return InProcessBase(engine, runtime, f"engine {spec}, model {model}, this interpreter",
                              {"python": sys.version.split()[0], "torch": torch.__version__})
+
+    def _start_worker(self, head: Runtime) -> BaseSide:
+        """--cosy-base-python: the base side in a worker process of that interpreter, on the head's
+        device and precision. On CUDA both sides then hold the model on the test's device; they never
+        run at the same time, as the pairing code calls one side after the other."""
+        from .recording.base import BaseStartError, WorkerBase
+
+        s = self.settings
+        python, spec = s.base_python, s.base_engine_spec
+        assert python is not None
+        model = s.base_model if s.base_model is not None else self.model_dir()
+        try:
+            base = WorkerBase.start(python, model=model, engine=spec, device=str(head.device), fp16=bool(head.fp16),
+                                    stall_timeout_s=s.stall_timeout_s)
+        except BaseStartError as e:
+            # The option at fault: a base engine or model that the worker cannot use; anything else (the
+            # interpreter, its packages, the head's engine or model there) is the interpreter's.
+            where_python = f"{s.sources['base_python']}={python!r}"
+            if e.stage == "engine" and s.base_engine is not None:
+                raise pytest.UsageError(f"{s.sources['base_engine']}={spec!r}: the base engine cannot be built in "
+                                        f"the base interpreter ({where_python}): {e}") from None
+            if e.stage == "model" and s.base_model is not None:
+                raise pytest.UsageError(f"{s.sources['base_model']}={str(s.base_model)!r}: the base model does not "
+                                        f"load in the base interpreter ({where_python}): {e}") from None
+            what = {"engine": f"the engine {spec!r} cannot be built there: ",
+                    "model": f"the model {str(model)!r} does not load there: "}.get(e.stage, "")
+            raise pytest.UsageError(f"{where_python}: the base worker cannot start: {what}{e}") from None
+        base.description = f"engine {spec}, model {model}, python {python} (torch {base.versions.get('torch', '?')})"
+        return base
 
     def close(self) -> None:
         """The end of the session: the base side is let go (its worker stopped)."""

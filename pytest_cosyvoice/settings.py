@@ -307,9 +307,23 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
             load_factory(values["base_engine"])
         except EngineError as e:
             raise pytest.UsageError(f"{sources['base_engine']}={values['base_engine']!r}: {e}") from None
+    if values["base_python"] is not None and not hasattr(config, "workerinput"):
+        # xdist's workers get the controller's options: the controller has run this check once.
+        _check_base_python(values["base_python"], sources["base_python"])
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
     _check_clashes(s)
     return s
+
+
+def _check_base_python(raw: str, where: str) -> None:
+    """The base interpreter runs and can host the base worker (it imports pytest_cosyvoice and
+    cosyvoice_runtime). It runs in a process of its own, so this interpreter imports no torch for it."""
+    from .recording.base import BaseSideError, probe_python
+
+    try:
+        probe_python(raw)
+    except BaseSideError as e:
+        raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
 
 
 def _model_dir(raw: str, where: str) -> Path:
