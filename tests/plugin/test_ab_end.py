@@ -251,8 +251,10 @@ def test_records_pairs(request):
 '''
 
 
-def test_junit_gets_the_ab_properties_and_fail_on_drift_fails(pytester: pytest.Pytester,
+def test_junit_gets_the_ab_properties_and_fail_on_drift_fails(pytester: pytest.Pytester, warm_tiny: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # warm_tiny: torch and transformers imported before pytester's sys.modules snapshot (see the fixture):
+    # the inner session's end imports torch, and a later inline session would import it a second time.
     pytester.makepyfile(test_inner=INNER)
     step = pytester.path / "step.md"
     step.write_text("# earlier step\n", encoding="utf-8")
