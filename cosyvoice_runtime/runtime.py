@@ -23,6 +23,7 @@ from .limits import DEFAULT_STALL_TIMEOUT_S, check_timeout, resolve_auto
 from .loader import load_model
 from .observer import StreamObserver, check_observer
 from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speed
+from .seeding import check_seed
 from .text import warm as warm_normalisers
 from .token2wav import Schedule, make_renderer
 from .token_source import LLMTokenSource
@@ -144,36 +145,42 @@ class Runtime:
     def stream(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
                prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                speed: float = 1.0, text_frontend: bool = True, observer: StreamObserver | None = None,
-               stall_timeout_s: float | None = None) -> Iterator[Chunk]:
+               stall_timeout_s: float | None = None, seed: int | None = None) -> Iterator[Chunk]:
         """Streams chunks as soon as hop + lookahead tokens exist. Arguments are checked now, not at the
         first ``next``. Raises StreamError / StreamStalled / TokenLimitExceeded after the chunks already
         rendered, and InvalidInput for a bad piece of a text iterator (those are read lazily).
 
         ``observer`` hears of this request's tokens, chunks and end (see ``StreamObserver``);
-        ``stall_timeout_s`` replaces ``settings.stall_timeout_s`` for this request only."""
+        ``stall_timeout_s`` replaces ``settings.stall_timeout_s`` for this request only. ``seed`` (a whole
+        number 0 <= seed < 2**63) makes the request's random draws its own (``seeding.SeededDraws``): the
+        same inputs and seed give the same tokens and audio, alone or beside other requests; None draws
+        from torch's global generator as upstream does."""
         if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
         stall = self._stall_timeout(stall_timeout_s)
+        seed = check_seed(seed)
         check_observer(observer)
         plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
                          source_wav=source_wav, text_frontend=text_frontend)
         return self._run(plan, streaming=True, speed=1.0, stats=StreamStats(), stall_timeout_s=stall,
-                         observer=observer)
+                         observer=observer, seed=seed)
 
     def synthesize(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
                    prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                    speed: float = 1.0, text_frontend: bool = True, observer: StreamObserver | None = None,
-                   stall_timeout_s: float | None = None) -> Synthesis:
+                   stall_timeout_s: float | None = None, seed: int | None = None) -> Synthesis:
         """Non-streamed synthesis (all tokens rendered at once, per sentence), like upstream's stream=False.
-        ``observer`` and ``stall_timeout_s`` as for ``stream``."""
+        ``observer``, ``stall_timeout_s`` and ``seed`` as for ``stream`` (the same seed gives the same
+        tokens as a stream, but not the same audio: the vocoder's noise is drawn per rendered piece)."""
         speed = check_speed(speed)
         stall = self._stall_timeout(stall_timeout_s)
+        seed = check_seed(seed)
         check_observer(observer)
         plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
                          source_wav=source_wav, text_frontend=text_frontend)
         stats = StreamStats()
         chunks = list(self._run(plan, streaming=False, speed=speed, stats=stats, stall_timeout_s=stall,
-                                observer=observer))
+                                observer=observer, seed=seed))
         return Synthesis.from_chunks(chunks, self.sample_rate, stats)
 
     def plan(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
@@ -194,7 +201,7 @@ class Runtime:
         return torch.autocast(device_type=self.device.type, enabled=self.fp16)  # torch.amp's, not torch.cuda.amp's
 
     def _run(self, plan: Plan, *, streaming: bool, speed: float, stats: StreamStats, stall_timeout_s: float,
-             observer: StreamObserver | None) -> Iterator[Chunk]:
+             observer: StreamObserver | None, seed: int | None = None) -> Iterator[Chunk]:
         tally = ChunkTally(self.sample_rate, stats)
         progress = _Progress(observer)
         error: BaseException | None = None
@@ -202,7 +209,7 @@ class Runtime:
             for inp in plan.inputs:
                 stats.sentences += 1
                 for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats,
-                                                  stall_timeout_s=stall_timeout_s, progress=progress):
+                                                  stall_timeout_s=stall_timeout_s, progress=progress, seed=seed):
                     audio = speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False)
                     chunk = tally.chunk(audio, ntok)
                     log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds,
@@ -226,8 +233,10 @@ class Runtime:
                 observer.on_end(stats, error)
 
     def _request(self, inp: ModelInput | TextStreamInput, *, streaming: bool, speed: float, stats: StreamStats,
-                 stall_timeout_s: float, progress: _Progress) -> Iterator[tuple[torch.Tensor, int]]:
-        """One LLM run (a sentence, a text iterator, a vc source): (speech, tokens it covers) per render."""
+                 stall_timeout_s: float, progress: _Progress, seed: int | None = None,
+                 ) -> Iterator[tuple[torch.Tensor, int]]:
+        """One LLM run (a sentence, a text iterator, a vc source): (speech, tokens it covers) per render.
+        With a seed, its draws are named by sentence (each sentence its own LLM run and renderer)."""
         rid = f"{next(_ids)}"
         progress.next_sentence()
         channel = TokenChannel(rid)
@@ -235,12 +244,14 @@ class Runtime:
         s = self.settings
         renderer = make_renderer(self.version, self.flow, self.hift, base, self.device, self._autocast,
                                  Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor),
-                                 context_tokens=s.flow_context_tokens)
+                                 context_tokens=s.flow_context_tokens, seed=seed,
+                                 draws_name=f"sentence-{stats.sentences}")
         with self._lock:
             self._active[rid] = None
         thread: threading.Thread | None = None
         try:
-            thread = start_producer(channel, self._tokens.tokens(rid, inp), self._tokens.context())
+            thread = start_producer(channel, self._tokens.tokens(rid, inp),
+                                    self._tokens.context(seed, f"sentence-{stats.sentences}/llm"))
             with self._lock:
                 self._active[rid] = thread
             with torch.inference_mode():

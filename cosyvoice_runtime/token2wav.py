@@ -8,6 +8,7 @@ same tokens; the code is ours.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ from torch.nn import functional as F
 
 from .frontend import ModelInput
 from .rates import token_rate
+from .seeding import seeded
 
 
 def hamming(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -44,13 +46,24 @@ class Schedule:
 
 
 class Renderer:
-    """Base: owns a request's streaming state; subclasses implement the version's algorithm."""
+    """Base: owns a request's streaming state; subclasses implement the version's algorithm.
 
-    def __init__(self, flow: Any, hift: Any, inputs: ModelInput, device: torch.device, autocast: Any) -> None:
+    With a ``seed``, each vocoder call (and v1's flow, which draws its noise per call) draws from its
+    own generator, named ``{draws_name}/hift-{k}`` for the k-th rendered piece: a piece's noise then
+    does not depend on how many draws the pieces before it made."""
+
+    def __init__(self, flow: Any, hift: Any, inputs: ModelInput, device: torch.device, autocast: Any, *,
+                 seed: int | None = None, draws_name: str = "") -> None:
         self.flow, self.hift, self.inputs, self.device, self.autocast = flow, hift, inputs, device, autocast
+        self.seed, self.draws_name = seed, draws_name
+        self.pieces = 0     # vocoder calls so far: the index of the piece being rendered
         self.prompt_token = inputs.flow_prompt_speech_token.to(device)
         self.prompt_feat = inputs.prompt_speech_feat.to(device)
         self.embedding = inputs.flow_embedding.to(device)
+
+    def _draws(self, part: str) -> contextlib.AbstractContextManager[object]:
+        """The seeded draws of this piece's ``part`` ("hift", "flow"); nothing without a seed."""
+        return seeded(self.seed, f"{self.draws_name}/{part}-{self.pieces}")
 
     def _lens(self, t: torch.Tensor) -> torch.Tensor:
         return torch.tensor([t.shape[1]], dtype=torch.int32, device=self.device)
@@ -72,7 +85,9 @@ class Renderer:
         if finalize and speed != 1.0:
             mel = F.interpolate(mel, size=int(mel.shape[2] / speed), mode="linear")
         speech: torch.Tensor  # hift is upstream's untyped module
-        speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
+        with self._draws("hift"):
+            speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
+        self.pieces += 1
         if self.cache is not None:
             speech = crossfade(speech, self.cache["speech"], self.window)
         if not finalize:
@@ -163,7 +178,9 @@ class CausalHiftRenderer(CausalRenderer):
         if finalize and speed != 1.0:
             full = F.interpolate(full, size=int(full.shape[2] / speed), mode="linear")
         speech: torch.Tensor  # hift is upstream's untyped module
-        speech, _ = self.hift.inference(speech_feat=full, finalize=finalize)
+        with self._draws("hift"):
+            speech, _ = self.hift.inference(speech_feat=full, finalize=finalize)
+        self.pieces += 1
         new = speech[:, self.speech_offset:]
         self.speech_offset += new.shape[1]
         return new
@@ -190,7 +207,8 @@ class OverlapRenderer(Renderer):
 
     def _render(self, window: list[int], finalize: bool, speed: float = 1.0) -> torch.Tensor:
         tok = torch.tensor([window], dtype=torch.int32, device=self.device)
-        with self.autocast():
+        # v1's flow (ConditionalCFM) draws its starting noise per call; v2/v3's is fixed at construction.
+        with self.autocast(), self._draws("flow"):
             mel, self.flow_cache = self.flow.inference(
                 token=tok, token_len=self._lens(tok), prompt_token=self.prompt_token,
                 prompt_token_len=self._lens(self.prompt_token), prompt_feat=self.prompt_feat,
@@ -215,8 +233,10 @@ class OverlapRenderer(Renderer):
 
 
 def make_renderer(version: int, flow: Any, hift: Any, inputs: ModelInput, device: torch.device, autocast: Any,
-                  schedule: Schedule, context_tokens: int | None = None) -> Renderer:
+                  schedule: Schedule, context_tokens: int | None = None, *, seed: int | None = None,
+                  draws_name: str = "") -> Renderer:
     if version == 1:
-        return OverlapRenderer(flow, hift, inputs, device, autocast)
+        return OverlapRenderer(flow, hift, inputs, device, autocast, seed=seed, draws_name=draws_name)
     cls = CausalHiftRenderer if version == 3 else CausalRenderer
-    return cls(flow, hift, inputs, device, autocast, schedule=schedule, context_tokens=context_tokens)
+    return cls(flow, hift, inputs, device, autocast, schedule=schedule, context_tokens=context_tokens, seed=seed,
+               draws_name=draws_name)

@@ -15,6 +15,7 @@ from .frontend import Frontend, ModelInput
 from .limits import DEFAULT_TOKEN_TEXT_RATIO, MAX_SPEECH_S, MIN_CAP_S, token_cap
 from .rates import token_rate
 from .requests import TextStreamInput
+from .seeding import seeded
 
 Autocast = Callable[[], contextlib.AbstractContextManager[object]]
 
@@ -75,8 +76,10 @@ class LLMTokenSource:
                 prompt_speech_token_len=_len(pst), embedding=inp.llm_embedding.to(dev), **extra), lambda: n)
         return llm
 
-    def context(self) -> Callable[[], contextlib.AbstractContextManager[object]]:
-        """The context the producer thread generates in (entered in that thread)."""
+    def context(self, seed: int | None = None, draws_name: str = "llm",
+                ) -> Callable[[], contextlib.AbstractContextManager[object]]:
+        """The context the producer thread generates in (entered in that thread). With a ``seed``, the
+        LLM's sampling draws from the request's own generator (``seeding.SeededDraws(seed, draws_name)``)."""
         device = self.device
 
         @contextlib.contextmanager
@@ -87,6 +90,7 @@ class LLMTokenSource:
                     stack.enter_context(torch.cuda.stream(torch.cuda.Stream(device)))
                 stack.enter_context(torch.inference_mode())
                 stack.enter_context(self.autocast())
+                stack.enter_context(seeded(seed, draws_name))
                 yield
         return ctx
 
