@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .errors import CosyVoiceError, InvalidInput, ModelLoadError, StreamError, StreamStalled, TokenLimitExceeded
-from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, check_device, check_timeout, resolve_auto
+from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, check_device, check_seed, check_timeout, resolve_auto
 from .observer import StreamObserver
 from .rates import token_rate
 from .types import Chunk, StreamStats, Synthesis
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # type checkers see the lazy names below with their real type
 __all__ = [
     "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan",
     "Runtime", "StreamError", "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded",
-    "check_device", "check_timeout", "load", "resolve_auto", "token_rate",
+    "check_device", "check_seed", "check_timeout", "load", "resolve_auto", "token_rate",
 ]
 
 

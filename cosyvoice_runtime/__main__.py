@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from .errors import CosyVoiceError, InvalidInput
-from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, MAX_TIMEOUT_S, check_timeout
+from .limits import DEFAULT_STALL_TIMEOUT_S, MAX_TEXT_CHARS, MAX_TIMEOUT_S, check_seed, check_timeout
 
 
 def _seconds(text: str) -> float:
@@ -35,6 +35,17 @@ def _speed(text: str) -> float:
     return x
 
 
+def _seed(text: str) -> int:
+    """argparse type of --seed: the runtime's own rule, checked before the model loads."""
+    try:
+        seed = check_seed(int(text))
+    except (ValueError, InvalidInput):
+        seed = None
+    if seed is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 0 to 2**63-1")
+    return seed
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m cosyvoice_runtime",
                                 description="CosyVoice runtime with streaming fixes")
@@ -50,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--instruct", help="instruction text (v1: with --speaker; v2/v3: with --prompt-wav)")
     s.add_argument("--stream", action="store_true", help="stream chunk by chunk (default: one non-streamed synthesis)")
     s.add_argument("--speed", type=_speed, default=1.0, help="speed factor 0.5-2.0 (non-streamed only)")
+    s.add_argument("--seed", type=_seed, default=None, metavar="N",
+                   help="seed of this request's random draws: the same text, voice and seed give the same audio "
+                        "(default: none, draws from torch's global generator)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--fp16", action="store_true")
     s.add_argument("--stall-timeout", type=_seconds, default=DEFAULT_STALL_TIMEOUT_S, metavar="SECONDS")
@@ -129,12 +143,12 @@ def synth(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.stream:
         parts, first = [], None
-        for chunk in rt.stream(args.text, **kw):
+        for chunk in rt.stream(args.text, seed=args.seed, **kw):
             first = first if first is not None else time.perf_counter() - t0
             parts.append(chunk.audio)
         audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     else:
-        syn = rt.synthesize(args.text, speed=args.speed, **kw)
+        syn = rt.synthesize(args.text, speed=args.speed, seed=args.seed, **kw)
         audio, first = syn.audio, syn.stats.first_chunk_s
     wall = time.perf_counter() - t0
     try:

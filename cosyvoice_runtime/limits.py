@@ -48,6 +48,20 @@ def check_timeout(name: str, value: object) -> float:
     return float(value)
 
 
+# A request's seed (`seed=`, --seed): torch generators take 64-bit seeds; a signed 64-bit range keeps it
+# representable everywhere a seed travels (JSON, C longs).
+MAX_SEED = 2**63
+
+
+def check_seed(seed: object) -> int | None:
+    """``seed`` as given when it is None or a whole number 0 <= seed < 2**63; InvalidInput otherwise."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
+        raise InvalidInput(f"seed={seed!r}: expected None or a whole number from 0 to 2**63-1")
+    return seed
+
+
 def check_device(device: object) -> str:
     """``device`` if it is 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index); InvalidInput naming the value
     otherwise. Only the form is checked: no CUDA is needed."""

@@ -19,11 +19,10 @@ import torch
 from .channel import TokenChannel, start_producer
 from .errors import InvalidInput
 from .frontend import Frontend, ModelInput
-from .limits import DEFAULT_STALL_TIMEOUT_S, check_timeout, resolve_auto
+from .limits import DEFAULT_STALL_TIMEOUT_S, check_seed, check_timeout, resolve_auto
 from .loader import load_model
 from .observer import StreamObserver, check_observer
 from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speed
-from .seeding import check_seed
 from .text import warm as warm_normalisers
 from .token2wav import Schedule, make_renderer
 from .token_source import LLMTokenSource

@@ -33,8 +33,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from .errors import InvalidInput
-
-MAX_SEED = 2**63   # seeds are whole numbers 0 <= seed < MAX_SEED
+from .limits import check_seed
 
 # Torch functions and tensor methods that draw and take `generator=` as a keyword.
 RANDOM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
@@ -47,15 +46,6 @@ RANDOM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
 _LIKE: dict[Callable[..., Any], Callable[..., Any]] = {
     torch.rand_like: torch.rand, torch.randn_like: torch.randn, torch.randint_like: torch.randint,
 }
-
-
-def check_seed(seed: object) -> int | None:
-    """``seed`` as given when it is None or a whole number 0 <= seed < 2**63; InvalidInput otherwise."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED:
-        raise InvalidInput(f"seed={seed!r}: expected None or a whole number from 0 to 2**63-1")
-    return seed
 
 
 def stream_seed(seed: int, name: str) -> int:

@@ -90,6 +90,12 @@ def test_bad_speed(tmp_path: Path, value: str) -> None:
     refused(r, f"error: argument --speed: {value!r}: expected a number from 0.5 to 2.0")
 
 
+@pytest.mark.parametrize("value", ["-1", "1.5", "seven", str(2**63)])
+def test_bad_seed(tmp_path: Path, value: str) -> None:
+    r = cli("--model", NO_MODEL, "--text", "Hello.", "--out", tmp_path / "x.wav", "--seed", value)
+    refused(r, f"error: argument --seed: {value!r}: expected a whole number from 0 to 2**63-1")
+
+
 def test_speed_with_stream(tmp_path: Path) -> None:
     r = cli("--model", NO_MODEL, "--text", "Hello.", "--out", tmp_path / "x.wav", "--speed", "1.5", "--stream")
     refused(r, "error: --speed 1.5 with --stream: speed change is only supported without --stream")
@@ -129,3 +135,12 @@ def test_force_replaces_existing_out(tiny_v2_dir: Path, tmp_path: Path) -> None:
     audio, rate = sf.read(out)
     assert rate == 24000 and audio.size > 0
     assert [p.name for p in tmp_path.iterdir()] == ["x.wav"]  # no temporary file left behind
+
+
+def test_a_seeded_stream_writes_the_same_audio_twice(tiny_v2_dir: Path, tmp_path: Path) -> None:
+    outs = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    for out in outs:
+        r = cli("--model", tiny_v2_dir, "--text", "Hello there.", "--stream", "--seed", "7", "--out", out)
+        assert r.returncode == 0, r.stderr
+    a, b = (sf.read(out, dtype="float32")[0] for out in outs)
+    assert a.size > 0 and np.array_equal(a, b)
