@@ -89,6 +89,7 @@ def cases(rt: Runtime, voice: Path, tmp: Path, tiny_v1_dir: Path, tiny_v2_dir: P
         "text over 5000 characters": lambda: rt.stream("word " * 4000, speaker=spk),
         "text iterator over 5000 characters": lambda: list(rt.stream(iter(["x" * 6000]), prompt_wav=voice)),
         "empty `prompt_text`": lambda: rt.stream("Hi.", prompt_wav=voice, prompt_text=""),
+        "seed negative, fractional or 2**63 and above": lambda: rt.stream("Hi.", speaker=spk, seed=-1),
         "`speed` not a number in range, in `stream()`": lambda: rt.stream("Hi.", speaker=spk, speed="fast"),
         "valid `speed` other than 1.0 in `stream()`": lambda: rt.stream("Hi.", speaker=spk, speed=1.5),
         "arguments naming no mode": lambda: rt.stream("Hi.", prompt_text="t"),
