@@ -173,6 +173,12 @@ class UpstreamEngine:
              speed: float = 1.0, text_frontend: bool = True, **kwargs: Any) -> Iterator[Chunk]:
         if not isinstance(text, str) and kwargs.get("source_wav") is None:
             raise InvalidInput("the upstream engine here takes text as a str")
+        if "seed" in kwargs:
+            # Not silently ignored: upstream's orchestration draws from torch's global generator in its own
+            # threads, so no per-request seed can make it repeat (docs/runtime.md, Reproducible output).
+            raise InvalidInput(f"seed={kwargs['seed']!r}: the upstream engine cannot promise reproducible output "
+                               "(its orchestration draws from torch's global generator in its own threads); "
+                               "Runtime.stream/synthesize take seed=")
         check_observer(observer)
         plan = self.runtime.plan(text, speaker=kwargs.get("speaker"), prompt_wav=kwargs.get("prompt_wav"),
                                  prompt_text=kwargs.get("prompt_text"), instruct=kwargs.get("instruct"),

@@ -4,6 +4,7 @@ seeded streams of other texts, without touching torch's global generator; seed=N
 global generator as before; a bad seed is refused by name."""
 from __future__ import annotations
 
+import inspect
 import threading
 from pathlib import Path
 
@@ -161,3 +162,17 @@ def test_seeded_draws_are_the_threads_own_and_leave_the_global_generator_alone()
     assert torch.equal(mine, torch.rand(3, generator=torch.Generator().manual_seed(0)))
     # The per-stream seeds are fixed numbers, the same in every process.
     assert stream_seed(0, "llm") == stream_seed(0, "llm") != stream_seed(1, "llm")
+
+
+def test_the_upstream_engine_takes_no_seed(v2: Runtime, voice: Path) -> None:
+    """It cannot promise a repeat: its signature names no `seed` (callers can tell) and one passed
+    through its **kwargs is refused, not ignored."""
+    upstream = pytest.importorskip("cosyvoice_runtime.upstream")
+    try:
+        engine = upstream.UpstreamEngine(v2)
+    except upstream.UpstreamUnavailable as e:
+        pytest.skip(str(e))
+    for call in (engine.stream, engine.synthesize):
+        assert "seed" not in inspect.signature(call).parameters
+        with pytest.raises(InvalidInput, match=r"^seed=3: the upstream engine cannot promise reproducible output"):
+            call(TEXT, prompt_wav=voice, prompt_text=PROMPT_TEXT, seed=3)
