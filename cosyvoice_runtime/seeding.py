@@ -91,8 +91,12 @@ class SeededDraws(TorchFunctionMode):
             kwargs.setdefault("layout", x.layout)
             self.draws += 1
             if like is torch.randint:   # randint_like(input, high) or (input, low, high): randint(low, high, size)
-                low, high = (0, *rest) if len(rest) == 1 else rest if rest else (kwargs.pop("low", 0), kwargs.pop("high"))
-                kwargs.pop("low", None)
+                if len(rest) == 1:
+                    low, high = kwargs.pop("low", 0), rest[0]
+                elif rest:
+                    low, high = rest
+                else:
+                    low, high = kwargs.pop("low", 0), kwargs.pop("high")
                 return like(low, high, tuple(x.shape), generator=self.generator(device), device=device, **kwargs)
             return like(tuple(x.shape), *rest, generator=self.generator(device), device=device, **kwargs)
         if func in RANDOM_FUNCTIONS and kwargs.get("generator") is None \
