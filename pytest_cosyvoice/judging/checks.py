@@ -52,6 +52,7 @@ class Recording:
     round: int = 0                          # measured round (0 .. repeat-1)
     cold: bool = False                      # first call on this model in this process
     speech_tokens: list[int] | None = None  # the token ids, where the engine reports them (observer's on_end)
+    seed: int | None = None                 # the call's own seed= where the engine took one (None: global RNG)
 
     @property
     def audio(self) -> np.ndarray:

@@ -19,8 +19,12 @@ class StreamTrace:
     click_joins: list[int] = field(default_factory=list)   # chunk indices whose join clicked
 
 
-# Said of a stream pair whose outputs differ: expected until a request carries its own seed.
+# Said of a stream pair whose outputs differ when the two sides were seeded through the global RNG
+# (an engine without seed=): a stream draws from it in two threads, so it cannot repeat.
 NOT_REPRODUCIBLE = "not reproducible: a seeded stream shares the global RNG across two threads"
+# Said of a pair whose outputs differ when one side took the seed per request (seed=) and the other
+# seeded the global RNG: they drew from different generators.
+SEEDED_APART = "not comparable: one side took seed=, the other drew from the global RNG"
 
 
 @dataclass
@@ -37,9 +41,11 @@ class PairSample:
 
     @property
     def outputs_differ(self) -> bool:
-        """The two sides produced different outputs where they should not (a difference a seeded
-        stream shows anyway, marked `NOT_REPRODUCIBLE`, does not count): a finding."""
-        return self.outputs.startswith("differs") and NOT_REPRODUCIBLE not in self.outputs
+        """The two sides produced different outputs where they should not (a difference a stream
+        seeded through the global RNG shows anyway, marked `NOT_REPRODUCIBLE`, or one between sides
+        seeded apart, `SEEDED_APART`, does not count): a finding."""
+        return (self.outputs.startswith("differs") and NOT_REPRODUCIBLE not in self.outputs
+                and SEEDED_APART not in self.outputs)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -43,6 +43,7 @@ class Takes:
 
     observer: bool
     stall_timeout_s: bool
+    seed: bool = False      # a per-request seed= (the runtime's; an A/B pair passes its seed that way)
 
 
 @dataclass(eq=False)
@@ -141,7 +142,8 @@ class EngineAttribution:
 
     def __init__(self, engine: Engine, runtime: Runtime) -> None:
         self.takes = {kind: Takes(accepts(getattr(engine, kind), "observer"),
-                                  accepts(getattr(engine, kind), "stall_timeout_s")) for kind in KINDS}
+                                  accepts(getattr(engine, kind), "stall_timeout_s"),
+                                  accepts(getattr(engine, kind), "seed")) for kind in KINDS}
         self.adapter: ForeignAdapter | None = None
         if not all(t.observer for t in self.takes.values()):
             self.adapter = ForeignAdapter(runtime.llm)

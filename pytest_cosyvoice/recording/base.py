@@ -49,7 +49,8 @@ class BaseSide(Protocol):
     def call(self, kind: str, text: str, kwargs: dict[str, Any], *, label: str, round: int, measured: bool,
              seed: int | None, stall_timeout_s: float) -> Recording:
         """Runs one complete call (a stream drained, or a synthesize) and returns its recording.
-        `seed`: torch's generator is seeded with it right before the call (None: left alone)."""
+        `seed`: passed as `seed=` where the base engine takes one (and the test passed none), else
+        torch's global generator is seeded with it right before the call (None: left alone)."""
         ...
 
     def close(self) -> None: ...
@@ -58,7 +59,8 @@ class BaseSide(Protocol):
 def seed_torch(seed: int | None) -> None:
     """Seeds torch's global generator right before one side's call of a pair, so both sides start
     from the same state (the suites seed it per test the same way). A seeded *stream* is still not
-    reproducible: the LLM's sampling and the vocoder's noise draw from it in two threads."""
+    reproducible: the LLM's sampling and the vocoder's noise draw from it in two threads (an engine
+    that takes `seed=` gets the seed per request instead: see `InProcessBase.call`)."""
     if seed is None:
         return
     import torch
@@ -80,7 +82,10 @@ class InProcessBase:
     def call(self, kind: str, text: str, kwargs: dict[str, Any], *, label: str, round: int, measured: bool,
              seed: int | None, stall_timeout_s: float) -> Recording:
         tts = CosyTTS(self.engine, self.runtime, self._attribution, stall_timeout_s=stall_timeout_s, round=round)
-        seed_torch(seed)
+        if seed is not None and self._attribution.takes[kind].seed and "seed" not in kwargs:
+            kwargs = {**kwargs, "seed": seed}   # the request's own draws: the global generator is left alone
+        else:
+            seed_torch(seed)
         return tts.record(kind, text, kwargs, label=label, measured=measured)
 
     def close(self) -> None:

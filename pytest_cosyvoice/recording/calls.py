@@ -44,8 +44,8 @@ class CallPairing(Protocol):
 
     def warm_up(self, kind: str, text: str, kwargs: dict[str, Any], n: int) -> None: ...
 
-    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *,
-              busy: bool) -> Callable[[Recording, bool], None]: ...
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool,
+              takes_seed: bool) -> tuple[Callable[[Recording, bool], None], int | None]: ...
 
 # The runtime raises its own StreamStalled at the stall timeout, after joining its producer for up to
 # its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
@@ -159,14 +159,14 @@ class CosyTTS:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
         self._warmup("stream", text, kwargs)
         label = self._label("stream")
-        return self._stream(label, text, kwargs, round_=self.round, measured=True,
-                            after=self._pair("stream", label, text, kwargs))
+        after, kwargs = self._pair("stream", label, text, kwargs)
+        return self._stream(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
         label = self._label("synthesize")
-        return self._synthesize(label, text, kwargs, round_=self.round, measured=True,
-                                after=self._pair("synthesize", label, text, kwargs))
+        after, kwargs = self._pair("synthesize", label, text, kwargs)
+        return self._synthesize(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def record(self, kind: str, text: Any, kwargs: dict[str, Any], *, label: str, measured: bool = True) -> Recording:
         """One complete call run to its end (a stream drained, or a synthesize) outside a test's own
@@ -221,20 +221,26 @@ class CosyTTS:
         with self._lock:
             return bool(self._live)
 
-    def _pair(self, kind: str, label: str, text: Any, kwargs: dict[str, Any]) -> AfterCall | None:
+    def _pair(self, kind: str, label: str, text: Any,
+              kwargs: dict[str, Any]) -> tuple[AfterCall | None, dict[str, Any]]:
         """A/B mode: the base's call before the head's (order "BA") or the hook that runs it after
-        (order "AB"), never while another head call is in flight (its timing would include the base's)."""
+        (order "AB"), never while another head call is in flight (its timing would include the base's);
+        and the head call's arguments: with the pair's seed as `seed=` where the engine takes one."""
         pairing = self.pairing
         if pairing is None:
-            return None
-        end = pairing.begin(kind, label, text, kwargs, busy=self._busy())
-        return lambda rec: end(rec, self._busy())
+            return None, kwargs
+        takes_seed = self.attribution.takes[kind].seed and "seed" not in kwargs
+        end, seed = pairing.begin(kind, label, text, kwargs, busy=self._busy(), takes_seed=takes_seed)
+        if seed is not None:
+            kwargs = {**kwargs, "seed": seed}
+        return (lambda rec: end(rec, self._busy())), kwargs
 
     # -- one recorded call -------------------------------------------------------------------------
     def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool) -> _Call:
+        seed = kwargs.get("seed") if self.attribution.takes[kind].seed else None
         rec = Recording(label=label, kind=kind, sample_rate=self.sample_rate, samples_per_token=self.samples_per_token,
                         speed=float(kwargs.get("speed", 1.0)), measured=measured, round=round_,
-                        cold=self._first_use())
+                        cold=self._first_use(), seed=seed if isinstance(seed, int) else None)
         call = _Call(rec, self.attribution.track(kind, kwargs, {t.ident for t in threading.enumerate()}))
         with self._lock:
             self._last = rec

@@ -10,8 +10,11 @@ a call that overlaps another of the test's calls is not paired.
 `Pairing.sample()` turns a round's paired calls into one `PairSample` (RTF and first chunk of each
 side, aggregated as `checks.rtf_rounds` and the verdict's first chunk are, over the calls that
 completed on both sides) and `compare_outputs` says whether the two sides produced the same tokens and
-audio. A seeded stream is not reproducible today (the LLM's sampling and the vocoder's noise draw from
-torch's global generator in two threads), so a stream's difference is expected and said to be.
+audio. Where an engine takes `seed=` (the runtime's), each side gets the call's seed per request and
+the global generator is left alone; both sides seeded so repeat exactly, streams too. Otherwise torch's
+global generator is seeded before the call, and a seeded stream is not reproducible (the LLM's sampling
+and the vocoder's noise draw from it in two threads): that difference is expected and said to be, as
+one between a side seeded per request and one seeded globally.
 """
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..judging.checks import Recording, rtf_rounds
-from ..judging.measurements import NOT_REPRODUCIBLE, PairSample
+from ..judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairSample
 from .base import BaseSide, BaseSideError, seed_torch
 
 ORDERS = ("AB", "BA")   # "AB": head first; "BA": base first
@@ -79,11 +82,13 @@ class Pairing:
         for k in range(n):
             self._call(PairedCall(kind, f"{kind} warm-up {k + 1}", text, kwargs), measured=False, seed=None)
 
-    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *,
-              busy: bool) -> Callable[[Recording, bool], None]:
-        """Before the head's call: in "BA" order the base's call now; then torch seeded for the head.
-        `busy`: another of the test's calls is in flight (the base would run inside its timing).
-        Returns `end` for this call, to be called with the head's recording once its call has ended."""
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool,
+              takes_seed: bool = False) -> tuple[Callable[[Recording, bool], None], int | None]:
+        """Before the head's call: in "BA" order the base's call now; then the head's seed: returned,
+        for the head to pass as `seed=`, where its engine `takes_seed`, else torch's global generator
+        seeded with it. `busy`: another of the test's calls is in flight (the base would run inside its
+        timing). Returns `end` for this call, to be called with the head's recording once its call has
+        ended, and that seed (None: nothing to pass)."""
         pc = PairedCall(kind, label, text, dict(kwargs))
         self.calls.append(pc)
         end = functools.partial(self.end, pc)
@@ -92,12 +97,14 @@ class Pairing:
         elif busy:
             pc.note = f"{label}: overlaps another call of the test (the base would run inside its timing)"
         if pc.note:
-            return end
+            return end, None
         seed = call_seed(self.nodeid, self.round, label)
         if self.order == "BA":
             self._call(pc, measured=True, seed=seed)
+        if takes_seed:
+            return end, seed
         seed_torch(seed)
-        return end
+        return end, None
 
     def end(self, pc: PairedCall, head: Recording, busy: bool) -> None:
         """After the head's call has ended (and its recording is complete): in "AB" order the base's call."""
@@ -164,8 +171,10 @@ def _outputs(calls: Sequence[PairedCall]) -> str:
 
 
 def compare_outputs(head: Recording, base: Recording) -> str:
-    """"identical", or "differs: <what>" (the token ids, then the audio); a stream's difference is
-    expected (`NOT_REPRODUCIBLE`), a synthesize's is a finding."""
+    """"identical", or "differs: <what>" (the token ids, then the audio). A difference between sides
+    that both took their seed per request is a finding, streamed or not; otherwise a stream's is
+    expected (`NOT_REPRODUCIBLE`), and so is any between a side seeded per request and one seeded
+    globally (`SEEDED_APART`); a synthesize's between two globally seeded sides is a finding."""
     parts: list[str] = []
     h, b = head.speech_tokens, base.speech_tokens
     if h is not None and b is not None and h != b:
@@ -184,4 +193,8 @@ def compare_outputs(head: Recording, base: Recording) -> str:
     if not parts:
         return "identical"
     text = "differs: " + ", ".join(parts)
-    return f"{text} ({NOT_REPRODUCIBLE})" if head.kind == "stream" else text
+    if (head.seed is None) != (base.seed is None):
+        return f"{text} ({SEEDED_APART})"
+    if head.kind == "stream" and head.seed is None:
+        return f"{text} ({NOT_REPRODUCIBLE})"
+    return text

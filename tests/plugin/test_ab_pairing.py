@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.judging.checks import Recording
-from pytest_cosyvoice.judging.measurements import NOT_REPRODUCIBLE, PairSample
+from pytest_cosyvoice.judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairSample
 from pytest_cosyvoice.recording.pairing import compare_outputs, draw_order
 from pytest_cosyvoice.tracking import paired
 
@@ -51,14 +51,19 @@ def test_a_b_session_pairs_every_round_until_a_look(pytester: pytest.Pytester, w
     synthesized = [PairSample.from_json(p) for p in figures[SYNTHESIZED]["pairs"]]
     assert all(p.head_first_chunk_ms and p.base_first_chunk_ms for p in streamed)
     assert all(p.head_first_chunk_ms is None and p.base_first_chunk_ms is None for p in synthesized)
-    # The non-streamed path is reproducible under one seed; a stream may differ, and says why.
+    # Both sides take seed= (the Runtime, and ab_base as it does): each gets the call's seed per request,
+    # so the stream repeats bit for bit too, not only the non-streamed path.
     assert {p.outputs for p in synthesized} == {"identical"}
-    assert all(p.outputs == "identical" or p.outputs.endswith(f"({NOT_REPRODUCIBLE})") for p in streamed)
+    assert {p.outputs for p in streamed} == {"identical"}
 
     # The base ran what the head ran: the same text and keywords, its own warm-up first in each round.
     calls = out["base_calls"]
     stream_calls = [c for c in calls if c["kind"] == "stream"]
     assert len(stream_calls) == 2 * MAX_PAIRS    # one warm-up and one measured call a round
+    # The measured calls got the pair's seed as seed= (one per round); the warm-ups none.
+    seeds = [c["seed"] for c in calls if c["seed"] is not None]
+    assert len(seeds) == 2 * MAX_PAIRS and all(isinstance(s, int) for s in seeds)
+    assert len(set(seeds)) == 2 * MAX_PAIRS   # fixed by test, round and call: no two alike
     assert {c["text"] for c in stream_calls} == {"Hello there."}
     assert all(set(c["kwargs"]) == {"speaker"} for c in stream_calls)
     synth = [c for c in calls if c["kind"] == "synthesize"]
@@ -85,28 +90,36 @@ def test_without_a_base_nothing_is_paired(pytester: pytest.Pytester, warm_tiny: 
     assert len(out["figures"][STREAMED]["rtf"]) == 2   # its repeat=2 rounds, no more
 
 
-def _rec(kind: str, tokens: list[int] | None, audio: list[float], rate: int = 10) -> Recording:
+def _rec(kind: str, tokens: list[int] | None, audio: list[float], rate: int = 10, seed: int | None = None,
+         ) -> Recording:
     return Recording(label=f"{kind} 0", kind=kind, sample_rate=rate, chunks=[np.array(audio, np.float32)],
-                     speech_tokens=tokens)
+                     speech_tokens=tokens, seed=seed)
 
 
-@pytest.mark.parametrize("head, base, text", [
-    (_rec("synthesize", [1, 2, 3], [0.1] * 10), _rec("synthesize", [1, 2, 3], [0.1] * 10), "identical"),
+@pytest.mark.parametrize("head, base, text, finding", [
+    (_rec("synthesize", [1, 2, 3], [0.1] * 10), _rec("synthesize", [1, 2, 3], [0.1] * 10), "identical", False),
     (_rec("synthesize", [1, 2, 3, 4], [0.1] * 10), _rec("synthesize", [1, 9, 3, 4], [0.1] * 10),
-     "differs: tokens diverge at 1 of 4"),
+     "differs: tokens diverge at 1 of 4", True),
     (_rec("synthesize", [1, 2, 3], [0.1] * 12), _rec("synthesize", [1, 2], [0.1] * 10),
-     "differs: 3 vs 2 tokens, audio 1.20 s vs 1.00 s"),
+     "differs: 3 vs 2 tokens, audio 1.20 s vs 1.00 s", True),
     (_rec("synthesize", [1, 2, 3], [0.1] * 10), _rec("synthesize", [5, 2], [0.1] * 10),
-     "differs: tokens diverge at 0 (3 vs 2 tokens)"),
-    (_rec("synthesize", None, [0.1] * 10), _rec("synthesize", None, [0.2] * 10), "differs: audio samples differ"),
+     "differs: tokens diverge at 0 (3 vs 2 tokens)", True),
+    (_rec("synthesize", None, [0.1] * 10), _rec("synthesize", None, [0.2] * 10), "differs: audio samples differ",
+     True),
+    # Seeded through the global generator, a stream cannot repeat: expected, and said why.
     (_rec("stream", [1, 2], [0.1] * 10), _rec("stream", [1, 3], [0.1] * 10),
-     f"differs: tokens diverge at 1 of 2 ({NOT_REPRODUCIBLE})"),
+     f"differs: tokens diverge at 1 of 2 ({NOT_REPRODUCIBLE})", False),
+    # Both sides took the seed per request (seed=): a stream must repeat, so a difference is a finding.
+    (_rec("stream", [1, 2], [0.1] * 10, seed=5), _rec("stream", [1, 3], [0.1] * 10, seed=5),
+     "differs: tokens diverge at 1 of 2", True),
+    # One side per request, the other through the global generator: different generators, expected.
+    (_rec("synthesize", [1, 2], [0.1] * 10, seed=5), _rec("synthesize", [1, 3], [0.1] * 10),
+     f"differs: tokens diverge at 1 of 2 ({SEEDED_APART})", False),
 ])
-def test_the_output_comparison_says_what_differs(head: Recording, base: Recording, text: str) -> None:
+def test_the_output_comparison_says_what_differs(head: Recording, base: Recording, text: str, finding: bool) -> None:
     assert compare_outputs(head, base) == text
     sample = PairSample(round=1, order="AB", head_rtf=1.0, base_rtf=1.0, outputs=text)
-    # A stream's difference is expected today; a synthesize's is a finding.
-    assert sample.outputs_differ is (text.startswith("differs") and head.kind == "synthesize")
+    assert sample.outputs_differ is finding
 
 
 def test_the_order_is_drawn_per_test_and_round_and_repeats_with_the_seed() -> None:
