@@ -84,18 +84,20 @@ class SlowEngine:
     def settings(self) -> RuntimeSettings:
         return self.runtime.settings
 
+    # `seed=` named, as the Runtime names it: an A/B pair then seeds both sides per request, the same work.
     def stream(self, text: str | Iterable[str], *, observer: StreamObserver | None = None,
-               stall_timeout_s: float | None = None, **voice: Any) -> Iterator[Chunk]:
+               stall_timeout_s: float | None = None, seed: int | None = None, **voice: Any) -> Iterator[Chunk]:
         """The Runtime's stream (its arguments checked now, by it), each chunk handed on after the sleep."""
         start = self._clock()
-        chunks = self.runtime.stream(text, observer=observer, stall_timeout_s=stall_timeout_s, **voice)
+        chunks = self.runtime.stream(text, observer=observer, stall_timeout_s=stall_timeout_s, seed=seed, **voice)
         return self._slowed(chunks, start)
 
     def synthesize(self, text: str | Iterable[str], *, observer: StreamObserver | None = None,
-                   stall_timeout_s: float | None = None, **voice: Any) -> Synthesis:
+                   stall_timeout_s: float | None = None, seed: int | None = None, **voice: Any) -> Synthesis:
         """The Runtime's result, returned after sleeping `share` of the call's time."""
         start = self._clock()
-        result = self.runtime.synthesize(text, observer=observer, stall_timeout_s=stall_timeout_s, **voice)
+        result = self.runtime.synthesize(text, observer=observer, stall_timeout_s=stall_timeout_s, seed=seed,
+                                         **voice)
         self._wait(self._clock() - start)
         return result
 

@@ -112,12 +112,17 @@ def test_share_zero_sleeps_never(runtime: Runtime, voice: dict[str, Any]) -> Non
 def test_the_harness_keywords_are_named_and_reach_the_runtime(runtime: Runtime, voice: dict[str, Any]) -> None:
     engine = SlowEngine(runtime, 0.5)
     for method in (engine.stream, engine.synthesize):
-        assert accepts(method, "observer") and accepts(method, "stall_timeout_s")
+        assert accepts(method, "observer") and accepts(method, "stall_timeout_s") and accepts(method, "seed")
     # The Runtime checks the per-call stall timeout at the call: it got the value.
     with pytest.raises(InvalidInput, match="stall_timeout_s"):
         engine.stream(TEXT, stall_timeout_s=-1.0, **voice)
     with pytest.raises(InvalidInput, match="stall_timeout_s"):
         engine.synthesize(TEXT, stall_timeout_s=-1.0, **voice)
+    # The per-request seed too (an A/B pair seeds both sides per request only where both name it).
+    with pytest.raises(InvalidInput, match="seed"):
+        engine.stream(TEXT, seed=-1, **voice)
+    with pytest.raises(InvalidInput, match="seed"):
+        engine.synthesize(TEXT, seed=-1, **voice)
     # And the Runtime's own argument checks, at the call as from the Runtime.
     with pytest.raises(InvalidInput, match="speed"):
         engine.stream(TEXT, speed=1.5, **voice)
