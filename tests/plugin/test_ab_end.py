@@ -253,14 +253,15 @@ def test_records_pairs(request):
 
 def test_junit_gets_the_ab_properties_and_fail_on_drift_fails(pytester: pytest.Pytester, warm_tiny: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    # warm_tiny: torch and transformers imported before pytester's sys.modules snapshot (see the fixture):
-    # the inner session's end imports torch, and a later inline session would import it a second time.
+    # warm_tiny: torch and transformers imported before pytester's sys.modules snapshot (see the fixture),
+    # and named as the model: under pytester's own HOME the default model would be built afresh inside
+    # the snapshot (onnx imported there, then dropped: a later import aborts on ml_dtypes' registration).
     pytester.makepyfile(test_inner=INNER)
     step = pytester.path / "step.md"
     step.write_text("# earlier step\n", encoding="utf-8")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
-    result = pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", "--cosy-no-report",
-                                "--cosy-fail-on-drift")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--junitxml=junit.xml",
+                                "--cosy-no-report", "--cosy-fail-on-drift")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["A/B against the base side: head/base RTF 1.3*x (95 % CI *) over 1 test, "
                                  "10 pairs: regression"])
