@@ -234,7 +234,7 @@ def _ratio_ticks(ax: Any, lo: float, hi: float) -> None:
     candidates = [0.1, 0.2, 0.25, 0.33, 0.5, 0.67, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 4.0, 5.0,
                   10.0]
     shown = [t for t in candidates if lo <= t <= hi]
-    while len(shown) > 9:           # keep the labels apart on a wide range: every other one, 1x kept
+    while len(shown) > 5:           # keep the labels apart (the panels are narrow): every other one, 1x kept
         shown = [t for i, t in enumerate(shown) if i % 2 == 0 or t == 1.0]
     ax.xaxis.set_major_locator(FixedLocator(shown))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}x"))
