@@ -236,6 +236,10 @@ def _save(store: BaselineStore, key: RunKey, figures: list[TestFigures], stack: 
     return SaveOutcome(path=path, tests=len(good))
 
 
+_UNDECIDED = (PairedVerdict.INCONCLUSIVE, PairedVerdict.UNKNOWN)
+UNDECIDED_SHOWN = 5     # undecided tests named in the terminal (the rest: ab_verdicts.csv)
+
+
 def ab_lines(found: Findings) -> list[str]:
     """The A/B part of the terminal summary: the pooled line of each metric, then the tests that
     regressed or improved, those still undecided, and those whose outputs differ between the sides."""
@@ -250,11 +254,16 @@ def ab_lines(found: Findings) -> list[str]:
     fails = " (--cosy-fail-on-drift: the session fails)" if found.options.fail_on_drift else " (reported only)"
     for label, wanted, suffix in (("A/B regression(s)", (PairedVerdict.REGRESSION,), fails),
                                   ("A/B improvement(s)", (PairedVerdict.IMPROVEMENT,), ""),
-                                  ("A/B undecided", (PairedVerdict.INCONCLUSIVE, PairedVerdict.UNKNOWN), "")):
+                                  ("A/B undecided", _UNDECIDED, "")):
         hits = [(metric, r) for metric, paired, _ in metrics for r in paired if r.verdict in wanted]
         if hits:
             out.append(f"{label} ({len(hits)}){suffix}:")
-            out += [f"  {r.nodeid} ({metric}): {r.describe()}" for metric, r in hits]
+            # Every regression and improvement is named; undecided tests can be most of a noisy session,
+            # so the terminal names the first few and the report's ab_verdicts.csv has them all.
+            shown = hits if wanted != _UNDECIDED else hits[:UNDECIDED_SHOWN]
+            out += [f"  {r.nodeid} ({metric}): {r.describe()}" for metric, r in shown]
+            if len(shown) < len(hits):
+                out.append(f"  ... and {len(hits) - len(shown)} more (all in ab_verdicts.csv of the report)")
     differ = _outputs_differ(found.figures)
     if differ:
         out.append(f"head and base produced different outputs from the same inputs and seed ({len(differ)} "

@@ -14,7 +14,7 @@ import pytest
 
 from pytest_cosyvoice.finish import end_options, exit_status, junit_properties, markdown_path
 from pytest_cosyvoice.judging.measurements import PairSample, TestFigures
-from pytest_cosyvoice.report.findings import EndOptions, Findings, gather, summary_lines
+from pytest_cosyvoice.report.findings import UNDECIDED_SHOWN, EndOptions, Findings, gather, summary_lines
 from pytest_cosyvoice.report.markdown import TITLE, append_markdown, markdown_summary
 from pytest_cosyvoice.settings import Settings
 from pytest_cosyvoice.tracking.paired import PairedVerdict
@@ -66,6 +66,20 @@ def test_each_paired_test_gets_its_verdict_and_the_session_a_pooled_one(found: F
     assert found.pooled_first_chunk is not None and found.pooled_first_chunk.metric == "first chunk"
     assert [r.nodeid for r in found.paired_first_chunk or []] == ["t.py::slow", "t.py::same", "t.py::noisy"]
     assert found.ab_regressed and not found.fails_on_drift     # not asked to fail
+
+
+def test_the_terminal_names_a_few_undecided_tests_and_counts_the_rest(tmp_path: Path) -> None:
+    # Seven noisy tests (x2 metrics): the first UNDECIDED_SHOWN are named, the rest counted; every
+    # regression stays named whatever their number.
+    figures = [TestFigures(f"t.py::noisy{i}", rtf=[0.2] * 20, pairs=pairs(1.05, 0.08, 20, 10 + i)) for i in range(7)]
+    lines = summary_lines(gather(figures, [], KEY, "cpu", ab_options(tmp_path), repo_dir=tmp_path))
+    start = next(i for i, line in enumerate(lines) if line.startswith("A/B undecided ("))
+    undecided = int(lines[start].split("(")[1].split(")")[0])
+    assert undecided >= 7
+    named = lines[start + 1:start + 1 + UNDECIDED_SHOWN]
+    assert all(line.startswith("  t.py::noisy") for line in named)
+    assert lines[start + 1 + UNDECIDED_SHOWN] == (f"  ... and {undecided - UNDECIDED_SHOWN} more "
+                                                  "(all in ab_verdicts.csv of the report)")
 
 
 def test_the_summary_leads_with_the_pooled_line_then_the_tests(found: Findings) -> None:
