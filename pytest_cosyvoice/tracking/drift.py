@@ -8,11 +8,15 @@ the model reference (pytest_cosyvoice.tracking.health):
     drift      = median(current) / median(baseline) - 1                 (what is judged)
     machine    = calibration_now / calibration_at_baseline               (1.10: 10 % slower)
     reference  = model_reference_now / model_reference_at_baseline     (the components' own work)
-    calibrated = median(current / machine) / median(baseline) - 1       (shown beside it)
+    calibrated = median(current / scale) / median(baseline) - 1         (shown beside it)
+    scale      = reference where both sides measured it, else machine
 
-The calibration is a validity check, not a correction: measured on the 2-core VM, a quiet rerun
-whose RTF did not move saw its calibration 6 % faster, so dividing by it would have invented a
-+6 % drift. What it does is tell a machine that is not the baseline's apart.
+Neither ratio is a correction: both are validity checks, and `calibrated` is shown, never judged
+(measured on the 2-core VM, a quiet rerun whose RTF did not move saw its calibration 6 % faster).
+The model reference is the scale where there is one because it tracks the tests better: over 10
+clean reruns against one baseline on the 2-core VM, while the tests' median RTF ratio wandered from
+x1.20 to x0.73, the model reference was within 0.034 of it (median absolute difference; calibration
+0.072; docs/reports.md, `benchmarks/gate_truth.py --tracking`).
 
 Verdicts, per test:
 
@@ -87,6 +91,15 @@ class Machine:
         return self.reference_ratio is not None and abs(self.reference_ratio - 1.0) > self.tolerance
 
     @property
+    def scale(self) -> float | None:
+        """What `calibrated_drift` divides by: the model reference's ratio where both sides measured it
+        (it tracks the tests' RTF better, see the module docstring), else the calibration's."""
+        for r in (self.reference_ratio, self.ratio):
+            if r is not None and r > 0:
+                return r
+        return None
+
+    @property
     def comparable(self) -> bool:
         return (not self.problems and (self.ratio is None or abs(self.ratio - 1.0) <= self.tolerance)
                 and not self.reference_moved)
@@ -131,7 +144,7 @@ class DriftResult:
     n_current: int = 0
     n_baseline: int = 0
     note: str = ""
-    calibrated_drift: float | None = None   # median(current / machine) against the baseline; shown only
+    calibrated_drift: float | None = None   # median(current / machine.scale) against the baseline; shown only
 
     @property
     def drift_pct(self) -> float | None:
@@ -212,8 +225,9 @@ def judge(nodeid: str, current: Sequence[float], baseline: Sequence[float],
 
     drift = (cur_med - base_med) / base_med
     extra: _Calibrated = {}
-    if machine.ratio and machine.ratio > 0:
-        cal_med = median([v / machine.ratio for v in current])
+    scale = machine.scale
+    if scale:
+        cal_med = median([v / scale for v in current])
         extra = dict(calibrated_drift=(cal_med - base_med) / base_med)
     testable = (min(n_cur, n_base) >= min_samples
                 and min_attainable_p(n_cur, n_base) < alpha)

@@ -87,6 +87,16 @@ def test_calibration_is_shown_beside_the_drift_not_applied_to_it() -> None:
     assert judge("t", BASE, BASE).calibrated_drift is None
 
 
+def test_the_calibrated_drift_divides_by_the_model_reference_where_both_sides_have_one() -> None:
+    # The model reference tracked the tests' RTF better than the calibration across clean reruns
+    # (docs/reports.md): where both sides measured it, it is the scale of the calibrated column.
+    r = judge("t", scaled(1.2), BASE, machine=Machine(ratio=1.0, reference_ratio=1.2, tolerance=0.5))
+    assert r.drift == pytest.approx(0.2) and r.calibrated_drift == pytest.approx(0.0)
+    assert Machine(ratio=0.9, reference_ratio=None).scale == 0.9
+    assert Machine(ratio=None, reference_ratio=1.1).scale == 1.1
+    assert Machine().scale is None
+
+
 @pytest.mark.parametrize("machine, why", [
     (Machine(ratio=1.3), "machine 30 % slower than at baseline .*beyond the machine tolerance of 10%"),
     (Machine(ratio=0.8), "machine 20 % faster"),
