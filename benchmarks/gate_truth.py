@@ -182,14 +182,7 @@ def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
     from pytest_cosyvoice.tracking.drift import Machine, judge
     from pytest_cosyvoice.tracking.health import OTHERS_CPU_LIMIT
 
-    def samples(path: Path) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        with open(path, newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row["rtf"]:
-                    out.setdefault(row["nodeid"], []).append(float(row["rtf"]))
-        return out
-
+    samples = rtf_samples
     base_run = next(r for r in runs if r.part == "baseline")
     base = samples(next(work.glob("baseline-*-0.csv")))
     seen: Counter[tuple[str, str]] = Counter()
