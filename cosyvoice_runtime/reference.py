@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .frontend import ModelInput
 from .rates import token_rate
+from .seeding import SeededDraws
 from .token2wav import Schedule, make_renderer
 
 if TYPE_CHECKING:
@@ -108,12 +109,11 @@ class ReferenceWork:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    @contextlib.contextmanager
-    def _own_random_state(self) -> Iterator[None]:
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(SEED)
-            yield
+    def _own_random_state(self) -> SeededDraws:
+        # The reference's draws come from generators of its own (thread-local, see seeding.py): the same
+        # work every run, and torch's global generator neither seeded nor advanced (no fork_rng swap of
+        # process-wide state, which another thread drawing meanwhile would see).
+        return SeededDraws(SEED, "model-reference")
 
     def __call__(self) -> dict[str, float]:
         spent = dict.fromkeys(PARTS, 0.0)
