@@ -29,6 +29,13 @@ MARKER_HELP: dict[str, str] = {
     "no_deprecations": ("no_deprecations(allow=()): fail on any DeprecationWarning, PendingDeprecationWarning "
                         "or FutureWarning raised during the test in any thread, except those matching allow."),
     "stall_timeout": "stall_timeout(seconds): this test's stream stall timeout (overrides --cosy-stall-timeout).",
+    "quality": ("quality(snr_db=None, streamed_mel_db=None, tokens='identical', mos_slack=0.97, wer_slack=1.25, "
+                "sim_drop=0.05, min_clean_runs=5): the test's cosy_tts calls are seeded (from the test id and "
+                "the call's index, unless the test passes seed=) and judged against the golden outputs saved "
+                "with --cosy-save-baseline: speech tokens, token->wav on the golden tokens (SNR >= snr_db; "
+                "None: by dtype), the call's audio, streamed vs offline render (log-mel <= streamed_mel_db); "
+                "DNSMOS/PLCMOS, WER (--cosy-asr) and speaker similarity as drift from the worst of "
+                "min_clean_runs saved clean runs (fewer: uncalibrated, never gates)."),
 }
 
 

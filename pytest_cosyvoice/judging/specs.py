@@ -116,5 +116,39 @@ class StallTimeoutSpec:
             raise SpecError(str(e)) from None
 
 
-MarkerSpec = StreamingSpec | RtfSpec | FirstChunkSpec | NoDeprecationsSpec | StallTimeoutSpec
-SPECS: tuple[type[MarkerSpec], ...] = (StreamingSpec, RtfSpec, FirstChunkSpec, NoDeprecationsSpec, StallTimeoutSpec)
+TOKEN_MODES = ("identical", "top_k", "off")
+
+
+@dataclass(frozen=True)
+class QualitySpec:
+    """The quality drift gate's limits (issue 18; judged in `judging/quality.py`). None: the default
+    (`snr_db` by the run's dtype, `streamed_mel_db` the measured default; see docs/plugin.md)."""
+
+    marker: ClassVar[str] = "quality"
+    snr_db: float | None = None           # token->wav and call audio vs golden: at least this SNR
+    streamed_mel_db: float | None = None  # streamed vs offline render of the same tokens: at most this
+    tokens: str = "identical"             # "identical", "top_k" (golden tokens within the LLM's top-k), "off"
+    mos_slack: float = 0.97               # DNSMOS/PLCMOS: at least the worst clean run x this
+    wer_slack: float = 1.25               # WER: at most the worst clean run x this (+0.05)
+    sim_drop: float = 0.05                # speaker similarity: at least the worst clean run - this
+    min_clean_runs: int = 5               # fewer saved clean runs: scores are uncalibrated, never gate
+
+    def __post_init__(self) -> None:
+        if self.snr_db is not None:
+            object.__setattr__(self, "snr_db", _number("snr_db", self.snr_db))
+        if self.streamed_mel_db is not None:
+            object.__setattr__(self, "streamed_mel_db", _number("streamed_mel_db", self.streamed_mel_db, strict=True))
+        if self.tokens not in TOKEN_MODES:
+            raise SpecError(f"tokens={self.tokens!r}: expected one of {', '.join(map(repr, TOKEN_MODES))}")
+        slack = _number("mos_slack", self.mos_slack, strict=True)
+        if slack > 1.0:
+            raise SpecError(f"mos_slack={self.mos_slack!r}: expected a fraction in (0, 1]")
+        object.__setattr__(self, "mos_slack", slack)
+        object.__setattr__(self, "wer_slack", _number("wer_slack", self.wer_slack, minimum=1.0))
+        object.__setattr__(self, "sim_drop", _number("sim_drop", self.sim_drop))
+        _count("min_clean_runs", self.min_clean_runs, minimum=1)
+
+
+MarkerSpec = StreamingSpec | RtfSpec | FirstChunkSpec | NoDeprecationsSpec | StallTimeoutSpec | QualitySpec
+SPECS: tuple[type[MarkerSpec], ...] = (StreamingSpec, RtfSpec, FirstChunkSpec, NoDeprecationsSpec, StallTimeoutSpec,
+                                       QualitySpec)
