@@ -40,8 +40,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-__all__ = ["LANGUAGES", "MissingPackage", "PocketSphinx", "Recogniser", "Score", "local_asr", "normalise",
-           "score", "utterance_error"]
+__all__ = ["LANGUAGES", "MissingPackage", "PocketSphinx", "Recogniser", "Score", "check_asr_dir", "local_asr",
+           "normalise", "score", "utterance_error"]
 
 LANGUAGES = ("en", "zh")
 INSTALL = "pip install 'pytest-cosyvoice[quality]' (in this repository: bash scripts/bootstrap.sh)"
@@ -238,14 +238,10 @@ def _asr_model_types() -> set[str]:
     return set(MODEL_FOR_SPEECH_SEQ_2_SEQ_MAPPING_NAMES) | set(MODEL_FOR_CTC_MAPPING_NAMES)
 
 
-def local_asr(path: str | Path, *, lang: str = "en", device: str = "cpu") -> Recogniser:
-    """The recogniser of a local model directory; never downloads anything.
-
-    A transformers ASR model (config.json of a speech-to-text or CTC model type, its weights and its
-    preprocessor_config.json) runs through transformers' speech-recognition pipeline; a FunASR directory
-    (config.yaml and model.pt, as ModelScope ships Paraformer-zh) through funasr. Anything else is a
-    ValueError naming the path and what was expected; a missing package is a `MissingPackage`."""
-    _check_lang(lang)
+def check_asr_dir(path: str | Path) -> str:
+    """What kind of local ASR model directory `path` is, without loading it: "funasr", or the
+    transformers model type. A ValueError names the path and what was expected; a missing package is a
+    `MissingPackage`. (The plugin calls this before any test runs, `local_asr` when it first transcribes.)"""
     p = Path(path)
     where = f"ASR model {str(p)!r}"
     if not p.is_dir():
@@ -253,7 +249,7 @@ def local_asr(path: str | Path, *, lang: str = "en", device: str = "cpu") -> Rec
     config = p / "config.json"
     if not config.is_file():
         if all((p / name).is_file() for name in _FUNASR):
-            return FunAsrParaformer(p, device=device)
+            return "funasr"
         raise ValueError(f"{where}: no config.json; expected {_EXPECTED}")
     try:
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
@@ -273,4 +269,19 @@ def local_asr(path: str | Path, *, lang: str = "en", device: str = "cpu") -> Rec
         raise ValueError(f"{where}: no weights ({', '.join(_WEIGHTS)}); expected {_EXPECTED}")
     if not (p / "preprocessor_config.json").is_file():
         raise ValueError(f"{where}: no preprocessor_config.json (the audio feature extractor); expected {_EXPECTED}")
-    return TransformersAsr(p, model_type, lang=lang, device=device)
+    return model_type
+
+
+def local_asr(path: str | Path, *, lang: str = "en", device: str = "cpu") -> Recogniser:
+    """The recogniser of a local model directory; never downloads anything.
+
+    A transformers ASR model (config.json of a speech-to-text or CTC model type, its weights and its
+    preprocessor_config.json) runs through transformers' speech-recognition pipeline; a FunASR directory
+    (config.yaml and model.pt, as ModelScope ships Paraformer-zh) through funasr. Anything else is a
+    ValueError naming the path and what was expected (`check_asr_dir`); a missing package is a `MissingPackage`."""
+    _check_lang(lang)
+    p = Path(path)
+    kind = check_asr_dir(p)
+    if kind == "funasr":
+        return FunAsrParaformer(p, device=device)
+    return TransformersAsr(p, kind, lang=lang, device=device)
