@@ -8,6 +8,7 @@ Every value is parsed here, from whichever source gave it, so a bad value is rep
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from cosyvoice_runtime.limits import DEVICE_FORMS, MAX_TIMEOUT_S
 from cosyvoice_runtime.loader import YAML_NAMES
 
 from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
+from .judging.sound import QUALITY_INSTALL
 from .tracking.baseline import DEFAULT_DIRECTORY as DEFAULT_BASELINE_DIR
 from .tracking.drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE
 from .tracking.paired import DEFAULT_MAX_PAIRS, looks
@@ -144,6 +146,7 @@ class Option(Generic[T]):
 
 
 DEFAULT_REPORT_DIR = "reports"
+POCKETSPHINX = "pocketsphinx"   # --cosy-asr's name for the recogniser the pocketsphinx wheel bundles
 
 OPTIONS: tuple[Option[Any], ...] = (
     Option("model", "--cosy-model", "cosy_model", "COSY_MODEL", _text, None,
@@ -199,6 +202,14 @@ OPTIONS: tuple[Option[Any], ...] = (
            f"where the session report is written (default: {DEFAULT_REPORT_DIR}/).", metavar="DIR"),
     Option("no_report", "--cosy-no-report", "cosy_no_report", "COSY_NO_REPORT", _bool, False,
            "write no session report.", is_flag=True),
+    # The quality gate's optional scores (@pytest.mark.quality): local models only, never a download.
+    Option("asr", "--cosy-asr", "cosy_asr", "COSY_ASR", _text, None,
+           f"quality tests' WER/CER: a local ASR model directory (transformers Whisper/CTC, or a FunASR "
+           f"Paraformer directory), or '{POCKETSPHINX}' (the en-us model its wheel bundles; weak, for testing).",
+           metavar="PATH"),
+    Option("sim", "--cosy-sim", "cosy_sim", "COSY_SIM", _text, None,
+           "quality tests' speaker similarity with a local transformers speaker-verification model directory "
+           "(e.g. WavLMForXVector), beside the model directory's own campplus.onnx.", metavar="PATH"),
 )
 
 ALLOWED_WARNINGS_INI = "cosy_allowed_warnings"
@@ -226,6 +237,8 @@ class Settings:
     base_python: str | None = _DEFAULTS["base_python"]
     ab_max_pairs: int = _DEFAULTS["ab_max_pairs"]
     markdown: Path | None = _DEFAULTS["markdown"]       # None: $GITHUB_STEP_SUMMARY when set
+    asr: str | None = _DEFAULTS["asr"]                  # a local ASR model directory, or "pocketsphinx"
+    sim: str | None = _DEFAULTS["sim"]                  # a local speaker-verification model directory
     allowed_warnings: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)  # field -> where from
 
@@ -310,6 +323,10 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
     if values["base_python"] is not None and not hasattr(config, "workerinput"):
         # xdist's workers get the controller's options: the controller has run this check once.
         _check_base_python(values["base_python"], sources["base_python"])
+    if values["asr"] is not None:
+        values["asr"] = _check_asr(values["asr"], sources["asr"])
+    if values["sim"] is not None:
+        values["sim"] = _check_sim(values["sim"], sources["sim"])
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
     _check_clashes(s)
     return s
@@ -324,6 +341,33 @@ def _check_base_python(raw: str, where: str) -> None:
         probe_python(raw)
     except BaseSideError as e:
         raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
+
+
+def _check_asr(raw: str, where: str) -> str:
+    """A usage error before any test when --cosy-asr names no usable recogniser (the model is loaded
+    at the first quality test that transcribes)."""
+    from .judging.intelligibility import MissingPackage, check_asr_dir
+
+    value = raw.strip()
+    if value == POCKETSPHINX:
+        if importlib.util.find_spec("pocketsphinx") is None:
+            raise pytest.UsageError(f"{where}={raw!r}: pocketsphinx is not installed: {QUALITY_INSTALL}")
+        return value
+    try:
+        check_asr_dir(Path(value).expanduser())
+    except (ValueError, MissingPackage) as e:
+        raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
+    return str(Path(value).expanduser())
+
+
+def _check_sim(raw: str, where: str) -> str:
+    from .judging.similarity import check_speaker_dir
+
+    try:
+        check_speaker_dir(Path(raw.strip()).expanduser())
+    except (ValueError, ImportError) as e:
+        raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
+    return str(Path(raw.strip()).expanduser())
 
 
 def _model_dir(raw: str, where: str) -> Path:
