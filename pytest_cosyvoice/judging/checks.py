@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -53,6 +54,8 @@ class Recording:
     cold: bool = False                      # first call on this model in this process
     speech_tokens: list[int] | None = None  # the token ids, where the engine reports them (observer's on_end)
     seed: int | None = None                 # the call's own seed= where the engine took one (None: global RNG)
+    text: Any = None                        # the call's text (a str, or the iterator it was given)
+    request: dict[str, Any] = field(default_factory=dict)   # the call's other arguments (voice, speed), as given
 
     @property
     def audio(self) -> np.ndarray:

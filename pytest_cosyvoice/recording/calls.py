@@ -13,6 +13,7 @@ engine with `observer=` reports its own; a foreign one is watched by `foreign.Fo
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import queue
 import threading
@@ -114,7 +115,7 @@ class CosyTTS:
 
     def __init__(self, engine: Engine, runtime: Runtime, attribution: EngineAttribution, *, stall_timeout_s: float,
                  rtf: RtfSpec | None = None, first_use: Callable[[], bool] = lambda: False, round: int = 0,
-                 pairing: CallPairing | None = None) -> None:
+                 pairing: CallPairing | None = None, quality_seeds: Callable[[str], int] | None = None) -> None:
         self.engine = engine
         self.runtime = runtime
         self.attribution = attribution
@@ -123,6 +124,7 @@ class CosyTTS:
         self.round = round      # the RTF round this test run records (0: the main pass; see rounds.py)
         self.recordings: list[Recording] = []
         self.pairing = pairing
+        self.quality_seeds = quality_seeds      # @quality: a call's label -> its seed (see quality_seed)
         self._first_use = first_use
         self._warmed = False
         self._n = {"stream": 0, "synthesize": 0}
@@ -160,12 +162,14 @@ class CosyTTS:
         self._warmup("stream", text, kwargs)
         label = self._label("stream")
         after, kwargs = self._pair("stream", label, text, kwargs)
+        kwargs = self._seeded("stream", label, kwargs)
         return self._stream(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
         label = self._label("synthesize")
         after, kwargs = self._pair("synthesize", label, text, kwargs)
+        kwargs = self._seeded("synthesize", label, kwargs)
         return self._synthesize(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def record(self, kind: str, text: Any, kwargs: dict[str, Any], *, label: str, measured: bool = True) -> Recording:
@@ -235,12 +239,21 @@ class CosyTTS:
             kwargs = {**kwargs, "seed": seed}
         return (lambda rec: end(rec, self._busy())), kwargs
 
+    def _seeded(self, kind: str, label: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Under @quality: the call's seed from the test's id and the call's label, unless the test gave
+        one (or the A/B pair did), where the engine takes seed=."""
+        if self.quality_seeds is None or "seed" in kwargs or not self.attribution.takes[kind].seed:
+            return kwargs
+        return {**kwargs, "seed": self.quality_seeds(label)}
+
     # -- one recorded call -------------------------------------------------------------------------
-    def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool) -> _Call:
+    def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool,
+               text: Any = None) -> _Call:
         seed = kwargs.get("seed") if self.attribution.takes[kind].seed else None
         rec = Recording(label=label, kind=kind, sample_rate=self.sample_rate, samples_per_token=self.samples_per_token,
                         speed=float(kwargs.get("speed", 1.0)), measured=measured, round=round_,
-                        cold=self._first_use(), seed=seed if isinstance(seed, int) else None)
+                        cold=self._first_use(), seed=seed if isinstance(seed, int) else None, text=text,
+                        request={k: v for k, v in kwargs.items() if k != "seed"})
         call = _Call(rec, self.attribution.track(kind, kwargs, {t.ident for t in threading.enumerate()}))
         with self._lock:
             self._last = rec
@@ -346,7 +359,7 @@ class CosyTTS:
 
     def _stream(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
                 measured: bool, after: AfterCall | None = None) -> Iterator[Chunk]:
-        call = self._begin(label, "stream", kwargs, round_, measured)
+        call = self._begin(label, "stream", kwargs, round_, measured, text)
         t0 = time.perf_counter()
         try:
             it = self.engine.stream(text, **self._engine_kwargs("stream", call, kwargs))
@@ -386,7 +399,7 @@ class CosyTTS:
 
     def _synthesize(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
                     measured: bool, after: AfterCall | None = None) -> Synthesis:
-        call = self._begin(label, "synthesize", kwargs, round_, measured)
+        call = self._begin(label, "synthesize", kwargs, round_, measured, text)
         rec = call.rec
         t0 = time.perf_counter()
         engine_kwargs = self._engine_kwargs("synthesize", call, kwargs)
@@ -417,6 +430,13 @@ class CosyTTS:
         rec.chunks.append(np.array(chunk.audio, dtype=np.float32))
         rec.chunk_tokens.append(int(chunk.tokens))
         rec.arrivals_s.append(at)
+
+
+def quality_seed(nodeid: str, label: str) -> int:
+    """The seed a @quality test's call gets when the test passes none: stable across processes,
+    machines and sessions (a digest, not Python's salted hash), so a rerun repeats the golden's draws."""
+    digest = hashlib.blake2b(f"{nodeid}::{label}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") >> 1      # < 2**63, the runtime's seed range
 
 
 def _join(threads: list[threading.Thread], grace_s: float) -> None:
