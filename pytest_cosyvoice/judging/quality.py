@@ -119,6 +119,7 @@ class TestQuality:
     nodeid: str
     calls: list[CallOutput] = field(default_factory=list)
     checks: list[QualityCheck] = field(default_factory=list)
+    seconds: float | None = None    # what judging the test cost (renders, scores, comparisons)
 
     @property
     def status(self) -> str:
@@ -143,9 +144,9 @@ class TestQuality:
 
     def to_wire(self) -> dict[str, Any]:
         return {"nodeid": self.nodeid, "calls": [c.to_wire() for c in self.calls],
-                "checks": [c.to_json() for c in self.checks]}
+                "checks": [c.to_json() for c in self.checks], "seconds": self.seconds}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> TestQuality:
         return cls(d["nodeid"], [CallOutput.from_wire(c) for c in d["calls"]],
-                   [QualityCheck.from_json(c) for c in d["checks"]])
+                   [QualityCheck.from_json(c) for c in d["checks"]], d.get("seconds"))
