@@ -19,8 +19,11 @@ from _pytest.junitxml import xml_key
 from .report.findings import EndOptions, Findings, gather, summary_lines
 from .report.markdown import append_markdown, markdown_summary
 
+from .tracking.goldens import GoldenError
+
 if TYPE_CHECKING:
     from .session import CosySession
+    from .tracking.runkey import RunKey
     from .settings import Settings
 
 
@@ -102,8 +105,32 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
     options = end_options(session.settings, base_dir, ab_base=session.ab_base, ab_versions=session.ab_versions)
     found = gather(figures, streams, key, device, options, health=session.health(), repo_dir=base_dir)
     lines = summary_lines(found)
+    status = exit_status(found, exitstatus)
+    quality_lines, quality_failed = _quality(session, key)
+    lines += quality_lines
+    if quality_failed:
+        status = pytest.ExitCode.USAGE_ERROR
     if options.markdown is not None:
         error = append_markdown(options.markdown, markdown_summary(found))
         if error:
             lines.append(f"note: the Markdown summary was not written to {options.markdown}: {error}")
-    return FinishResult(lines, exit_status(found, exitstatus), junit_properties(found))
+    return FinishResult(lines, status, junit_properties(found))
+
+
+def _quality(session: CosySession, key: RunKey) -> tuple[list[str], bool]:
+    """The quality gate's end: --cosy-save-baseline saves the goldens; a golden store that cannot be
+    written is an error of the session (True: exit 4), named, and nothing is overwritten."""
+    gate = session.quality
+    lines: list[str] = []
+    if not gate.results:
+        return lines, False
+    if gate.missing_extra:
+        lines.append(f"note: quality MOS not scored: {gate.missing_extra}")
+    if session.settings.save_baseline:
+        try:
+            path = gate.save(key)
+        except GoldenError as e:
+            lines.append(f"ERROR quality goldens not saved: {e}")
+            return lines, True
+        lines.append(f"quality goldens saved: {path} ({len(gate.results)} tests)")
+    return lines, False

@@ -5,6 +5,7 @@ judging/verdict.py (the verdict), rounds.py, finish.py and the report; this modu
 from __future__ import annotations
 
 from collections.abc import Generator, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,7 +16,7 @@ from .host import Prompt, default_prompt
 from .markers import MARKER_HELP
 from .recording.attribution import EngineAttribution
 from .recording.base import BaseSideError
-from .recording.calls import CosyTTS, WatchdogExpired
+from .recording.calls import CosyTTS, WatchdogExpired, quality_seed
 from .session import WIRE_KEY, CosySession, TestRun, report_text
 
 if TYPE_CHECKING:
@@ -46,7 +47,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     # A custom engine (--cosy-engine package.module:factory) is built here, before any test runs.
     if session.config.option.collectonly:
         return
-    get_session(session.config).host.check_engine(session.items)
+    cosy = get_session(session.config)
+    cosy.host.check_engine(session.items)
+    cosy.quality.check(session.items)   # a quality session reads its goldens now: a bad file exits 4
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -159,7 +162,8 @@ def cosy_tts(request: pytest.FixtureRequest, cosy_model: Runtime,
     # The test's stall timeout goes with each request (`stall_timeout_s=`, where the engine takes it)
     # and to the watchdog; the shared runtime's settings are left alone.
     tts = CosyTTS(host.engine(), cosy_model, _cosy_attribution, stall_timeout_s=run.settings.stall_timeout_s,
-                  rtf=run.rtf, first_use=host.first_use, round=run.round, pairing=cosy.pairing(run))
+                  rtf=run.rtf, first_use=host.first_use, round=run.round, pairing=cosy.pairing(run),
+                  quality_seeds=None if run.quality is None else partial(quality_seed, request.node.nodeid))
     run.recordings = tts.recordings
     yield tts
 

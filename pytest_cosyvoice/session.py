@@ -21,9 +21,11 @@ from .host import EngineHost
 from .judging import junit
 from .judging.checks import Recording, WarningRecord
 from .judging.measurements import PairSample, TestFigures
-from .judging.specs import FirstChunkSpec, RtfSpec, StallTimeoutSpec, StreamingSpec
+from .judging.quality import TestQuality
+from .judging.specs import FirstChunkSpec, QualitySpec, RtfSpec, StallTimeoutSpec, StreamingSpec
 from .judging.verdict import Verdict, checks_warnings, judge, spec_of
 from .markers import specs_for
+from .quality import QualityGate
 from .recording.capture import WarningCapture
 from .recording.pairing import Pairing, draw_order
 from .report.model import StreamRecord
@@ -32,7 +34,7 @@ from .tracking.health import Health
 from .tracking.runkey import RunKey
 
 WIRE_KEY = "cosyvoice"       # key of the worker -> controller payload in xdist's workeroutput
-WIRE_SCHEMA = 2              # 2: the A/B base side's description and versions (ab_base, ab_versions)
+WIRE_SCHEMA = 3              # 2: the A/B base side's description and versions; 3: quality results
 
 
 class CosySession:
@@ -54,6 +56,9 @@ class CosySession:
         self.ab_base = ""
         self.ab_versions: dict[str, str] = {}
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
+        # @pytest.mark.quality: goldens, scorers and each quality test's result (see quality.py).
+        self.quality = QualityGate(settings, lambda: self.run_key()[0],
+                                   lambda: config.invocation_params.dir)
         self._worker_device: tuple[str, bool] | None = None   # xdist controller: where a worker loaded
 
     # -- results ------------------------------------------------------------------------------------
@@ -69,7 +74,8 @@ class CosySession:
                 "figures": [f.to_json() for f in self.figures.values()],
                 "streams": [s.to_wire() for s in self.streams],
                 "health": None if health is None else health.to_json(),
-                "ab_base": self.ab_base, "ab_versions": dict(self.ab_versions)}
+                "ab_base": self.ab_base, "ab_versions": dict(self.ab_versions),
+                "quality": [q.to_wire() for q in self.quality.results.values()]}
 
     def merge_wire(self, data: dict[str, Any] | None) -> None:
         if not data or data.get("schema") != WIRE_SCHEMA:
@@ -83,6 +89,9 @@ class CosySession:
         if data.get("device") and self._worker_device is None:
             device, fp16 = data["device"]
             self._worker_device = (str(device), bool(fp16))
+        for q in data.get("quality") or []:
+            tq = TestQuality.from_wire(q)
+            self.quality.results[tq.nodeid] = tq
         if data.get("ab_base") and not self.ab_base:
             self.ab_base, self.ab_versions = str(data["ab_base"]), dict(data.get("ab_versions") or {})
 
@@ -171,6 +180,7 @@ class TestRun:
         self.recordings: list[Recording] = []
         self.warnings: list[WarningRecord] = []
         self.pairing: Pairing | None = None     # A/B mode: the base side's calls of this round
+        self.quality = spec_of(specs, QualitySpec)
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[None]:
@@ -188,12 +198,25 @@ class TestRun:
         """The failed checks as '<check>: <problem>' lines; records figures and streams on the session."""
         verdict = judge(self.specs, self.recordings, self.warnings,
                         allowed_warnings=self.session.settings.allowed_warnings, round=self.round)
+        problems = verdict.lines()
+        if self.quality is not None and self.round == 0 and self.recordings:
+            problems += self._judge_quality()
         if self.recordings or self.streaming or self.rtf or spec_of(self.specs, FirstChunkSpec):
             if self.round:
                 self._record_round(verdict)
             else:
                 self._record(verdict)
-        return verdict.lines()
+        return problems
+
+    def _judge_quality(self) -> list[str]:
+        """@quality: the calls judged against the goldens (quality.py); the failed checks' lines."""
+        host = self.session.host
+        _, fp16 = self.session.device_used()
+        tq = self.session.quality.judge(self.item.nodeid, self.quality, self.recordings, host.engine(),
+                                        host.runtime(), "fp16" if fp16 else "fp32", base=host.base_side(),
+                                        stall_timeout_s=self.settings.stall_timeout_s)
+        self.item.user_properties.extend(junit.quality_properties(tq))
+        return [f"quality {c.name}{f' ({c.call})' if c.call else ''}: {c.text}" for c in tq.failed]
 
     def _record(self, verdict: Verdict) -> None:
         fig = TestFigures(nodeid=self.item.nodeid, rtf=list(verdict.rtf), first_chunk_ms=list(verdict.first_chunk_ms),

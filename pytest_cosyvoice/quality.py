@@ -1,0 +1,269 @@
+"""The session's quality drift gate (issue 18): what a `@pytest.mark.quality` test's calls produced,
+judged against the golden outputs saved with --cosy-save-baseline (tracking/goldens.py) by the checks of
+judging/quality.py.
+
+Per call of the test (measured, round 0, ended normally) it gathers the speech tokens and audio the
+recording holds and asks the engine for what it offers: `render(text, tokens, ..., streamed=, seed=)`
+(token -> wav of the golden tokens, offline and streamed) and `score_tokens(...)` (the current LLM's rank
+of each golden token, asked only when the tokens diverge). The scores need no engine: DNSMOS/PLCMOS
+(speechmos, the `quality` extra), WER with --cosy-asr, speaker similarity with the model directory's
+campplus.onnx (prompt recording vs output) and --cosy-sim. What cannot be computed becomes a "note"
+check that says why; only "fail" checks fail the test.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pytest
+
+from cosyvoice_runtime import InvalidInput
+
+from .judging.checks import Recording
+from .judging.quality import (
+    DEFAULT_STREAMED_MEL_DB,
+    CallOutput,
+    QualityCheck,
+    QualityLimits,
+    TestQuality,
+    compare_call,
+    judge_scores,
+)
+from .judging.sound import QualityExtraMissing, score_mos
+from .judging.specs import QualitySpec
+from .settings import POCKETSPHINX, Settings
+from .tracking.goldens import GoldenCall, GoldenError, Goldens, GoldenStore, GoldenTest
+from .tracking.runkey import RunKey
+
+if TYPE_CHECKING:
+    from .judging.intelligibility import Recogniser
+    from .recording.base import BaseSide
+    from .judging.similarity import SpeakerModel
+
+# The arguments that make a call's voice: what `render`/`score_tokens` take besides text and tokens.
+VOICE_KEYS = ("speaker", "prompt_wav", "prompt_text", "instruct", "source_wav", "text_frontend")
+_UNSET: Any = object()
+
+
+def limits_of(spec: QualitySpec) -> QualityLimits:
+    """The marker's arguments as the judging module's limits (the same names; None -> the default)."""
+    return QualityLimits(snr_db=spec.snr_db,
+                         streamed_mel_db=DEFAULT_STREAMED_MEL_DB if spec.streamed_mel_db is None else spec.streamed_mel_db,
+                         tokens=spec.tokens, mos_slack=spec.mos_slack, wer_slack=spec.wer_slack,
+                         sim_drop=spec.sim_drop, min_clean_runs=spec.min_clean_runs)
+
+
+def _language(text: str) -> str:
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
+
+
+class QualityGate:
+    """One per session: the goldens of the session's run key (read once), the scorers (built on first
+    use), and each quality test's `TestQuality` (`results`)."""
+
+    def __init__(self, settings: Settings, run_key: Callable[[], RunKey], base_dir: Callable[[], Any]) -> None:
+        self.settings = settings
+        self._run_key = run_key
+        self._base_dir = base_dir
+        self._goldens: Goldens | None = _UNSET
+        self._lock = threading.Lock()
+        self._recognisers: dict[str, Recogniser] = {}
+        self._speaker: SpeakerModel | None = None
+        self.missing_extra: str | None = None    # the install line, once the MOS scorer was found missing
+        self.results: dict[str, TestQuality] = {}
+
+    # -- goldens ------------------------------------------------------------------------------------
+    def store(self) -> GoldenStore:
+        directory = self.settings.baseline_dir
+        if not directory.is_absolute():
+            directory = self._base_dir() / directory
+        return GoldenStore(directory)
+
+    def goldens(self) -> Goldens | None:
+        """The stored goldens of this session's run key (None: none saved yet). A golden file that
+        cannot be read is a usage error (exit 4), named; nothing is overwritten."""
+        with self._lock:
+            if self._goldens is _UNSET:
+                try:
+                    self._goldens = self.store().load(self._run_key())
+                except GoldenError as e:
+                    raise pytest.UsageError(f"quality goldens: {e}") from None
+            return self._goldens
+
+    def check(self, items: Sequence[pytest.Item]) -> None:
+        """Before any test: the goldens of a session with quality tests are read now, so a bad file
+        stops the session with exit 4."""
+        if any(i.get_closest_marker(QualitySpec.marker) is not None for i in items):
+            self.goldens()
+
+    # -- one test -----------------------------------------------------------------------------------
+    def judge(self, nodeid: str, spec: QualitySpec, recordings: Sequence[Recording], engine: Any, runtime: Any,
+              dtype: str, base: BaseSide | None = None, stall_timeout_s: float = 30.0) -> TestQuality:
+        """The test's `TestQuality`: each call against its golden and, in A/B mode (`base`), against the
+        base side's run of the same call with the same seed."""
+        t0 = time.perf_counter()
+        goldens = self.goldens()
+        golden_test = goldens.tests.get(nodeid) if goldens is not None else None
+        by_label = {c.label: c for c in golden_test.calls} if golden_test is not None else {}
+        limits = limits_of(spec)
+        tq = TestQuality(nodeid)
+        for rec in recordings:
+            if not rec.measured or rec.round != 0 or rec.outcome != "ok":
+                continue
+            golden = by_label.get(rec.label)
+            out = self._output(rec, golden, engine, runtime, spec)
+            tq.calls.append(out)
+            if rec.seed is None:
+                tq.checks.append(QualityCheck(
+                    "tokens", rec.label, "note", None, None,
+                    "not reproducible: the engine takes no seed=, so its outputs are compared by distribution "
+                    "(MOS, WER, similarity), not sample by sample"))
+                continue
+            tq.checks += compare_call(golden, out, limits, dtype)
+            if base is not None:
+                tq.checks += self._against_base(base, rec, out, limits, dtype, stall_timeout_s)
+        tq.checks += judge_scores(dict(golden_test.scores) if golden_test is not None else {}, tq.scores(), limits)
+        if self.settings.save_baseline:
+            # A saving session sets the goldens: what differs from the old ones is reported, not failed.
+            tq.checks = [QualityCheck(c.name, c.call, "note", c.figure, c.limit, f"{c.text} (saving new goldens)")
+                         if c.status == "fail" else c for c in tq.checks]
+        tq.seconds = time.perf_counter() - t0
+        self.results[nodeid] = tq
+        return tq
+
+    @staticmethod
+    def _against_base(base: BaseSide, rec: Recording, out: CallOutput, limits: QualityLimits, dtype: str,
+                      stall_timeout_s: float) -> list[QualityCheck]:
+        """A/B mode: the same call on the base side, same seed; its tokens and audio stand in for a golden
+        (the base renders nothing else, so token2wav is the goldens' alone)."""
+        text = rec.text if isinstance(rec.text, str) else ""
+        other = base.call(rec.kind, text, dict(rec.request), label=f"{rec.label} (base)", round=0, measured=False,
+                          seed=rec.seed, stall_timeout_s=stall_timeout_s)
+        label = f"{rec.label} vs base"
+        if other.outcome != "ok":
+            return [QualityCheck("tokens", label, "fail", None, None,
+                                 f"the base side's call ended with {other.outcome}: {other.error}")]
+        stand_in = GoldenCall(label=rec.label, kind=rec.kind, seed=rec.seed, sample_rate=other.sample_rate,
+                              tokens=other.speech_tokens, audio=other.audio, rendered=None, text=out.text)
+        head = replace(out, rendered=None, token_ranks=None)
+        return [replace(c, call=label, text=c.text.replace("golden", "base"))
+                for c in compare_call(stand_in, head, limits, dtype) if c.name in ("tokens", "audio")]
+
+    def _output(self, rec: Recording, golden: GoldenCall | None, engine: Any, runtime: Any,
+                spec: QualitySpec) -> CallOutput:
+        audio = rec.audio
+        text = rec.text if isinstance(rec.text, str) else None
+        voice = {k: v for k, v in rec.request.items() if k in VOICE_KEYS}
+        out = CallOutput(label=rec.label, kind=rec.kind, seed=rec.seed, sample_rate=rec.sample_rate, text=text,
+                         tokens=None if rec.speech_tokens is None else list(rec.speech_tokens), audio=audio)
+        reference = golden.tokens if golden is not None and golden.tokens else out.tokens
+        render = getattr(engine, "render", None)
+        if callable(render) and reference and text is not None and rec.seed is not None:
+            try:
+                out.rendered = np.asarray(render(text, reference, **voice, streamed=False, seed=rec.seed).audio,
+                                          dtype=np.float32)
+                out.rendered_streamed = np.asarray(
+                    render(text, reference, **voice, streamed=True, seed=rec.seed).audio, dtype=np.float32)
+            except InvalidInput:
+                out.rendered = out.rendered_streamed = None   # e.g. golden tokens of another vocabulary: noted
+        score = getattr(engine, "score_tokens", None)
+        if (callable(score) and spec.tokens != "off" and golden is not None and golden.tokens and text is not None
+                and out.tokens != golden.tokens):
+            try:
+                scores = score(text, golden.tokens, **voice)
+                out.token_ranks, out.top_k = tuple(scores.ranks), scores.top_k
+            except InvalidInput:
+                pass
+        self._scores(out, audio, text, voice, runtime)
+        return out
+
+    def _scores(self, out: CallOutput, audio: np.ndarray, text: str | None, voice: dict[str, Any],
+                runtime: Any) -> None:
+        if audio.size == 0:
+            return
+        if self.missing_extra is None:
+            try:
+                mos = score_mos(audio, out.sample_rate)
+                out.mos = {"dnsmos": mos.dnsmos_ovrl, "plcmos": mos.plcmos}
+            except QualityExtraMissing as e:
+                self.missing_extra = str(e)
+        if self.settings.asr is not None and text:
+            from .judging.intelligibility import utterance_error
+
+            lang = _language(text)
+            out.transcript = self._recogniser(lang).transcribe(audio, out.sample_rate)
+            out.wer = utterance_error(text, out.transcript, lang)
+        prompt = voice.get("prompt_wav")
+        embed = getattr(runtime, "speaker_embedding", None)
+        if prompt is not None and callable(embed):
+            reference = _prompt_audio(prompt)
+            if reference is not None:
+                sim = _cosine(embed(reference[0], reference[1]), embed(audio, out.sample_rate))
+                out.sim = sim if math.isfinite(sim) else None
+        if prompt is not None and self.settings.sim is not None:
+            reference = _prompt_audio(prompt)
+            if reference is not None:
+                model = self._speaker_model()
+                out.mos["sim_model"] = _cosine(model.embed(*reference), model.embed(audio, out.sample_rate))
+
+    def _recogniser(self, lang: str) -> Recogniser:
+        with self._lock:
+            if lang not in self._recognisers:
+                from .judging.intelligibility import PocketSphinx, local_asr
+
+                asr = self.settings.asr
+                assert asr is not None
+                self._recognisers[lang] = PocketSphinx() if asr == POCKETSPHINX else local_asr(asr, lang=lang)
+            return self._recognisers[lang]
+
+    def _speaker_model(self) -> SpeakerModel:
+        with self._lock:
+            if self._speaker is None:
+                from .judging.similarity import local_speaker_model
+
+                assert self.settings.sim is not None
+                self._speaker = local_speaker_model(self.settings.sim)
+            return self._speaker
+
+    # -- the end of the session ---------------------------------------------------------------------
+    def save(self, key: RunKey) -> Any:
+        """--cosy-save-baseline: this session's quality tests become the goldens of `key`."""
+        tests = [GoldenTest.from_quality(tq) for tq in self.results.values()]
+        if not tests:
+            return None
+        return self.store().save(key, tests)
+
+    def golden_audio(self) -> dict[str, dict[str, tuple[np.ndarray, int]]]:
+        """The stored golden audio of each judged test's calls, for the report's side-by-side players."""
+        goldens = self._goldens if self._goldens is not _UNSET else None
+        if goldens is None:
+            return {}
+        out: dict[str, dict[str, tuple[np.ndarray, int]]] = {}
+        for nodeid in self.results:
+            test = goldens.tests.get(nodeid)
+            if test is not None:
+                out[nodeid] = {c.label: (c.audio, c.sample_rate) for c in test.calls if c.audio is not None}
+        return out
+
+
+def _prompt_audio(prompt: Any) -> tuple[np.ndarray, int] | None:
+    """The prompt recording a call named (a path, as the engines take it) as (samples, rate); None when
+    it cannot be read (the engine has already said why, in the call)."""
+    from cosyvoice_runtime.audio import read_wav
+
+    try:
+        samples, rate = read_wav(prompt)
+    except InvalidInput:
+        return None
+    return np.asarray(samples, dtype=np.float32), int(rate)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(a @ b / denominator) if denominator > 0 else float("nan")
