@@ -58,13 +58,14 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
                                      gridspec_kw={"width_ratios": [3, 1.05]})
     ax_txt.axis("off")
     ys = list(range(n))[::-1]       # first test at the top
+    rows = ys[: len(tests)]         # a session without tests (only quality ones, say) draws an empty row
 
     if not has_baseline:
-        _plot_absolute(ax, ax_txt, tests, ys)
+        _plot_absolute(ax, ax_txt, tests, rows)
         title = ("RTF per test - NO BASELINE for this runner and configuration, nothing to compare with\n"
                  "diamond = median, bar = interquartile range, dots = single runs")
     else:
-        _plot_relative(ax, ax_txt, tests, ys, by_id, baseline_samples or {}, tolerance)
+        _plot_relative(ax, ax_txt, tests, rows, by_id, baseline_samples or {}, tolerance)
         title = (f"RTF drift against the baseline (shaded: ±{tolerance:.0%} tolerance)\n"
                  f"regression = median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
                  f"p < {alpha:g} on a comparable machine; else inconclusive")
