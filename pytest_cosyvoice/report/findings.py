@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..judging.measurements import TestFigures
+from ..judging.quality import TestQuality
 from ..tracking.baseline import RESAVE, Baseline, BaselineError, BaselineStore, SavedSession
 from ..tracking.drift import (
     DEFAULT_MACHINE_TOLERANCE,
@@ -25,11 +26,11 @@ from ..tracking.drift import (
     compare,
 )
 from ..tracking.health import Health
-from ..tracking.history import history_problems
+from ..tracking.history import history_problems, quality_counts
 from ..tracking.paired import DEFAULT_MAX_PAIRS, Pair, PairedResult, PairedVerdict, PooledResult, judge_pairs, pool
 from ..tracking.runkey import RunKey
 from ..tracking.stack import detect_stack, stack_changes
-from .model import AbVerdicts, ReportFiles, ReportInput, StreamRecord, machine_line, pct
+from .model import AbVerdicts, GoldenAudio, ReportFiles, ReportInput, StreamRecord, machine_line, pct
 from .writer import summary_table, write_report
 
 
@@ -83,6 +84,8 @@ class Findings:
     pooled: PooledResult | None = None
     paired_first_chunk: list[PairedResult] | None = None    # first-chunk latency (ms)
     pooled_first_chunk: PooledResult | None = None
+    # The quality gate (issue #18): every quality test of the session, as judged.
+    quality: list[TestQuality] = field(default_factory=list)
 
     @property
     def regressions(self) -> list[DriftResult]:
@@ -182,14 +185,16 @@ def judge_ab(figures: Sequence[TestFigures], options: EndOptions, metric: str = 
 
 
 def gather(figures: list[TestFigures], streams: Sequence[StreamRecord], key: RunKey, device: str,
-           options: EndOptions, *, health: Health | None = None, repo_dir: Path | None = None) -> Findings:
+           options: EndOptions, *, health: Health | None = None, repo_dir: Path | None = None,
+           quality: Sequence[TestQuality] = (), golden_audio: GoldenAudio | None = None) -> Findings:
     """Loads the baseline, judges drift, writes the report and saves the baseline as `options` ask;
-    whatever fails is recorded in the findings, never raised (the results are still worth showing)."""
+    whatever fails is recorded in the findings, never raised (the results are still worth showing).
+    `quality`: the session's quality tests, `golden_audio` their golden calls' audio (for the page)."""
     base = repo_dir or Path.cwd()
     stack = detect_stack(device, base)
     store = BaselineStore(options.baseline_dir)
     found = Findings(figures, key, options, store.path_for(key), health=health,
-                     legacy_files=store.legacy_files())
+                     legacy_files=store.legacy_files(), quality=list(quality))
     try:
         found.baseline = store.load(key)
     except BaselineError as e:
@@ -213,7 +218,8 @@ def gather(figures: list[TestFigures], streams: Sequence[StreamRecord], key: Run
             found.report = write_report(options.report_dir, ReportInput(
                 figures, key, found.drift, found.baseline, list(streams), tolerance=options.tolerance,
                 history_path=history, repo_dir=base, stack=stack, stack_changes=found.stack_changes,
-                health=health, machine=found.machine, commit=stack.get("commit", ""), ab=found.ab))
+                health=health, machine=found.machine, commit=stack.get("commit", ""), ab=found.ab,
+                quality=found.quality, golden_audio=golden_audio or {}))
         except Exception as e:  # noqa: BLE001 - a report that cannot be written must not hide the results
             found.report_error = f"{type(e).__name__}: {e}"
 
@@ -284,6 +290,29 @@ def _outputs_differ(figures: Sequence[TestFigures]) -> list[str]:
     return out
 
 
+def quality_line(qualities: Sequence[TestQuality]) -> str | None:
+    """'quality: N tests, F failed, U uncalibrated, G without golden' (tracking.history.quality_counts);
+    None when the session had no quality test."""
+    if not qualities:
+        return None
+    n = quality_counts(qualities)
+    return (f"quality: {n.tests} tests, {n.failed} failed, {n.uncalibrated} uncalibrated, "
+            f"{n.without_golden} without golden")
+
+
+def quality_failures(qualities: Sequence[TestQuality]) -> list[str]:
+    """One line per failed quality test: 'quality FAILED <nodeid>: <call>: <text>; ...'."""
+    return [f"quality FAILED {tq.nodeid}: " + "; ".join(f"{c.call}: {c.text}" if c.call else c.text
+                                                        for c in tq.failed)
+            for tq in qualities if tq.status == "fail"]
+
+
+def quality_lines(qualities: Sequence[TestQuality]) -> list[str]:
+    """The quality part of the terminal summary: `quality_line`, then `quality_failures`."""
+    line = quality_line(qualities)
+    return [] if line is None else [line, *quality_failures(qualities)]
+
+
 def summary_lines(found: Findings) -> list[str]:
     """The terminal summary. In A/B mode the A/B verdicts first (`ab_lines`), then the rest as the
     cross-session view. The rest: baseline and stack, the machine, the table, round notes, the report
@@ -329,6 +358,7 @@ def summary_lines(found: Findings) -> list[str]:
     if found.saved is not None:
         out += _saved_lines(found)
 
+    out += quality_lines(found.quality)
     unsure, bad = found.inconclusive, found.regressions
     if unsure:
         # A moved model reference is the machine or the model's code: a quiet rerun cannot tell which.

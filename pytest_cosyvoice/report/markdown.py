@@ -38,6 +38,7 @@ def markdown_summary(found: Findings) -> str:
         out += _ab(found)
     out += _cross_session(found, heading="### Cross-session view (against the stored baseline)"
                           if ab is not None else "### Speed against the stored baseline")
+    out += _quality(found)
     out += ["", f"_{_cell(machine_line(found.health, found.machine))}_", ""]
     return "\n".join(out) + "\n"
 
@@ -78,6 +79,22 @@ def _cross_session(found: Findings, heading: str) -> list[str]:
                      "-" if r is None or r.baseline_median is None else f"{r.baseline_median:.3f}",
                      pct(r.drift if r else None), f"**{verdict}**" if verdict == "regression" else verdict])
     return out + _table(["test", "runs", "RTF", "baseline", "drift", "verdict"], rows)
+
+
+def _quality(found: Findings) -> list[str]:
+    """The quality gate: the terminal's count line, then each failed test and what its failed checks say."""
+    from .findings import quality_line
+
+    line = quality_line(found.quality)
+    if line is None:
+        return []
+    out = ["", "### Quality", "", line]
+    rows = [[f"`{tq.nodeid}`", ", ".join(dict.fromkeys(c.name for c in tq.failed)),
+             "; ".join(f"{c.call}: {c.text}" if c.call else c.text for c in tq.failed)]
+            for tq in found.quality if tq.status == "fail"]
+    if rows:
+        out += ["", *_table(["failed test", "checks", "what they say"], rows)]
+    return out
 
 
 def append_markdown(path: Path, text: str) -> str:

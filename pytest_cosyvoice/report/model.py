@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from ..tracking.runkey import RunKey
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..judging.quality import QualityCheck, TestQuality
     from ..tracking.changepoints import ChangePoint
 
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"
@@ -92,6 +93,10 @@ class AbVerdicts:
         return f"A/B against {self.base or 'the base side'}: {pooled.describe()}"
 
 
+# nodeid -> call label -> (mono float samples, sample rate): the stored golden audio of a test's calls.
+GoldenAudio = Mapping[str, Mapping[str, "tuple[np.ndarray, int]"]]
+
+
 @dataclass
 class ReportInput:
     figures: list[TestFigures]
@@ -110,6 +115,22 @@ class ReportInput:
     health: Health | None = None                                # calibration and contention
     machine: Machine | None = None                              # against the baseline's machine
     ab: AbVerdicts | None = None                                # A/B mode (issue #17)
+    # The quality gate (issue #18): each quality test's judged calls, and the golden audio of its calls
+    # where a golden exists (nodeid -> call label -> (samples, sample rate)), drawn beside the current.
+    quality: list[TestQuality] = field(default_factory=list)
+    golden_audio: GoldenAudio = field(default_factory=dict)
+
+
+@dataclass
+class QualityAudio:
+    """One call of a quality test as the page plays it: this session's audio and the golden's, each
+    None when there is none (`note` says why)."""
+
+    nodeid: str
+    call: str
+    current: Path | None
+    golden: Path | None
+    note: str = ""
 
 
 @dataclass
@@ -136,6 +157,11 @@ class ReportFiles:
     ab_csv: Path | None = None
     ab_verdicts_csv: Path | None = None
     ab_forest_png: Path | None = None
+    # The quality gate: quality.json, each call's current and golden wav under audio/, the trend graph
+    # (None: fewer than two sessions of this key recorded quality); all None / empty without quality tests.
+    quality_json: Path | None = None
+    quality_audio: list[QualityAudio] = field(default_factory=list)
+    quality_trend_png: Path | None = None
 
     @property
     def change_lines(self) -> list[str]:
@@ -163,6 +189,14 @@ def sanitise_nodeid(nodeid: str, limit: int = 120) -> str:
     if len(name) > limit:
         name = name[:limit] + "-" + hashlib.sha256(nodeid.encode()).hexdigest()[:8]
     return name
+
+
+STATUS_ORDER = {"fail": 0, "pass": 1, "note": 2}
+
+
+def ordered_checks(checks: Sequence[QualityCheck]) -> list[QualityCheck]:
+    """Failed checks first, then passed, then notes; otherwise in the order judged."""
+    return sorted(checks, key=lambda c: STATUS_ORDER.get(c.status, len(STATUS_ORDER)))
 
 
 def pct(fraction: float | None) -> str:

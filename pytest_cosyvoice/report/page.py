@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import html
+import math
 import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..judging.quality import TestQuality
 from ..tracking.drift import DriftVerdict
+from ..tracking.history import quality_counts
 from ..tracking.stack import short_commit
 from .model import (
     PAIRED_COLOURS,
+    STATUS_ORDER,
     VERDICT_COLOURS,
+    QualityAudio,
     ReportFiles,
     ReportInput,
     StreamFiles,
     machine_facts,
+    ordered_checks,
     pct,
     sample_stats,
     short_id,
@@ -31,6 +37,7 @@ td.verdict { font-weight: bold; text-align: left; } td.changed { text-align: lef
 .banner { padding: 0.6em 1em; margin: 1em 0; border-left: 5px solid; background: #fafafa; }
 img { max-width: 100%; border: 1px solid #ddd; }
 .stream { margin: 1.5em 0; } .key { color: #555; font-size: 0.9em; }
+.quality { margin: 1.5em 0; } td.text { text-align: left; }
 """
 
 
@@ -137,6 +144,67 @@ def _ab_section(files: ReportFiles, data: ReportInput) -> list[str]:
     return out
 
 
+QUALITY_COLOURS = {"fail": VERDICT_COLOURS[DriftVerdict.REGRESSION], "pass": VERDICT_COLOURS[DriftVerdict.OK],
+                   "note": VERDICT_COLOURS[DriftVerdict.NEW]}
+
+
+def _figure(x: float | None) -> str:
+    if x is None or math.isnan(x):
+        return "-"
+    return format(x, ".4g") if math.isfinite(x) else ("&infin;" if x > 0 else "-&infin;")
+
+
+def _player(path: Path | None, out_dir: Path, missing: str) -> str:
+    if path is None:
+        return f"<em>{_e(missing)}</em>"
+    return (f'<audio controls preload="none" src="{_e(_rel(path, out_dir))}"></audio><br>'
+            f'<a href="{_e(_rel(path, out_dir))}">{_e(path.name)}</a>')
+
+
+def _quality_test(tq: TestQuality, calls: list[QualityAudio], out_dir: Path) -> str:
+    colour = QUALITY_COLOURS.get(tq.status, "#222")
+    seconds = getattr(tq, "seconds", None)
+    took = "" if seconds is None else f" &middot; quality checks took {float(seconds):.2f} s"
+    head = ("<tr><th>check</th><th>call</th><th>status</th><th>figure</th><th>limit</th>"
+            "<th>what it says</th></tr>")
+    rows = "".join(
+        f"<tr><td class=id>{_e(c.name)}</td><td class=id>{_e(c.call)}</td>"
+        f"<td class=verdict style=\"color:{QUALITY_COLOURS.get(c.status, '#222')}\">{_e(c.status)}</td>"
+        f"<td>{_figure(c.figure)}</td><td>{_figure(c.limit)}</td><td class=text>{_e(c.text)}</td></tr>"
+        for c in ordered_checks(tq.checks))
+    checks = f"<table>{head}{rows}</table>" if rows else "<p>No checks were judged.</p>"
+    players = "".join(
+        f"<tr><td class=id>{_e(a.call)}</td><td>{_player(a.golden, out_dir, 'no golden')}</td>"
+        f"<td>{_player(a.current, out_dir, 'no audio')}</td><td class=text>{_e(a.note)}</td></tr>"
+        for a in calls)
+    audio = (f"<p></p><table><tr><th>call</th><th>golden</th><th>current</th><th>note</th></tr>{players}</table>"
+             if players else "")
+    return (f'<div class=quality><h3 title="{_e(tq.nodeid)}">{_e(tq.nodeid)} '
+            f'<span style="color:{colour}">{_e(tq.status)}</span></h3>'
+            f"<p class=key>{len(tq.calls)} call(s), {len(tq.checks)} check(s){took}</p>{checks}{audio}</div>")
+
+
+def _quality_section(files: ReportFiles, data: ReportInput) -> list[str]:
+    """The quality gate: the session's counts, the trend graph over sessions, then per test (failed
+    tests first) its checks and each call's golden and current audio side by side."""
+    if not data.quality:
+        return []
+    n = quality_counts(data.quality)
+    out = ["<h2>Quality</h2>",
+           f"<p>{n.tests} quality test(s): {n.failed} failed, {n.uncalibrated} uncalibrated (scores not judged "
+           f"until the baseline has enough clean runs), {n.without_golden} without golden.</p>"]
+    if files.quality_json is not None:
+        out.append(f'<p><a href="{_e(_rel(files.quality_json, files.out_dir))}">quality.json</a> (every check)</p>')
+    if files.quality_trend_png is not None:
+        out.append(f'<img src="{_e(_rel(files.quality_trend_png, files.out_dir))}" alt="quality trend">')
+    by_test: dict[str, list[QualityAudio]] = {}
+    for a in files.quality_audio:
+        by_test.setdefault(a.nodeid, []).append(a)
+    for tq in sorted(data.quality, key=lambda t: STATUS_ORDER.get(t.status, len(STATUS_ORDER))):
+        out.append(_quality_test(tq, by_test.get(tq.nodeid, []), files.out_dir))
+    return out
+
+
 def _machine(data: ReportInput) -> str:
     """The machine section: its health (as the terminal's `machine:` line), what changed in the stack."""
     rows = machine_facts(data.health, data.machine)
@@ -215,6 +283,7 @@ def write_index(files: ReportFiles, data: ReportInput, commit: str | None) -> Pa
         f"{(' (' + _e(summary) + ')') if summary else ''}</div>",
         *_ab_section(files, data),
         "<h2>Summary</h2>", _table(data),
+        *_quality_section(files, data),
         "<h2>Machine and stack</h2>", _machine(data),
         f'<p><a href="{_e(_rel(files.csv, out))}">rtf.csv</a> (every run) &middot; '
         + (f'<a href="{_e(_rel(files.history, out))}">history.jsonl</a></p>'

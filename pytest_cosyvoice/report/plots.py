@@ -58,13 +58,14 @@ def plot_drift(path: Path, figures: Sequence[TestFigures], drift: Sequence[Drift
                                      gridspec_kw={"width_ratios": [3, 1.05]})
     ax_txt.axis("off")
     ys = list(range(n))[::-1]       # first test at the top
+    rows = ys[: len(tests)]         # a session without tests (only quality ones, say) draws an empty row
 
     if not has_baseline:
-        _plot_absolute(ax, ax_txt, tests, ys)
+        _plot_absolute(ax, ax_txt, tests, rows)
         title = ("RTF per test - NO BASELINE for this runner and configuration, nothing to compare with\n"
                  "diamond = median, bar = interquartile range, dots = single runs")
     else:
-        _plot_relative(ax, ax_txt, tests, ys, by_id, baseline_samples or {}, tolerance)
+        _plot_relative(ax, ax_txt, tests, rows, by_id, baseline_samples or {}, tolerance)
         title = (f"RTF drift against the baseline (shaded: ±{tolerance:.0%} tolerance)\n"
                  f"regression = median drift > +{tolerance:.0%} AND one-sided Mann-Whitney "
                  f"p < {alpha:g} on a comparable machine; else inconclusive")
@@ -307,6 +308,50 @@ def plot_trend(path: Path, history: Sequence[dict[str, Any]], nodeids: Sequence[
     fig.suptitle(f"RTF trend: {span}{more}{since}\n{_key_line(key, 90)}", fontsize=10, x=0.01,
                  ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.97 - 0.03 / rows))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+# -- quality_trend.png ----------------------------------------------------------------------------
+
+QUALITY_COLOURS = {"dnsmos": "#2b7bba", "plcmos": "#ff7f0e", "failed": "#d62728"}
+
+
+def plot_quality_trend(history: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Per session that recorded quality tests (history lines with "quality", oldest first): the mean
+    DNSMOS and PLCMOS over its tests (a gap where a session had none) above, its failed quality
+    tests below, as bars against its number of quality tests."""
+    plt = _pyplot()
+    sessions = [(i + 1, s["quality"]) for i, s in enumerate(history) if isinstance(s.get("quality"), dict)]
+    fig, (ax_mos, ax_failed) = plt.subplots(2, 1, figsize=(8, 5.2), dpi=DPI, sharex=True,
+                                            gridspec_kw={"height_ratios": [2, 1]})
+    xs = [x for x, _ in sessions]
+    for name, label in (("dnsmos", "DNSMOS (P.835 overall)"), ("plcmos", "PLCMOS")):
+        # None -> NaN: matplotlib leaves a gap rather than joining across a session without the score.
+        ys = [float("nan") if q.get(name) is None else float(q[name]) for _, q in sessions]
+        if any(not math.isnan(y) for y in ys):
+            ax_mos.plot(xs, ys, marker="o", ms=4, lw=1.2, color=QUALITY_COLOURS[name], label=f"mean {label}")
+    if ax_mos.get_legend_handles_labels()[0]:
+        ax_mos.legend(fontsize=8, frameon=False)
+    else:
+        ax_mos.text(0.5, 0.5, "no MOS recorded (the quality extra or the scores were not used)",
+                    ha="center", va="center", transform=ax_mos.transAxes, fontsize=9)
+    ax_mos.set_ylabel("mean MOS", fontsize=8)
+    tests = [int(q.get("tests") or 0) for _, q in sessions]
+    failed = [int(q.get("failed") or 0) for _, q in sessions]
+    ax_failed.bar(xs, tests, color="#dddddd", label="quality tests")
+    ax_failed.bar(xs, failed, color=QUALITY_COLOURS["failed"], label="failed")
+    ax_failed.set_ylabel("tests", fontsize=8)
+    ax_failed.set_xlabel("session (1 = oldest in the history)", fontsize=8)
+    ax_failed.legend(fontsize=8, frameon=False)
+    for ax in (ax_mos, ax_failed):
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    ax_failed.yaxis.get_major_locator().set_params(integer=True)
+    fig.suptitle(f"Quality over {len(sessions)} session(s)", fontsize=10, x=0.01, ha="left")
+    fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path

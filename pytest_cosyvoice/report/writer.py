@@ -11,21 +11,25 @@ No pytest import here.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import TestFigures
+from ..judging.quality import TestQuality
 from ..stats import median_or_none
 from ..tracking.drift import DriftResult, DriftVerdict
-from ..tracking.history import ab_entry, append_history, history_entry, read_history
+from ..tracking.history import ab_entry, append_history, history_entry, quality_entry, read_history
 from ..tracking.runkey import RunKey
 from ..tracking.stack import current_commit
 from . import page, plots
 from .model import (
     INSTALL_HINT,
     AbVerdicts,
+    GoldenAudio,
+    QualityAudio,
     ReportFiles,
     ReportInput,
     StreamFiles,
@@ -174,7 +178,8 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
     append_history(history_path, history_entry(
         data.figures, data.key, commit, stack=data.stack, health=data.health,
         ab=None if ab is None else ab_entry(ab.base, ab.base_versions, ab.paired, ab.pooled,
-                                            ab.paired_first_chunk, ab.pooled_first_chunk)))
+                                            ab.paired_first_chunk, ab.pooled_first_chunk),
+        quality=quality_entry(data.quality) if data.quality else None))
 
     base_samples = data.baseline.samples("rtf") if data.baseline else None
     drift_png = plots.plot_drift(out / "rtf_drift.png", data.figures, data.drift,
@@ -196,6 +201,11 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
     if ab is not None and ab.metrics():
         files.ab_verdicts_csv = write_ab_verdicts(out / "ab_verdicts.csv", ab)
         files.ab_forest_png = plots.plot_forest(out / "ab_forest.png", ab, data.key, data.tolerance)
+    if data.quality:
+        files.quality_json = write_quality_json(out / "quality.json", data.quality)
+        files.quality_audio = write_quality_audio(out / "audio", data.quality, data.golden_audio)
+        if sum(1 for entry in history if isinstance(entry.get("quality"), dict)) >= 2:
+            files.quality_trend_png = plots.plot_quality_trend(history, out / "quality_trend.png")
     page.write_index(files, data, commit)
     return files
 
@@ -208,6 +218,83 @@ def _history_changes(history: Sequence[dict[str, Any]], nodeids: Sequence[str]
         return history_changes(history, nodeids), ""
     except ImportError as exc:   # ruptures missing: the rest of the report is still worth having
         return None, str(exc)
+
+
+# -- the quality gate: quality.json, audio/ ---------------------------------------------------------
+
+QUALITY_SCHEMA = 1
+
+
+def _json_number(x: float) -> float | str | None:
+    # JSON has no infinity or NaN: infinities as QualityCheck.to_json writes them, NaN (no figure) as null.
+    if math.isnan(x):
+        return None
+    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+
+
+def quality_json(qualities: Sequence[TestQuality]) -> dict[str, Any]:
+    """{"schema": 1, "tests": {nodeid: {"status", "checks": [...], "scores": {...}[, "seconds"]}}}: per
+    test its status, every check (QualityCheck.to_json) and its scores' means; "seconds" (what the
+    quality checks took) where the session timed them."""
+    tests: dict[str, Any] = {}
+    for tq in qualities:
+        test: dict[str, Any] = {"status": tq.status, "checks": [c.to_json() for c in tq.checks],
+                                "scores": {k: _json_number(v) for k, v in tq.scores().items()}}
+        seconds = getattr(tq, "seconds", None)
+        if seconds is not None:
+            test["seconds"] = float(seconds)
+        tests[tq.nodeid] = test
+    return {"schema": QUALITY_SCHEMA, "tests": tests}
+
+
+def write_quality_json(path: Path, qualities: Sequence[TestQuality]) -> Path:
+    # allow_nan=False: a stray infinity would make a file that strict JSON readers refuse.
+    path.write_text(json.dumps(quality_json(qualities), indent=1, sort_keys=True, allow_nan=False) + "\n",
+                    encoding="utf-8")
+    return path
+
+
+def write_quality_audio(folder: Path, qualities: Sequence[TestQuality],
+                        golden_audio: GoldenAudio) -> list[QualityAudio]:
+    """Per quality test and call, `<stem>-current.wav` and (where a golden exists) `<stem>-golden.wav`;
+    the golden's calls that this session did not make are listed too (current None)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    out: list[QualityAudio] = []
+    for tq in qualities:
+        goldens = golden_audio.get(tq.nodeid, {})
+        labels = [c.label for c in tq.calls]
+        several = len(set(labels) | set(goldens)) > 1
+        current = {c.label: (c.audio, c.sample_rate) for c in tq.calls}
+        for label in list(dict.fromkeys(labels)) + [g for g in goldens if g not in current]:
+            base = sanitise_nodeid(tq.nodeid) + (f"--{sanitise_nodeid(label, 40)}" if several else "")
+            stem, i = base, 2
+            # Lower-cased: two stems differing in case only are one file on macOS and Windows.
+            while stem.lower() in used:
+                stem, i = f"{base}-{i}", i + 1
+            used.add(stem.lower())
+            now = _wav_or_none(folder / f"{stem}-current.wav", current.get(label))
+            golden = _wav_or_none(folder / f"{stem}-golden.wav", goldens.get(label))
+            note = ("not called in this session" if label not in current
+                    else "no golden for this call" if label not in goldens
+                    else "no audio recorded" if now is None
+                    else "the golden has no audio" if golden is None
+                    else _rates_differ(current[label][1], goldens[label][1]))
+            out.append(QualityAudio(tq.nodeid, label, now, golden, note))
+    return out
+
+
+def _rates_differ(current: int, golden: int) -> str:
+    return "" if int(current) == int(golden) else f"golden at {int(golden)} Hz, current at {int(current)} Hz"
+
+
+def _wav_or_none(path: Path, audio: tuple[np.ndarray, int] | None) -> Path | None:
+    if audio is None:
+        return None
+    samples, rate = audio
+    if samples is None or not len(samples) or rate <= 0:
+        return None
+    return write_wav(path, samples, rate)
 
 
 def stream_file_stem(stream: StreamRecord, several: bool) -> str:

@@ -2,18 +2,22 @@
 appended by the report and read back for the trend graph and the change points. The storage only:
 the report draws it, tracking.changepoints reads shifts from it. No pytest import here.
 
-    append_history(path, history_entry(figures, key, commit, stack=stack, health=health))
+    append_history(path, history_entry(figures, key, commit, stack=stack, health=health,
+                                       quality=quality_entry(qualities)))
     sessions = read_history(path, key)          # this key's sessions, oldest first
 """
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..judging.measurements import TestFigures
+from ..judging.quality import TestQuality
 from ..stats import median_or_none
 from .health import Health
 from .paired import PairedResult, PooledResult
@@ -44,11 +48,56 @@ def _ab_metric(paired: Sequence[PairedResult] | None, pooled: PooledResult | Non
     }
 
 
+# The scores a quality history line keeps the session mean of (TestQuality.scores' names).
+QUALITY_SCORES = ("dnsmos", "plcmos", "wer", "sim")
+
+
+@dataclass(frozen=True)
+class QualityCounts:
+    """How a session's quality tests came out, as the terminal line, the step summary and the history
+    line count them: failed = status "fail"; uncalibrated = a check whose text starts "uncalibrated"
+    (its scores were not judged); without golden = a check whose text starts "no golden"."""
+
+    tests: int
+    failed: int
+    uncalibrated: int
+    without_golden: int
+
+
+def _has_note(tq: TestQuality, prefix: str) -> bool:
+    return any(c.text.startswith(prefix) for c in tq.checks)
+
+
+def quality_counts(qualities: Sequence[TestQuality]) -> QualityCounts:
+    return QualityCounts(len(qualities), sum(tq.status == "fail" for tq in qualities),
+                         sum(_has_note(tq, "uncalibrated") for tq in qualities),
+                         sum(_has_note(tq, "no golden") for tq in qualities))
+
+
+def quality_entry(qualities: Sequence[TestQuality]) -> dict[str, Any]:
+    """A session's quality gate for its history line: the counts (`quality_counts`), the mean over the
+    tests that have it of each score (None where no test has it), and the seconds the quality checks
+    took over the session (None when no test says)."""
+    counts = quality_counts(qualities)
+    entry: dict[str, Any] = {"tests": counts.tests, "failed": counts.failed, "uncalibrated": counts.uncalibrated,
+                             "without_golden": counts.without_golden}
+    per_test = [tq.scores() for tq in qualities]
+    for name in QUALITY_SCORES:
+        values = [s[name] for s in per_test if name in s and math.isfinite(s[name])]
+        entry[name] = sum(values) / len(values) if values else None
+    # `seconds` is set by the session where it timed the checks; older producers have none.
+    seconds = [float(s) for s in (getattr(tq, "seconds", None) for tq in qualities) if s is not None]
+    entry["seconds"] = sum(seconds) if seconds else None
+    return entry
+
+
 def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | None,
                   when: datetime | None = None, stack: dict[str, str] | None = None,
-                  health: Health | None = None, ab: dict[str, Any] | None = None) -> dict[str, Any]:
+                  health: Health | None = None, ab: dict[str, Any] | None = None,
+                  quality: dict[str, Any] | None = None) -> dict[str, Any]:
     """One session: its key (runner + configuration), stack and machine health as attributes; an
-    A/B session's line also has "ab" (`ab_entry`: the base side and the paired verdicts)."""
+    A/B session's line also has "ab" (`ab_entry`: the base side and the paired verdicts), a session
+    with quality tests "quality" (`quality_entry`)."""
     when = when or datetime.now(timezone.utc)
     entry = {
         "schema": HISTORY_SCHEMA,
@@ -63,6 +112,8 @@ def history_entry(figures: Sequence[TestFigures], key: RunKey, commit: str | Non
     }
     if ab is not None:
         entry["ab"] = ab
+    if quality is not None:
+        entry["quality"] = quality
     return entry
 
 

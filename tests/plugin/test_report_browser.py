@@ -1,12 +1,15 @@
 """index.html of a real gate run, opened in headless Chromium over a localhost server (as a user
 serving an unzipped report artifact would): every image decodes, every audio player has a
-playable WAV of the file's duration, and the summary table has one row per test of the run."""
+playable WAV of the file's duration, and the summary table has one row per test of the run; and
+the quality gate's golden and current players of a written report load the same way."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from pytest_cosyvoice.report.writer import write_report
 
 from .browser import BrowserError, Chromium, find_chromium, serve
 
@@ -132,3 +135,41 @@ def test_report_renders_in_chromium(pytester: pytest.Pytester, warm_tiny: Path) 
     bad_audio = [a for a in broken["audios"] if a["why"] != "loadedmetadata"]
     assert [(a["src"], a["why"]) for a in bad_audio] == [("streams/missing.wav", "error")], bad_audio
     assert bad_audio[0]["error"] and bad_audio[0]["readyState"] == 0
+
+
+def test_quality_players_load_in_chromium(tmp_path: Path) -> None:
+    """The Quality section's golden and current players, side by side, each load a playable WAV of the
+    file's duration (a report written from quality results holding real speech)."""
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip("no chromium: install the Debian package chromium "
+                    "(.ci/run does when it can)")
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("pandas")
+    import soundfile as sf
+
+    from .test_quality_report import qualities, report_input
+
+    quality, golden = qualities()
+    files = write_report(tmp_path / "rep", report_input(quality, golden, tmp_path / "history.jsonl"))
+    both = [a for a in files.quality_audio if a.golden is not None and a.current is not None]
+    assert len(both) == 2, files.quality_audio
+    try:
+        with serve(files.out_dir) as base, Chromium(binary) as browser:
+            found = inspect(browser, base + "index.html")
+    except BrowserError as e:
+        pytest.fail(f"chromium at {binary} could not render the report: {e}")
+
+    audios = {a["src"]: a for a in found["audios"]}
+    expected = [p.relative_to(files.out_dir).as_posix() for a in files.quality_audio
+                for p in (a.golden, a.current) if p is not None]
+    assert sorted(audios) == sorted(expected)
+    for pair in both:
+        for path in (pair.golden, pair.current):
+            assert path is not None
+            a = audios[path.relative_to(files.out_dir).as_posix()]
+            assert a["why"] == "loadedmetadata" and a["error"] is None and a["readyState"] >= 1, a
+            duration = sf.info(str(path)).duration
+            assert duration > 0.1 and a["duration"] == pytest.approx(duration, abs=0.010), (a, duration)
+    for a in audios.values():       # the players of calls with only one side load too
+        assert a["why"] == "loadedmetadata" and a["duration"] > 0, a
