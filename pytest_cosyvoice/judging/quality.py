@@ -47,7 +47,7 @@ class QualityCheck:
 
 def _finite(x: float | None) -> float | str | None:
     # JSON has no infinity: an SNR of identical audio is "inf".
-    if x is None:
+    if x is None or math.isnan(x):
         return None
     return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
