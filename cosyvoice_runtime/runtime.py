@@ -24,7 +24,7 @@ from .limits import DEFAULT_STALL_TIMEOUT_S, check_seed, check_timeout, resolve_
 from .loader import load_model
 from .observer import StreamObserver, check_observer
 from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speech_tokens, check_speed
-from .scoring import sampling_top_k
+from .scoring import TokenScores, forced_logp, ranks_of, sampling_top_k
 from .text import warm as warm_normalisers
 from .token2wav import Schedule, make_renderer
 from .token_source import LLMTokenSource
@@ -209,6 +209,29 @@ class Runtime:
             if self.device.type == "cuda" and s.empty_cuda_cache:
                 torch.cuda.empty_cache()
         return Synthesis.from_chunks(chunks, self.sample_rate, stats)
+
+    def score_tokens(self, text: str, tokens: Any, *, speaker: str | None = None, prompt_wav: Any = None,
+                     prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
+                     text_frontend: bool = True) -> TokenScores:
+        """Teacher forcing: the LLM's rank (0 = most probable) of each given token given the text (one
+        sentence), the voice and the tokens before it, with the LLM's sampling top_k. InvalidInput for bad
+        tokens, a text of several sentences (the LLM runs per sentence) and voice conversion (no LLM run);
+        NotImplementedError for an LLM class whose input layout is unknown."""
+        ids = check_speech_tokens(tokens, int(self.llm.speech_token_size), version=self.version)
+        if not isinstance(text, str):
+            raise InvalidInput(f"text={shown(text)}: score_tokens takes the text as a str (one sentence)")
+        plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
+                         source_wav=source_wav, text_frontend=text_frontend)
+        if plan.mode == "vc":
+            raise InvalidInput("score_tokens: voice conversion (source_wav) runs no LLM; nothing to score")
+        if len(plan.inputs) != 1:
+            raise InvalidInput(f"score_tokens takes one sentence; the text has {len(plan.inputs)}")
+        inp = plan.inputs[0]
+        assert isinstance(inp, ModelInput)  # a str text plans one ModelInput per sentence
+        logp = forced_logp(self.llm, inp, ids, self.device, self._autocast)
+        if self.device.type == "cuda" and self.settings.empty_cuda_cache:
+            torch.cuda.empty_cache()
+        return TokenScores(ranks_of(logp, ids), self.sampling_top_k)
 
     def configure(self, **changes: Any) -> RuntimeSettings:
         known = {f.name for f in fields(RuntimeSettings)}
