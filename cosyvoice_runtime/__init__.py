@@ -13,11 +13,12 @@ from .types import Chunk, StreamStats, Synthesis
 if TYPE_CHECKING:  # type checkers see the lazy names below with their real types
     from .requests import Plan
     from .runtime import Runtime, load
+    from .scoring import TokenScores
 
 __all__ = [
     "DEFAULT_STALL_TIMEOUT_S", "MAX_TEXT_CHARS", "Chunk", "CosyVoiceError", "InvalidInput", "ModelLoadError", "Plan",
     "Runtime", "StreamError", "StreamObserver", "StreamStalled", "StreamStats", "Synthesis", "TokenLimitExceeded",
-    "check_device", "check_seed", "check_timeout", "load", "resolve_auto", "token_rate",
+    "TokenScores", "check_device", "check_seed", "check_timeout", "load", "resolve_auto", "token_rate",
 ]
 
 
@@ -27,6 +28,10 @@ def __getattr__(name: str) -> Any:
         from . import runtime
 
         return getattr(runtime, name)
+    if name == "TokenScores":
+        from . import scoring
+
+        return scoring.TokenScores
     if name == "Plan":
         from . import requests
 

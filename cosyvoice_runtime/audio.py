@@ -76,3 +76,37 @@ def resample(x: np.ndarray, orig: int, new: int) -> np.ndarray:
 
     out: np.ndarray = AF.resample(torch.from_numpy(np.ascontiguousarray(x)), orig, new).numpy()
     return out
+
+
+def check_samples(audio: object, sample_rate: object, *, what: str = "audio") -> tuple[np.ndarray, int]:
+    """Mono float32 samples given in memory (a 1-D array, or 2-D with one channel) and their rate;
+    InvalidInput for anything else, for no samples, NaN/Inf, absurd peaks or under MIN_PROMPT_S."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise InvalidInput(f"sample_rate={shown(sample_rate)}: expected a positive whole number of samples "
+                           "per second")
+    rate = int(sample_rate)
+    if not isinstance(audio, np.ndarray):
+        raise InvalidInput(f"{what}={shown(audio)}: expected a numpy array of samples, got {type(audio).__name__}")
+    if audio.ndim == 2 and 1 in audio.shape:
+        audio = audio.reshape(-1)
+    if audio.ndim != 1:
+        raise InvalidInput(f"{what}: an array of shape {audio.shape}; expected mono samples (1-D, or 2-D with "
+                           "one channel)")
+    if not np.issubdtype(audio.dtype, np.floating):
+        # int16 PCM would need a scale the caller knows and we would guess: refused, not rescaled.
+        raise InvalidInput(f"{what}: samples of dtype {audio.dtype}; expected float samples (nominally within +-1)")
+    if audio.size == 0:
+        raise InvalidInput(f"{what}: no samples; expected at least {MIN_PROMPT_S * 1000:.0f} ms of audio")
+    x = audio.astype(np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise InvalidInput(f"{what}: {int(bad.sum())} samples are NaN or infinite (the first at "
+                           f"{int(np.argmax(bad)) / rate:.3f} s); expected finite samples")
+    peak = float(np.abs(x).max())
+    if peak > MAX_PEAK:
+        raise InvalidInput(f"{what}: peak sample {peak:.3g}; expected samples within +-{MAX_PEAK:g} "
+                           "(audio is nominally within +-1)")
+    if x.size / rate < MIN_PROMPT_S:
+        raise InvalidInput(f"{what}: {x.size / rate * 1000:.1f} ms at {rate} Hz; expected at least "
+                           f"{MIN_PROMPT_S * 1000:.0f} ms (the shortest the frontend can process)")
+    return x, rate

@@ -142,3 +142,34 @@ class RequestPlanner:
         asked = f"speaker={speaker!r}: " if speaker is not None else "no voice given: "
         raise InvalidInput(f"{asked}{where}, so this model has no built-in speaker; pass prompt_wav= (cross-lingual, "
                            "plus prompt_text= for zero-shot, or instruct= on v2/v3)")
+
+
+def check_speech_tokens(tokens: Any, vocab: int, *, version: int) -> list[int]:
+    """A non-empty flat sequence of whole numbers from 0 to ``vocab - 1`` (the model's speech token
+    ids, e.g. a request's ``StreamStats.speech_tokens``), as a list of ints; InvalidInput otherwise,
+    naming the first bad value and the valid range."""
+    valid = f"a non-empty sequence of speech token ids from 0 to {vocab - 1} (the v{version} model's vocabulary)"
+    if hasattr(tokens, "ndim") and hasattr(tokens, "tolist"):   # a numpy array or torch tensor
+        if tokens.ndim != 1:
+            raise InvalidInput(f"tokens: an array of shape {tuple(tokens.shape)}; expected {valid}, flat")
+        tokens = tokens.tolist()
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, (list, tuple)):
+        raise InvalidInput(f"tokens={shown(tokens)}: expected {valid} (a list or tuple), got {type(tokens).__name__}")
+    if not tokens:
+        raise InvalidInput(f"tokens={shown(tokens)}: empty; expected {valid}")
+    out: list[int] = []
+    for i, t in enumerate(tokens):
+        if isinstance(t, bool) or not isinstance(t, int) and not _is_integer(t):
+            raise InvalidInput(f"tokens[{i}]={shown(t)}: not a whole number ({type(t).__name__}); expected {valid}")
+        v = int(t)
+        if not 0 <= v < vocab:
+            raise InvalidInput(f"tokens[{i}]={v}: outside the speech vocabulary; expected {valid}")
+        out.append(v)
+    return out
+
+
+def _is_integer(value: Any) -> bool:
+    """A numpy integer scalar (np.int64 and kin are not Python ints)."""
+    import numpy as np
+
+    return isinstance(value, np.integer)

@@ -16,13 +16,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from .audio import check_samples, resample
 from .channel import TokenChannel, start_producer
-from .errors import InvalidInput
-from .frontend import Frontend, ModelInput
+from .errors import InvalidInput, shown
+from .frontend import PROMPT_RATE, Frontend, ModelInput
 from .limits import DEFAULT_STALL_TIMEOUT_S, check_seed, check_timeout, resolve_auto
 from .loader import load_model
 from .observer import StreamObserver, check_observer
-from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speed
+from .requests import Plan, RequestPlanner, TextStreamInput, available_modes, check_speech_tokens, check_speed
+from .scoring import TokenScores, forced_logp, ranks_of, sampling_top_k
 from .text import warm as warm_normalisers
 from .token2wav import Schedule, make_renderer
 from .token_source import LLMTokenSource
@@ -133,6 +135,104 @@ class Runtime:
         with self._lock:
             return len(self._active)
 
+    @property
+    def speech_vocab(self) -> int:
+        """How many speech token ids the loaded flow embeds (v1 4096, v2/v3 6561): the valid ids of
+        ``render`` are 0 to speech_vocab - 1."""
+        emb = getattr(self.flow, "input_embedding", None)
+        n = getattr(emb, "num_embeddings", None) or getattr(self.flow, "vocab_size", None)
+        if not isinstance(n, int) or n < 1:
+            raise RuntimeError(f"the loaded flow ({type(self.flow).__name__}) names no speech vocabulary "
+                               "(input_embedding.num_embeddings or vocab_size)")
+        return n
+
+    @property
+    def sampling_top_k(self) -> int | None:
+        """The top_k the LLM samples with, read from the loaded sampler (``llm.sampling``, a
+        functools.partial of the yaml's sampling function) each time, so a replaced sampler shows; None
+        when it is not readable."""
+        return sampling_top_k(self.llm)
+
+    @property
+    def has_campplus(self) -> bool:
+        """Whether ``speaker_embedding`` can run: always, the loader refuses a model directory without
+        campplus.onnx (ModelLoadError naming it). Engines that may lack it answer False."""
+        return True
+
+    def speaker_embedding(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The speaker embedding (1-D float32) the model directory's campplus.onnx gives ``audio`` (mono
+        float samples at ``sample_rate``, resampled to 16 kHz): what the frontend computes for a prompt.
+        InvalidInput for audio that is not mono float samples, has none, holds NaN/Inf or is under 100 ms,
+        and for a sample rate that is not a positive whole number."""
+        samples, rate = check_samples(audio, sample_rate)
+        emb = self.frontend.embedding(resample(samples, rate, PROMPT_RATE))
+        out: np.ndarray = emb.reshape(-1).numpy().astype(np.float32, copy=False)
+        return out
+
+    def render(self, text: str | Iterable[str], tokens: Any, *, speaker: str | None = None, prompt_wav: Any = None,
+               prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
+               text_frontend: bool = True, streamed: bool = False, seed: int | None = None) -> Synthesis:
+        """Token -> wav of the given speech ``tokens`` (a flat sequence of ids, e.g. a request's
+        ``StreamStats.speech_tokens``, every sentence's together) in the voice of the request the other
+        arguments describe (``plan``'s first input: prompt tokens, prompt mel, speaker embedding; the text
+        selects nothing else). Rendered as one piece: ``streamed=False`` is one closing render (offline);
+        ``streamed=True`` renders the chunks of the runtime's hop schedule, then the closing one, as a
+        stream renders them. ``seed`` names the vocoder's (and v1 flow's) draws ``render/...``: the same
+        tokens, voice and seed give the same audio. The chunks carry the tokens each covers; the stats
+        the given ids. InvalidInput for tokens that are not such a sequence, naming the valid range."""
+        seed = check_seed(seed)
+        if not isinstance(streamed, bool):
+            raise InvalidInput(f"streamed={shown(streamed)}: expected True or False")
+        ids = check_speech_tokens(tokens, self.speech_vocab, version=self.version)
+        plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
+                         source_wav=source_wav, text_frontend=text_frontend)
+        first = plan.inputs[0]
+        voice = first.inputs if isinstance(first, TextStreamInput) else first
+        s = self.settings
+        renderer = make_renderer(self.version, self.flow, self.hift, voice, self.device, self._autocast,
+                                 Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor),
+                                 context_tokens=s.flow_context_tokens, seed=seed, draws_name="render")
+        stats = StreamStats(sentences=1)
+        stats.add_speech_tokens(ids)
+        tally = ChunkTally(self.sample_rate, stats)
+        chunks: list[Chunk] = []
+        try:
+            with torch.inference_mode():
+                # The loop of `_request` with every token already there: a chunk whenever the renderer's
+                # next hop (plus look-ahead / overlap) is covered, then the closing render of the rest.
+                while streamed and renderer.tokens_needed() <= len(ids):
+                    chunks.append(tally.chunk(*_samples(*renderer.render_next(ids))))
+                chunks.append(tally.chunk(*_samples(*renderer.render_last(ids))))
+        finally:
+            stats.wall_s = tally.elapsed()
+            del renderer
+            if self.device.type == "cuda" and s.empty_cuda_cache:
+                torch.cuda.empty_cache()
+        return Synthesis.from_chunks(chunks, self.sample_rate, stats)
+
+    def score_tokens(self, text: str, tokens: Any, *, speaker: str | None = None, prompt_wav: Any = None,
+                     prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
+                     text_frontend: bool = True) -> TokenScores:
+        """Teacher forcing: the LLM's rank (0 = most probable) of each given token given the text (one
+        sentence), the voice and the tokens before it, with the LLM's sampling top_k. InvalidInput for bad
+        tokens, a text of several sentences (the LLM runs per sentence) and voice conversion (no LLM run);
+        NotImplementedError for an LLM class whose input layout is unknown."""
+        ids = check_speech_tokens(tokens, int(self.llm.speech_token_size), version=self.version)
+        if not isinstance(text, str):
+            raise InvalidInput(f"text={shown(text)}: score_tokens takes the text as a str (one sentence)")
+        plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
+                         source_wav=source_wav, text_frontend=text_frontend)
+        if plan.mode == "vc":
+            raise InvalidInput("score_tokens: voice conversion (source_wav) runs no LLM; nothing to score")
+        if len(plan.inputs) != 1:
+            raise InvalidInput(f"score_tokens takes one sentence; the text has {len(plan.inputs)}")
+        inp = plan.inputs[0]
+        assert isinstance(inp, ModelInput)  # a str text plans one ModelInput per sentence
+        logp = forced_logp(self.llm, inp, ids, self.device, self._autocast)
+        if self.device.type == "cuda" and self.settings.empty_cuda_cache:
+            torch.cuda.empty_cache()
+        return TokenScores(ranks_of(logp, ids), self.sampling_top_k)
+
     def configure(self, **changes: Any) -> RuntimeSettings:
         known = {f.name for f in fields(RuntimeSettings)}
         bad = sorted(set(changes) - known)
@@ -209,8 +309,7 @@ class Runtime:
                 stats.sentences += 1
                 for speech, ntok in self._request(inp, streaming=streaming, speed=speed, stats=stats,
                                                   stall_timeout_s=stall_timeout_s, progress=progress, seed=seed):
-                    audio = speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False)
-                    chunk = tally.chunk(audio, ntok)
+                    chunk = tally.chunk(*_samples(speech, ntok))
                     log.debug("chunk %d: %d tokens, %.3f s audio, at %.3f s", chunk.index, ntok, chunk.seconds,
                               stats.wall_s)
                     if observer is not None:
@@ -279,6 +378,11 @@ class Runtime:
             del renderer
             if self.device.type == "cuda" and s.empty_cuda_cache:
                 torch.cuda.empty_cache()
+
+
+def _samples(speech: torch.Tensor, tokens: int) -> tuple[np.ndarray, int]:
+    """A renderer's [1, N] speech as the 1-D float32 samples of a chunk, with the tokens it covers."""
+    return speech.squeeze(0).float().cpu().numpy().astype(np.float32, copy=False), tokens
 
 
 class _Progress:
