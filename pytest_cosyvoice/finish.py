@@ -103,7 +103,8 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
         return None
     key, device = session.run_key()
     options = end_options(session.settings, base_dir, ab_base=session.ab_base, ab_versions=session.ab_versions)
-    found = gather(figures, streams, key, device, options, health=session.health(), repo_dir=base_dir)
+    found = gather(figures, streams, key, device, options, health=session.health(), repo_dir=base_dir,
+                   quality=list(session.quality.results.values()), golden_audio=session.quality.golden_audio())
     lines = summary_lines(found)
     status = exit_status(found, exitstatus)
     quality_lines, quality_failed = _quality(session, key)
