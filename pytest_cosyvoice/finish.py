@@ -18,13 +18,12 @@ from _pytest.junitxml import xml_key
 
 from .report.findings import EndOptions, Findings, gather, summary_lines
 from .report.markdown import append_markdown, markdown_summary
-
 from .tracking.goldens import GoldenError
 
 if TYPE_CHECKING:
     from .session import CosySession
-    from .tracking.runkey import RunKey
     from .settings import Settings
+    from .tracking.runkey import RunKey
 
 
 @dataclass

@@ -13,10 +13,10 @@ check that says why; only "fail" checks fail the test.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,8 +42,8 @@ from .tracking.runkey import RunKey
 
 if TYPE_CHECKING:
     from .judging.intelligibility import Recogniser
-    from .recording.base import BaseSide
     from .judging.similarity import SpeakerModel
+    from .recording.base import BaseSide
 
 # The arguments that make a call's voice: what `render`/`score_tokens` take besides text and tokens.
 VOICE_KEYS = ("speaker", "prompt_wav", "prompt_text", "instruct", "source_wav", "text_frontend")
@@ -52,8 +52,8 @@ _UNSET: Any = object()
 
 def limits_of(spec: QualitySpec) -> QualityLimits:
     """The marker's arguments as the judging module's limits (the same names; None -> the default)."""
-    return QualityLimits(snr_db=spec.snr_db,
-                         streamed_mel_db=DEFAULT_STREAMED_MEL_DB if spec.streamed_mel_db is None else spec.streamed_mel_db,
+    streamed = DEFAULT_STREAMED_MEL_DB if spec.streamed_mel_db is None else spec.streamed_mel_db
+    return QualityLimits(snr_db=spec.snr_db, streamed_mel_db=streamed,
                          tokens=spec.tokens, mos_slack=spec.mos_slack, wer_slack=spec.wer_slack,
                          sim_drop=spec.sim_drop, min_clean_runs=spec.min_clean_runs)
 
@@ -169,6 +169,8 @@ class QualityGate:
                                           dtype=np.float32)
                 out.rendered_streamed = np.asarray(
                     render(text, reference, **voice, streamed=True, seed=rec.seed).audio, dtype=np.float32)
+                # A render of the golden's tokens is not the call's own: a save must not store it as such.
+                out.rendered_tokens = None if reference == out.tokens else list(reference)
             except InvalidInput:
                 out.rendered = out.rendered_streamed = None   # e.g. golden tokens of another vocabulary: noted
         score = getattr(engine, "score_tokens", None)

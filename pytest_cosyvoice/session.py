@@ -210,6 +210,7 @@ class TestRun:
 
     def _judge_quality(self) -> list[str]:
         """@quality: the calls judged against the goldens (quality.py); the failed checks' lines."""
+        assert self.quality is not None
         host = self.session.host
         _, fp16 = self.session.device_used()
         tq = self.session.quality.judge(self.item.nodeid, self.quality, self.recordings, host.engine(),

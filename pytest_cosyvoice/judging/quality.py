@@ -9,13 +9,52 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
+
+from .sound import (
+    MOS_MINIMUM_BASELINE,
+    MOS_SLACK,
+    TOLERANCES,
+    SoundMismatch,
+    compare_audio,
+    first_divergence,
+    mos_drift,
+    streamed_vs_offline,
+    token_verdict,
+)
 
 # The checks, in the order the report lists them.
 CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", "dnsmos", "plcmos", "wer", "sim")
 STATUSES = ("pass", "fail", "note")
+TOKEN_MODES = ("identical", "top_k", "off")
+DTYPES = ("fp32", "fp16", "bf16")
+
+# token -> wav of the same tokens vs the golden's: the SNR limit in dB by the dtype the model runs in
+# (benchmarks/quality_limits.py; docs/reports.md "Quality limits: how the defaults were chosen"). On CPU fp32 a
+# seeded render is bit-identical, in a fresh process too (inf dB); the flow's mel rounded through fp16 - the
+# smallest defect measured - gives 91-101 dB, white noise at -30 dB on the vocoder output 30 dB. fp32's limit,
+# 110 dB, catches the fp16 rounding with a 9 dB margin and sits 8 dB under torch.testing's fp32 rtol (1.3e-6 is
+# -118 dB). fp16 and bf16 are looser by the ratio of their rtol to fp32's (1e-3 and 1.6e-2: 58 and 82 dB).
+SNR_FP32_DB = 110.0
+
+
+def _looser(dtype: str) -> float:
+    return 20.0 * math.log10(TOLERANCES[dtype].rtol / TOLERANCES["float32"].rtol)
+
+
+DEFAULT_SNR_DB: dict[str, float] = {"fp32": SNR_FP32_DB,
+                                    "fp16": float(round(SNR_FP32_DB - _looser("float16"))),     # 52 dB
+                                    "bf16": float(round(SNR_FP32_DB - _looser("bfloat16")))}    # 28 dB
+# Streamed vs offline rendering of the same tokens: the log-mel distance at the worst frame, in dB. Clean
+# tiny-model streams measured up to 3.4 dB (v2) and 6.2 dB (v1, whose flow draws its noise per window), 20 ms
+# zeroed or a click at each join at least 10.9 dB (real speech: 29 and 39 dB); 8.5 dB lies halfway, 2.3 dB
+# from either. The mean over frames cannot tell them apart (a few joins in seconds of audio).
+DEFAULT_STREAMED_MEL_DB = 8.5
+DEFAULT_SIM_DROP = 0.05
+DEFAULT_WER_SLACK = 1.25        # sglang-omni's TTS CI: worst clean WER x 1.25 ...
+WER_FLOOR = 0.05                # ... but at least 5 points above it: point limits on tiny sets flake (NeMo)
 
 
 @dataclass(frozen=True)
@@ -90,10 +129,14 @@ class CallOutput:
     wer: float | None = None
     transcript: str | None = None
     sim: float | None = None
+    # The tokens `rendered`/`rendered_streamed` render, where not the call's own (the golden's): a save
+    # keeps `rendered` only as the render of its own tokens.
+    rendered_tokens: list[int] | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
                 "text": self.text, "tokens": self.tokens, "audio": pack_audio(self.audio),
+                "rendered_tokens": self.rendered_tokens,
                 "rendered": pack_audio(self.rendered), "rendered_streamed": pack_audio(self.rendered_streamed),
                 "token_ranks": None if self.token_ranks is None else list(self.token_ranks), "top_k": self.top_k,
                 "mos": dict(self.mos), "wer": self.wer, "transcript": self.transcript, "sim": self.sim}
@@ -108,7 +151,7 @@ class CallOutput:
                    rendered_streamed=unpack_audio(d.get("rendered_streamed")),
                    token_ranks=None if ranks is None else tuple(int(r) for r in ranks), top_k=d.get("top_k"),
                    mos={k: float(v) for k, v in (d.get("mos") or {}).items()}, wer=d.get("wer"),
-                   transcript=d.get("transcript"), sim=d.get("sim"))
+                   transcript=d.get("transcript"), sim=d.get("sim"), rendered_tokens=d.get("rendered_tokens"))
 
 
 @dataclass
@@ -150,3 +193,203 @@ class TestQuality:
     def from_wire(cls, d: dict[str, Any]) -> TestQuality:
         return cls(d["nodeid"], [CallOutput.from_wire(c) for c in d["calls"]],
                    [QualityCheck.from_json(c) for c in d["checks"]], d.get("seconds"))
+
+
+@dataclass(frozen=True)
+class QualityLimits:
+    """The limits of a quality test (the `quality` marker's arguments, same names).
+
+    snr_db: token -> wav and audio SNR vs golden, dB (None: DEFAULT_SNR_DB of the run's dtype);
+    streamed_mel_db: streamed vs offline log-mel distance at the worst frame, dB;
+    tokens: "identical" (any divergence fails), "top_k" (a divergence passes while the golden token at
+    the first divergence stays in the current LLM's sampling top_k: numeric drift, not changed sampling),
+    "off"; mos_slack: DNSMOS/PLCMOS limit = worst clean run x this; wer_slack: WER limit = worst clean
+    run x this (at least WER_FLOOR above it); sim_drop: speaker similarity limit = worst clean run - this;
+    min_clean_runs: fewer stored clean runs than this: the scores are uncalibrated and never fail."""
+    snr_db: float | None = None
+    streamed_mel_db: float = DEFAULT_STREAMED_MEL_DB
+    tokens: str = "identical"
+    mos_slack: float = MOS_SLACK
+    wer_slack: float = DEFAULT_WER_SLACK
+    sim_drop: float = DEFAULT_SIM_DROP
+    min_clean_runs: int = MOS_MINIMUM_BASELINE
+
+    def __post_init__(self) -> None:
+        if self.snr_db is not None and not (isinstance(self.snr_db, (int, float)) and math.isfinite(self.snr_db)):
+            raise ValueError(f"snr_db {self.snr_db!r}: expected a finite number of dB or None (by dtype)")
+        if not (isinstance(self.streamed_mel_db, (int, float)) and self.streamed_mel_db > 0):
+            raise ValueError(f"streamed_mel_db {self.streamed_mel_db!r}: expected a positive number of dB")
+        if self.tokens not in TOKEN_MODES:
+            raise ValueError(f"tokens {self.tokens!r}: expected one of {', '.join(TOKEN_MODES)}")
+        if not (isinstance(self.mos_slack, (int, float)) and 0.0 < self.mos_slack <= 1.0):
+            raise ValueError(f"mos_slack {self.mos_slack!r}: expected a fraction in (0, 1] of the worst clean run")
+        if not (isinstance(self.wer_slack, (int, float)) and self.wer_slack >= 1.0):
+            raise ValueError(f"wer_slack {self.wer_slack!r}: expected a factor >= 1 on the worst clean run")
+        if not (isinstance(self.sim_drop, (int, float)) and 0.0 <= self.sim_drop <= 2.0):
+            raise ValueError(f"sim_drop {self.sim_drop!r}: expected a cosine drop in [0, 2]")
+        if isinstance(self.min_clean_runs, bool) or not isinstance(self.min_clean_runs, int) \
+                or self.min_clean_runs < 1:
+            raise ValueError(f"min_clean_runs {self.min_clean_runs!r}: expected a whole number >= 1")
+
+    def snr_limit(self, dtype: str) -> float:
+        if self.snr_db is not None:
+            return float(self.snr_db)
+        if dtype not in DEFAULT_SNR_DB:
+            raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DEFAULT_SNR_DB)}")
+        return DEFAULT_SNR_DB[dtype]
+
+
+class GoldenLike(Protocol):
+    """What `compare_call` reads of a stored golden call (tracking.goldens.GoldenCall)."""
+    label: str
+    kind: str
+    seed: int | None
+    sample_rate: int
+    tokens: list[int] | None
+    audio: np.ndarray | None
+    rendered: np.ndarray | None
+    text: str | None
+
+
+def _fmt(x: float) -> str:
+    return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:.1f}"
+
+
+def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualityLimits) -> QualityCheck:
+    label = current.label
+    if limits.tokens == "off":
+        return QualityCheck("tokens", label, "note", None, None, "tokens not judged (tokens=\"off\")")
+    if golden.tokens is None or current.tokens is None:
+        side = "golden" if golden.tokens is None else "current call"
+        return QualityCheck("tokens", label, "note", None, None, f"tokens not judged: the {side} has no speech tokens")
+    at = first_divergence(golden.tokens, current.tokens)
+    verdict = token_verdict(golden.tokens, current.tokens)
+    if at is None:
+        return QualityCheck("tokens", label, "pass", None, None, verdict)
+    figure = float(at)
+    if limits.tokens == "identical":
+        return QualityCheck("tokens", label, "fail", figure, None, verdict)
+    # top_k (vLLM's check_logprobs_close): at the first mismatch, the golden token must still be one the
+    # current LLM could sample; past it the sequences are conditioned on different prefixes.
+    if current.token_ranks is None or current.top_k is None:
+        why = "no token scoring" if current.token_ranks is None else "no readable sampling top_k"
+        return QualityCheck("tokens", label, "note", figure, None,
+                            f"{verdict}: not judged (tokens=\"top_k\", but the engine offers {why})")
+    if at >= len(current.token_ranks):
+        # The current call is longer: the golden ended here (its end-of-speech was not sampled again).
+        return QualityCheck("tokens", label, "fail", figure, float(current.top_k),
+                            f"{verdict}: the golden ends there, the current LLM went on (sampling changed)")
+    rank = current.token_ranks[at]
+    k = current.top_k
+    if rank < k:
+        return QualityCheck("tokens", label, "pass", figure, float(k),
+                            f"{verdict}; the golden token there is rank {rank} under the current LLM, inside "
+                            f"its top-{k} (numeric drift)")
+    return QualityCheck("tokens", label, "fail", figure, float(k),
+                        f"{verdict}; the golden token there is rank {rank} under the current LLM, outside its "
+                        f"top-{k} (sampling changed)")
+
+
+def _snr_check(name: str, what: str, golden: np.ndarray | None, current: np.ndarray | None, golden_rate: int,
+               current_rate: int, limit: float, label: str, missing: str) -> QualityCheck:
+    if current is None:
+        return QualityCheck(name, label, "note", None, limit, missing)
+    if golden is None:
+        return QualityCheck(name, label, "note", None, limit, f"{what} not judged: the golden call has none stored")
+    try:
+        d = compare_audio(golden, current, golden_rate, current_rate)
+    except SoundMismatch as exc:
+        return QualityCheck(name, label, "fail", None, limit, f"{what} not comparable with the golden: {exc}")
+    status = "pass" if d.snr_db >= limit else "fail"
+    return QualityCheck(name, label, status, d.snr_db, limit,
+                        f"{what} {_fmt(d.snr_db)} dB SNR vs golden (limit {limit:g} dB); log-mel "
+                        f"{d.spectral.mean_db:.2f} dB mean, {d.spectral.worst_db:.2f} dB worst at "
+                        f"{d.spectral.worst_at_s:.2f} s; max abs {d.max_abs:.3g}")
+
+
+def compare_call(golden: GoldenLike | None, current: CallOutput, limits: QualityLimits,
+                 dtype: str) -> list[QualityCheck]:
+    """The golden checks of one call: tokens, token2wav (this stack's offline render of the golden tokens vs
+    the golden's), audio (the call's output vs the golden's, only while the tokens are identical) and
+    streamed_vs_offline (this stack's streamed vs offline render of the same tokens; no golden needed).
+    Nothing here raises on a mismatch of rates or lengths: that is a failed check naming both values."""
+    limit = limits.snr_limit(dtype)
+    label = current.label
+    checks: list[QualityCheck] = []
+    if golden is None:
+        for name in ("tokens", "token2wav", "audio"):
+            checks.append(QualityCheck(name, label, "note", None, None, "no golden for this call"))
+    else:
+        tokens = _tokens_check(golden, current, limits)
+        checks.append(tokens)
+        checks.append(_snr_check("token2wav", "token->wav", golden.rendered, current.rendered, golden.sample_rate,
+                                 current.sample_rate, limit, label,
+                                 "token->wav not judged: the engine offers no render()"))
+        same_tokens = golden.tokens is not None and current.tokens is not None \
+            and list(golden.tokens) == list(current.tokens)
+        if golden.tokens is not None and current.tokens is not None and not same_tokens:
+            checks.append(QualityCheck("audio", label, "note", None, limit,
+                                       "audio not compared sample by sample: the tokens differ "
+                                       "(token->wav judges the renderer on the golden tokens)"))
+        else:
+            checks.append(_snr_check("audio", "audio", golden.audio, current.audio, golden.sample_rate,
+                                     current.sample_rate, limit, label, "audio not judged: no current audio"))
+    checks.append(_streamed_check(current, limits))
+    return checks
+
+
+def _streamed_check(current: CallOutput, limits: QualityLimits) -> QualityCheck:
+    label, limit = current.label, limits.streamed_mel_db
+    if current.rendered is None or current.rendered_streamed is None:
+        return QualityCheck("streamed_vs_offline", label, "note", None, limit,
+                            "streamed vs offline not judged: the engine offers no render()")
+    try:
+        d = streamed_vs_offline(current.rendered_streamed, current.rendered, current.sample_rate)
+    except SoundMismatch as exc:
+        return QualityCheck("streamed_vs_offline", label, "fail", None, limit,
+                            f"streamed vs offline not comparable: {exc}")
+    status = "pass" if d.worst_db <= limit else "fail"
+    length = f"; streamed {d.length_difference:+d} samples" if d.length_difference else ""
+    return QualityCheck("streamed_vs_offline", label, status, d.worst_db, limit,
+                        f"streamed vs offline log-mel {d.worst_db:.2f} dB at the worst frame ({d.worst_at_s:.2f} s; "
+                        f"limit {limit:g} dB), {d.mean_db:.2f} dB mean{length}")
+
+
+def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
+                 limits: QualityLimits) -> list[QualityCheck]:
+    """The test-level scores against the stored clean runs' samples: dnsmos and plcmos fail below the worst
+    clean run x mos_slack, sim below the worst - sim_drop, wer above max(worst x wer_slack, worst + WER_FLOOR).
+    Fewer than min_clean_runs samples: a "note" (uncalibrated), never a failure."""
+    unknown = sorted(set(current) - {"dnsmos", "plcmos", "wer", "sim"})
+    if unknown:
+        raise ValueError(f"scores {', '.join(unknown)}: expected dnsmos, plcmos, wer or sim")
+    checks = []
+    for name in ("dnsmos", "plcmos", "wer", "sim"):
+        if name not in current:
+            continue
+        value = float(current[name])
+        base = [float(v) for v in samples.get(name, [])]
+        if len(base) < limits.min_clean_runs:
+            checks.append(QualityCheck(name, "", "note", value, None,
+                                       f"{name} {value:.3f}: uncalibrated ({len(base)} of {limits.min_clean_runs} "
+                                       f"clean runs), not gated"))
+            continue
+        worst_text = f"worst of {len(base)} clean runs"
+        if name in ("dnsmos", "plcmos"):
+            d = mos_drift(base, [value], limits.mos_slack, minimum=limits.min_clean_runs, metric=name)
+            checks.append(QualityCheck(name, "", "fail" if d.failed else "pass", value, d.limit, d.line))
+            continue
+        if name == "sim":
+            worst = min(base)
+            limit = worst - limits.sim_drop
+            ok = value >= limit
+            text = (f"sim {value:.3f} {'>=' if ok else '<'} limit {limit:.3f} ({worst_text} {worst:.3f} - "
+                    f"{limits.sim_drop:g})")
+        else:
+            worst = max(base)
+            limit = max(worst * limits.wer_slack, worst + WER_FLOOR)
+            ok = value <= limit
+            text = (f"wer {value:.3f} {'<=' if ok else '>'} limit {limit:.3f} ({worst_text} {worst:.3f} x "
+                    f"{limits.wer_slack:g}, at least +{WER_FLOOR:g})")
+        checks.append(QualityCheck(name, "", "pass" if ok else "fail", value, limit, text))
+    return checks

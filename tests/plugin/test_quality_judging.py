@@ -1,0 +1,198 @@
+"""The quality gate's judging on real audio (the project's espeak-ng prompt): golden checks per call
+(tokens, token->wav, audio, streamed vs offline) and the clean-run scores (MOS, WER, SIM)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pytest_cosyvoice.judging.quality import (
+    DEFAULT_SNR_DB,
+    DEFAULT_STREAMED_MEL_DB,
+    CallOutput,
+    QualityCheck,
+    QualityLimits,
+    compare_call,
+    judge_scores,
+)
+from pytest_cosyvoice.tracking.goldens import GoldenCall
+
+PROMPT = Path(__file__).resolve().parents[2] / "pytest_cosyvoice" / "data" / "prompt.wav"
+TOKENS = [int(t) for t in np.random.default_rng(0).integers(0, 6561, 120)]
+LIMITS = QualityLimits()
+
+
+@pytest.fixture(scope="module")
+def speech() -> tuple[np.ndarray, int]:
+    audio, rate = sf.read(PROMPT, dtype="float32")
+    return audio, rate
+
+
+def with_noise(audio: np.ndarray, db: float) -> np.ndarray:
+    """audio + white noise `db` below its power (float32, as a renderer returns)."""
+    rng = np.random.default_rng(1)
+    return (audio + rng.normal(size=audio.size) * math.sqrt(float(np.mean(audio**2)) * 10 ** (db / 10))).astype(
+        np.float32)
+
+
+def golden_of(audio: np.ndarray, rate: int, tokens: list[int] | None = TOKENS) -> GoldenCall:
+    return GoldenCall("synthesize#0", "synthesize", 11, rate, tokens, audio.copy(), audio.copy(), "Hello.")
+
+
+def current_of(audio: np.ndarray, rate: int, tokens: list[int] | None = TOKENS, **kw: object) -> CallOutput:
+    fields: dict[str, object] = {"rendered": audio.copy(), "rendered_streamed": audio.copy(), **kw}
+    return CallOutput("synthesize#0", "synthesize", 11, rate, "Hello.", tokens, audio.copy(), **fields)  # type: ignore[arg-type]
+
+
+def by_name(checks: list[QualityCheck]) -> dict[str, QualityCheck]:
+    return {c.name: c for c in checks}
+
+
+def test_identical_outputs_pass_every_check(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    checks = by_name(compare_call(golden_of(audio, rate), current_of(audio, rate), LIMITS, "fp32"))
+    assert list(checks) == ["tokens", "token2wav", "audio", "streamed_vs_offline"]
+    assert {c.status for c in checks.values()} == {"pass"}
+    assert checks["tokens"].text == "tokens identical (120)"
+    assert checks["token2wav"].figure == math.inf and checks["token2wav"].limit == DEFAULT_SNR_DB["fp32"]
+    assert checks["token2wav"].text.startswith(f"token->wav inf dB SNR vs golden (limit {DEFAULT_SNR_DB['fp32']:g} dB)")
+
+
+def test_noise_on_the_renderer_fails_token2wav_and_audio(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    noisy = with_noise(audio, -20.0)
+    current = current_of(noisy, rate)
+    checks = by_name(compare_call(golden_of(audio, rate), current, LIMITS, "fp32"))
+    for name in ("token2wav", "audio"):
+        c = checks[name]
+        assert c.status == "fail" and c.figure is not None and 19.5 < c.figure < 20.5, c
+    assert checks["token2wav"].text.startswith("token->wav 20.0 dB SNR vs golden (limit 110 dB)")
+    assert checks["tokens"].status == "pass"
+    # A looser limit of the caller's passes it (figure unchanged).
+    loose = by_name(compare_call(golden_of(audio, rate), current, QualityLimits(snr_db=15.0), "fp32"))
+    assert loose["token2wav"].status == "pass" and loose["token2wav"].limit == 15.0
+
+
+def test_token_divergence_in_identical_mode_names_where(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    changed = TOKENS[:37] + [(TOKENS[37] + 1) % 6561] + TOKENS[38:]
+    checks = by_name(compare_call(golden_of(audio, rate), current_of(audio, rate, changed), LIMITS, "fp32"))
+    assert checks["tokens"].status == "fail" and checks["tokens"].text == "tokens diverge at 37 of 120"
+    assert checks["tokens"].figure == 37.0
+    # The output audio comes from other tokens: not compared sample by sample; the renderer still is.
+    assert checks["audio"].status == "note" and "tokens differ" in checks["audio"].text
+    assert checks["token2wav"].status == "pass"
+
+
+@pytest.mark.parametrize(("rank", "status", "words"), [(3, "pass", "inside its top-25 (numeric drift)"),
+                                                       (40, "fail", "outside its top-25 (sampling changed)")])
+def test_top_k_mode_judges_the_golden_token_at_the_divergence(speech: tuple[np.ndarray, int], rank: int,
+                                                              status: str, words: str) -> None:
+    audio, rate = speech
+    changed = TOKENS[:37] + [(TOKENS[37] + 1) % 6561] + TOKENS[38:]
+    ranks = tuple([0] * 37 + [rank] + [0] * 82)
+    current = current_of(audio, rate, changed, token_ranks=ranks, top_k=25)
+    check = by_name(compare_call(golden_of(audio, rate), current, QualityLimits(tokens="top_k"), "fp32"))["tokens"]
+    assert check.status == status and check.limit == 25.0
+    assert check.text.startswith(f"tokens diverge at 37 of 120; the golden token there is rank {rank}")
+    assert check.text.endswith(words)
+
+
+def test_top_k_mode_without_scores_is_a_note_and_off_mode_judges_nothing(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    changed = TOKENS[:5] + [(TOKENS[5] + 1) % 6561] + TOKENS[6:]
+    top = by_name(compare_call(golden_of(audio, rate), current_of(audio, rate, changed),
+                               QualityLimits(tokens="top_k"), "fp32"))["tokens"]
+    assert top.status == "note" and "offers no token scoring" in top.text
+    off = by_name(compare_call(golden_of(audio, rate), current_of(audio, rate, changed),
+                               QualityLimits(tokens="off"), "fp32"))["tokens"]
+    assert off.status == "note"
+
+
+def test_another_rate_or_length_is_a_named_failure_not_a_crash(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    short = current_of(audio[:-160], rate)
+    checks = by_name(compare_call(golden_of(audio, rate), short, LIMITS, "fp32"))
+    assert checks["audio"].status == "fail"
+    assert f"golden {audio.size} samples vs current {audio.size - 160}" in checks["audio"].text
+    other_rate = current_of(audio, 22050)
+    checks = by_name(compare_call(golden_of(audio, rate), other_rate, LIMITS, "fp32"))
+    assert checks["token2wav"].status == "fail" and "golden 16000 Hz vs current 22050 Hz" in checks["token2wav"].text
+
+
+def test_no_golden_and_no_render_are_notes(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    checks = by_name(compare_call(None, current_of(audio, rate), LIMITS, "fp32"))
+    assert [checks[n].status for n in ("tokens", "token2wav", "audio")] == ["note"] * 3
+    assert checks["tokens"].text == "no golden for this call"
+    assert checks["streamed_vs_offline"].status == "pass"       # needs no golden
+    bare = CallOutput("synthesize#0", "synthesize", 1, rate, "Hello.", TOKENS, audio)
+    checks = by_name(compare_call(golden_of(audio, rate), bare, LIMITS, "fp32"))
+    assert checks["token2wav"].status == "note" and "offers no render()" in checks["token2wav"].text
+    assert checks["streamed_vs_offline"].status == "note"
+    assert checks["audio"].status == "pass"
+
+
+def test_streamed_vs_offline_catches_joins(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    joins = np.arange(rate // 2, audio.size, rate // 2)
+    gapped = audio.copy()
+    for j in joins:
+        gapped[j:j + rate // 50] = 0.0                           # 20 ms zeroed at every 0.5 s join
+    clicked = audio.copy()
+    clicked[joins] += 0.5
+    for streamed in (gapped, clicked):
+        c = by_name(compare_call(None, current_of(audio, rate, rendered_streamed=streamed), LIMITS, "fp32"))
+        check = c["streamed_vs_offline"]
+        assert check.status == "fail" and check.figure is not None and check.figure > DEFAULT_STREAMED_MEL_DB, check
+        assert f"limit {DEFAULT_STREAMED_MEL_DB:g} dB" in check.text
+
+
+def test_dtype_picks_the_default_snr_limit(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    assert DEFAULT_SNR_DB["fp32"] > DEFAULT_SNR_DB["fp16"] > DEFAULT_SNR_DB["bf16"]
+    noisy = current_of(with_noise(audio, -(DEFAULT_SNR_DB["bf16"] + 5)), rate)
+    assert by_name(compare_call(golden_of(audio, rate), noisy, LIMITS, "bf16"))["token2wav"].status == "pass"
+    assert by_name(compare_call(golden_of(audio, rate), noisy, LIMITS, "fp32"))["token2wav"].status == "fail"
+    # fp32's limit is above what rounding the flow's mel through fp16 gives (91-101 dB, benchmarks/quality_limits.py).
+    faint = current_of(with_noise(audio, -100.0), rate)
+    assert by_name(compare_call(golden_of(audio, rate), faint, LIMITS, "fp32"))["token2wav"].status == "fail"
+    assert by_name(compare_call(golden_of(audio, rate), faint, LIMITS, "fp16"))["token2wav"].status == "pass"
+    with pytest.raises(ValueError, match="dtype 'int8': expected one of fp32, fp16, bf16"):
+        compare_call(golden_of(audio, rate), noisy, LIMITS, "int8")
+
+
+def test_limits_reject_bad_values() -> None:
+    with pytest.raises(ValueError, match="tokens 'same': expected one of identical, top_k, off"):
+        QualityLimits(tokens="same")
+    with pytest.raises(ValueError, match="mos_slack 1.5"):
+        QualityLimits(mos_slack=1.5)
+    with pytest.raises(ValueError, match="min_clean_runs 0"):
+        QualityLimits(min_clean_runs=0)
+
+
+def test_scores_uncalibrated_never_fail() -> None:
+    checks = judge_scores({"dnsmos": [3.0, 3.1]}, {"dnsmos": 1.0, "wer": 0.9}, LIMITS)
+    assert [(c.name, c.status) for c in checks] == [("dnsmos", "note"), ("wer", "note")]
+    assert "uncalibrated (2 of 5 clean runs)" in checks[0].text
+
+
+def test_score_directions() -> None:
+    clean = {"dnsmos": [3.0, 3.1, 3.2, 3.0, 3.05], "plcmos": [2.7] * 5, "wer": [0.10, 0.12, 0.08, 0.1, 0.1],
+             "sim": [0.80, 0.82, 0.81, 0.80, 0.83]}
+    ok = judge_scores(clean, {"dnsmos": 2.95, "plcmos": 2.7, "wer": 0.14, "sim": 0.76}, LIMITS)
+    assert [(c.name, c.status) for c in ok] == [("dnsmos", "pass"), ("plcmos", "pass"), ("wer", "pass"),
+                                                ("sim", "pass")]
+    bad = by_name(judge_scores(clean, {"dnsmos": 2.0, "plcmos": 2.0, "wer": 0.30, "sim": 0.70}, LIMITS))
+    assert {c.status for c in bad.values()} == {"fail"}
+    assert bad["dnsmos"].limit == pytest.approx(3.0 * 0.97)
+    assert bad["wer"].limit == pytest.approx(0.12 + 0.05)           # the floor: 0.12 x 1.25 is only 0.15
+    assert bad["sim"].limit == pytest.approx(0.80 - 0.05)
+    assert bad["wer"].text.startswith("wer 0.300 > limit 0.170")
+    # Lower WER and higher SIM than ever seen are fine, not a drift.
+    assert {c.status for c in judge_scores(clean, {"wer": 0.0, "sim": 0.99}, LIMITS)} == {"pass"}
+    with pytest.raises(ValueError, match="scores mcd: expected dnsmos, plcmos, wer or sim"):
+        judge_scores(clean, {"mcd": 1.0}, LIMITS)
