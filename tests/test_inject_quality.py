@@ -23,7 +23,8 @@ from benchmarks.inject import (
 from cosyvoice_runtime import Runtime, StreamObserver, StreamStats
 
 # Long enough for three streamed chunks (two joins) on the tiny model with this seed.
-TEXT = "The quick brown fox jumps over the lazy dog, then it rests under the old oak tree by the river bank for a while."
+TEXT = ("The quick brown fox jumps over the lazy dog, then it rests under the old oak tree by the river bank "
+        "for a while.")
 SEED = 7
 
 
@@ -64,7 +65,8 @@ def clean(runtime: Runtime, voice: dict[str, Any]) -> tuple[list[np.ndarray], tu
 @pytest.fixture(scope="module")
 def synthesized(runtime: Runtime, voice: dict[str, Any]) -> np.ndarray:
     """The clean seeded synthesis (taking a defect out is checked on the stream, in `injected`)."""
-    return runtime.synthesize(TEXT, seed=SEED, **voice).audio.copy()
+    audio: np.ndarray = runtime.synthesize(TEXT, seed=SEED, **voice).audio.copy()
+    return audio
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def injected(runtime: Runtime, voice: dict[str, Any], clean: tuple[list[np.ndarr
         patches.restore()
     chunks, tokens = stream(runtime, voice)
     assert tokens == clean[1]
-    assert len(chunks) == len(clean[0]) and all(np.array_equal(a, b) for a, b in zip(chunks, clean[0]))
+    assert len(chunks) == len(clean[0]) and all(np.array_equal(a, b) for a, b in zip(chunks, clean[0], strict=True))
 
 
 def recorded(patches: Patches, obj: Any) -> list[tuple[dict[str, Any], Any]]:
@@ -103,10 +105,12 @@ def same_lengths(a: list[np.ndarray], b: list[np.ndarray]) -> None:
                          indirect=["injected"])
 def test_vocoder_noise_at_the_stated_level(runtime: Runtime, voice: dict[str, Any], clean: Any,
                                            injected: Patches, db: float) -> None:
-    before_np, before_torch = np.random.get_state()[1].copy(), torch.get_rng_state().clone()
+    before_np, before_torch = np.random.get_state(legacy=False)["state"], torch.get_rng_state().clone()
     chunks, tokens = stream(runtime, voice)
     # Its own generator: neither global RNG moved (the seeded request's draws are its own too).
-    assert np.array_equal(np.random.get_state()[1], before_np) and torch.equal(torch.get_rng_state(), before_torch)
+    after_np = np.random.get_state(legacy=False)["state"]
+    assert np.array_equal(after_np["key"], before_np["key"]) and after_np["pos"] == before_np["pos"]
+    assert torch.equal(torch.get_rng_state(), before_torch)
     assert tokens == clean[1]
     same_lengths(chunks, clean[0])
     ref, got = np.concatenate(clean[0]), np.concatenate(chunks)
@@ -120,7 +124,7 @@ def test_joins_zeroed_puts_20_ms_of_exact_zeros_at_each_join(runtime: Runtime, v
     chunks, _ = stream(runtime, voice)
     same_lengths(chunks, clean[0])
     n = round(JOIN_ZEROS_S * runtime.sample_rate)
-    for i, (got, ref) in enumerate(zip(chunks, clean[0])):
+    for i, (got, ref) in enumerate(zip(chunks, clean[0], strict=True)):
         if i < len(chunks) - 1:  # a join follows this chunk
             assert np.all(got[-n:] == 0.0), f"chunk {i}: the {n} samples before the join are not all zero"
             assert np.count_nonzero(ref[-n:]) > n // 2, "the clean audio there was not silent already"
@@ -134,7 +138,7 @@ def test_joins_click_steps_the_sample_before_each_join(runtime: Runtime, voice: 
                                                        injected: Patches) -> None:
     chunks, _ = stream(runtime, voice)
     same_lengths(chunks, clean[0])
-    for i, (got, ref) in enumerate(zip(chunks, clean[0])):
+    for i, (got, ref) in enumerate(zip(chunks, clean[0], strict=True)):
         step = got.astype(np.float64) - ref
         if i < len(chunks) - 1:
             assert abs(abs(step[-1]) - CLICK) < 1e-6, f"chunk {i}: the last sample moved by {step[-1]}"
@@ -161,7 +165,7 @@ def test_flow_mel_perturbed_by_the_stated_share(runtime: Runtime, voice: dict[st
     finally:
         plain.restore()
     assert len(flow_out) == len(flow_clean) >= 3
-    for (_, (mel, _)), (_, (ref, _)) in zip(flow_out, flow_clean):
+    for (_, (mel, _)), (_, (ref, _)) in zip(flow_out, flow_clean, strict=True):
         share = float((mel - ref).double().std() / ref.double().std())
         assert abs(share - MEL_NOISE) < 0.2 * MEL_NOISE, f"mel noise {share:.3f} x the mel's std, stated {MEL_NOISE}"
     same_lengths(chunks, clean[0])
@@ -224,7 +228,7 @@ def test_speaker_swapped_gives_the_flow_the_negated_embedding(runtime: Runtime, 
         plain.restore()
     half = len(seen) // 2
     assert half >= 3 and len(seen) == 2 * half
-    for (k_clean, _), (k_swapped, _) in zip(seen[:half], seen[half:]):
+    for (k_clean, _), (k_swapped, _) in zip(seen[:half], seen[half:], strict=True):
         assert torch.equal(k_swapped["embedding"], -k_clean["embedding"])
     assert tokens == clean[1]      # v2's LLM takes no speaker embedding
     same_lengths(chunks, clean[0])
