@@ -136,6 +136,7 @@ class Row:
     caught: tuple[int, int] = (0, 0)           # (affected tests its named check failed, affected tests)
     sessions: int = 1
     exit_codes: list[int] = field(default_factory=list)
+    unread: int = 0                            # sessions without a readable quality.json
 
 
 def build_matrix(sessions: list[Session], engine: str) -> list[Row]:
@@ -149,14 +150,15 @@ def build_matrix(sessions: list[Session], engine: str) -> list[Row]:
         counts = tally(s.quality, only)
         check = named.get(s.defect, "")
         caught = (counts[check][0], len(only)) if check else (0, len(only))
-        rows.append(Row(s.defect, counts, check, caught, 1, [s.returncode]))
+        rows.append(Row(s.defect, counts, check, caught, 1, [s.returncode], unread=int(bool(s.error))))
     clean = [s for s in sessions if s.kind == "clean"]
     if clean:
         total = {name: (0, 0) for name in (*CHECKS, "any")}
         for s in clean:
             for name, c in tally(s.quality).items():
                 total[name] = add(total[name], c)
-        rows.append(Row("clean", total, sessions=len(clean), exit_codes=[s.returncode for s in clean]))
+        rows.append(Row("clean", total, sessions=len(clean), exit_codes=[s.returncode for s in clean],
+                        unread=sum(bool(s.error) for s in clean)))
     return rows
 
 
@@ -168,10 +170,14 @@ def render_matrix(rows: list[Row], engine: str) -> str:
     for r in rows:
         if r.label == "clean":
             verdict = f"{r.counts['any'][0]} false failure(s) in {r.sessions} session(s)"
+            if any(r.exit_codes):
+                verdict += f", exit codes {r.exit_codes}"
         else:
             share = r.caught[0] / r.caught[1] if r.caught[1] else 0.0
             mark = "ok" if r.caught[1] and share >= 0.95 else "MISSED"
             verdict = f"{r.named}: {r.caught[0]}/{r.caught[1]} ({share:.0%}, {mark})"
+        if r.unread:
+            verdict += f"; {r.unread} session(s) without quality.json"
         lines.append("| " + " | ".join([r.label, *(cell(r.counts[c]) for c in (*CHECKS, "any")), verdict]) + " |")
     return "\n".join(lines) + "\n"
 

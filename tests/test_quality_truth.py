@@ -77,8 +77,14 @@ def test_the_matrix_judges_join_defects_on_streamed_tests_and_sums_the_clean_rer
     assert lines["joins-click"].startswith("| joins-click | - | 1/2 | - | 1/2 | - | - | - | - | 1/2 |")
     assert "streamed_vs_offline: 1/2 (50%, MISSED)" in lines["joins-click"]
     assert "token2wav: 2/3 (67%, MISSED)" in lines["flow-fp16"]
-    assert "1 false failure(s) in 2 session(s)" in lines["clean"]
+    assert "1 false failure(s) in 2 session(s), exit codes [0, 1]" in lines["clean"]
     assert "- clean: 2 session(s), wall 10.0 s mean; quality checks 0.50 s per test" in costs(sessions)
+
+
+def test_a_session_without_quality_json_is_said_not_counted_clean() -> None:
+    rows = build_matrix([Session("clean-1", "clean", 4, 1.0, error="quality.json: missing")], "tiny")
+    assert "0 false failure(s) in 1 session(s), exit codes [4]; 1 session(s) without quality.json" in \
+        render_matrix(rows, "tiny")
 
 
 def test_a_defect_caught_everywhere_is_marked_ok() -> None:
