@@ -17,7 +17,9 @@ so what the suites force or inject at `runtime.llm`/`flow`/`hift` (forced tokens
 reach it: the suites that rely on that fail on it by design.
 
 Deterministic: the same text and speed give identical audio (each request is spoken by a fresh
-`espeak_worker.py` process, see there why), in any order and from any thread.
+`espeak_worker.py` process, see there why), in any order and from any thread. So `seed=` is accepted
+on `stream` and `synthesize` (checked as the Runtime checks it) and otherwise ignored: the output is
+already the same for every seed, and a plugin that seeds its calls may treat the engine as reproducible.
 
 espeak-ng comes from the `espeakng-loader` wheel (libespeak-ng and its data, no system package):
 the `quality` extra, pinned in requirements/quality.txt.
@@ -45,7 +47,7 @@ from cosyvoice_runtime import (
     token_rate,
 )
 from cosyvoice_runtime.audio import read_wav
-from cosyvoice_runtime.limits import checked_pieces
+from cosyvoice_runtime.limits import check_seed, checked_pieces
 from cosyvoice_runtime.observer import check_observer, observed
 from cosyvoice_runtime.requests import TextStreamInput, check_speed
 from cosyvoice_runtime.types import Chunk, ChunkTally, StreamStats, Synthesis
@@ -109,8 +111,14 @@ class _Request:
 class SpeakingEngine:
     """The `Engine` protocol over a loaded Runtime, speaking with espeak-ng (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, *, variant: str | None = None) -> None:
+        """`variant`: an espeak-ng voice variant (a file of espeak-ng-data/voices/!v, e.g. "f3") spoken
+        instead of the language's default voice: another speaker, same words."""
         self.library, self.data_dir = find_espeak()
+        if variant is not None and not (Path(self.data_dir) / "voices" / "!v" / variant).is_file():
+            raise InvalidInput(f"variant={variant!r}: expected an espeak-ng voice variant, a file of "
+                               f"{Path(self.data_dir) / 'voices' / '!v'}")
+        self.variant = variant
         self.runtime = runtime
         self.version = runtime.version
         self.sample_rate = runtime.sample_rate
@@ -120,12 +128,14 @@ class SpeakingEngine:
     def stream(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
                prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                speed: float = 1.0, text_frontend: bool = True, observer: StreamObserver | None = None,
-               stall_timeout_s: float | None = None) -> Iterator[Chunk]:
+               stall_timeout_s: float | None = None, seed: int | None = None) -> Iterator[Chunk]:
         """Chunks of the runtime's hop schedule. Arguments are checked now, in the Runtime's order and
-        with its messages; the text is spoken at the first `next`."""
+        with its messages; the text is spoken at the first `next`. `seed` is checked and ignored (the
+        output is deterministic)."""
         if check_speed(speed) != 1.0:
             raise InvalidInput(f"speed={speed!r}: speed change is only supported by synthesize() (non-streamed)")
         stall = self._stall_timeout(stall_timeout_s)
+        check_seed(seed)
         check_observer(observer)
         request = self._check(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
                               instruct=instruct, source_wav=source_wav, text_frontend=text_frontend)
@@ -135,10 +145,12 @@ class SpeakingEngine:
     def synthesize(self, text: str | Iterable[str], *, speaker: str | None = None, prompt_wav: Any = None,
                    prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
                    speed: float = 1.0, text_frontend: bool = True, observer: StreamObserver | None = None,
-                   stall_timeout_s: float | None = None) -> Synthesis:
-        """The whole text as one chunk; `speed` changes espeak-ng's rate."""
+                   stall_timeout_s: float | None = None, seed: int | None = None) -> Synthesis:
+        """The whole text as one chunk; `speed` changes espeak-ng's rate. `seed` is checked and ignored
+        (the output is deterministic)."""
         speed = check_speed(speed)
         stall = self._stall_timeout(stall_timeout_s)
+        check_seed(seed)
         check_observer(observer)
         request = self._check(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text,
                               instruct=instruct, source_wav=source_wav, text_frontend=text_frontend)
@@ -156,7 +168,8 @@ class SpeakingEngine:
         timeout = self.runtime.settings.stall_timeout_s if timeout_s is None else timeout_s
         wpm = round(WORDS_PER_MINUTE * check_speed(speed))
         # -I: the worker needs only the standard library, and nothing of the caller's path or cwd.
-        cmd = [sys.executable, "-I", str(WORKER), self.library, self.data_dir, voice_for(text), str(wpm)]
+        voice = voice_for(text) + (f"+{self.variant}" if self.variant else "")
+        cmd = [sys.executable, "-I", str(WORKER), self.library, self.data_dir, voice, str(wpm)]
         try:
             done = subprocess.run(cmd, input=text.encode("utf-8"), capture_output=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
@@ -169,7 +182,7 @@ class SpeakingEngine:
         (rate,) = struct.unpack("<i", done.stdout[:4])
         pcm = np.frombuffer(done.stdout[4:], dtype="<i2")
         if pcm.size == 0:
-            raise StreamError(f"espeak-ng spoke no audio for text={text[:60]!r} (voice {voice_for(text)})")
+            raise StreamError(f"espeak-ng spoke no audio for text={text[:60]!r} (voice {voice})")
         return self._at_rate(pcm / 32768.0, rate)
 
     def convert(self, source_wav: Any) -> np.ndarray:
