@@ -92,7 +92,11 @@ def read_quality(path: Path) -> dict[str, Any]:
 
 
 def streamed(nodeid: str, test: dict[str, Any]) -> bool:
-    """Whether a test's calls stream (the only ones with chunk joins): its id or a call label says so."""
+    """Whether a test has chunk joins: a streamed call that delivered 2 or more chunks (quality.json's
+    "calls"); without that list, whether its id or a call label says it streams."""
+    calls = test.get("calls")
+    if calls is not None:
+        return any(c.get("kind") == "stream" and int(c.get("chunks") or 0) >= 2 for c in calls)
     labels = [nodeid] + [str(c.get("call", "")) for c in test.get("checks", [])]
     return any("stream" in x.lower() for x in labels)
 

@@ -160,7 +160,8 @@ class QualityGate:
         text = rec.text if isinstance(rec.text, str) else None
         voice = {k: v for k, v in rec.request.items() if k in VOICE_KEYS}
         out = CallOutput(label=rec.label, kind=rec.kind, seed=rec.seed, sample_rate=rec.sample_rate, text=text,
-                         tokens=None if rec.speech_tokens is None else list(rec.speech_tokens), audio=audio)
+                         tokens=None if rec.speech_tokens is None else list(rec.speech_tokens), audio=audio,
+                         chunks=len(rec.chunks))
         reference = golden.tokens if golden is not None and golden.tokens else out.tokens
         render = getattr(engine, "render", None)
         if callable(render) and reference and text is not None and rec.seed is not None:

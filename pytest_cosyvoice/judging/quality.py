@@ -129,6 +129,7 @@ class CallOutput:
     wer: float | None = None
     transcript: str | None = None
     sim: float | None = None
+    chunks: int = 0                 # chunks the call delivered (a join defect can only show with 2 or more)
     # The tokens `rendered`/`rendered_streamed` render, where not the call's own (the golden's): a save
     # keeps `rendered` only as the render of its own tokens.
     rendered_tokens: list[int] | None = None
@@ -136,7 +137,7 @@ class CallOutput:
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
                 "text": self.text, "tokens": self.tokens, "audio": pack_audio(self.audio),
-                "rendered_tokens": self.rendered_tokens,
+                "rendered_tokens": self.rendered_tokens, "chunks": self.chunks,
                 "rendered": pack_audio(self.rendered), "rendered_streamed": pack_audio(self.rendered_streamed),
                 "token_ranks": None if self.token_ranks is None else list(self.token_ranks), "top_k": self.top_k,
                 "mos": dict(self.mos), "wer": self.wer, "transcript": self.transcript, "sim": self.sim}
@@ -151,7 +152,8 @@ class CallOutput:
                    rendered_streamed=unpack_audio(d.get("rendered_streamed")),
                    token_ranks=None if ranks is None else tuple(int(r) for r in ranks), top_k=d.get("top_k"),
                    mos={k: float(v) for k, v in (d.get("mos") or {}).items()}, wer=d.get("wer"),
-                   transcript=d.get("transcript"), sim=d.get("sim"), rendered_tokens=d.get("rendered_tokens"))
+                   transcript=d.get("transcript"), sim=d.get("sim"),
+                   rendered_tokens=d.get("rendered_tokens"), chunks=int(d.get("chunks") or 0))
 
 
 @dataclass

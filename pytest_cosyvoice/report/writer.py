@@ -233,13 +233,16 @@ def _json_number(x: float) -> float | str | None:
 
 
 def quality_json(qualities: Sequence[TestQuality]) -> dict[str, Any]:
-    """{"schema": 1, "tests": {nodeid: {"status", "checks": [...], "scores": {...}[, "seconds"]}}}: per
-    test its status, every check (QualityCheck.to_json) and its scores' means; "seconds" (what the
-    quality checks took) where the session timed them."""
+    """{"schema": 1, "tests": {nodeid: {"status", "checks": [...], "scores": {...}, "calls": [...][, "seconds"]}}}:
+    per test its status, every check (QualityCheck.to_json), its scores' means, its calls (label, kind,
+    seed, chunks delivered, speech tokens); "seconds" (what the quality checks took) where timed."""
     tests: dict[str, Any] = {}
     for tq in qualities:
         test: dict[str, Any] = {"status": tq.status, "checks": [c.to_json() for c in tq.checks],
-                                "scores": {k: _json_number(v) for k, v in tq.scores().items()}}
+                                "scores": {k: _json_number(v) for k, v in tq.scores().items()},
+                                "calls": [{"label": c.label, "kind": c.kind, "seed": c.seed, "chunks": c.chunks,
+                                           "tokens": None if c.tokens is None else len(c.tokens)}
+                                          for c in tq.calls]}
         seconds = getattr(tq, "seconds", None)
         if seconds is not None:
             test["seconds"] = float(seconds)
