@@ -126,9 +126,11 @@ def test_an_asr_or_sim_path_that_is_not_a_model_is_a_usage_error(pytester: pytes
     ("min_clean_runs=0", "min_clean_runs=0: expected a whole number >= 1"),
     ("snr=40", "unexpected keyword argument 'snr'"),
 ])
-def test_a_misused_quality_marker_names_the_value(pytester: pytest.Pytester, args: str, problem: str) -> None:
+def test_a_misused_quality_marker_names_the_value(pytester: pytest.Pytester, warm_tiny: Path, args: str,
+                                                  problem: str) -> None:
     pytester.makepyfile(f"import pytest\n\n@pytest.mark.quality({args})\ndef test_q():\n    pass\n")
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    # The model named: a quality session reads its goldens (keyed by the model) before any test.
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-baseline-dir=goldens")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*test_q*@pytest.mark.quality({args})*{problem}*valid keywords: snr_db, "
                                  "streamed_mel_db, tokens, mos_slack, wer_slack, sim_drop, min_clean_runs*"])
