@@ -34,11 +34,12 @@ from .judging.quality import (
     compare_call,
     judge_scores,
 )
-from .judging.sound import QualityExtraMissing, score_mos
+from .judging.sound import QualityExtraMissing, score_mos, snr_db
 from .judging.specs import QualitySpec
 from .settings import POCKETSPHINX, Settings
 from .tracking.goldens import GoldenCall, GoldenError, Goldens, GoldenStore, GoldenTest
 from .tracking.runkey import RunKey
+from .tracking.stack import detect_stack, stack_changes
 
 if TYPE_CHECKING:
     from .judging.intelligibility import Recogniser
@@ -66,10 +67,13 @@ class QualityGate:
     """One per session: the goldens of the session's run key (read once), the scorers (built on first
     use), and each quality test's `TestQuality` (`results`)."""
 
-    def __init__(self, settings: Settings, run_key: Callable[[], RunKey], base_dir: Callable[[], Any]) -> None:
+    def __init__(self, settings: Settings, run_key: Callable[[], RunKey], base_dir: Callable[[], Any],
+                 device: Callable[[], str] = lambda: "cpu") -> None:
         self.settings = settings
         self._run_key = run_key
         self._base_dir = base_dir
+        self._device = device
+        self._stack: dict[str, str] | None = None
         self._goldens: Goldens | None = _UNSET
         self._lock = threading.Lock()
         self._recognisers: dict[str, Recogniser] = {}
@@ -101,6 +105,20 @@ class QualityGate:
         if any(i.get_closest_marker(QualitySpec.marker) is not None for i in items):
             self.goldens()
 
+    def stack(self) -> dict[str, str]:
+        """This session's stack (torch, CUDA, driver, ...), read once."""
+        with self._lock:
+            if self._stack is None:
+                self._stack = detect_stack(self._device(), self._base_dir())
+            return self._stack
+
+    def stack_change(self, goldens: Goldens | None) -> str:
+        """The versions that differ from the goldens' saving stack, worded ("torch 2.9.1 -> 2.10.0");
+        "" when none differ or the goldens recorded none. The commit is not a stack change."""
+        if goldens is None or not goldens.stack:
+            return ""
+        return "; ".join(stack_changes(goldens.stack, self.stack(), with_commit=False))
+
     # -- one test -----------------------------------------------------------------------------------
     def judge(self, nodeid: str, spec: QualitySpec, recordings: Sequence[Recording], engine: Any, runtime: Any,
               dtype: str, base: BaseSide | None = None, stall_timeout_s: float = 30.0) -> TestQuality:
@@ -111,12 +129,13 @@ class QualityGate:
         golden_test = goldens.tests.get(nodeid) if goldens is not None else None
         by_label = {c.label: c for c in golden_test.calls} if golden_test is not None else {}
         limits = limits_of(spec)
+        stack_change = self.stack_change(goldens)
         tq = TestQuality(nodeid)
         for rec in recordings:
             if not rec.measured or rec.round != 0 or rec.outcome != "ok":
                 continue
             golden = by_label.get(rec.label)
-            out = self._output(rec, golden, engine, runtime, spec)
+            out = self._output(rec, golden, engine, runtime, spec, stack_change)
             tq.calls.append(out)
             if rec.seed is None:
                 tq.checks.append(QualityCheck(
@@ -124,7 +143,7 @@ class QualityGate:
                     "not reproducible: the engine takes no seed=, so its outputs are compared by distribution "
                     "(MOS, WER, similarity), not sample by sample"))
                 continue
-            tq.checks += compare_call(golden, out, limits, dtype)
+            tq.checks += compare_call(golden, out, limits, dtype, stack_change)
             if base is not None:
                 tq.checks += self._against_base(base, rec, out, limits, dtype, stall_timeout_s)
         tq.checks += judge_scores(dict(golden_test.scores) if golden_test is not None else {}, tq.scores(), limits)
@@ -155,14 +174,17 @@ class QualityGate:
                 for c in compare_call(stand_in, head, limits, dtype) if c.name in ("tokens", "audio")]
 
     def _output(self, rec: Recording, golden: GoldenCall | None, engine: Any, runtime: Any,
-                spec: QualitySpec) -> CallOutput:
+                spec: QualitySpec, stack_change: str = "") -> CallOutput:
         audio = rec.audio
         text = rec.text if isinstance(rec.text, str) else None
         voice = {k: v for k, v in rec.request.items() if k in VOICE_KEYS}
         out = CallOutput(label=rec.label, kind=rec.kind, seed=rec.seed, sample_rate=rec.sample_rate, text=text,
                          tokens=None if rec.speech_tokens is None else list(rec.speech_tokens), audio=audio,
                          chunks=len(rec.chunks))
-        reference = golden.tokens if golden is not None and golden.tokens else out.tokens
+        # The golden's tokens are rendered (token2wav judges the renderer on them), except in a saving
+        # session: its own tokens' render becomes the new golden.
+        saving = self.settings.save_baseline
+        reference = golden.tokens if golden is not None and golden.tokens and not saving else out.tokens
         render = getattr(engine, "render", None)
         if callable(render) and reference and text is not None and rec.seed is not None:
             try:
@@ -172,6 +194,11 @@ class QualityGate:
                     render(text, reference, **voice, streamed=True, seed=rec.seed).audio, dtype=np.float32)
                 # A render of the golden's tokens is not the call's own: a save must not store it as such.
                 out.rendered_tokens = None if reference == out.tokens else list(reference)
+                # The float64 CPU reference: stored with a golden, and needed after a stack change.
+                wanted = saving or (bool(stack_change) and golden is not None and golden.reference_snr is not None)
+                if wanted and getattr(engine, "reference_available", False):
+                    exact = render(text, reference, **voice, streamed=False, seed=rec.seed, reference=True)
+                    out.reference_snr = snr_db(np.asarray(exact.audio, dtype=np.float64), out.rendered)
             except InvalidInput:
                 out.rendered = out.rendered_streamed = None   # e.g. golden tokens of another vocabulary: noted
         score = getattr(engine, "score_tokens", None)
@@ -239,7 +266,7 @@ class QualityGate:
         tests = [GoldenTest.from_quality(tq) for tq in self.results.values()]
         if not tests:
             return None
-        return self.store().save(key, tests)
+        return self.store().save(key, tests, stack=self.stack())
 
     def golden_audio(self) -> dict[str, dict[str, tuple[np.ndarray, int]]]:
         """The stored golden audio of each judged test's calls, for the report's side-by-side players."""

@@ -58,7 +58,7 @@ class CosySession:
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
         # @pytest.mark.quality: goldens, scorers and each quality test's result (see quality.py).
         self.quality = QualityGate(settings, lambda: self.run_key()[0],
-                                   lambda: config.invocation_params.dir)
+                                   lambda: config.invocation_params.dir, lambda: self.device_used()[0])
         self._worker_device: tuple[str, bool] | None = None   # xdist controller: where a worker loaded
 
     # -- results ------------------------------------------------------------------------------------

@@ -91,6 +91,10 @@ def _finite(x: float | None) -> float | str | None:
     return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
+def _snr_number(x: Any) -> float | None:
+    return None if x is None else math.inf if x == "inf" else -math.inf if x == "-inf" else float(x)
+
+
 def _number(x: Any) -> float | None:
     return None if x is None else float(x)
 
@@ -130,6 +134,7 @@ class CallOutput:
     transcript: str | None = None
     sim: float | None = None
     chunks: int = 0                 # chunks the call delivered (a join defect can only show with 2 or more)
+    reference_snr: float | None = None   # `rendered` against this stack's float64 CPU reference render
     # The tokens `rendered`/`rendered_streamed` render, where not the call's own (the golden's): a save
     # keeps `rendered` only as the render of its own tokens.
     rendered_tokens: list[int] | None = None
@@ -138,6 +143,7 @@ class CallOutput:
         return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
                 "text": self.text, "tokens": self.tokens, "audio": pack_audio(self.audio),
                 "rendered_tokens": self.rendered_tokens, "chunks": self.chunks,
+                "reference_snr": _finite(self.reference_snr),
                 "rendered": pack_audio(self.rendered), "rendered_streamed": pack_audio(self.rendered_streamed),
                 "token_ranks": None if self.token_ranks is None else list(self.token_ranks), "top_k": self.top_k,
                 "mos": dict(self.mos), "wer": self.wer, "transcript": self.transcript, "sim": self.sim}
@@ -153,7 +159,8 @@ class CallOutput:
                    token_ranks=None if ranks is None else tuple(int(r) for r in ranks), top_k=d.get("top_k"),
                    mos={k: float(v) for k, v in (d.get("mos") or {}).items()}, wer=d.get("wer"),
                    transcript=d.get("transcript"), sim=d.get("sim"),
-                   rendered_tokens=d.get("rendered_tokens"), chunks=int(d.get("chunks") or 0))
+                   rendered_tokens=d.get("rendered_tokens"), chunks=int(d.get("chunks") or 0),
+                   reference_snr=_snr_number(d.get("reference_snr")))
 
 
 @dataclass
@@ -251,6 +258,28 @@ class GoldenLike(Protocol):
     audio: np.ndarray | None
     rendered: np.ndarray | None
     text: str | None
+    reference_snr: float | None
+
+
+# PyTorch's accuracy check for a new build: its error against a float64 reference at most 2x (fp32) /
+# 3x (fp16, bf16) the old build's own error.
+REFERENCE_ERROR_RATIO = {"fp32": 2.0, "fp16": 3.0, "bf16": 3.0}
+
+
+def _reference_check(golden: GoldenLike, current: CallOutput, dtype: str, stack_change: str) -> QualityCheck:
+    """token2wav after a stack change: this stack's render of the golden tokens against its float64 CPU
+    reference, its error (in amplitude) at most REFERENCE_ERROR_RATIO x the golden stack's own error."""
+    assert golden.reference_snr is not None and current.reference_snr is not None
+    limit = REFERENCE_ERROR_RATIO[dtype]
+    g, c = golden.reference_snr, current.reference_snr
+    if math.isinf(g) and math.isinf(c):
+        ratio = 1.0
+    else:
+        ratio = math.inf if math.isinf(g) else 10.0 ** ((g - c) / 20.0)
+    status = "pass" if ratio <= limit else "fail"
+    return QualityCheck("token2wav", current.label, status, ratio, limit,
+                        f"stack changed ({stack_change}): token->wav error against the float64 reference "
+                        f"x{ratio:.2f} the golden stack's (limit x{limit:g}; {_fmt(c)} vs {_fmt(g)} dB SNR)")
 
 
 def _fmt(x: float) -> str:
@@ -310,10 +339,12 @@ def _snr_check(name: str, what: str, golden: np.ndarray | None, current: np.ndar
 
 
 def compare_call(golden: GoldenLike | None, current: CallOutput, limits: QualityLimits,
-                 dtype: str) -> list[QualityCheck]:
+                 dtype: str, stack_change: str = "") -> list[QualityCheck]:
     """The golden checks of one call: tokens, token2wav (this stack's offline render of the golden tokens vs
     the golden's), audio (the call's output vs the golden's, only while the tokens are identical) and
     streamed_vs_offline (this stack's streamed vs offline render of the same tokens; no golden needed).
+    With `stack_change` (the versions that differ from the golden's stack, worded) and both reference SNRs
+    known, token2wav is judged by the error against a float64 reference instead (`_reference_check`).
     Nothing here raises on a mismatch of rates or lengths: that is a failed check naming both values."""
     limit = limits.snr_limit(dtype)
     label = current.label
@@ -324,9 +355,13 @@ def compare_call(golden: GoldenLike | None, current: CallOutput, limits: Quality
     else:
         tokens = _tokens_check(golden, current, limits)
         checks.append(tokens)
-        checks.append(_snr_check("token2wav", "token->wav", golden.rendered, current.rendered, golden.sample_rate,
-                                 current.sample_rate, limit, label,
-                                 "token->wav not judged: the engine offers no render()"))
+        if stack_change and golden.reference_snr is not None and current.reference_snr is not None:
+            # Another stack is not bit-identical by design: judged by its error, not by SNR vs golden.
+            checks.append(_reference_check(golden, current, dtype, stack_change))
+        else:
+            checks.append(_snr_check("token2wav", "token->wav", golden.rendered, current.rendered,
+                                     golden.sample_rate, current.sample_rate, limit, label,
+                                     "token->wav not judged: the engine offers no render()"))
         same_tokens = golden.tokens is not None and current.tokens is not None \
             and list(golden.tokens) == list(current.tokens)
         if golden.tokens is not None and current.tokens is not None and not same_tokens:

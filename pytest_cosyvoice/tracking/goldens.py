@@ -78,18 +78,21 @@ class GoldenCall:
     rendered: np.ndarray | None = None
     text: str | None = None
     note: str = ""
+    # SNR of `rendered` against the saving stack's float64 CPU reference render of the same tokens
+    # (`render(..., reference=True)`): the saving stack's own error, for judging a later stack's.
+    reference_snr: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
                 "tokens": self.tokens, "audio": pack_audio(self.audio), "rendered": pack_audio(self.rendered),
-                "text": self.text, "note": self.note}
+                "text": self.text, "note": self.note, "reference_snr": _json_snr(self.reference_snr)}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> GoldenCall:
         return cls(label=d["label"], kind=d["kind"], seed=d["seed"], sample_rate=int(d["sample_rate"]),
                    tokens=None if d["tokens"] is None else [int(t) for t in d["tokens"]],
                    audio=unpack_audio(d["audio"]), rendered=unpack_audio(d["rendered"]), text=d["text"],
-                   note=str(d.get("note", "")))
+                   note=str(d.get("note", "")), reference_snr=_snr_of(d.get("reference_snr")))
 
 
 @dataclass
@@ -119,7 +122,7 @@ class GoldenTest:
                                     audio=np.asarray(c.audio, dtype=np.float32),
                                     rendered=None if c.rendered is None or not own
                                     else np.asarray(c.rendered, dtype=np.float32),
-                                    text=c.text))
+                                    text=c.text, reference_snr=c.reference_snr if own else None))
         return cls(tq.nodeid, calls, {k: [float(v)] for k, v in tq.scores().items()})
 
     def to_wire(self) -> dict[str, Any]:
@@ -138,6 +141,7 @@ class Goldens:
     tests: dict[str, GoldenTest]
     path: Path
     updated_at: str = ""
+    stack: dict[str, str] = field(default_factory=dict)     # the saving session's stack (tracking.stack)
 
 
 def _now() -> str:
@@ -182,7 +186,7 @@ class GoldenStore:
         index = self._read_index(folder)
         return None if index is None else self._parse(folder, index, key)
 
-    def save(self, key: RunKey, tests: list[GoldenTest]) -> Path:
+    def save(self, key: RunKey, tests: list[GoldenTest], stack: dict[str, str] | None = None) -> Path:
         """Store `tests` as the key's goldens: their calls replace the stored ones, their scores are appended
         (at most MAX_SCORES kept a metric); other stored tests are kept. Returns the folder."""
         folder = self.path_for(key)
@@ -209,7 +213,7 @@ class GoldenStore:
                     merged[t.nodeid] = _bounded(GoldenTest(t.nodeid, list(t.calls), scores, list(t.notes)))
                 # Every file in memory first: the size bound is checked before anything is written.
                 blobs = {n: _npz(t) for n, t in merged.items()}
-                doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": _now(),
+                doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": _now(), "stack": dict(stack or {}),
                        "tests": {n: _index_entry(merged[n], blobs[n]) for n in sorted(merged)}}
                 text = json.dumps(doc, indent=1) + "\n"
                 total = sum(len(b) for b in blobs.values()) + len(text.encode("utf-8"))
@@ -274,7 +278,11 @@ class GoldenStore:
             except (ValueError, TypeError, KeyError) as exc:
                 raise GoldenError(f"{path}: test {nodeid!r}: {exc}; {expected}") from None
             tests[nodeid] = self._read_test(folder, nodeid, meta)
-        return Goldens(key=stored_key, tests=tests, path=folder, updated_at=str(doc.get("updated_at", "")))
+        stack = doc.get("stack") or {}
+        if not isinstance(stack, dict):
+            raise GoldenError(f"{path}: \"stack\" must be an object; {expected}")
+        return Goldens(key=stored_key, tests=tests, path=folder, updated_at=str(doc.get("updated_at", "")),
+                       stack={str(k): str(v) for k, v in stack.items()})
 
     @staticmethod
     def _read_test(folder: Path, nodeid: str, meta: dict[str, Any]) -> GoldenTest:
@@ -314,7 +322,7 @@ class GoldenStore:
                 values[name] = a
             calls.append(GoldenCall(label=c["label"], kind=c["kind"], seed=c["seed"], sample_rate=c["sample_rate"],
                                     tokens=c["tokens"], audio=values["audio"], rendered=values["rendered"],
-                                    text=c["text"], note=c["note"]))
+                                    text=c["text"], note=c["note"], reference_snr=c["reference_snr"]))
         return GoldenTest(nodeid, calls, meta["scores"], meta["notes"])
 
 
@@ -350,7 +358,8 @@ def _bounded(t: GoldenTest) -> GoldenTest:
             note = (f"audio {longest / c.sample_rate:.1f} s, over the {MAX_CALL_SECONDS} s bound "
                     f"(MAX_CALL_SECONDS): not stored, tokens kept")
             audio = rendered = None
-        out.append(GoldenCall(c.label, c.kind, c.seed, c.sample_rate, c.tokens, audio, rendered, c.text, note))
+        out.append(GoldenCall(c.label, c.kind, c.seed, c.sample_rate, c.tokens, audio, rendered, c.text, note,
+                              c.reference_snr if rendered is not None else None))
     return GoldenTest(t.nodeid, out, t.scores, notes)
 
 
@@ -366,6 +375,20 @@ def _npz(t: GoldenTest) -> bytes:
     return buf.getvalue()
 
 
+def _json_snr(x: float | None) -> float | str | None:
+    return None if x is None or math.isnan(x) else x if math.isfinite(x) else "inf"
+
+
+def _snr_of(x: Any) -> float | None:
+    if x is None:
+        return None
+    if x == "inf":
+        return math.inf
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise ValueError(f"reference_snr {x!r}: expected a number, \"inf\" or null")
+    return float(x)
+
+
 def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
     calls = []
     for c in t.calls:
@@ -376,7 +399,8 @@ def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
                 flat = np.ascontiguousarray(a, dtype="<f4").reshape(-1)
                 arrays[name] = {"sha256": _sha256(_array_bytes(flat)), "length": int(flat.size)}
         calls.append({"label": c.label, "kind": c.kind, "seed": c.seed, "sample_rate": c.sample_rate,
-                      "tokens": c.tokens, "text": c.text, "note": c.note, "arrays": arrays})
+                      "tokens": c.tokens, "text": c.text, "note": c.note, "arrays": arrays,
+                      "reference_snr": _json_snr(c.reference_snr)})
     return {"file": file_name(t.nodeid), "sha256": _sha256(blob), "bytes": len(blob), "notes": t.notes,
             "scores": t.scores, "calls": calls}
 
@@ -407,6 +431,6 @@ def _parse_entry(nodeid: str, entry: Any) -> dict[str, Any]:
         calls.append({"label": str(c["label"]), "kind": str(c["kind"]), "seed": None if seed is None else int(seed),
                       "sample_rate": int(c["sample_rate"]), "tokens": tokens,
                       "text": None if c["text"] is None else str(c["text"]), "note": str(c.get("note", "")),
-                      "arrays": arrays})
+                      "arrays": arrays, "reference_snr": _snr_of(c.get("reference_snr"))})
     return {"file": str(entry["file"]), "sha256": str(entry["sha256"]), "bytes": int(entry["bytes"]),
             "notes": [str(n) for n in entry.get("notes", [])], "scores": scores, "calls": calls}

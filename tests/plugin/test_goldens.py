@@ -220,3 +220,15 @@ def test_size_bounds(tmp_path: Path) -> None:
         small.save(KEY, [golden("suites/q.py::big", call(n=RATE))])
     assert str(folder) in str(e.value) and "nothing was written" in str(e.value)
     assert snapshot(folder) == before
+
+
+def test_reference_error_and_saving_stack_round_trip(tmp_path: Path) -> None:
+    store = GoldenStore(tmp_path / "baselines")
+    a, b = call(), call("stream#1", 8)
+    a.reference_snr, b.reference_snr = 97.25, float("inf")
+    store.save(KEY, [golden("suites/q.py::a", a, b)], stack={"torch": "2.9.1", "cuda": "none"})
+    loaded = store.load(KEY)
+    assert loaded is not None and loaded.stack == {"torch": "2.9.1", "cuda": "none"}
+    got = loaded.tests["suites/q.py::a"].calls
+    assert got[0].reference_snr == 97.25 and got[1].reference_snr == float("inf")
+    assert GoldenCall.from_wire(got[0].to_wire()).reference_snr == 97.25

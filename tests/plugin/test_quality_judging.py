@@ -196,3 +196,26 @@ def test_score_directions() -> None:
     assert {c.status for c in judge_scores(clean, {"wer": 0.0, "sim": 0.99}, LIMITS)} == {"pass"}
     with pytest.raises(ValueError, match="scores mcd: expected dnsmos, plcmos, wer or sim"):
         judge_scores(clean, {"mcd": 1.0}, LIMITS)
+
+
+@pytest.mark.parametrize(("golden_snr", "current_snr", "dtype", "status"), [
+    (100.0, 100.0, "fp32", "pass"),     # the same error as the golden stack's
+    (100.0, 94.5, "fp32", "pass"),      # x1.88 the error: inside torch's 2x for fp32
+    (100.0, 93.0, "fp32", "fail"),      # x2.24
+    (100.0, 91.0, "fp16", "pass"),      # x2.82: inside 3x for fp16
+    (100.0, 40.0, "fp32", "fail"),      # an fp16-sized error after an fp32 upgrade
+])
+def test_after_a_stack_change_token2wav_is_judged_against_the_reference(
+        speech: tuple[np.ndarray, int], golden_snr: float, current_snr: float, dtype: str, status: str) -> None:
+    audio, rate = speech
+    golden = golden_of(audio, rate)
+    golden.reference_snr = golden_snr
+    # The render differs from the golden's far beyond the SNR limit: only the reference rule can pass it.
+    current = current_of(audio, rate, rendered=with_noise(audio, -40.0), reference_snr=current_snr)
+    check = by_name(compare_call(golden, current, LIMITS, dtype, stack_change="torch 2.9.1 -> 2.10.0"))["token2wav"]
+    assert check.status == status, check.text
+    assert check.text.startswith("stack changed (torch 2.9.1 -> 2.10.0): token->wav error against the float64 "
+                                 "reference x")
+    # On the same stack the same render is judged against the golden itself, and fails.
+    same = by_name(compare_call(golden, current, LIMITS, dtype))["token2wav"]
+    assert same.status == "fail" and "SNR vs golden" in same.text
