@@ -75,3 +75,21 @@ def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """The inner pytester sessions would append their Markdown to a CI job's real step summary
     (`--cosy-markdown` defaults to $GITHUB_STEP_SUMMARY): tests that want it set it themselves."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
+def build_xvector_dir(d: Path) -> Path:
+    """A tiny random-weight WavLMForXVector directory (a local speaker-verification model for --cosy-sim;
+    no download): the same weights each time, torch's global RNG left as it was."""
+    import torch
+    import transformers
+
+    config = transformers.WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, conv_dim=(32, 32), conv_stride=(5, 4),
+                                      conv_kernel=(10, 8), num_conv_pos_embeddings=16,
+                                      num_conv_pos_embedding_groups=2, tdnn_dim=(32, 32), tdnn_kernel=(3, 1),
+                                      tdnn_dilation=(1, 1), xvector_output_dim=16, classifier_proj_size=16)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        transformers.WavLMForXVector(config).save_pretrained(d)
+    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(d)
+    return d

@@ -26,7 +26,7 @@ from .sound import (
 )
 
 # The checks, in the order the report lists them.
-CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", "dnsmos", "plcmos", "wer", "sim")
+CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", "dnsmos", "plcmos", "wer", "sim", "sim_model")
 STATUSES = ("pass", "fail", "note")
 TOKEN_MODES = ("identical", "top_k", "off")
 DTYPES = ("fp32", "fp16", "bf16")
@@ -397,11 +397,11 @@ def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
     """The test-level scores against the stored clean runs' samples: dnsmos and plcmos fail below the worst
     clean run x mos_slack, sim below the worst - sim_drop, wer above max(worst x wer_slack, worst + WER_FLOOR).
     Fewer than min_clean_runs samples: a "note" (uncalibrated), never a failure."""
-    unknown = sorted(set(current) - {"dnsmos", "plcmos", "wer", "sim"})
+    unknown = sorted(set(current) - {"dnsmos", "plcmos", "wer", "sim", "sim_model"})
     if unknown:
-        raise ValueError(f"scores {', '.join(unknown)}: expected dnsmos, plcmos, wer or sim")
+        raise ValueError(f"scores {', '.join(unknown)}: expected dnsmos, plcmos, wer, sim or sim_model")
     checks = []
-    for name in ("dnsmos", "plcmos", "wer", "sim"):
+    for name in ("dnsmos", "plcmos", "wer", "sim", "sim_model"):
         if name not in current:
             continue
         value = float(current[name])
@@ -416,11 +416,11 @@ def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
             d = mos_drift(base, [value], limits.mos_slack, minimum=limits.min_clean_runs, metric=name)
             checks.append(QualityCheck(name, "", "fail" if d.failed else "pass", value, d.limit, d.line))
             continue
-        if name == "sim":
+        if name in ("sim", "sim_model"):    # campplus, and the --cosy-sim model: the same rule
             worst = min(base)
             limit = worst - limits.sim_drop
             ok = value >= limit
-            text = (f"sim {value:.3f} {'>=' if ok else '<'} limit {limit:.3f} ({worst_text} {worst:.3f} - "
+            text = (f"{name} {value:.3f} {'>=' if ok else '<'} limit {limit:.3f} ({worst_text} {worst:.3f} - "
                     f"{limits.sim_drop:g})")
         else:
             worst = max(base)

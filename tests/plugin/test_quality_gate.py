@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_cosyvoice.recording.calls import quality_seed
+from tests.fixtures import build_xvector_dir
 
 
 @pytest.fixture(scope="session")
@@ -134,3 +135,28 @@ def test_a_misused_quality_marker_names_the_value(pytester: pytest.Pytester, war
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines([f"*test_q*@pytest.mark.quality({args})*{problem}*valid keywords: snr_db, "
                                  "streamed_mel_db, tokens, mos_slack, wer_slack, sim_drop, min_clean_runs*"])
+
+
+@pytest.fixture(scope="session")
+def xvector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Built (transformers imported) before pytester's module snapshot, which would drop it after the test."""
+    pytest.importorskip("transformers")
+    return build_xvector_dir(tmp_path_factory.mktemp("xvector"))
+
+
+def test_asr_and_speaker_model_scores_reach_the_report(pytester: pytest.Pytester, tiny_v2_dir: Path,
+                                                       xvector: Path) -> None:
+    """--cosy-asr pocketsphinx and --cosy-sim with a tiny local x-vector model: each quality call is
+    transcribed and scored, the session names the WER figures. A subprocess: transformers and
+    pocketsphinx are imported by the inner session alone."""
+    pytest.importorskip("pocketsphinx")
+    pytester.copy_example("quality_gate")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--cosy-model={tiny_v2_dir}",
+                                           "--cosy-device=cpu", "--cosy-baseline-dir=goldens", "--cosy-report=report",
+                                           "--cosy-asr=pocketsphinx", f"--cosy-sim={xvector}", "-k", "test_stream")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*quality WER (--cosy-asr): mean * over 1 utterances, * above 50 %*"])
+    test = _quality(pytester)["test_stream"]
+    assert {"dnsmos", "plcmos", "wer", "sim", "sim_model"} <= set(test["scores"]), test["scores"]
+    notes = {c["name"]: c["text"] for c in test["checks"] if c["call"] == ""}
+    assert notes["sim_model"].startswith("sim_model ") and "uncalibrated (0 of 5 clean runs)" in notes["sim_model"]

@@ -194,7 +194,7 @@ def test_score_directions() -> None:
     assert bad["wer"].text.startswith("wer 0.300 > limit 0.170")
     # Lower WER and higher SIM than ever seen are fine, not a drift.
     assert {c.status for c in judge_scores(clean, {"wer": 0.0, "sim": 0.99}, LIMITS)} == {"pass"}
-    with pytest.raises(ValueError, match="scores mcd: expected dnsmos, plcmos, wer or sim"):
+    with pytest.raises(ValueError, match="scores mcd: expected dnsmos, plcmos, wer, sim or sim_model"):
         judge_scores(clean, {"mcd": 1.0}, LIMITS)
 
 

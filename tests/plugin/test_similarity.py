@@ -10,26 +10,15 @@ import pytest
 import soundfile as sf
 
 from pytest_cosyvoice.judging.similarity import SpeakerModel, cosine, local_speaker_model
+from tests.fixtures import build_xvector_dir
 
 PROMPT = Path(__file__).resolve().parents[2] / "pytest_cosyvoice" / "data" / "prompt.wav"
 
 
 @pytest.fixture(scope="module")
 def xvector_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    transformers = pytest.importorskip("transformers")
-    import torch
-
-    config = transformers.WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=64, conv_dim=(32, 32), conv_stride=(5, 4),
-                                      conv_kernel=(10, 8), num_conv_pos_embeddings=16,
-                                      num_conv_pos_embedding_groups=2, tdnn_dim=(32, 32), tdnn_kernel=(3, 1),
-                                      tdnn_dilation=(1, 1), xvector_output_dim=16, classifier_proj_size=16)
-    d = tmp_path_factory.mktemp("wavlm-xvector")
-    with torch.random.fork_rng():   # the same random weights each run, torch's global RNG left as it was
-        torch.manual_seed(0)
-        transformers.WavLMForXVector(config).save_pretrained(d)
-    transformers.Wav2Vec2FeatureExtractor(sampling_rate=16000, do_normalize=True).save_pretrained(d)
-    return d
+    pytest.importorskip("transformers")
+    return build_xvector_dir(tmp_path_factory.mktemp("wavlm-xvector"))
 
 
 def test_same_audio_is_cosine_one_other_audio_less(xvector_dir: Path) -> None:
