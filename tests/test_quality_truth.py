@@ -11,6 +11,7 @@ import pytest
 
 from benchmarks.quality_truth import (
     Session,
+    affected,
     build_matrix,
     costs,
     main,
@@ -128,3 +129,11 @@ def test_a_defect_that_does_not_apply_to_the_engine_is_a_usage_error(capsys: pyt
         main(["--engine", "speaking", "--defects", "flow-fp16", "--matrix-only"])
     assert e.value.code == 2
     assert "--defects flow-fp16: not a defect of engine 'speaking'" in capsys.readouterr().err
+
+
+def test_a_defect_does_not_count_on_tests_it_cannot_reach_on_that_engine() -> None:
+    quality = {"tests": {"suites/test_quality.py::test_voice_conversion_sounds_the_same": {"checks": []},
+                         "suites/test_quality.py::test_stream_sounds_the_same[sft-short-en]": {"checks": []}}}
+    assert affected("speaker-swapped", quality, "speaking") == {
+        "suites/test_quality.py::test_stream_sounds_the_same[sft-short-en]"}
+    assert len(affected("speaker-swapped", quality, "tiny")) == 2
