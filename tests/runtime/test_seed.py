@@ -194,14 +194,14 @@ def test_with_a_draw_dtype_a_float64_computation_gets_the_float32_draws_cast() -
     f32 = _draws(torch.float32, None)
     f64 = _draws(torch.float64, torch.float32)
     plain64 = _draws(torch.float64, None)
-    for i, (a, b) in enumerate(zip(f32, f64)):
+    for i, (a, b) in enumerate(zip(f32, f64, strict=True)):
         assert b.dtype == (torch.float64 if a.is_floating_point() else a.dtype), i
         assert torch.equal(a.to(b.dtype), b), f"draw {i} differs from the float32 draw, cast"
     # Without it, a float64 draw is another number than the float32 one (why the option exists).
     assert not torch.equal(f32[0].double(), plain64[0])
     assert not torch.equal(f32[7].double(), plain64[7])   # in-place normal_ too
     # float32 tensors with draw_dtype=float32 draw exactly as without it (the default path).
-    assert all(torch.equal(a, b) for a, b in zip(f32, _draws(torch.float32, torch.float32)))
+    assert all(torch.equal(a, b) for a, b in zip(f32, _draws(torch.float32, torch.float32), strict=True))
 
 
 def test_an_in_place_draw_in_a_draw_dtype_fills_the_tensor_itself() -> None:
