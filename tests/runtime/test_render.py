@@ -236,3 +236,15 @@ def test_the_speaker_embedding_is_campplus_on_16k_audio(rt: Runtime, voice: Path
 def test_bad_audio_for_the_speaker_embedding_is_refused(rt: Runtime, audio: Any, rate: Any, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):
         rt.speaker_embedding(audio, rate)
+
+
+def test_default_float_makes_dtype_less_float_factories_in_its_dtype_only() -> None:
+    from cosyvoice_runtime.token2wav import DefaultFloat
+
+    with DefaultFloat(torch.float64):
+        made = [torch.zeros(3), torch.ones(2, 2), torch.tensor([0.5]), torch.arange(0.0, 1.0, 0.25),
+                torch.full((2,), 1.5)]
+        kept = [torch.zeros(3, dtype=torch.float32), torch.tensor([1, 2]), torch.arange(4), torch.rand(3)]
+    assert all(t.dtype == torch.float64 for t in made)
+    assert [t.dtype for t in kept] == [torch.float32, torch.int64, torch.int64, torch.float32]
+    assert torch.get_default_dtype() == torch.float32 and torch.zeros(1).dtype == torch.float32
