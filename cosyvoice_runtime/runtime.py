@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import logging
 import math
@@ -32,6 +33,10 @@ from .types import Chunk, ChunkTally, StreamStats, Synthesis
 
 log = logging.getLogger("cosyvoice_runtime")
 _ids = itertools.count(1)
+# The dtypes of the reference render's CPU copies (``Runtime.render(..., reference=True)``): the vocoder
+# in float64; the flow in float32, because upstream's flow decoders refuse float64 (their attention
+# masks assert float32/bfloat16/float16: ``cosyvoice.utils.common.mask_to_bias``).
+REFERENCE_DTYPES: dict[str, torch.dtype] = {"flow": torch.float32, "hift": torch.float64}
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,8 @@ class Runtime:
         self._tokens = LLMTokenSource(self.version, self.llm, self.flow, self.frontend, self.device, self._autocast)
         warm_normalisers()  # the text normalisers' imports are slow: at load, not in the first request
         self._lock = threading.Lock()
+        self._reference_lock = threading.Lock()
+        self._reference: tuple[Any, Any] | None = None   # (flow, hift): CPU copies, made at first use
         self._active: dict[str, threading.Thread | None] = {}
         log.info("loaded CosyVoice v%d from %s on %s (fp16=%s) in %.2f s", self.version, self.model_dir,
                  self.device, self.fp16, time.perf_counter() - t0)
@@ -154,6 +161,12 @@ class Runtime:
         return sampling_top_k(self.llm)
 
     @property
+    def reference_available(self) -> bool:
+        """Whether ``render(..., reference=True)`` can run: always here (CPU copies of the loaded flow
+        and vocoder, in ``REFERENCE_DTYPES``, are made at the first such render)."""
+        return True
+
+    @property
     def has_campplus(self) -> bool:
         """Whether ``speaker_embedding`` can run: always, the loader refuses a model directory without
         campplus.onnx (ModelLoadError naming it). Engines that may lack it answer False."""
@@ -171,7 +184,8 @@ class Runtime:
 
     def render(self, text: str | Iterable[str], tokens: Any, *, speaker: str | None = None, prompt_wav: Any = None,
                prompt_text: str | None = None, instruct: str | None = None, source_wav: Any = None,
-               text_frontend: bool = True, streamed: bool = False, seed: int | None = None) -> Synthesis:
+               text_frontend: bool = True, streamed: bool = False, seed: int | None = None,
+               reference: bool = False) -> Synthesis:
         """Token -> wav of the given speech ``tokens`` (a flat sequence of ids, e.g. a request's
         ``StreamStats.speech_tokens``, every sentence's together) in the voice of the request the other
         arguments describe (``plan``'s first input: prompt tokens, prompt mel, speaker embedding; the text
@@ -179,19 +193,38 @@ class Runtime:
         ``streamed=True`` renders the chunks of the runtime's hop schedule, then the closing one, as a
         stream renders them. ``seed`` names the vocoder's (and v1 flow's) draws ``render/...``: the same
         tokens, voice and seed give the same audio. The chunks carry the tokens each covers; the stats
-        the given ids. InvalidInput for tokens that are not such a sequence, naming the valid range."""
+        the given ids. InvalidInput for tokens that are not such a sequence, naming the valid range.
+
+        ``reference=True`` (needs a seed) renders the same on the runtime's CPU copies of the loaded
+        flow and vocoder (made once, at the first such call; the loaded ones are not changed), without
+        autocast: the flow in float32 (upstream's flow decoders refuse float64), the vocoder in float64
+        on the flow's mel cast to float64, every seeded draw made in float32 and cast
+        (``SeededDraws(draw_dtype=float32)``), so it is the same function as the seeded render in
+        (at least) float32 CPU precision: the reference a render's numerical error is measured
+        against. The audio is float32 as always."""
         seed = check_seed(seed)
         if not isinstance(streamed, bool):
             raise InvalidInput(f"streamed={shown(streamed)}: expected True or False")
+        if not isinstance(reference, bool):
+            raise InvalidInput(f"reference={shown(reference)}: expected True or False")
+        if reference and seed is None:
+            raise InvalidInput("reference=True with seed=None: a reference render needs a seed (the same "
+                               "draws as the seeded render it is compared with)")
         ids = check_speech_tokens(tokens, self.speech_vocab, version=self.version)
         plan = self.plan(text, speaker=speaker, prompt_wav=prompt_wav, prompt_text=prompt_text, instruct=instruct,
                          source_wav=source_wav, text_frontend=text_frontend)
         first = plan.inputs[0]
         voice = first.inputs if isinstance(first, TextStreamInput) else first
         s = self.settings
-        renderer = make_renderer(self.version, self.flow, self.hift, voice, self.device, self._autocast,
-                                 Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor),
-                                 context_tokens=s.flow_context_tokens, seed=seed, draws_name="render")
+        schedule = Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor)
+        if reference:
+            flow, hift = self._reference_components()
+            renderer = make_renderer(self.version, flow, hift, voice, torch.device("cpu"), _no_autocast, schedule,
+                                     context_tokens=s.flow_context_tokens, seed=seed, draws_name="render",
+                                     dtype=REFERENCE_DTYPES["hift"], draw_dtype=torch.float32)
+        else:
+            renderer = make_renderer(self.version, self.flow, self.hift, voice, self.device, self._autocast,
+                                     schedule, context_tokens=s.flow_context_tokens, seed=seed, draws_name="render")
         stats = StreamStats(sentences=1)
         stats.add_speech_tokens(ids)
         tally = ChunkTally(self.sample_rate, stats)
@@ -296,6 +329,15 @@ class Runtime:
     def _stall_timeout(self, value: float | None) -> float:
         return self.settings.stall_timeout_s if value is None else check_timeout("stall_timeout_s", value)
 
+    def _reference_components(self) -> tuple[Any, Any]:
+        """The CPU copies of the loaded flow and hift in ``REFERENCE_DTYPES`` (made once, under a lock):
+        the runtime's own objects; the loaded modules are left as they are."""
+        with self._reference_lock:
+            if self._reference is None:
+                self._reference = (_cpu_copy(self.flow, REFERENCE_DTYPES["flow"]),
+                                   _cpu_copy(self.hift, REFERENCE_DTYPES["hift"]))
+            return self._reference
+
     def _autocast(self) -> contextlib.AbstractContextManager[object]:
         return torch.autocast(device_type=self.device.type, enabled=self.fp16)  # torch.amp's, not torch.cuda.amp's
 
@@ -378,6 +420,23 @@ class Runtime:
             del renderer
             if self.device.type == "cuda" and s.empty_cuda_cache:
                 torch.cuda.empty_cache()
+
+
+def _no_autocast() -> contextlib.AbstractContextManager[object]:
+    return torch.autocast(device_type="cpu", enabled=False)
+
+
+def _cpu_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
+    """A deep copy of ``module`` on the CPU in ``dtype``, in eval mode. Besides parameters and buffers,
+    floating tensors a submodule keeps as a plain attribute (upstream's HiFT ``stft_window``, the v2
+    flow's fixed ``rand_noise``) are cast too, on the copy only (the same values, cast)."""
+    with torch.inference_mode(False):
+        twin = copy.deepcopy(module).to(device="cpu", dtype=dtype).eval()
+        for sub in twin.modules():
+            for name, value in list(vars(sub).items()):
+                if isinstance(value, torch.Tensor) and value.is_floating_point():
+                    setattr(sub, name, value.to("cpu", dtype))
+    return twin
 
 
 def _samples(speech: torch.Tensor, tokens: int) -> tuple[np.ndarray, int]:

@@ -21,10 +21,21 @@ Limits (said in docs/runtime.md too):
 - A call that passes its own ``generator=`` keeps it.
 - Every torch call of the thread goes through the mode's Python hook while it is entered: a small cost
   per operation, paid only by seeded requests.
+
+``draw_dtype`` (e.g. ``torch.float32``): every floating-point draw the mode seeds is made in that
+dtype, from the same generator, and cast to the dtype asked for, so a float64 copy of a computation
+gets exactly the float32 computation's draws, cast (torch draws different numbers for a float64
+tensor than for a float32 one). That covers the factories (``rand``/``randn``/``normal`` and the
+``*_like`` forms), the draws whose output follows a floating input (``normal`` of tensors,
+``bernoulli``, ``poisson``: the input is cast to ``draw_dtype`` first) and the in-place fills
+(``uniform_``, ``normal_``, ``bernoulli_``, ...: drawn into a ``draw_dtype`` tensor, then copied in).
+Integer draws (``randint``, ``randperm``, ``multinomial``, ``random_`` on an integer tensor) are
+unchanged.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +53,15 @@ RANDOM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
     torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.exponential_, torch.Tensor.geometric_,
     torch.Tensor.log_normal_, torch.Tensor.cauchy_, torch.Tensor.random_,
 })
+# Draws whose result is a fresh floating tensor of `dtype=` (default: torch's default dtype).
+_FLOAT_FACTORIES: frozenset[Callable[..., Any]] = frozenset({torch.rand, torch.randn})
+# Draws whose floating result follows their floating tensor inputs' dtype.
+_FOLLOW_INPUT: frozenset[Callable[..., Any]] = frozenset({
+    torch.normal, torch.bernoulli, torch.poisson, torch.Tensor.bernoulli})
+# In-place fills of the tensor they are called on.
+_IN_PLACE: frozenset[Callable[..., Any]] = frozenset({
+    torch.Tensor.uniform_, torch.Tensor.normal_, torch.Tensor.exponential_, torch.Tensor.geometric_,
+    torch.Tensor.log_normal_, torch.Tensor.cauchy_, torch.Tensor.random_, torch.Tensor.bernoulli_})
 # The *_like draws take no generator: drawn as the named function of the input's shape.
 _LIKE: dict[Callable[..., Any], Callable[..., Any]] = {
     torch.rand_like: torch.rand, torch.randn_like: torch.randn, torch.randint_like: torch.randint,
@@ -59,8 +79,12 @@ class SeededDraws(TorchFunctionMode):
     """While entered in a thread, that thread's torch random draws (see the module's limits) come from
     generators seeded from ``(seed, stream_name)``, one per device, created at the first draw there."""
 
-    def __init__(self, seed: int, stream_name: str) -> None:
+    def __init__(self, seed: int, stream_name: str, *, draw_dtype: torch.dtype | None = None) -> None:
         super().__init__()
+        if draw_dtype is not None and (not isinstance(draw_dtype, torch.dtype) or not draw_dtype.is_floating_point):
+            raise InvalidInput(f"draw_dtype={draw_dtype!r}: expected None or a floating torch dtype "
+                               "(e.g. torch.float32)")
+        self.draw_dtype = draw_dtype
         checked = check_seed(seed)
         if checked is None:
             raise InvalidInput("seed=None: SeededDraws needs a seed (use contextlib.nullcontext() for none)")
@@ -98,11 +122,52 @@ class SeededDraws(TorchFunctionMode):
                 else:
                     low, high = kwargs.pop("low", 0), kwargs.pop("high")
                 return like(low, high, tuple(x.shape), generator=self.generator(device), device=device, **kwargs)
+            dtype = kwargs["dtype"]
+            if self.draw_dtype is not None and dtype.is_floating_point and dtype != self.draw_dtype:
+                kwargs["dtype"] = self.draw_dtype
+                drawn = like(tuple(x.shape), *rest, generator=self.generator(device), device=device, **kwargs)
+                return drawn.to(dtype)
             return like(tuple(x.shape), *rest, generator=self.generator(device), device=device, **kwargs)
         if func in RANDOM_FUNCTIONS and kwargs.get("generator") is None \
                 and not any(isinstance(a, torch.Generator) for a in args):
             kwargs["generator"] = self.generator(_draw_device(args, kwargs))
             self.draws += 1
+            if self.draw_dtype is not None:
+                return self._draw_in_draw_dtype(func, args, kwargs)
+        return func(*args, **kwargs)
+
+    def _draw_in_draw_dtype(self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``func(*args, **kwargs)`` (a seeded draw) made in ``draw_dtype`` and cast to the dtype asked for."""
+        want = self.draw_dtype
+        assert want is not None
+        if func in _FLOAT_FACTORIES or (func is torch.normal and kwargs.get("size") is not None) \
+                or (func is torch.normal and len(args) >= 3 and not isinstance(args[0], torch.Tensor)):
+            dtype = kwargs.get("dtype") or torch.get_default_dtype()
+            if kwargs.get("out") is not None or not dtype.is_floating_point or dtype == want:
+                return func(*args, **kwargs)
+            return func(*args, **{**kwargs, "dtype": want}).to(dtype)
+        if func in _FOLLOW_INPUT:
+            if kwargs.get("out") is not None:
+                return func(*args, **kwargs)
+            floating = [a for a in (*args, *kwargs.values())
+                        if isinstance(a, torch.Tensor) and a.is_floating_point() and a.dtype != want]
+            if not floating:
+                return func(*args, **kwargs)
+            cast = [a.to(want) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args]
+            kw = {k: v.to(want) if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                  for k, v in kwargs.items()}
+            out = func(*cast, **kw)
+            dtype = functools.reduce(torch.promote_types, (a.dtype for a in floating))
+            return out.to(dtype) if out.is_floating_point() else out
+        if func in _IN_PLACE and args and isinstance(args[0], torch.Tensor):
+            target = args[0]
+            if not target.is_floating_point() or target.dtype == want:
+                return func(*args, **kwargs)
+            drawn = torch.empty(target.shape, dtype=want, device=target.device)
+            func(drawn, *args[1:], **kwargs)
+            with torch.no_grad():
+                target.copy_(drawn)
+            return target
         return func(*args, **kwargs)
 
 
@@ -117,6 +182,8 @@ def _draw_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device:
     return torch.get_default_device()
 
 
-def seeded(seed: int | None, stream_name: str) -> contextlib.AbstractContextManager[object]:
-    """``SeededDraws(seed, stream_name)``, or a context that does nothing when ``seed`` is None."""
-    return contextlib.nullcontext() if seed is None else SeededDraws(seed, stream_name)
+def seeded(seed: int | None, stream_name: str, *,
+           draw_dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager[object]:
+    """``SeededDraws(seed, stream_name, draw_dtype=...)``, or a context that does nothing when ``seed``
+    is None."""
+    return contextlib.nullcontext() if seed is None else SeededDraws(seed, stream_name, draw_dtype=draw_dtype)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
 
 from .frontend import ModelInput
 from .rates import token_rate
@@ -36,6 +37,33 @@ def crossfade(fade_in: torch.Tensor, fade_out: torch.Tensor, window: torch.Tenso
     return out
 
 
+# Tensor factories that make torch's default floating dtype (float32) when given no dtype.
+_FLOAT_FACTORIES: frozenset[Any] = frozenset({
+    torch.zeros, torch.ones, torch.empty, torch.full, torch.tensor, torch.arange, torch.linspace})
+
+
+class DefaultFloat(TorchFunctionMode):
+    """While entered in a thread, that thread's tensor factories (``torch.zeros``, ``tensor``, ...)
+    called without ``dtype=`` whose result would be torch's default floating dtype make ``dtype``
+    instead: upstream's vocoders build some tensors that way (``SineGen``'s harmonics, ``torch.zeros``)
+    and a float64 copy of them would otherwise mix float32 into its float64 arithmetic. Thread-local
+    like ``SeededDraws``: torch's default dtype, a process-wide setting, is left alone. Random draws
+    are not factories here (their dtype is ``SeededDraws``'s business)."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.dtype = dtype
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in _FLOAT_FACTORIES and kwargs.get("dtype") is None and kwargs.get("out") is None \
+                and isinstance(out, torch.Tensor) and out.dtype == torch.get_default_dtype() != self.dtype:
+            return func(*args, **{**kwargs, "dtype": self.dtype})
+        return out
+
+
 @dataclass(frozen=True)
 class Schedule:
     """Streaming hop lengths (tokens). v2/v3 grow the hop per request: 25, 50, 100, 100, ..."""
@@ -50,12 +78,18 @@ class Renderer:
 
     With a ``seed``, each vocoder call (and v1's flow, which draws its noise per call) draws from its
     own generator, named ``{draws_name}/hift-{k}`` for the k-th rendered piece: a piece's noise then
-    does not depend on how many draws the pieces before it made."""
+    does not depend on how many draws the pieces before it made.
+
+    ``dtype`` (None: the flow's output as it is) is the floating dtype of the mel given to the vocoder
+    and of the vocoder's source cache: float64 to vocode on a float64 copy of the vocoder.
+    ``draw_dtype`` is ``SeededDraws``'s (the seeded draws made in that dtype and cast)."""
 
     def __init__(self, flow: Any, hift: Any, inputs: ModelInput, device: torch.device, autocast: Any, *,
-                 seed: int | None = None, draws_name: str = "") -> None:
+                 seed: int | None = None, draws_name: str = "", dtype: torch.dtype | None = None,
+                 draw_dtype: torch.dtype | None = None) -> None:
         self.flow, self.hift, self.inputs, self.device, self.autocast = flow, hift, inputs, device, autocast
         self.seed, self.draws_name = seed, draws_name
+        self.dtype, self.draw_dtype = dtype, draw_dtype
         self.pieces = 0     # vocoder calls so far: the index of the piece being rendered
         self.prompt_token = inputs.flow_prompt_speech_token.to(device)
         self.prompt_feat = inputs.prompt_speech_feat.to(device)
@@ -63,7 +97,11 @@ class Renderer:
 
     def _draws(self, part: str) -> contextlib.AbstractContextManager[object]:
         """The seeded draws of this piece's ``part`` ("hift", "flow"); nothing without a seed."""
-        return seeded(self.seed, f"{self.draws_name}/{part}-{self.pieces}")
+        return seeded(self.seed, f"{self.draws_name}/{part}-{self.pieces}", draw_dtype=self.draw_dtype)
+
+    def _factories(self) -> contextlib.AbstractContextManager[object]:
+        """The vocoder's tensor factories in ``dtype`` (``DefaultFloat``); nothing without one."""
+        return contextlib.nullcontext() if self.dtype is None else DefaultFloat(self.dtype)
 
     def _lens(self, t: torch.Tensor) -> torch.Tensor:
         return torch.tensor([t.shape[1]], dtype=torch.int32, device=self.device)
@@ -77,15 +115,16 @@ class Renderer:
     def _vocode(self, mel: torch.Tensor, finalize: bool, speed: float = 1.0) -> torch.Tensor:
         """HiFT continuing from the previous chunk: cached mel and source prepended, speech cross-faded,
         the tail held back for the next chunk unless this is the last one."""
+        mel = mel.to(self.dtype) if self.dtype is not None else mel
         if self.cache is not None:
             mel = torch.cat([self.cache["mel"], mel], dim=2)
             source = self.cache["source"]
         else:
-            source = torch.zeros(1, 1, 0, device=self.device)
+            source = torch.zeros(1, 1, 0, device=self.device, dtype=self.dtype)
         if finalize and speed != 1.0:
             mel = F.interpolate(mel, size=int(mel.shape[2] / speed), mode="linear")
         speech: torch.Tensor  # hift is upstream's untyped module
-        with self._draws("hift"):
+        with self._factories(), self._draws("hift"):
             speech, new_source = self.hift.inference(speech_feat=mel, cache_source=source)
         self.pieces += 1
         if self.cache is not None:
@@ -173,12 +212,13 @@ class CausalHiftRenderer(CausalRenderer):
         self.speech_offset = 0
 
     def _vocode(self, mel: torch.Tensor, finalize: bool, speed: float = 1.0) -> torch.Tensor:
+        mel = mel.to(self.dtype) if self.dtype is not None else mel
         self.mel = mel if self.mel is None else torch.cat([self.mel, mel], dim=2)
         full = self.mel
         if finalize and speed != 1.0:
             full = F.interpolate(full, size=int(full.shape[2] / speed), mode="linear")
         speech: torch.Tensor  # hift is upstream's untyped module
-        with self._draws("hift"):
+        with self._factories(), self._draws("hift"):
             speech, _ = self.hift.inference(speech_feat=full, finalize=finalize)
         self.pieces += 1
         new = speech[:, self.speech_offset:]
@@ -234,9 +274,10 @@ class OverlapRenderer(Renderer):
 
 def make_renderer(version: int, flow: Any, hift: Any, inputs: ModelInput, device: torch.device, autocast: Any,
                   schedule: Schedule, context_tokens: int | None = None, *, seed: int | None = None,
-                  draws_name: str = "") -> Renderer:
+                  draws_name: str = "", dtype: torch.dtype | None = None,
+                  draw_dtype: torch.dtype | None = None) -> Renderer:
+    kw: dict[str, Any] = dict(seed=seed, draws_name=draws_name, dtype=dtype, draw_dtype=draw_dtype)
     if version == 1:
-        return OverlapRenderer(flow, hift, inputs, device, autocast, seed=seed, draws_name=draws_name)
+        return OverlapRenderer(flow, hift, inputs, device, autocast, **kw)
     cls = CausalHiftRenderer if version == 3 else CausalRenderer
-    return cls(flow, hift, inputs, device, autocast, schedule=schedule, context_tokens=context_tokens, seed=seed,
-               draws_name=draws_name)
+    return cls(flow, hift, inputs, device, autocast, schedule=schedule, context_tokens=context_tokens, **kw)

@@ -1,8 +1,11 @@
 """`Runtime.render` (issue #18): token -> wav of given speech tokens in a request's voice, offline (one
 closing render) or streamed (the hop schedule, then the closing render), seeded draws of its own; and
-`Runtime.speaker_embedding` / `sampling_top_k`. Tiny v1 and v2 models on the CPU, fp32."""
+`Runtime.speaker_embedding` / `sampling_top_k`; `render(..., reference=True)`, the same render on CPU
+copies of the flow (float32) and vocoder (float64) with the float32 draws cast, that a render's
+numerical error is measured against (issue #18, item 2b). Tiny v1 and v2 models on the CPU, fp32."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +77,76 @@ def test_a_streamed_render_is_the_hop_schedule_then_the_closing_chunk(rt: Runtim
         assert hops == [38, 50]
         assert len(streamed.audio) == len(offline.audio) == n * 2 * 480
     assert np.array_equal(streamed.audio, np.concatenate([c.audio for c in streamed.chunks]))
+
+
+def snr_db(reference: np.ndarray, audio: np.ndarray) -> float:
+    """The SNR of ``audio`` against ``reference`` in dB (inf when they are equal)."""
+    ref = reference.astype(np.float64)
+    noise = float(np.sum((audio.astype(np.float64) - ref) ** 2))
+    return math.inf if noise == 0 else 10 * math.log10(float(np.sum(ref ** 2)) / noise)
+
+
+def _float32_everywhere(rt: Runtime) -> bool:
+    return all(p.dtype == torch.float32 for m in (rt.flow, rt.hift) for p in (*m.parameters(), *m.buffers())
+               if p.is_floating_point()) and rt.hift.stft_window.dtype == torch.float32
+
+
+def test_a_reference_render_differs_from_the_render_by_precision_only(rt: Runtime, kw: dict[str, Any]) -> None:
+    tokens = forced_tokens(rt.version, TWO_HOPS[rt.version], seed=4)
+    assert rt.reference_available and _float32_everywhere(rt)
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    a = rt.render(TEXT, tokens, seed=21, **kw)
+    ref = rt.render(TEXT, tokens, seed=21, reference=True, **kw)
+    again = rt.render(TEXT, tokens, seed=21, reference=True, **kw)
+    assert torch.equal(torch.get_rng_state(), before), "a reference render drew from the global generator"
+    assert ref.audio.dtype == np.float32 and np.isfinite(ref.audio).all()
+    assert np.array_equal(ref.audio, again.audio), "the reference render does not repeat"
+    assert ref.audio.shape == a.audio.shape and [c.tokens for c in ref.chunks] == [c.tokens for c in a.chunks]
+    # The same function (the same draws, cast), in more precision: close, not equal. A different draw
+    # or a dropped step would give an SNR near 0 dB.
+    assert 60 < snr_db(ref.audio, a.audio) < math.inf
+    # The loaded components are untouched: float32 still, and they render as before.
+    assert _float32_everywhere(rt)
+    assert np.array_equal(rt.render(TEXT, tokens, seed=21, **kw).audio, a.audio)
+    # Another seed is another reference.
+    assert not np.array_equal(rt.render(TEXT, tokens, seed=22, reference=True, **kw).audio, ref.audio)
+
+
+def test_a_streamed_reference_render_follows_the_streamed_render(rt: Runtime, kw: dict[str, Any]) -> None:
+    tokens = forced_tokens(rt.version, TWO_HOPS[rt.version], seed=4)
+    a = rt.render(TEXT, tokens, seed=21, streamed=True, **kw)
+    ref = rt.render(TEXT, tokens, seed=21, streamed=True, reference=True, **kw)
+    assert [len(c.audio) for c in ref.chunks] == [len(c.audio) for c in a.chunks] and len(ref.chunks) == 3
+    assert 60 < snr_db(ref.audio, a.audio) < math.inf
+
+
+def test_a_mel_rounded_through_fp16_is_far_from_the_reference(rt: Runtime, kw: dict[str, Any]) -> None:
+    """The point of the reference: a lower-precision step shows as a much larger error against it."""
+    tokens = forced_tokens(rt.version, TWO_HOPS[rt.version], seed=4)
+    ref = rt.render(TEXT, tokens, seed=21, reference=True, **kw)
+    clean = snr_db(ref.audio, rt.render(TEXT, tokens, seed=21, **kw).audio)
+    flow = rt.flow
+    inference = flow.inference
+
+    def fp16_mel(*args: Any, **kwargs: Any) -> Any:
+        mel, cache = inference(*args, **kwargs)
+        return mel.half().float(), cache
+
+    flow.inference = fp16_mel   # an instance attribute of this test's runtime, removed below
+    try:
+        rounded = snr_db(ref.audio, rt.render(TEXT, tokens, seed=21, **kw).audio)
+    finally:
+        del flow.inference
+    assert "inference" not in vars(flow)
+    assert rounded < clean - 20, f"fp16-rounded mel: {rounded:.1f} dB vs {clean:.1f} dB for the fp32 render"
+
+
+def test_a_reference_render_needs_a_seed(rt: Runtime, kw: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInput, match=r"reference=True with seed=None: a reference render needs a seed"):
+        rt.render(TEXT, [1, 2, 3], reference=True, **kw)
+    with pytest.raises(InvalidInput, match=r"reference='yes': expected True or False"):
+        rt.render(TEXT, [1, 2, 3], seed=1, reference="yes", **kw)  # type: ignore[arg-type]
 
 
 def test_rendering_a_seeded_synthesis_tokens_gives_audio_of_its_length(rt: Runtime, kw: dict[str, Any]) -> None:
@@ -163,3 +236,15 @@ def test_the_speaker_embedding_is_campplus_on_16k_audio(rt: Runtime, voice: Path
 def test_bad_audio_for_the_speaker_embedding_is_refused(rt: Runtime, audio: Any, rate: Any, says: str) -> None:
     with pytest.raises(InvalidInput, match=says):
         rt.speaker_embedding(audio, rate)
+
+
+def test_default_float_makes_dtype_less_float_factories_in_its_dtype_only() -> None:
+    from cosyvoice_runtime.token2wav import DefaultFloat
+
+    with DefaultFloat(torch.float64):
+        made = [torch.zeros(3), torch.ones(2, 2), torch.tensor([0.5]), torch.arange(0.0, 1.0, 0.25),
+                torch.full((2,), 1.5)]
+        kept = [torch.zeros(3, dtype=torch.float32), torch.tensor([1, 2]), torch.arange(4), torch.rand(3)]
+    assert all(t.dtype == torch.float64 for t in made)
+    assert [t.dtype for t in kept] == [torch.float32, torch.int64, torch.int64, torch.float32]
+    assert torch.get_default_dtype() == torch.float32 and torch.zeros(1).dtype == torch.float32

@@ -176,3 +176,45 @@ def test_the_upstream_engine_takes_no_seed(v2: Runtime, voice: Path) -> None:
         assert "seed" not in inspect.signature(call).parameters
         with pytest.raises(InvalidInput, match=r"^seed=3: the upstream engine cannot promise reproducible output"):
             call(TEXT, prompt_wav=voice, prompt_text=PROMPT_TEXT, seed=3)
+
+
+def _draws(dtype: torch.dtype, draw_dtype: torch.dtype | None) -> list[torch.Tensor]:
+    """One of each kind of draw SeededDraws seeds, for tensors of ``dtype``."""
+    x = torch.zeros(5, dtype=dtype)
+    with SeededDraws(3, "dtype", draw_dtype=draw_dtype):
+        return [torch.rand(5, dtype=dtype), torch.randn(2, 3, dtype=dtype), torch.randn_like(x), torch.rand_like(x),
+                torch.normal(x, torch.ones(5, dtype=dtype)), torch.normal(0.0, 1.0, (4,), dtype=dtype),
+                torch.bernoulli(torch.full((64,), 0.5, dtype=dtype)),
+                torch.zeros(6, dtype=dtype).normal_(), torch.empty(6, dtype=dtype).uniform_(-1, 1),
+                torch.empty(6, dtype=dtype).exponential_(), torch.empty(64, dtype=dtype).bernoulli_(0.5),
+                torch.randint(0, 1000, (4,)), torch.randperm(8)]
+
+
+def test_with_a_draw_dtype_a_float64_computation_gets_the_float32_draws_cast() -> None:
+    f32 = _draws(torch.float32, None)
+    f64 = _draws(torch.float64, torch.float32)
+    plain64 = _draws(torch.float64, None)
+    for i, (a, b) in enumerate(zip(f32, f64, strict=True)):
+        assert b.dtype == (torch.float64 if a.is_floating_point() else a.dtype), i
+        assert torch.equal(a.to(b.dtype), b), f"draw {i} differs from the float32 draw, cast"
+    # Without it, a float64 draw is another number than the float32 one (why the option exists).
+    assert not torch.equal(f32[0].double(), plain64[0])
+    assert not torch.equal(f32[7].double(), plain64[7])   # in-place normal_ too
+    # float32 tensors with draw_dtype=float32 draw exactly as without it (the default path).
+    assert all(torch.equal(a, b) for a, b in zip(f32, _draws(torch.float32, torch.float32), strict=True))
+
+
+def test_an_in_place_draw_in_a_draw_dtype_fills_the_tensor_itself() -> None:
+    t = torch.zeros(4, 3, dtype=torch.float64)
+    with SeededDraws(5, "in-place", draw_dtype=torch.float32) as mode:
+        out = t.normal_(2.0, 0.5)
+    assert out is t and mode.draws == 1 and t.dtype == torch.float64
+    with SeededDraws(5, "in-place"):
+        ref = torch.zeros(4, 3).normal_(2.0, 0.5)
+    assert torch.equal(t, ref.double())
+
+
+@pytest.mark.parametrize("bad", [torch.int32, "float32", torch.bool])
+def test_a_draw_dtype_that_is_not_a_floating_dtype_is_refused(bad: object) -> None:
+    with pytest.raises(InvalidInput, match=r"draw_dtype=.*expected None or a floating torch dtype"):
+        SeededDraws(1, "x", draw_dtype=bad)  # type: ignore[arg-type]
