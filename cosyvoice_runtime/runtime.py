@@ -427,12 +427,19 @@ def _no_autocast() -> contextlib.AbstractContextManager[object]:
 
 
 def _cpu_copy(module: torch.nn.Module, dtype: torch.dtype) -> torch.nn.Module:
-    """A deep copy of ``module`` on the CPU in ``dtype``, in eval mode. Besides parameters and buffers,
+    """A deep copy of ``module`` on the CPU in ``dtype``, in eval mode, running its class's own
+    ``inference``/``forward`` (not a stand-in set on the instance). Besides parameters and buffers,
     floating tensors a submodule keeps as a plain attribute (upstream's HiFT ``stft_window``, the v2
     flow's fixed ``rand_noise``) are cast too, on the copy only (the same values, cast)."""
     with torch.inference_mode(False):
         twin = copy.deepcopy(module).to(device="cpu", dtype=dtype).eval()
         for sub in twin.modules():
+            # A stand-in set on the loaded component's instance (a test's injected fault or defect,
+            # `pytest_cosyvoice.faults`) is copied as a closure over the loaded float32 component: the
+            # reference runs the component's own code, so the copy's instance attribute goes.
+            for name in ("inference", "forward"):
+                if callable(vars(sub).get(name)):
+                    delattr(sub, name)
             for name, value in list(vars(sub).items()):
                 if isinstance(value, torch.Tensor) and value.is_floating_point():
                     setattr(sub, name, value.to("cpu", dtype))

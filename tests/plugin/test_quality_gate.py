@@ -160,3 +160,27 @@ def test_asr_and_speaker_model_scores_reach_the_report(pytester: pytest.Pytester
     assert {"dnsmos", "plcmos", "wer", "sim", "sim_model"} <= set(test["scores"]), test["scores"]
     notes = {c["name"]: c["text"] for c in test["checks"] if c["call"] == ""}
     assert notes["sim_model"].startswith("sim_model ") and "uncalibrated (0 of 5 clean runs)" in notes["sim_model"]
+
+
+def test_after_a_stack_change_token2wav_is_judged_against_the_float64_reference(
+        pytester: pytest.Pytester, warm_quality: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytester.copy_example("quality_gate")
+    _run(pytester, warm_quality, "--cosy-save-baseline", "-k", "test_stream").assert_outcomes(passed=1)
+    index = next((pytester.path / "goldens").rglob("index.json"))
+    doc = json.loads(index.read_text())
+    call = doc["tests"][next(iter(doc["tests"]))]["calls"][0]
+    assert isinstance(call["reference_snr"], float) and 60 < call["reference_snr"] < 200, call
+    assert doc["stack"]["torch"]
+    doc["stack"]["torch"] = "0.0.1"      # as if the goldens were saved before a torch upgrade
+    index.write_text(json.dumps(doc))
+
+    _run(pytester, warm_quality, "-k", "test_stream").assert_outcomes(passed=1)
+    check = [c for c in _quality(pytester)["test_stream"]["checks"] if c["name"] == "token2wav"][0]
+    assert check["status"] == "pass" and check["figure"] == pytest.approx(1.0), check
+    assert check["text"].startswith("stack changed (torch 0.0.1 -> "), check
+
+    monkeypatch.setenv("QUALITY_DEFECT", "noise")
+    noisy = _run(pytester, warm_quality, "-k", "test_stream")
+    noisy.assert_outcomes(failed=1)
+    noisy.stdout.fnmatch_lines(["*quality token2wav (stream 0): stack changed (torch 0.0.1 -> *): token->wav error "
+                                "against the float64 reference x* the golden stack's (limit x2*"])

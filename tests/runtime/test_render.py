@@ -248,3 +248,27 @@ def test_default_float_makes_dtype_less_float_factories_in_its_dtype_only() -> N
     assert all(t.dtype == torch.float64 for t in made)
     assert [t.dtype for t in kept] == [torch.float32, torch.int64, torch.int64, torch.float32]
     assert torch.get_default_dtype() == torch.float32 and torch.zeros(1).dtype == torch.float32
+
+
+def test_the_reference_runs_the_components_own_code_not_a_stand_in_on_the_loaded_instance(
+        tiny_v2_dir: Path, voice: Path) -> None:
+    """A defect injected on the loaded vocoder's instance before the first reference render (as the quality
+    gate's tests do) is not copied into the reference: the reference stays the clean computation."""
+    kw = dict(prompt_wav=str(voice), prompt_text=PROMPT_TEXT)
+    clean_rt = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
+    tokens = forced_tokens(2, 60, seed=3)
+    clean = clean_rt.render(TEXT, tokens, seed=21, reference=True, **kw).audio
+
+    rt = cosyvoice_runtime.load(tiny_v2_dir, device="cpu")
+    loaded = rt.hift.inference
+
+    def silenced(*args: Any, **kwargs: Any) -> Any:
+        speech, source = loaded(*args, **kwargs)
+        return speech * 0, source
+
+    rt.hift.inference = silenced
+    try:
+        assert not np.any(rt.render(TEXT, tokens, seed=21, **kw).audio)      # the defect is on the render
+        assert np.array_equal(rt.render(TEXT, tokens, seed=21, reference=True, **kw).audio, clean)
+    finally:
+        del rt.hift.inference
