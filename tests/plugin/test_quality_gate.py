@@ -184,3 +184,36 @@ def test_after_a_stack_change_token2wav_is_judged_against_the_float64_reference(
     noisy.assert_outcomes(failed=1)
     noisy.stdout.fnmatch_lines(["*quality token2wav (stream 0): stack changed (torch 0.0.1 -> *): token->wav error "
                                 "against the float64 reference x* the golden stack's (limit x2*"])
+
+
+def test_in_ab_mode_each_call_is_compared_with_the_base_side(pytester: pytest.Pytester, warm_quality: Path) -> None:
+    pytester.copy_example("quality_gate")
+    # The base side: the same engine over the same model (A/A), each call rerun there with the call's seed.
+    _run(pytester, warm_quality, "--cosy-base-engine=fixed", "-k", "test_stream or test_synthesize"
+         ).assert_outcomes(passed=2)
+    tests = _quality(pytester)
+    for name, label in (("test_stream", "stream 0 vs base"), ("test_synthesize", "synthesize 0 vs base")):
+        against = {c["name"]: c for c in tests[name]["checks"] if c["call"] == label}
+        assert set(against) == {"tokens", "audio"}, tests[name]["checks"]
+        assert against["tokens"]["status"] == against["audio"]["status"] == "pass", against
+        assert against["audio"]["text"].startswith("audio inf dB SNR vs base"), against
+
+
+def test_without_the_quality_extra_mos_is_one_line_and_the_rest_still_runs(
+        pytester: pytest.Pytester, warm_quality: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_cosyvoice import quality
+    from pytest_cosyvoice.judging.sound import QualityExtraMissing
+
+    def missing(audio: Any, rate: int) -> Any:   # what score_mos raises when speechmos is not installed
+        raise QualityExtraMissing("sound scores need speechmos, which is not installed: "
+                                  "pip install 'pytest-cosyvoice[quality]'")
+
+    monkeypatch.setattr(quality, "score_mos", missing)
+    pytester.copy_example("quality_gate")
+    result = _run(pytester, warm_quality, "-k", "test_stream")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["note: quality MOS not scored: sound scores need speechmos, which is not "
+                                 "installed: pip install 'pytest-cosyvoice[quality]'"])
+    test = _quality(pytester)["test_stream"]
+    assert {c["name"] for c in test["checks"]} >= {"tokens", "token2wav", "audio", "streamed_vs_offline", "sim"}
+    assert not {"dnsmos", "plcmos"} & set(test["scores"])
