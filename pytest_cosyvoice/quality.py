@@ -12,7 +12,6 @@ check that says why; only "fail" checks fail the test.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +33,7 @@ from .judging.quality import (
     compare_call,
     judge_scores,
 )
+from .judging.similarity import cosine
 from .judging.sound import QualityExtraMissing, score_mos, snr_db
 from .judging.specs import QualitySpec
 from .settings import POCKETSPHINX, Settings
@@ -78,6 +78,7 @@ class QualityGate:
         self._lock = threading.Lock()
         self._recognisers: dict[str, Recogniser] = {}
         self._speaker: SpeakerModel | None = None
+        self._prompt_embeddings: dict[tuple[str, str], np.ndarray | None] = {}
         self.missing_extra: str | None = None    # the install line, once the MOS scorer was found missing
         self.results: dict[str, TestQuality] = {}
 
@@ -229,17 +230,35 @@ class QualityGate:
             out.transcript = self._recogniser(lang).transcribe(audio, out.sample_rate)
             out.wer = utterance_error(text, out.transcript, lang)
         prompt = voice.get("prompt_wav")
+        if prompt is None:
+            return
         embed = getattr(runtime, "speaker_embedding", None)
-        if prompt is not None and callable(embed):
-            reference = _prompt_audio(prompt)
-            if reference is not None:
-                sim = _cosine(embed(reference[0], reference[1]), embed(audio, out.sample_rate))
-                out.sim = sim if math.isfinite(sim) else None
-        if prompt is not None and self.settings.sim is not None:
-            reference = _prompt_audio(prompt)
-            if reference is not None:
-                model = self._speaker_model()
-                out.mos["sim_model"] = _cosine(model.embed(*reference), model.embed(audio, out.sample_rate))
+        if callable(embed):
+            out.sim = self._similarity("campplus", prompt, embed, audio, out.sample_rate)
+        if self.settings.sim is not None:
+            sim = self._similarity("sim_model", prompt, self._speaker_model().embed, audio, out.sample_rate)
+            if sim is not None:
+                out.mos["sim_model"] = sim
+
+    def _similarity(self, scorer: str, prompt: Any, embed: Callable[[np.ndarray, int], np.ndarray],
+                    audio: np.ndarray, sample_rate: int) -> float | None:
+        """Cosine of the prompt recording's and the output's embeddings. The prompt's embedding is read
+        and computed once per scorer and prompt (the suites give every call the same prompt)."""
+        key = (scorer, str(prompt))
+        with self._lock:
+            known = key in self._prompt_embeddings
+            reference = self._prompt_embeddings.get(key)
+        if not known:
+            recording = _prompt_audio(prompt)
+            reference = None if recording is None else embed(*recording)
+            with self._lock:
+                self._prompt_embeddings[key] = reference
+        if reference is None:
+            return None
+        try:
+            return cosine(reference, embed(audio, sample_rate))
+        except ValueError:          # a silent output: no direction to compare
+            return None
 
     def _recogniser(self, lang: str) -> Recogniser:
         with self._lock:
@@ -296,9 +315,3 @@ def _prompt_audio(prompt: Any) -> tuple[np.ndarray, int] | None:
     except InvalidInput:
         return None
     return np.asarray(samples, dtype=np.float32), int(rate)
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    denominator = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(a @ b / denominator) if denominator > 0 else float("nan")
