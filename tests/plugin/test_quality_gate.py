@@ -69,8 +69,10 @@ def test_goldens_saved_then_identical_then_a_noisy_vocoder_fails(pytester: pytes
         snr = [c for c in tests[name]["checks"] if c["name"] == "token2wav"][0]
         assert snr["figure"] == "inf"     # seeded on CPU fp32: bit-identical to the golden
     # Each call's seed comes from the test's id and the call's label, unless the test gave one.
-    calls = {t: [c for c in tests[t]["checks"] if c["name"] == "tokens"] for t in tests}
-    assert calls["test_stream"] and calls["test_own_seed_is_kept"]
+    seeds = {t: [c["seed"] for c in tests[t]["calls"]] for t in tests}
+    assert seeds["test_stream"] == [quality_seed("test_voice.py::test_stream", "stream 0")]
+    assert seeds["test_synthesize"] == [quality_seed("test_voice.py::test_synthesize", "synthesize 0")]
+    assert seeds["test_own_seed_is_kept"] == [5]
 
     monkeypatch.setenv("QUALITY_DEFECT", "noise")
     noisy = _run(pytester, warm_quality)
