@@ -1,6 +1,6 @@
 """Intelligibility: what an ASR model hears in the synthesised audio, scored against the text asked for
-(issue 18, item 4; a building block of the quality gate, not wired into any marker or option yet - a
-later session adds `--cosy-asr PATH` and turns `local_asr`'s ValueError into the exit-4 usage error).
+(issue 18, item 4): the quality gate's `wer`, with `--cosy-asr PATH|pocketsphinx` (the option checks a
+directory with `check_asr_dir` before any test and turns its ValueError into the exit-4 usage error).
 
 Scoring follows Seed-TTS-eval, the benchmark CosyVoice publishes its WER/CER on, so figures taken with
 the same recogniser are comparable with published ones:

@@ -1,4 +1,4 @@
-"""Sound metrics: the building blocks of the quality drift gate (issue 18). Not wired into any marker yet.
+"""Sound metrics: the building blocks of the quality drift gate (issue 18; `judging/quality.py` judges with them).
 
 Pure functions over 1-D float waveforms (numpy arrays; a `(1, n)` array, as CosyVoice returns, is taken
 as its one row). No pytest: a script, a benchmark or a later `quality` marker calls them alike.

@@ -2,8 +2,8 @@
 
 Each pair is one moment of the machine measured on both sides (head first or base first), so the
 ratio `head / base` cancels what the machine did in that moment; what is left is the code's effect
-plus the pair's own noise. The A/B mode that produces the pairs is not wired yet (issue #17); this
-module only judges them. No pytest import; scipy and numpy are core dependencies of the plugin.
+plus the pair's own noise. The A/B mode (`recording.pairing`) produces the pairs; this module only
+judges them. No pytest import; scipy and numpy are core dependencies of the plugin.
 
 Per test, on its pairs (head, base) of a positive metric (RTF, or first-chunk ms):
 
