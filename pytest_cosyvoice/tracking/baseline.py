@@ -15,10 +15,10 @@ sessions nobody points to. Schema 1 files (keyed by device name and torch versio
 `<directory>/<slug>.json`) are not migrated: their key cannot say which host measured them. They
 are reported with how to re-save, and never overwritten.
 
-Writes go to a temporary file in the same directory followed by os.replace, so a crash or a
-parallel reader never sees half a file; read-modify-write runs under an exclusive lock on
-`<file>.lock` (fcntl on POSIX, msvcrt on Windows: cosyvoice_runtime.files), so two sessions
-saving the same key keep each other's tests.
+Reading, the schema and key checks, the errors' wording and the locked read-modify-write are the
+stores' shared skeleton (store.KeyedStore): writes go to a temporary file in the same directory
+followed by os.replace, so a crash or a parallel reader never sees half a file, under an exclusive
+lock on `<file>.lock`, so two sessions saving the same key keep each other's tests.
 No pytest import here.
 """
 from __future__ import annotations
@@ -26,15 +26,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from cosyvoice_runtime.files import atomic_write, locked
+from cosyvoice_runtime.files import atomic_write
 
 from ..judging.measurements import TestFigures
 from .health import Health
 from .runkey import RunKey
+from .store import KeyedStore, StoreError, now
 
 SCHEMA = 2
 METRICS = ("rtf", "first_chunk_ms", "worst_gap_ms")
@@ -43,7 +43,7 @@ RESAVE = ("re-save it with --cosy-save-baseline on a known-good commit on this r
           "(the old file is left as it is; delete it afterwards)")
 
 
-class BaselineError(Exception):
+class BaselineError(StoreError):
     """A baseline file exists but is not one this version can use; never overwritten silently."""
 
 
@@ -101,15 +101,6 @@ class Baseline:
         return {nodeid: list(getattr(t, metric)) for nodeid, t in self.tests.items()}
 
 
-def _now() -> str:
-    # Microseconds: the session id of a save, unique even for saves within one second.
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _os_reason(e: OSError) -> str:
-    return f"{type(e).__name__}: {e.strerror or e}"
-
-
 def _floats(value: Any, where: str) -> list[float]:
     if not isinstance(value, list) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
@@ -117,11 +108,16 @@ def _floats(value: Any, where: str) -> list[float]:
     return [float(v) for v in value]
 
 
-class BaselineStore:
+class BaselineStore(KeyedStore):
     """One JSON file per runner and configuration under `directory` (created on first save)."""
 
+    error = BaselineError
+    kind = what = "baseline"
+    schema = SCHEMA
+    resave = "move the file away (or delete it) and save the baseline again"
+
     def __init__(self, directory: str | Path = DEFAULT_DIRECTORY) -> None:
-        self.directory = Path(directory)
+        super().__init__(directory)
 
     def path_for(self, key: RunKey) -> Path:
         return self.directory / key.runner / f"{key.config_slug()}.json"
@@ -130,7 +126,7 @@ class BaselineStore:
         """The baseline for `key`, or None when this key has none yet; BaselineError naming the file
         when it cannot be read or is not a baseline of this key and schema."""
         path = self.path_for(key)
-        text = self._read(path)
+        text = self.read(path)
         return None if text is None else self._parse(path, text, key)
 
     def runners(self) -> list[str]:
@@ -166,80 +162,43 @@ class BaselineStore:
         baseline (e.g. only passed ones) is the caller's choice.
         """
         path = self.path_for(key)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise BaselineError(f"{path.parent}: cannot create the baseline folder ({_os_reason(e)})") from None
-        stamp = _now()
-        try:
-            # A lock file of its own: the data file is replaced on every save, and a lock on a
-            # replaced inode would not exclude the next writer.
-            with locked(path.with_name(path.name + ".lock")):
-                text = self._read(path)
-                if text is None:
-                    tests: dict[str, TestBaseline] = {}
-                    sessions: dict[str, SavedSession] = {}
-                else:
-                    try:
-                        old = self._parse(path, text, key)
-                    except BaselineError as exc:
-                        raise BaselineError(f"{exc}\nRefusing to overwrite it: move {path} away "
-                                            f"(or delete it) and save the baseline again.") from None
-                    tests, sessions = old.tests, old.sessions
-                for fig in figures:
-                    if not fig.rtf:
-                        continue
-                    tests[fig.nodeid] = TestBaseline(
-                        nodeid=fig.nodeid, rtf=[float(v) for v in fig.rtf],
-                        first_chunk_ms=[float(v) for v in fig.first_chunk_ms],
-                        worst_gap_ms=[float(v) for v in fig.worst_gap_ms],
-                        audio_s=float(fig.audio_s), cold=bool(fig.cold), session=stamp)
-                sessions[stamp] = SavedSession(stamp, commit, dict(stack or {}), health or Health())
-                used = {t.session for t in tests.values()}
-                doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": stamp,
-                       "sessions": {k: sessions[k].to_json() for k in sorted(sessions) if k in used},
-                       "tests": {n: tests[n].to_json() for n in sorted(tests)}}
-                atomic_write(path, json.dumps(doc, indent=1) + "\n")
-        except OSError as e:
-            raise BaselineError(f"{path}: cannot write the baseline ({_os_reason(e)})") from None
+        stamp = now()
+        with self.update(path, path.parent):
+            text = self.read(path)
+            if text is None:
+                tests: dict[str, TestBaseline] = {}
+                sessions: dict[str, SavedSession] = {}
+            else:
+                old = self.reread(lambda: self._parse(path, text, key))
+                tests, sessions = old.tests, old.sessions
+            for fig in figures:
+                if not fig.rtf:
+                    continue
+                tests[fig.nodeid] = TestBaseline(
+                    nodeid=fig.nodeid, rtf=[float(v) for v in fig.rtf],
+                    first_chunk_ms=[float(v) for v in fig.first_chunk_ms],
+                    worst_gap_ms=[float(v) for v in fig.worst_gap_ms],
+                    audio_s=float(fig.audio_s), cold=bool(fig.cold), session=stamp)
+            sessions[stamp] = SavedSession(stamp, commit, dict(stack or {}), health or Health())
+            used = {t.session for t in tests.values()}
+            doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": stamp,
+                   "sessions": {k: sessions[k].to_json() for k in sorted(sessions) if k in used},
+                   "tests": {n: tests[n].to_json() for n in sorted(tests)}}
+            atomic_write(path, json.dumps(doc, indent=1) + "\n")
         return path
 
     # -- internals -----------------------------------------------------------------------
 
-    @staticmethod
-    def _read(path: Path) -> str | None:
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError as e:
-            raise BaselineError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a "
-                                f"pytest-cosyvoice baseline (JSON); move it away") from None
-        except OSError as e:
-            raise BaselineError(f"{path}: cannot read the baseline ({_os_reason(e)})") from None
-
-    def _parse(self, path: Path, text: str, key: RunKey) -> Baseline:
-        expected = f"expected a pytest-cosyvoice baseline (JSON object with \"schema\": {SCHEMA})"
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise BaselineError(f"{path}: not valid JSON ({exc}); {expected}") from None
-        if not isinstance(doc, dict) or "schema" not in doc:
-            raise BaselineError(f"{path}: no \"schema\" field; {expected}")
-        if doc["schema"] == 1:
+    def check_schema(self, path: Path, schema: Any) -> None:
+        if schema == 1:
             raise BaselineError(f"{path}: a schema-1 baseline, keyed by device name, which cannot tell two "
                                 f"hosts apart; {RESAVE}")
-        if doc["schema"] != SCHEMA:
-            raise BaselineError(f"{path}: unknown schema {doc['schema']!r}; {expected} - "
-                                "written by a different pytest-cosyvoice version?")
-        try:
-            stored_key = RunKey.from_dict(doc.get("key") or {})
-        except (ValueError, TypeError) as exc:
-            raise BaselineError(f"{path}: bad \"key\" ({exc}); {expected}") from None
-        if stored_key != key:
-            diff = ", ".join(f"{k}: file has {v!r}, expected {key.to_dict()[k]!r}"
-                             for k, v in stored_key.to_dict().items() if key.to_dict()[k] != v)
-            raise BaselineError(f"{path}: holds the baseline of another key ({diff})")
+        super().check_schema(path, schema)
+
+    def _parse(self, path: Path, text: str, key: RunKey) -> Baseline:
+        doc = self.header(path, text, key)
+        stored_key = RunKey.from_dict(doc["key"])
+        expected = self.expected
         raw_tests, raw_sessions = doc.get("tests"), doc.get("sessions", {})
         if not isinstance(raw_tests, dict) or not isinstance(raw_sessions, dict):
             raise BaselineError(f"{path}: \"tests\" and \"sessions\" must be objects; {expected}")
@@ -265,3 +224,4 @@ class BaselineStore:
             raise BaselineError(f"{path}: {exc}; {expected}") from None
         return Baseline(key=stored_key, tests=tests, path=path, updated_at=str(doc.get("updated_at", "")),
                         sessions=sessions)
+

@@ -21,7 +21,8 @@ A save replaces the calls of the tests it is given (this session's outputs are t
 their scores (one sample per saved clean session and metric, newest last, at most `MAX_SCORES` kept: the
 MOS/WER/SIM limits are calibrated from them); other tests are kept. Before writing, a save reads the whole
 store as a load would: a file it cannot read is reported, never replaced. Writes are atomic (temporary file
-+ os.replace) under an exclusive lock on `<folder>.lock`, as the baseline store's.
++ os.replace) under an exclusive lock on `<folder>.lock`; reading the index, its schema and key checks
+and the errors' wording are the baseline store's (store.KeyedStore).
 
 Sizes are bounded: audio longer than `MAX_CALL_SECONDS` is not stored (its tokens are; the call says so),
 at most `MAX_CALLS_PER_TEST` calls a test (the first ones; the test says so), and `MAX_STORE_BYTES` per run
@@ -35,16 +36,16 @@ import json
 import math
 import zipfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cosyvoice_runtime.files import atomic_write, locked
+from cosyvoice_runtime.files import atomic_write
 
 from ..judging.quality import TestQuality, pack_audio, unpack_audio
 from .runkey import RunKey
+from .store import KeyedStore, StoreError, now, os_reason
 
 SCHEMA = 1
 INDEX = "index.json"
@@ -53,13 +54,12 @@ MAX_CALLS_PER_TEST = 8
 MAX_STORE_BYTES = 64 * 1024 * 1024
 MAX_SCORES = 20
 ARRAYS = ("audio", "rendered")
-RESAVE = "move the goldens folder away (or delete it) and save again with --cosy-save-baseline"
 
 __all__ = ["MAX_CALLS_PER_TEST", "MAX_CALL_SECONDS", "MAX_SCORES", "MAX_STORE_BYTES", "GoldenCall", "GoldenError",
            "GoldenStore", "GoldenTest", "Goldens"]
 
 
-class GoldenError(Exception):
+class GoldenError(StoreError):
     """A golden file exists but cannot be used (missing, corrupt, truncated, foreign, another schema or key,
     over the size bound): the message names the file. Never overwritten silently."""
 
@@ -144,14 +144,6 @@ class Goldens:
     stack: dict[str, str] = field(default_factory=dict)     # the saving session's stack (tracking.stack)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def _os_reason(e: OSError) -> str:
-    return f"{type(e).__name__}: {e.strerror or e}"
-
-
 def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
 
@@ -169,11 +161,17 @@ def _array_bytes(a: np.ndarray) -> bytes:
     return np.ascontiguousarray(a, dtype="<f4").tobytes()
 
 
-class GoldenStore:
+class GoldenStore(KeyedStore):
     """Golden folders per runner and configuration under `directory` (the baselines' directory)."""
 
+    error = GoldenError
+    kind = "goldens"
+    what = "goldens index"
+    schema = SCHEMA
+    resave = "move the goldens folder away (or delete it) and save again with --cosy-save-baseline"
+
     def __init__(self, directory: str | Path, *, max_bytes: int = MAX_STORE_BYTES) -> None:
-        self.directory = Path(directory)
+        super().__init__(directory)
         self.max_bytes = max_bytes
 
     def path_for(self, key: RunKey) -> Path:
@@ -183,91 +181,51 @@ class GoldenStore:
         """The goldens of `key`, or None when the key has none yet (no folder or no index.json);
         GoldenError naming the file when any of its files cannot be used."""
         folder = self.path_for(key)
-        index = self._read_index(folder)
+        index = self.read(folder / INDEX)
         return None if index is None else self._parse(folder, index, key)
 
     def save(self, key: RunKey, tests: list[GoldenTest], stack: dict[str, str] | None = None) -> Path:
         """Store `tests` as the key's goldens: their calls replace the stored ones, their scores are appended
         (at most MAX_SCORES kept a metric); other stored tests are kept. Returns the folder."""
         folder = self.path_for(key)
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise GoldenError(f"{folder}: cannot create the goldens folder ({_os_reason(e)})") from None
-        try:
-            with locked(folder.with_name(folder.name + ".lock")):
-                index = self._read_index(folder)
-                if index is None:
-                    stored: dict[str, GoldenTest] = {}
-                else:
-                    try:
-                        stored = self._parse(folder, index, key).tests
-                    except GoldenError as exc:
-                        raise GoldenError(f"{exc}\nRefusing to overwrite it: {RESAVE}.") from None
-                merged = dict(stored)
-                for t in tests:
-                    old = stored.get(t.nodeid)
-                    scores = {k: list(v) for k, v in (old.scores if old else {}).items()}
-                    for name, values in t.scores.items():
-                        scores[name] = (scores.get(name, []) + [float(v) for v in values])[-MAX_SCORES:]
-                    merged[t.nodeid] = _bounded(GoldenTest(t.nodeid, list(t.calls), scores, list(t.notes)))
-                # Every file in memory first: the size bound is checked before anything is written.
-                blobs = {n: _npz(t) for n, t in merged.items()}
-                doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": _now(), "stack": dict(stack or {}),
-                       "tests": {n: _index_entry(merged[n], blobs[n]) for n in sorted(merged)}}
-                text = json.dumps(doc, indent=1) + "\n"
-                total = sum(len(b) for b in blobs.values()) + len(text.encode("utf-8"))
-                if total > self.max_bytes:
-                    raise GoldenError(f"{folder}: the goldens would take {_size(total)}, over the "
-                                      f"{_size(self.max_bytes)} bound per run key: fewer or shorter quality "
-                                      f"tests; nothing was written")
-                for nodeid, blob in blobs.items():
-                    target = folder / file_name(nodeid)
-                    if nodeid in stored and not _changed(target, blob):
-                        continue
-                    atomic_write(target, blob)
-                # The index last: until it is replaced, the old index still describes old files it can
-                # detect as changed (sha256), never new files it would take for its own.
-                atomic_write(folder / INDEX, text)
-        except OSError as e:
-            raise GoldenError(f"{folder}: cannot write the goldens ({_os_reason(e)})") from None
+        with self.update(folder, folder):     # the lock: `<folder>.lock`, beside it
+            index = self.read(folder / INDEX)
+            stored: dict[str, GoldenTest] = {}
+            if index is not None:
+                stored = self.reread(lambda: self._parse(folder, index, key)).tests
+            merged = dict(stored)
+            for t in tests:
+                old = stored.get(t.nodeid)
+                scores = {k: list(v) for k, v in (old.scores if old else {}).items()}
+                for name, values in t.scores.items():
+                    scores[name] = (scores.get(name, []) + [float(v) for v in values])[-MAX_SCORES:]
+                merged[t.nodeid] = _bounded(GoldenTest(t.nodeid, list(t.calls), scores, list(t.notes)))
+            # Every file in memory first: the size bound is checked before anything is written.
+            blobs = {n: _npz(t) for n, t in merged.items()}
+            doc = {"schema": SCHEMA, "key": key.to_dict(), "updated_at": now(), "stack": dict(stack or {}),
+                   "tests": {n: _index_entry(merged[n], blobs[n]) for n in sorted(merged)}}
+            text = json.dumps(doc, indent=1) + "\n"
+            total = sum(len(b) for b in blobs.values()) + len(text.encode("utf-8"))
+            if total > self.max_bytes:
+                raise GoldenError(f"{folder}: the goldens would take {_size(total)}, over the "
+                                  f"{_size(self.max_bytes)} bound per run key: fewer or shorter quality "
+                                  f"tests; nothing was written")
+            for nodeid, blob in blobs.items():
+                target = folder / file_name(nodeid)
+                if nodeid in stored and not _changed(target, blob):
+                    continue
+                atomic_write(target, blob)
+            # The index last: until it is replaced, the old index still describes old files it can
+            # detect as changed (sha256), never new files it would take for its own.
+            atomic_write(folder / INDEX, text)
         return folder
 
     # -- internals -----------------------------------------------------------------------
 
-    @staticmethod
-    def _read_index(folder: Path) -> str | None:
-        path = folder / INDEX
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except UnicodeDecodeError as e:
-            raise GoldenError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); expected a "
-                              f"pytest-cosyvoice goldens index (JSON)") from None
-        except OSError as e:
-            raise GoldenError(f"{path}: cannot read the goldens index ({_os_reason(e)})") from None
-
     def _parse(self, folder: Path, text: str, key: RunKey) -> Goldens:
         path = folder / INDEX
-        expected = f"expected a pytest-cosyvoice goldens index (JSON object with \"schema\": {SCHEMA})"
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GoldenError(f"{path}: not valid JSON ({exc}); {expected}") from None
-        if not isinstance(doc, dict) or "schema" not in doc:
-            raise GoldenError(f"{path}: no \"schema\" field; {expected}")
-        if doc["schema"] != SCHEMA:
-            raise GoldenError(f"{path}: unknown schema {doc['schema']!r}; {expected} - written by a different "
-                              f"pytest-cosyvoice version?")
-        try:
-            stored_key = RunKey.from_dict(doc.get("key") or {})
-        except (ValueError, TypeError) as exc:
-            raise GoldenError(f"{path}: bad \"key\" ({exc}); {expected}") from None
-        if stored_key != key:
-            diff = ", ".join(f"{k}: file has {v!r}, expected {key.to_dict()[k]!r}"
-                             for k, v in stored_key.to_dict().items() if key.to_dict()[k] != v)
-            raise GoldenError(f"{path}: holds the goldens of another key ({diff})")
+        doc = self.header(path, text, key)
+        expected = self.expected
         raw = doc.get("tests")
         if not isinstance(raw, dict):
             raise GoldenError(f"{path}: \"tests\" must be an object; {expected}")
@@ -281,7 +239,7 @@ class GoldenStore:
         stack = doc.get("stack") or {}
         if not isinstance(stack, dict):
             raise GoldenError(f"{path}: \"stack\" must be an object; {expected}")
-        return Goldens(key=stored_key, tests=tests, path=folder, updated_at=str(doc.get("updated_at", "")),
+        return Goldens(key=key, tests=tests, path=folder, updated_at=str(doc.get("updated_at", "")),
                        stack={str(k): str(v) for k, v in stack.items()})
 
     @staticmethod
@@ -292,7 +250,7 @@ class GoldenStore:
         except FileNotFoundError:
             raise GoldenError(f"{path}: missing - {INDEX} lists it for {nodeid!r}") from None
         except OSError as e:
-            raise GoldenError(f"{path}: cannot read the golden outputs ({_os_reason(e)})") from None
+            raise GoldenError(f"{path}: cannot read the golden outputs ({os_reason(e)})") from None
         arrays = _open_npz(path, blob)
         owner = arrays.get("nodeid")
         owner_id = str(owner.item()) if owner is not None and owner.dtype.kind == "U" and owner.ndim == 0 else None
