@@ -1,4 +1,6 @@
-"""Prompt audio: read with soundfile (any rate, mono or stereo), checked and resampled."""
+"""Audio in and out: prompt audio read with soundfile (any rate, mono or stereo), checked and resampled;
+and the one byte form of mono float32 samples (`audio_bytes`, `pack_audio`/`unpack_audio`) that the
+xdist wire carries and the golden store checksums."""
 from __future__ import annotations
 
 import os
@@ -110,3 +112,18 @@ def check_samples(audio: object, sample_rate: object, *, what: str = "audio") ->
         raise InvalidInput(f"{what}: {x.size / rate * 1000:.1f} ms at {rate} Hz; expected at least "
                            f"{MIN_PROMPT_S * 1000:.0f} ms (the shortest the frontend can process)")
     return x, rate
+
+
+def audio_bytes(audio: np.ndarray) -> bytes:
+    """Mono samples as little-endian float32 bytes, flattened: exact, 4 bytes a sample."""
+    return np.ascontiguousarray(audio, dtype="<f4").reshape(-1).tobytes()
+
+
+def pack_audio(audio: np.ndarray | None) -> bytes | None:
+    """`audio_bytes`, None kept: a call's audio on the xdist wire (execnet carries bytes as they are)."""
+    return None if audio is None else audio_bytes(audio)
+
+
+def unpack_audio(data: bytes | None) -> np.ndarray | None:
+    """The inverse of `pack_audio`: a writable float32 array of its own (not a view of the bytes)."""
+    return None if data is None else np.frombuffer(data, dtype="<f4").astype(np.float32)

@@ -150,12 +150,11 @@ class EngineHost:
         return self._base
 
     def _build_base(self, head: Runtime) -> BaseSide:
-        import sys
-
         import cosyvoice_runtime
 
         from .engine import EngineError, EngineUnavailable, build
         from .recording.base import InProcessBase
+        from .tracking.stack import interpreter_versions
 
         s = self.settings
         spec = s.base_engine_spec
@@ -175,11 +174,9 @@ class EngineHost:
             engine = build(spec, runtime)
         except (EngineError, EngineUnavailable) as e:
             raise pytest.UsageError(f"{where_engine}={spec!r}: the base engine cannot be built: {e}") from None
-        import torch
-
         model = s.base_model if s.base_model is not None else self.model_dir()
         return InProcessBase(engine, runtime, f"engine {spec}, model {model}, this interpreter",
-                             {"python": sys.version.split()[0], "torch": torch.__version__})
+                             interpreter_versions())
 
     def _start_worker(self, head: Runtime) -> BaseSide:
         """--cosy-base-python: the base side in a worker process of that interpreter, on the head's

@@ -6,12 +6,13 @@ and the golden store read `TestQuality`.
 """
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+
+from cosyvoice_runtime.audio import pack_audio, unpack_audio
 
 from .sound import (
     MOS_MINIMUM_BASELINE,
@@ -97,19 +98,6 @@ def _snr_number(x: Any) -> float | None:
 
 def _number(x: Any) -> float | None:
     return None if x is None else float(x)
-
-
-def pack_audio(audio: np.ndarray | None) -> str | None:
-    """float32 samples as base64 text (the xdist wire is JSON-like: exact, and 4 bytes a sample)."""
-    if audio is None:
-        return None
-    return base64.b64encode(np.ascontiguousarray(audio, dtype="<f4").tobytes()).decode("ascii")
-
-
-def unpack_audio(text: str | None) -> np.ndarray | None:
-    if text is None:
-        return None
-    return np.frombuffer(base64.b64decode(text), dtype="<f4").astype(np.float32)
 
 
 @dataclass

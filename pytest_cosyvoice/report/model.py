@@ -53,17 +53,16 @@ class StreamRecord:
     failed: bool = False            # listed under "failing streams" in index.html
 
     def to_wire(self) -> dict[str, Any]:
-        import numpy as np  # the plugin needs numpy anyway; the report types load without it
+        from cosyvoice_runtime.audio import pack_audio  # numpy: the report types load without it
 
         return {"nodeid": self.nodeid, "trace": asdict(self.trace), "prebuffer_s": self.prebuffer_s,
-                "failed": self.failed,
-                "audio": None if self.audio is None else np.asarray(self.audio, "<f4").tobytes()}
+                "failed": self.failed, "audio": pack_audio(self.audio)}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> StreamRecord:
-        import numpy as np
+        from cosyvoice_runtime.audio import unpack_audio
 
-        audio = None if d["audio"] is None else np.frombuffer(d["audio"], dtype="<f4").copy()
+        audio = unpack_audio(d["audio"])
         return cls(d["nodeid"], StreamTrace(**d["trace"]), audio, d["prebuffer_s"], d["failed"])
 
 

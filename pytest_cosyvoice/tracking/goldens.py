@@ -41,9 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from cosyvoice_runtime.audio import audio_bytes
 from cosyvoice_runtime.files import atomic_write
 
-from ..judging.quality import TestQuality, pack_audio, unpack_audio
+from ..judging.quality import TestQuality
 from .runkey import RunKey
 from .store import KeyedStore, StoreError, now, os_reason
 
@@ -82,18 +83,6 @@ class GoldenCall:
     # (`render(..., reference=True)`): the saving stack's own error, for judging a later stack's.
     reference_snr: float | None = None
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
-                "tokens": self.tokens, "audio": pack_audio(self.audio), "rendered": pack_audio(self.rendered),
-                "text": self.text, "note": self.note, "reference_snr": _json_snr(self.reference_snr)}
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> GoldenCall:
-        return cls(label=d["label"], kind=d["kind"], seed=d["seed"], sample_rate=int(d["sample_rate"]),
-                   tokens=None if d["tokens"] is None else [int(t) for t in d["tokens"]],
-                   audio=unpack_audio(d["audio"]), rendered=unpack_audio(d["rendered"]), text=d["text"],
-                   note=str(d.get("note", "")), reference_snr=_snr_of(d.get("reference_snr")))
-
 
 @dataclass
 class GoldenTest:
@@ -125,15 +114,6 @@ class GoldenTest:
                                     text=c.text, reference_snr=c.reference_snr if own else None))
         return cls(tq.nodeid, calls, {k: [float(v)] for k, v in tq.scores().items()})
 
-    def to_wire(self) -> dict[str, Any]:
-        return {"nodeid": self.nodeid, "calls": [c.to_wire() for c in self.calls],
-                "scores": {k: list(v) for k, v in self.scores.items()}, "notes": list(self.notes)}
-
-    @classmethod
-    def from_wire(cls, d: dict[str, Any]) -> GoldenTest:
-        return cls(d["nodeid"], [GoldenCall.from_wire(c) for c in d["calls"]],
-                   {k: [float(x) for x in v] for k, v in d["scores"].items()}, [str(n) for n in d.get("notes", [])])
-
 
 @dataclass
 class Goldens:
@@ -155,10 +135,6 @@ def _sha256(data: bytes) -> str:
 def file_name(nodeid: str) -> str:
     """The npz file of a test: node ids hold characters no file system takes, and can be long."""
     return hashlib.sha256(nodeid.encode("utf-8")).hexdigest()[:16] + ".npz"
-
-
-def _array_bytes(a: np.ndarray) -> bytes:
-    return np.ascontiguousarray(a, dtype="<f4").tobytes()
 
 
 class GoldenStore(KeyedStore):
@@ -273,7 +249,7 @@ class GoldenStore(KeyedStore):
                 if a is None:
                     raise GoldenError(f"{path}: no array {member!r} ({INDEX} lists {name} for call {c['label']!r})")
                 if a.dtype != np.float32 or a.ndim != 1 or a.size != want["length"] \
-                        or _sha256(_array_bytes(a)) != want["sha256"]:
+                        or _sha256(audio_bytes(a)) != want["sha256"]:
                     raise GoldenError(f"{path}: array {member!r} is {a.dtype} of shape {a.shape}, {INDEX} "
                                       f"recorded float32 of {want['length']} samples with sha256 "
                                       f"{want['sha256'][:12]}...")
@@ -354,8 +330,8 @@ def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
         for name in ARRAYS:
             a = getattr(c, name)
             if a is not None:
-                flat = np.ascontiguousarray(a, dtype="<f4").reshape(-1)
-                arrays[name] = {"sha256": _sha256(_array_bytes(flat)), "length": int(flat.size)}
+                data = audio_bytes(a)
+                arrays[name] = {"sha256": _sha256(data), "length": len(data) // 4}
         calls.append({"label": c.label, "kind": c.kind, "seed": c.seed, "sample_rate": c.sample_rate,
                       "tokens": c.tokens, "text": c.text, "note": c.note, "arrays": arrays,
                       "reference_snr": _json_snr(c.reference_snr)})

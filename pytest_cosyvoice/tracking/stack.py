@@ -26,18 +26,27 @@ STACK_FIELDS = ("torch", "cuda", "driver", "python", "numpy", "transformers", "o
 COMMIT_CHARS = 7
 
 
-def detect_stack(device: str, repo_dir: str | Path | None = None) -> dict[str, str]:
-    """Versions of everything that can change a timing without a change of this repository's code."""
+def interpreter_versions() -> dict[str, str]:
+    """This interpreter's python, torch and numpy: what any side of a session (the head, an in-process
+    base side) records of itself."""
     import numpy
     import torch
 
+    return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(numpy.__version__)}
+
+
+def detect_stack(device: str, repo_dir: str | Path | None = None) -> dict[str, str]:
+    """Versions of everything that can change a timing without a change of this repository's code."""
+    import torch
+
     on_gpu = str(device).startswith("cuda")
+    own = interpreter_versions()
     stack = {
-        "torch": str(torch.__version__),
+        "torch": own["torch"],
         "cuda": str(torch.version.cuda or getattr(torch.version, "hip", None) or "none") if on_gpu else "none",
         "driver": nvidia_driver_version() if on_gpu else "none",
-        "python": platform.python_version(),
-        "numpy": str(numpy.__version__),
+        "python": own["python"],
+        "numpy": own["numpy"],
         "transformers": _dist_version("transformers"),
         "onnxruntime": _dist_version("onnxruntime"),
         "pytest-cosyvoice": _dist_version("pytest-cosyvoice"),
