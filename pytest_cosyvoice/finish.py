@@ -1,7 +1,8 @@
-"""End of session on the controller: `finish()` asks report.findings to gather what the session
-found (baseline, drift, A/B verdicts, machine health, report, --cosy-save-baseline) and word it for
-the terminal, appends the Markdown summary, names the JUnit properties, and turns the findings into
-the session's exit status; plugin.py only calls it."""
+"""End of session on the controller, in pytest-benchmark's order: `finish()` has tracking.verdicts
+decide (baseline, drift, A/B verdicts, machine health; --cosy-save-baseline saves the baseline and the
+quality goldens), then report.findings write the report, then report.terminal word it for the
+terminal; it appends the Markdown summary, names the JUnit properties, and turns the verdicts into
+the session's exit status. plugin.py only calls it."""
 from __future__ import annotations
 
 import os
@@ -16,14 +17,20 @@ import pytest
 # it; that fixture cannot be asked at session end (nor on an xdist controller), so the key is.
 from _pytest.junitxml import xml_key
 
-from .report.findings import EndOptions, Findings, gather, summary_lines
+from .judging.measurements import TestFigures
+from .judging.quality import TestQuality
+from .report.findings import Findings, write_findings
 from .report.markdown import append_markdown, markdown_summary
-from .tracking.goldens import GoldenError
+from .report.model import GoldenAudio, StreamRecord
+from .report.terminal import summary_lines
+from .tracking.ab import AbRule
+from .tracking.health import Health
+from .tracking.runkey import RunKey
+from .tracking.verdicts import EndOptions, Verdicts, decide
 
 if TYPE_CHECKING:
     from .session import CosySession
     from .settings import Settings
-    from .tracking.runkey import RunKey
 
 
 @dataclass
@@ -51,13 +58,29 @@ def markdown_path(s: Settings, base_dir: Path, environ: Mapping[str, str] | None
     return None if raw is None else resolve(Path(raw), base_dir)
 
 
+def ab_rule(s: Settings) -> AbRule:
+    """The A/B rule the settings ask for: the rounds' looks and the end's verdicts both use it."""
+    return AbRule(tolerance=s.rtf_tolerance, max_pairs=s.ab_max_pairs)
+
+
 def end_options(s: Settings, base_dir: Path, *, ab_base: str = "", ab_versions: Mapping[str, str] | None = None,
                 environ: Mapping[str, str] | None = None) -> EndOptions:
+    rule = ab_rule(s)
     return EndOptions(resolve(s.baseline_dir, base_dir), None if s.no_report else resolve(s.report_dir, base_dir),
-                      tolerance=s.rtf_tolerance, machine_tolerance=s.machine_tolerance,
+                      tolerance=rule.tolerance, machine_tolerance=s.machine_tolerance,
                       save_baseline=s.save_baseline, fail_on_drift=s.fail_on_drift,
-                      ab_max_pairs=s.ab_max_pairs, markdown=markdown_path(s, base_dir, environ),
+                      ab_max_pairs=rule.max_pairs, markdown=markdown_path(s, base_dir, environ),
                       ab_base=ab_base, ab_versions=dict(ab_versions or {}))
+
+
+def gather(figures: list[TestFigures], streams: Sequence[StreamRecord], key: RunKey, device: str,
+           options: EndOptions, *, health: Health | None = None, repo_dir: Path | None = None,
+           quality: Sequence[TestQuality] = (), golden_audio: GoldenAudio | None = None) -> Findings:
+    """The end's two steps without a pytest session: decide (tracking.verdicts), then write the report
+    (report.findings). `golden_audio` is read before the goldens are saved: the page plays the goldens
+    this session was judged against."""
+    verdicts = decide(figures, key, device, options, health=health, repo_dir=repo_dir, quality=quality)
+    return write_findings(verdicts, streams, repo_dir=repo_dir, golden_audio=golden_audio)
 
 
 def junit_properties(found: Findings) -> list[tuple[str, str]]:
@@ -85,8 +108,8 @@ def add_junit_properties(config: pytest.Config, properties: Sequence[tuple[str, 
         xml.add_global_property(name, value)
 
 
-def exit_status(found: Findings, exitstatus: int | pytest.ExitCode) -> int | pytest.ExitCode:
-    """A baseline store that cannot be used as asked is a usage error (4); a regression under
+def exit_status(found: Verdicts, exitstatus: int | pytest.ExitCode) -> int | pytest.ExitCode:
+    """A baseline or golden store that cannot be used as asked is a usage error (4); a regression under
     --cosy-fail-on-drift fails a session that passed otherwise (1)."""
     if found.usage_error:
         return pytest.ExitCode.USAGE_ERROR
@@ -102,39 +125,28 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
         return None
     key, device = session.run_key()
     options = end_options(session.settings, base_dir, ab_base=session.ab_base, ab_versions=session.ab_versions)
+    quality = list(session.quality.results.values())
+    golden_audio = session.quality.golden_audio()     # before a save replaces them
     found = gather(figures, streams, key, device, options, health=session.health(), repo_dir=base_dir,
-                   quality=list(session.quality.results.values()), golden_audio=session.quality.golden_audio())
-    lines = summary_lines(found)
-    status = exit_status(found, exitstatus)
-    quality_lines, quality_failed = _quality(session, key)
-    lines += quality_lines
-    if quality_failed:
-        status = pytest.ExitCode.USAGE_ERROR
+                   quality=quality, golden_audio=golden_audio)
+    lines = summary_lines(found) + _quality_notes(session)
     if options.markdown is not None:
         error = append_markdown(options.markdown, markdown_summary(found))
         if error:
             lines.append(f"note: the Markdown summary was not written to {options.markdown}: {error}")
-    return FinishResult(lines, status, junit_properties(found))
+    return FinishResult(lines, exit_status(found, exitstatus), junit_properties(found))
 
 
-def _quality(session: CosySession, key: RunKey) -> tuple[list[str], bool]:
-    """The quality gate's end: --cosy-save-baseline saves the goldens; a golden store that cannot be
-    written is an error of the session (True: exit 4), named, and nothing is overwritten."""
+def _quality_notes(session: CosySession) -> list[str]:
+    """What the quality gate's scorers say of the whole session: a missing MOS scorer, and the WER."""
     gate = session.quality
     lines: list[str] = []
     if not gate.results:
-        return lines, False
+        return lines
     if gate.missing_extra:
         lines.append(f"note: quality MOS not scored: {gate.missing_extra}")
     wer = [c.wer for tq in gate.results.values() for c in tq.calls if c.wer is not None]
     if wer:   # Seed-TTS-eval's two figures: the mean of per-utterance WER, and the utterances above 50 %
         lines.append(f"quality WER (--cosy-asr): mean {sum(wer) / len(wer):.3f} over {len(wer)} utterances, "
                      f"{sum(w > 0.5 for w in wer)} above 50 %")
-    if session.settings.save_baseline:
-        try:
-            path = gate.save(key)
-        except GoldenError as e:
-            lines.append(f"ERROR quality goldens not saved: {e}")
-            return lines, True
-        lines.append(f"quality goldens saved: {path} ({len(gate.results)} tests)")
-    return lines, False
+    return lines

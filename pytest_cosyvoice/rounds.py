@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import pytest
 from _pytest.runner import runtestprotocol  # the rerun entry point rerun plugins use
 
+from .finish import ab_rule
 from .tracking import paired
 
 if TYPE_CHECKING:
@@ -81,9 +82,7 @@ def ab_rounds_wanted(cosy: CosySession, item: pytest.Item, k: int) -> int:
     repeat_left = max(0, cosy.rtf_repeat(item) - k)
     if fig is None or not fig.pairs or fig.pairs[-1].round != k:
         return repeat_left
-    s = cosy.settings
-    result = paired.judge_pairs(item.nodeid, [(p.head_rtf, p.base_rtf) for p in fig.pairs],
-                                max_pairs=s.ab_max_pairs, tolerance=s.rtf_tolerance)
+    result = ab_rule(cosy.settings).judge(item.nodeid, [(p.head_rtf, p.base_rtf) for p in fig.pairs])
     return max(repeat_left, paired.pairs_wanted(result))
 
 

@@ -14,7 +14,7 @@ from ..stats import median_or_none
 from .model import machine_line, pct
 
 if TYPE_CHECKING:
-    from .findings import Findings
+    from ..tracking.verdicts import Verdicts
 
 TITLE = "## pytest-cosyvoice"
 
@@ -29,7 +29,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(_cell(c) for c in row) + " |" for row in rows)]
 
 
-def markdown_summary(found: Findings) -> str:
+def markdown_summary(found: Verdicts) -> str:
     """The session's speed verdicts and its machine, as Markdown (ends with a blank line, so the
     next step's summary starts a paragraph of its own)."""
     out = [TITLE, ""]
@@ -43,7 +43,7 @@ def markdown_summary(found: Findings) -> str:
     return "\n".join(out) + "\n"
 
 
-def _ab(found: Findings) -> list[str]:
+def _ab(found: Verdicts) -> list[str]:
     ab = found.ab
     assert ab is not None
     metrics = ab.metrics()
@@ -60,7 +60,7 @@ def _ab(found: Findings) -> list[str]:
     return out
 
 
-def _cross_session(found: Findings, heading: str) -> list[str]:
+def _cross_session(found: Verdicts, heading: str) -> list[str]:
     out = [heading, ""]
     if found.baseline_error:
         return [*out, f"The stored baseline cannot be used: {_cell(found.baseline_error)}"]
@@ -81,9 +81,9 @@ def _cross_session(found: Findings, heading: str) -> list[str]:
     return out + _table(["test", "runs", "RTF", "baseline", "drift", "verdict"], rows)
 
 
-def _quality(found: Findings) -> list[str]:
+def _quality(found: Verdicts) -> list[str]:
     """The quality gate: the terminal's count line, then each failed test and what its failed checks say."""
-    from .findings import quality_line
+    from .terminal import quality_line  # the terminal's words: one wording of the count line
 
     line = quality_line(found.quality)
     if line is None:

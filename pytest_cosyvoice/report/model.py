@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import StreamTrace, TestFigures
+from ..tracking.ab import AbVerdicts
 from ..tracking.baseline import Baseline
 from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
 from ..tracking.health import REFERENCE_ERROR, Health
-from ..tracking.paired import PairedResult, PairedVerdict, PooledResult
+from ..tracking.paired import PairedVerdict
 from ..tracking.runkey import RunKey
 
 if TYPE_CHECKING:
@@ -64,32 +65,6 @@ class StreamRecord:
 
         audio = unpack_audio(d["audio"])
         return cls(d["nodeid"], StreamTrace(**d["trace"]), audio, d["prebuffer_s"], d["failed"])
-
-
-@dataclass
-class AbVerdicts:
-    """A session's A/B verdicts (tracking.paired), per test and pooled, of RTF and of first-chunk
-    latency: what the terminal, the report files, the history line, JUnit and Markdown say of them."""
-
-    base: str = ""                                  # the base side's description
-    base_versions: dict[str, str] = field(default_factory=dict)
-    paired: list[PairedResult] | None = None        # RTF; None: no test recorded RTF pairs
-    pooled: PooledResult | None = None
-    paired_first_chunk: list[PairedResult] | None = None
-    pooled_first_chunk: PooledResult | None = None
-
-    def metrics(self) -> list[tuple[str, list[PairedResult], PooledResult]]:
-        """(metric, per-test results, pooled) for each metric that has verdicts, RTF first."""
-        out = []
-        for metric, paired, pooled in (("RTF", self.paired, self.pooled),
-                                       ("first chunk", self.paired_first_chunk, self.pooled_first_chunk)):
-            if paired is not None and pooled is not None:
-                out.append((metric, paired, pooled))
-        return out
-
-    def pooled_line(self, pooled: PooledResult) -> str:
-        """'A/B against <base>: head/base RTF 1.08x (95 % CI 1.05-1.11) over 36 tests, 180 pairs: regression'."""
-        return f"A/B against {self.base or 'the base side'}: {pooled.describe()}"
 
 
 # nodeid -> call label -> (mono float samples, sample rate): the stored golden audio of a test's calls.

@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..judging.measurements import StreamTrace, TestFigures
 from ..judging.playback import simulate_playback
+from ..tracking.ab import AbVerdicts
 from ..tracking.drift import DriftResult, DriftVerdict
 from ..tracking.runkey import RunKey
-from .model import INSTALL_HINT, PAIRED_COLOURS, VERDICT_COLOURS, AbVerdicts, sample_stats, short_id
+from .model import INSTALL_HINT, PAIRED_COLOURS, VERDICT_COLOURS, sample_stats, short_id
 
 if TYPE_CHECKING:
     import numpy as np

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..judging.measurements import TestFigures
 from ..judging.quality import TestQuality
 from ..stats import median_or_none
+from ..tracking.ab import AbVerdicts
 from ..tracking.drift import DriftResult, DriftVerdict
 from ..tracking.history import ab_entry, append_history, history_entry, quality_entry, read_history
 from ..tracking.runkey import RunKey
@@ -27,7 +28,6 @@ from ..tracking.stack import current_commit
 from . import page, plots
 from .model import (
     INSTALL_HINT,
-    AbVerdicts,
     GoldenAudio,
     QualityAudio,
     ReportFiles,

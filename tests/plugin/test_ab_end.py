@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_cosyvoice.finish import end_options, exit_status, junit_properties, markdown_path
+from pytest_cosyvoice.finish import end_options, exit_status, gather, junit_properties, markdown_path
 from pytest_cosyvoice.judging.measurements import PairSample, TestFigures
-from pytest_cosyvoice.report.findings import UNDECIDED_SHOWN, EndOptions, Findings, gather, summary_lines
+from pytest_cosyvoice.report.findings import Findings
 from pytest_cosyvoice.report.markdown import TITLE, append_markdown, markdown_summary
+from pytest_cosyvoice.report.terminal import UNDECIDED_SHOWN, summary_lines
 from pytest_cosyvoice.settings import Settings
 from pytest_cosyvoice.tracking.paired import PairedVerdict
 from pytest_cosyvoice.tracking.runkey import RunKey
+from pytest_cosyvoice.tracking.verdicts import EndOptions
 
 KEY = RunKey("cpu-runner", "cpu", "fp32", "fixed", "tiny", "0123456789")
 BASE = "engine 'fixed' over model tiny-copy"

@@ -1,17 +1,18 @@
-"""The end of a session without a pytest session: `report.findings.gather` on a real baseline folder,
-`summary_lines` wording it, and finish.py's mapping of the findings to the exit status."""
+"""The end of a session without a pytest session: `finish.gather` (decide, then write the report) on a
+real baseline folder, `summary_lines` wording it, and finish.py's mapping of the findings to the exit status."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from pytest_cosyvoice.finish import exit_status
+from pytest_cosyvoice.finish import exit_status, gather
 from pytest_cosyvoice.judging.measurements import TestFigures
-from pytest_cosyvoice.report.findings import EndOptions, gather, summary_lines
+from pytest_cosyvoice.report.terminal import summary_lines
 from pytest_cosyvoice.tracking.drift import DriftVerdict
 from pytest_cosyvoice.tracking.health import CalibrationSample, Health
 from pytest_cosyvoice.tracking.runkey import RunKey
+from pytest_cosyvoice.tracking.verdicts import EndOptions
 
 KEY = RunKey("cpu-runner", "cpu", "fp32", "fixed", "tiny", "0123456789")
 BASE = [0.200, 0.202, 0.198, 0.205, 0.195, 0.201, 0.199, 0.203, 0.197, 0.200]

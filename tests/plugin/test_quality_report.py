@@ -13,21 +13,17 @@ import numpy as np
 import pytest
 
 from cosyvoice_runtime.audio import read_wav
+from pytest_cosyvoice.finish import gather
 from pytest_cosyvoice.judging.junit import quality_properties
 from pytest_cosyvoice.judging.quality import CallOutput, QualityCheck, TestQuality
-from pytest_cosyvoice.report.findings import (
-    EndOptions,
-    Findings,
-    gather,
-    quality_line,
-    quality_lines,
-    summary_lines,
-)
+from pytest_cosyvoice.report.findings import Findings
 from pytest_cosyvoice.report.markdown import markdown_summary
 from pytest_cosyvoice.report.model import GoldenAudio, ReportFiles, ReportInput
+from pytest_cosyvoice.report.terminal import quality_line, quality_lines, summary_lines
 from pytest_cosyvoice.report.writer import write_report
 from pytest_cosyvoice.tracking.history import quality_counts, quality_entry, read_history
 from pytest_cosyvoice.tracking.runkey import RunKey
+from pytest_cosyvoice.tracking.verdicts import EndOptions
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("pandas")
