@@ -1,5 +1,8 @@
 """Load released CosyVoice model directories and stream speech from them, with the fixes of
-upstream's orchestration (see README)."""
+upstream's orchestration (see README): `load` -> `Runtime` (stream, synthesize, render, score_tokens,
+plan), the request checks and limits, per-request seeding, observers, the embedded tiny models
+(`tiny`), and what the plugin needs publicly (`files`: cross-process lock and atomic write; `audio`:
+prompt audio and the byte form of float32 samples). torch loads only with a model."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -30,7 +30,6 @@ from .sound import (
 CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", "dnsmos", "plcmos", "wer", "sim", "sim_model")
 STATUSES = ("pass", "fail", "note")
 TOKEN_MODES = ("identical", "top_k", "off")
-DTYPES = ("fp32", "fp16", "bf16")
 
 # token -> wav of the same tokens vs the golden's: the SNR limit in dB by the dtype the model runs in
 # (benchmarks/quality_limits.py; docs/reports.md "Quality limits: how the defaults were chosen"). On CPU fp32 a

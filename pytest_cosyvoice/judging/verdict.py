@@ -50,10 +50,6 @@ class Verdict:
     worst_gap_ms: tuple[float, ...]         # per round with a stream: its worst playback stall
 
     @property
-    def passed(self) -> bool:
-        return not self.problems
-
-    @property
     def failed_checks(self) -> list[str]:
         """The checks that failed: the five stream checks first, then the others, each group by name."""
         return sorted({c for c, _ in self.problems}, key=lambda c: (c not in checks.CHECKS, c))

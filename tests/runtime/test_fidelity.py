@@ -12,7 +12,7 @@ import torch
 import cosyvoice_runtime
 from cosyvoice_runtime import Runtime
 from cosyvoice_runtime.upstream import UpstreamEngine
-from pytest_cosyvoice.faults import forced_llm, forced_tokens
+from pytest_cosyvoice.faults import forced_llm, forced_tokens, injected
 
 TOKENS_V2 = forced_tokens(2, 120, seed=5)
 TOKENS_V1 = forced_tokens(1, 260, seed=6)
@@ -20,14 +20,11 @@ TOKENS_V1 = forced_tokens(1, 260, seed=6)
 
 def both(rt: Runtime, tokens: list[int], stream: bool, **kw: object) -> tuple[list[np.ndarray], list[np.ndarray]]:
     up = UpstreamEngine(rt)
-    rt.llm.inference = forced_llm(tokens)  # type: ignore[method-assign]
-    try:
+    with injected(rt, tokens):
         torch.manual_seed(0)
         ours = [c.audio for c in (rt.stream("x", **kw) if stream else rt.synthesize("x", **kw).chunks)]
         torch.manual_seed(0)
         theirs = [c.audio for c in (up.stream("x", **kw) if stream else up.synthesize("x", **kw).chunks)]
-    finally:
-        del rt.llm.inference
     return ours, theirs
 
 
@@ -69,12 +66,9 @@ def test_v1_matches_upstream(v1: Runtime, stream: bool) -> None:
 def test_streamed_and_non_streamed_durations_agree(request: pytest.FixtureRequest, version: int) -> None:
     rt: Runtime = request.getfixturevalue(f"v{version}")
     tokens = TOKENS_V1 if version == 1 else TOKENS_V2
-    rt.llm.inference = forced_llm(tokens)  # type: ignore[method-assign]
-    try:
+    with injected(rt, tokens):
         streamed = sum(c.audio.size for c in rt.stream("x", speaker=rt.speakers[0]))
         whole = rt.synthesize("x", speaker=rt.speakers[0]).audio.size
-    finally:
-        del rt.llm.inference
     # v1 rounds mel frames per chunk window (22050/256 per 50 tokens): allow one mel frame per chunk.
     assert abs(streamed - whole) <= 256 * 8
 
