@@ -1,7 +1,8 @@
 """The report's data and its text helpers, shared by the session (which records streams), the
-writers (writer.py: terminal table, rtf.csv, the history line), the graphs (plots.py), the page
-(page.py) and the end-of-session summary (findings.py). It imports none of them and no pytest, so
-they never import each other for a type, a colour or the machine's text.
+writers (writer.py: terminal table, rtf.csv, the history line), the graphs (plots.py, trends.py,
+stream_plot.py), the page (page.py) and the end-of-session summary (terminal.py, markdown.py). It
+imports none of them and no pytest, so they never import each other for a type, a colour or the
+machine's text.
 
     write_report("reports", ReportInput(figures=..., key=..., drift=..., baseline=...,
                                         streams=[StreamRecord(nodeid, trace, audio)]))

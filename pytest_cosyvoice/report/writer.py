@@ -25,7 +25,7 @@ from ..tracking.drift import DriftResult, DriftVerdict
 from ..tracking.history import ab_entry, append_history, history_entry, quality_entry, read_history
 from ..tracking.runkey import RunKey
 from ..tracking.stack import current_commit
-from . import page, plots
+from . import page, plots, stream_plot, trends
 from .model import (
     INSTALL_HINT,
     GoldenAudio,
@@ -189,7 +189,7 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
     history = read_history(history_path, data.key)
     nodeids = [f.nodeid for f in data.figures]
     changes, changes_note = _history_changes(history, nodeids)
-    trend_png = plots.plot_trend(out / "rtf_trend.png", history, nodeids, base_medians,
+    trend_png = trends.plot_trend(out / "rtf_trend.png", history, nodeids, base_medians,
                                         data.key, data.tolerance, changes, data.stack_changes)
 
     files = ReportFiles(out_dir=out, csv=csv_path, history=history_path, drift_png=drift_png,
@@ -205,7 +205,7 @@ def write_report(out_dir: str | Path, data: ReportInput) -> ReportFiles:
         files.quality_json = write_quality_json(out / "quality.json", data.quality)
         files.quality_audio = write_quality_audio(out / "audio", data.quality, data.golden_audio)
         if sum(1 for entry in history if isinstance(entry.get("quality"), dict)) >= 2:
-            files.quality_trend_png = plots.plot_quality_trend(history, out / "quality_trend.png")
+            files.quality_trend_png = trends.plot_quality_trend(history, out / "quality_trend.png")
     page.write_index(files, data, commit)
     return files
 
@@ -317,7 +317,7 @@ def _write_streams(folder: Path, streams: Sequence[StreamRecord]) -> list[Stream
         while stem in used:            # two streams with the same label in one test
             stem, i = f"{base}-{i}", i + 1
         used.add(stem)
-        png = plots.plot_stream(folder / f"{stem}.png", s.nodeid, s.trace, s.audio,
+        png = stream_plot.plot_stream(folder / f"{stem}.png", s.nodeid, s.trace, s.audio,
                                        s.prebuffer_s)
         wav = None
         if s.audio is not None and len(s.audio) and s.trace.sample_rate > 0:

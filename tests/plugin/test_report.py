@@ -280,11 +280,11 @@ def shifted_history(path: Path, rng: np.random.Generator) -> None:
 def test_report_lists_and_draws_change_points(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("ruptures")
-    from pytest_cosyvoice.report import plots as report_plots
+    from pytest_cosyvoice.report import trends
 
     drawn: list[int] = []
-    mark = report_plots._mark_changes
-    monkeypatch.setattr(report_plots, "_mark_changes",
+    mark = trends.mark_changes
+    monkeypatch.setattr(trends, "mark_changes",
                         lambda ax, cps: (drawn.extend(cp.index for cp in cps), mark(ax, cps)))
     rng = np.random.default_rng(4)
     shifted_history(tmp_path / "history.jsonl", rng)
@@ -324,14 +324,15 @@ def test_report_without_change_points_or_ruptures(tmp_path: Path,
 
 
 def test_trend_marks_each_change(tmp_path: Path) -> None:
-    from pytest_cosyvoice.report.plots import _mark_changes, _pyplot
+    from pytest_cosyvoice.report.plots import pyplot
+    from pytest_cosyvoice.report.trends import mark_changes
     from pytest_cosyvoice.tracking.changepoints import ChangePoint
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots()
     cps = [ChangePoint(SLOW, 5, None, None, 0.2, 0.26, 0.3, ["torch 2.9.1 -> 2.10.0"], 3, 0, 8),
            ChangePoint(SLOW, 9, None, None, 0.26, 0.2, -0.23, [], 8, 5, 12)]
-    _mark_changes(ax, cps)
+    mark_changes(ax, cps)
     dashed = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
     # Between the sessions around each change: 1-based (3 + 5) / 2 + 1 and (8 + 9) / 2 + 1.
     assert sorted(ln.get_xdata()[0] for ln in dashed) == [5.0, 9.5]
