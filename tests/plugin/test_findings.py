@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pytest_cosyvoice.finish import exit_status, gather
 from pytest_cosyvoice.judging.measurements import TestFigures
+from pytest_cosyvoice.judging.quality import CallOutput, TestQuality
 from pytest_cosyvoice.report.terminal import summary_lines
 from pytest_cosyvoice.tracking.drift import DriftVerdict
+from pytest_cosyvoice.tracking.goldens import GoldenStore
 from pytest_cosyvoice.tracking.health import CalibrationSample, Health
 from pytest_cosyvoice.tracking.runkey import RunKey
 from pytest_cosyvoice.tracking.verdicts import EndOptions
@@ -87,3 +90,29 @@ def test_a_moved_model_reference_is_named_and_no_quiet_rerun_is_suggested(tmp_pa
                         "baseline's machine: NOT comparable: machine 0 % slower than at baseline (calibration "
                         f"x1.00); {why}")
     assert lines[-1] == f"inconclusive (1): machine 0 % slower than at baseline (calibration x1.00); {why}"
+
+
+def test_goldens_are_saved_with_the_verdicts_and_a_broken_store_is_a_usage_error(tmp_path: Path) -> None:
+    # The quality goldens are saved where the baseline is, by the same decision step; a golden index that
+    # cannot be read is named, left as it is, and ends the session with exit 4.
+    rng = np.random.default_rng(3)
+    call = CallOutput("synthesize#0", "synthesize", 1, 16000, "Hi.", [1, 2, 3],
+                      rng.standard_normal(1600).astype(np.float32))
+    quality = [TestQuality("t.py::q", [call])]
+    save = EndOptions(tmp_path / "baselines", None, save_baseline=True)
+    first = gather(figures(), [], KEY, "cpu", save, repo_dir=tmp_path, quality=quality)
+    assert first.goldens_saved is not None and first.goldens_saved.path is not None and not first.usage_error
+    assert f"quality goldens saved: {first.goldens_saved.path} (1 tests)" in summary_lines(first)
+    loaded = GoldenStore(tmp_path / "baselines").load(KEY)
+    assert loaded is not None and loaded.tests["t.py::q"].calls[0].tokens == [1, 2, 3]
+
+    index = first.goldens_saved.path / "index.json"
+    index.write_text("{not json", encoding="utf-8")
+    second = gather(figures(), [], KEY, "cpu", save, repo_dir=tmp_path, quality=quality)
+    assert second.goldens_saved is not None and second.usage_error
+    assert str(index) in second.goldens_saved.error and "Refusing to overwrite" in second.goldens_saved.error
+    assert index.read_text(encoding="utf-8") == "{not json"
+    assert any(line.startswith(f"ERROR quality goldens not saved: {index}: not valid JSON")
+               for line in summary_lines(second))
+    assert exit_status(second, pytest.ExitCode.OK) == pytest.ExitCode.USAGE_ERROR
+    assert second.saved is not None and second.saved.path is not None   # the baseline's save is its own
