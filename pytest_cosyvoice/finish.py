@@ -18,6 +18,7 @@ from _pytest.junitxml import xml_key
 
 from .report.findings import EndOptions, Findings, gather, summary_lines
 from .report.markdown import append_markdown, markdown_summary
+from .settings import absolute
 from .tracking.goldens import GoldenError
 
 if TYPE_CHECKING:
@@ -35,12 +36,6 @@ class FinishResult:
     junit: list[tuple[str, str]] = field(default_factory=list)    # testsuite properties (`junit_properties`)
 
 
-def resolve(path: Path, base: Path) -> Path:
-    """A setting's path, relative to the directory pytest was invoked from."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base / p
-
-
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
@@ -48,12 +43,13 @@ def markdown_path(s: Settings, base_dir: Path, environ: Mapping[str, str] | None
     """--cosy-markdown, else $GITHUB_STEP_SUMMARY when set (GitHub Actions' job page), else None."""
     env = os.environ if environ is None else environ
     raw = s.markdown if s.markdown is not None else (env.get(STEP_SUMMARY_ENV) or None)
-    return None if raw is None else resolve(Path(raw), base_dir)
+    return None if raw is None else absolute(Path(raw), base_dir)
 
 
 def end_options(s: Settings, base_dir: Path, *, ab_base: str = "", ab_versions: Mapping[str, str] | None = None,
                 environ: Mapping[str, str] | None = None) -> EndOptions:
-    return EndOptions(resolve(s.baseline_dir, base_dir), None if s.no_report else resolve(s.report_dir, base_dir),
+    # The settings' folders are absolute already (settings.resolve): the goldens and baselines share one.
+    return EndOptions(s.baseline_dir, None if s.no_report else s.report_dir,
                       tolerance=s.rtf_tolerance, machine_tolerance=s.machine_tolerance,
                       save_baseline=s.save_baseline, fail_on_drift=s.fail_on_drift,
                       ab_max_pairs=s.ab_max_pairs, markdown=markdown_path(s, base_dir, environ),
