@@ -43,6 +43,7 @@ import numpy as np
 
 from cosyvoice_runtime.files import atomic_write, locked
 
+from ..judging.figures import figure_from_json, figure_to_json
 from ..judging.quality import TestQuality, pack_audio, unpack_audio
 from .runkey import RunKey
 
@@ -85,14 +86,14 @@ class GoldenCall:
     def to_wire(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
                 "tokens": self.tokens, "audio": pack_audio(self.audio), "rendered": pack_audio(self.rendered),
-                "text": self.text, "note": self.note, "reference_snr": _json_snr(self.reference_snr)}
+                "text": self.text, "note": self.note, "reference_snr": figure_to_json(self.reference_snr)}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> GoldenCall:
         return cls(label=d["label"], kind=d["kind"], seed=d["seed"], sample_rate=int(d["sample_rate"]),
                    tokens=None if d["tokens"] is None else [int(t) for t in d["tokens"]],
                    audio=unpack_audio(d["audio"]), rendered=unpack_audio(d["rendered"]), text=d["text"],
-                   note=str(d.get("note", "")), reference_snr=_snr_of(d.get("reference_snr")))
+                   note=str(d.get("note", "")), reference_snr=figure_from_json(d.get("reference_snr"), "reference_snr"))
 
 
 @dataclass
@@ -375,20 +376,6 @@ def _npz(t: GoldenTest) -> bytes:
     return buf.getvalue()
 
 
-def _json_snr(x: float | None) -> float | str | None:
-    return None if x is None or math.isnan(x) else x if math.isfinite(x) else "inf"
-
-
-def _snr_of(x: Any) -> float | None:
-    if x is None:
-        return None
-    if x == "inf":
-        return math.inf
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ValueError(f"reference_snr {x!r}: expected a number, \"inf\" or null")
-    return float(x)
-
-
 def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
     calls = []
     for c in t.calls:
@@ -400,7 +387,7 @@ def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
                 arrays[name] = {"sha256": _sha256(_array_bytes(flat)), "length": int(flat.size)}
         calls.append({"label": c.label, "kind": c.kind, "seed": c.seed, "sample_rate": c.sample_rate,
                       "tokens": c.tokens, "text": c.text, "note": c.note, "arrays": arrays,
-                      "reference_snr": _json_snr(c.reference_snr)})
+                      "reference_snr": figure_to_json(c.reference_snr)})
     return {"file": file_name(t.nodeid), "sha256": _sha256(blob), "bytes": len(blob), "notes": t.notes,
             "scores": t.scores, "calls": calls}
 
@@ -431,6 +418,6 @@ def _parse_entry(nodeid: str, entry: Any) -> dict[str, Any]:
         calls.append({"label": str(c["label"]), "kind": str(c["kind"]), "seed": None if seed is None else int(seed),
                       "sample_rate": int(c["sample_rate"]), "tokens": tokens,
                       "text": None if c["text"] is None else str(c["text"]), "note": str(c.get("note", "")),
-                      "arrays": arrays, "reference_snr": _snr_of(c.get("reference_snr"))})
+                      "arrays": arrays, "reference_snr": figure_from_json(c.get("reference_snr"), "reference_snr")})
     return {"file": str(entry["file"]), "sha256": str(entry["sha256"]), "bytes": int(entry["bytes"]),
             "notes": [str(n) for n in entry.get("notes", [])], "scores": scores, "calls": calls}
