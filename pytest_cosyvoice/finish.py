@@ -23,6 +23,7 @@ from .report.findings import Findings, write_findings
 from .report.markdown import append_markdown, markdown_summary
 from .report.model import GoldenAudio, StreamRecord
 from .report.terminal import summary_lines
+from .settings import absolute
 from .tracking.ab import AbRule
 from .tracking.health import Health
 from .tracking.runkey import RunKey
@@ -42,12 +43,6 @@ class FinishResult:
     junit: list[tuple[str, str]] = field(default_factory=list)    # testsuite properties (`junit_properties`)
 
 
-def resolve(path: Path, base: Path) -> Path:
-    """A setting's path, relative to the directory pytest was invoked from."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else base / p
-
-
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 
 
@@ -55,7 +50,7 @@ def markdown_path(s: Settings, base_dir: Path, environ: Mapping[str, str] | None
     """--cosy-markdown, else $GITHUB_STEP_SUMMARY when set (GitHub Actions' job page), else None."""
     env = os.environ if environ is None else environ
     raw = s.markdown if s.markdown is not None else (env.get(STEP_SUMMARY_ENV) or None)
-    return None if raw is None else resolve(Path(raw), base_dir)
+    return None if raw is None else absolute(Path(raw), base_dir)
 
 
 def ab_rule(s: Settings) -> AbRule:
@@ -66,7 +61,8 @@ def ab_rule(s: Settings) -> AbRule:
 def end_options(s: Settings, base_dir: Path, *, ab_base: str = "", ab_versions: Mapping[str, str] | None = None,
                 environ: Mapping[str, str] | None = None) -> EndOptions:
     rule = ab_rule(s)
-    return EndOptions(resolve(s.baseline_dir, base_dir), None if s.no_report else resolve(s.report_dir, base_dir),
+    # The settings' folders are absolute already (settings.resolve): the goldens and baselines share one.
+    return EndOptions(s.baseline_dir, None if s.no_report else s.report_dir,
                       tolerance=rule.tolerance, machine_tolerance=s.machine_tolerance,
                       save_baseline=s.save_baseline, fail_on_drift=s.fail_on_drift,
                       ab_max_pairs=rule.max_pairs, markdown=markdown_path(s, base_dir, environ),

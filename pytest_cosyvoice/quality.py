@@ -30,8 +30,10 @@ from .judging.quality import (
     QualityCheck,
     QualityLimits,
     TestQuality,
+    Why,
     compare_call,
     judge_scores,
+    saves_to_gate,
 )
 from .judging.similarity import cosine
 from .judging.sound import QualityExtraMissing, score_mos, snr_db
@@ -84,10 +86,8 @@ class QualityGate:
 
     # -- goldens ------------------------------------------------------------------------------------
     def store(self) -> GoldenStore:
-        directory = self.settings.baseline_dir
-        if not directory.is_absolute():
-            directory = self._base_dir() / directory
-        return GoldenStore(directory)
+        """The goldens beside the baselines: the one folder the settings resolved (settings.resolve)."""
+        return GoldenStore(self.settings.baseline_dir)
 
     def goldens(self) -> Goldens | None:
         """The stored goldens of this session's run key (None: none saved yet). A golden file that
@@ -139,18 +139,23 @@ class QualityGate:
             out = self._output(rec, golden, engine, runtime, spec, stack_change)
             tq.calls.append(out)
             if rec.seed is None:
-                tq.checks.append(QualityCheck(
-                    "tokens", rec.label, "note", None, None,
+                tq.checks.append(QualityCheck.note(
+                    "tokens", rec.label, Why.NOT_JUDGED,
                     "not reproducible: the engine takes no seed=, so its outputs are compared by distribution "
                     "(MOS, WER, similarity), not sample by sample"))
                 continue
             tq.checks += compare_call(golden, out, limits, dtype, stack_change)
             if base is not None:
                 tq.checks += self._against_base(base, rec, out, limits, dtype, stall_timeout_s)
-        tq.checks += judge_scores(dict(golden_test.scores) if golden_test is not None else {}, tq.scores(), limits)
+        stored = dict(golden_test.scores) if golden_test is not None else {}
+        tq.checks += judge_scores(stored, tq.scores(), limits)
+        # A saving session stores one more clean run of each score.
+        saving = 1 if self.settings.save_baseline else 0
+        tq.saves_to_gate = max(0, saves_to_gate(stored, tq.scores(), limits) - saving)
         if self.settings.save_baseline:
             # A saving session sets the goldens: what differs from the old ones is reported, not failed.
-            tq.checks = [QualityCheck(c.name, c.call, "note", c.figure, c.limit, f"{c.text} (saving new goldens)")
+            tq.checks = [QualityCheck.note(c.name, c.call, Why.SAVING, f"{c.text} (saving new goldens)", c.figure,
+                                           c.limit)
                          if c.status == "fail" else c for c in tq.checks]
         tq.seconds = time.perf_counter() - t0
         self.results[nodeid] = tq

@@ -48,7 +48,18 @@ def _text(v: str) -> str:
 
 
 def _path(v: str) -> Path:
-    return Path(v)
+    return Path(v).expanduser()
+
+
+def absolute(path: Path, base: Path) -> Path:
+    """A folder or file setting as the one path every part of the session uses: `~` expanded, a
+    relative path under `base` (the directory pytest was invoked from)."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else Path(base) / p
+
+
+# The path settings `resolve` makes absolute, once: the stores, the report and the summary read them as given.
+PATH_SETTINGS = ("baseline_dir", "report_dir", "markdown")
 
 
 def _bool(v: str) -> bool:
@@ -328,8 +339,10 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
     if values["sim"] is not None:
         values["sim"] = _check_sim(values["sim"], sources["sim"])
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
-    _check_clashes(s)
-    return s
+    _check_clashes(s)     # names the paths as written
+    base = config.invocation_params.dir
+    return replace(s, **{name: absolute(getattr(s, name), base) for name in PATH_SETTINGS
+                         if getattr(s, name) is not None})
 
 
 def _check_base_python(raw: str, where: str) -> None:

@@ -3,9 +3,8 @@ can chart it without the report: the median RTF round, the median first chunk, t
 quality test its status, its failed checks and each check's figure against its limit."""
 from __future__ import annotations
 
-import math
-
 from ..stats import median
+from .figures import figure_text
 from .quality import TestQuality
 from .verdict import Verdict
 
@@ -22,9 +21,7 @@ def properties(verdict: Verdict) -> list[tuple[str, float]]:
 
 
 def _figure(x: float | None) -> str:
-    if x is None or math.isnan(x):
-        return "-"
-    return format(x, ".4g") if math.isfinite(x) else ("inf" if x > 0 else "-inf")
+    return figure_text(x, ".4g")
 
 
 def quality_properties(tq: TestQuality) -> list[tuple[str, str]]:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from enum import Enum
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 
 from cosyvoice_runtime.audio import pack_audio, unpack_audio
 
+from .figures import figure_from_json, figure_text, figure_to_json
 from .sound import (
     MOS_MINIMUM_BASELINE,
     MOS_SLACK,
@@ -28,7 +30,17 @@ from .sound import (
 
 # The checks, in the order the report lists them.
 CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", "dnsmos", "plcmos", "wer", "sim", "sim_model")
-STATUSES = ("pass", "fail", "note")
+Status = Literal["pass", "fail", "note"]
+STATUSES: tuple[Status, ...] = ("pass", "fail", "note")
+
+
+class Why(Enum):
+    """Why a check is a "note" (not judged): the counts of the terminal line, the step summary and the
+    history read this field, never the check's text."""
+    NO_GOLDEN = "no golden"            # nothing saved for this call yet
+    UNCALIBRATED = "uncalibrated"      # fewer stored clean runs than min_clean_runs
+    NOT_JUDGED = "not judged"          # what the check needs is missing (no render(), no tokens, tokens="off")
+    SAVING = "saving"                  # a saving session: a difference from the old goldens is reported only
 TOKEN_MODES = ("identical", "top_k", "off")
 
 # token -> wav of the same tokens vs the golden's: the SNR limit in dB by the dtype the model runs in
@@ -59,44 +71,42 @@ WER_FLOOR = 0.05                # ... but at least 5 points above it: point limi
 
 @dataclass(frozen=True)
 class QualityCheck:
-    """One judged figure. `status`: "pass", "fail" or "note" (not judged; `text` says why, e.g.
-    "uncalibrated (2 of 5 clean runs)"). `call` is the call's label, or "" for a test-level score."""
+    """One judged figure. `status`: "pass", "fail" or "note" (not judged: `why` says which kind, `text`
+    says it in words, e.g. "dnsmos 3.100: uncalibrated (2 of 5 clean runs), not gated"). `why` is set on
+    every note and on nothing else. `call` is the call's label, or "" for a test-level score."""
     name: str
     call: str
-    status: str
+    status: Status
     figure: float | None
     limit: float | None
     text: str
+    why: Why | None = None
 
     def __post_init__(self) -> None:
         if self.name not in CHECKS:
             raise ValueError(f"check {self.name!r}: expected one of {', '.join(CHECKS)}")
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r}: expected one of {', '.join(STATUSES)}")
+        if (self.status == "note") != isinstance(self.why, Why):
+            raise ValueError(f"check {self.name!r} with status {self.status!r} and why={self.why!r}: a note "
+                             f"names why (one of {', '.join(w.name for w in Why)}), a pass or fail does not")
+
+    @classmethod
+    def note(cls, name: str, call: str, why: Why, text: str, figure: float | None = None,
+             limit: float | None = None) -> QualityCheck:
+        return cls(name, call, "note", figure, limit, text, why)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "call": self.call, "status": self.status, "figure": _finite(self.figure),
-                "limit": _finite(self.limit), "text": self.text}
+        return {"name": self.name, "call": self.call, "status": self.status,
+                "figure": figure_to_json(self.figure), "limit": figure_to_json(self.limit), "text": self.text,
+                "why": None if self.why is None else self.why.value}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> QualityCheck:
-        return cls(str(data["name"]), str(data["call"]), str(data["status"]), _number(data.get("figure")),
-                   _number(data.get("limit")), str(data["text"]))
-
-
-def _finite(x: float | None) -> float | str | None:
-    # JSON has no infinity: an SNR of identical audio is "inf".
-    if x is None or math.isnan(x):
-        return None
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
-
-
-def _snr_number(x: Any) -> float | None:
-    return None if x is None else math.inf if x == "inf" else -math.inf if x == "-inf" else float(x)
-
-
-def _number(x: Any) -> float | None:
-    return None if x is None else float(x)
+        status = str(data["status"])
+        why = data.get("why")
+        return cls(str(data["name"]), str(data["call"]), cast(Status, status), figure_from_json(data.get("figure")),
+                   figure_from_json(data.get("limit"), "limit"), str(data["text"]), None if why is None else Why(why))
 
 
 @dataclass
@@ -130,7 +140,7 @@ class CallOutput:
         return {"label": self.label, "kind": self.kind, "seed": self.seed, "sample_rate": self.sample_rate,
                 "text": self.text, "tokens": self.tokens, "audio": pack_audio(self.audio),
                 "rendered_tokens": self.rendered_tokens, "chunks": self.chunks,
-                "reference_snr": _finite(self.reference_snr),
+                "reference_snr": figure_to_json(self.reference_snr),
                 "rendered": pack_audio(self.rendered), "rendered_streamed": pack_audio(self.rendered_streamed),
                 "token_ranks": None if self.token_ranks is None else list(self.token_ranks), "top_k": self.top_k,
                 "mos": dict(self.mos), "wer": self.wer, "transcript": self.transcript, "sim": self.sim}
@@ -147,7 +157,7 @@ class CallOutput:
                    mos={k: float(v) for k, v in (d.get("mos") or {}).items()}, wer=d.get("wer"),
                    transcript=d.get("transcript"), sim=d.get("sim"),
                    rendered_tokens=d.get("rendered_tokens"), chunks=int(d.get("chunks") or 0),
-                   reference_snr=_snr_number(d.get("reference_snr")))
+                   reference_snr=figure_from_json(d.get("reference_snr"), "reference_snr"))
 
 
 @dataclass
@@ -159,11 +169,16 @@ class TestQuality:
     calls: list[CallOutput] = field(default_factory=list)
     checks: list[QualityCheck] = field(default_factory=list)
     seconds: float | None = None    # what judging the test cost (renders, scores, comparisons)
+    saves_to_gate: int = 0          # saving sessions still needed before every score of the test gates
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         statuses = {c.status for c in self.checks}
         return "fail" if "fail" in statuses else "pass" if "pass" in statuses else "note"
+
+    def noted(self, why: Why) -> bool:
+        """Whether any of the test's checks is a note for this reason."""
+        return any(c.why is why for c in self.checks)
 
     @property
     def failed(self) -> list[QualityCheck]:
@@ -183,12 +198,13 @@ class TestQuality:
 
     def to_wire(self) -> dict[str, Any]:
         return {"nodeid": self.nodeid, "calls": [c.to_wire() for c in self.calls],
-                "checks": [c.to_json() for c in self.checks], "seconds": self.seconds}
+                "checks": [c.to_json() for c in self.checks], "seconds": self.seconds,
+                "saves_to_gate": self.saves_to_gate}
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> TestQuality:
         return cls(d["nodeid"], [CallOutput.from_wire(c) for c in d["calls"]],
-                   [QualityCheck.from_json(c) for c in d["checks"]], d.get("seconds"))
+                   [QualityCheck.from_json(c) for c in d["checks"]], d.get("seconds"), int(d.get("saves_to_gate", 0)))
 
 
 @dataclass(frozen=True)
@@ -266,20 +282,17 @@ def _reference_check(golden: GoldenLike, current: CallOutput, dtype: str, stack_
     status = "pass" if ratio <= limit else "fail"
     return QualityCheck("token2wav", current.label, status, ratio, limit,
                         f"stack changed ({stack_change}): token->wav error against the float64 reference "
-                        f"x{ratio:.2f} the golden stack's (limit x{limit:g}; {_fmt(c)} vs {_fmt(g)} dB SNR)")
-
-
-def _fmt(x: float) -> str:
-    return "inf" if x == math.inf else "-inf" if x == -math.inf else f"{x:.1f}"
+                        f"x{ratio:.2f} the golden stack's (limit x{limit:g}; {figure_text(c)} vs "
+                        f"{figure_text(g)} dB SNR)")
 
 
 def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualityLimits) -> QualityCheck:
     label = current.label
     if limits.tokens == "off":
-        return QualityCheck("tokens", label, "note", None, None, "tokens not judged (tokens=\"off\")")
+        return QualityCheck.note("tokens", label, Why.NOT_JUDGED, "tokens not judged (tokens=\"off\")")
     if golden.tokens is None or current.tokens is None:
         side = "golden" if golden.tokens is None else "current call"
-        return QualityCheck("tokens", label, "note", None, None, f"tokens not judged: the {side} has no speech tokens")
+        return QualityCheck.note("tokens", label, Why.NOT_JUDGED, f"tokens not judged: the {side} has no speech tokens")
     at = first_divergence(golden.tokens, current.tokens)
     verdict = token_verdict(golden.tokens, current.tokens)
     if at is None:
@@ -291,8 +304,8 @@ def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualityLimits
     # current LLM could sample; past it the sequences are conditioned on different prefixes.
     if current.token_ranks is None or current.top_k is None:
         why = "no token scoring" if current.token_ranks is None else "no readable sampling top_k"
-        return QualityCheck("tokens", label, "note", figure, None,
-                            f"{verdict}: not judged (tokens=\"top_k\", but the engine offers {why})")
+        return QualityCheck.note("tokens", label, Why.NOT_JUDGED,
+                                 f"{verdict}: not judged (tokens=\"top_k\", but the engine offers {why})", figure)
     if at >= len(current.token_ranks):
         # The current call is longer: the golden ended here (its end-of-speech was not sampled again).
         return QualityCheck("tokens", label, "fail", figure, float(current.top_k),
@@ -311,16 +324,17 @@ def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualityLimits
 def _snr_check(name: str, what: str, golden: np.ndarray | None, current: np.ndarray | None, golden_rate: int,
                current_rate: int, limit: float, label: str, missing: str) -> QualityCheck:
     if current is None:
-        return QualityCheck(name, label, "note", None, limit, missing)
+        return QualityCheck.note(name, label, Why.NOT_JUDGED, missing, limit=limit)
     if golden is None:
-        return QualityCheck(name, label, "note", None, limit, f"{what} not judged: the golden call has none stored")
+        return QualityCheck.note(name, label, Why.NOT_JUDGED, f"{what} not judged: the golden call has none stored",
+                                 limit=limit)
     try:
         d = compare_audio(golden, current, golden_rate, current_rate)
     except SoundMismatch as exc:
         return QualityCheck(name, label, "fail", None, limit, f"{what} not comparable with the golden: {exc}")
     status = "pass" if d.snr_db >= limit else "fail"
     return QualityCheck(name, label, status, d.snr_db, limit,
-                        f"{what} {_fmt(d.snr_db)} dB SNR vs golden (limit {limit:g} dB); log-mel "
+                        f"{what} {figure_text(d.snr_db)} dB SNR vs golden (limit {limit:g} dB); log-mel "
                         f"{d.spectral.mean_db:.2f} dB mean, {d.spectral.worst_db:.2f} dB worst at "
                         f"{d.spectral.worst_at_s:.2f} s; max abs {d.max_abs:.3g}")
 
@@ -338,7 +352,7 @@ def compare_call(golden: GoldenLike | None, current: CallOutput, limits: Quality
     checks: list[QualityCheck] = []
     if golden is None:
         for name in ("tokens", "token2wav", "audio"):
-            checks.append(QualityCheck(name, label, "note", None, None, "no golden for this call"))
+            checks.append(QualityCheck.note(name, label, Why.NO_GOLDEN, "no golden for this call"))
     else:
         tokens = _tokens_check(golden, current, limits)
         checks.append(tokens)
@@ -352,9 +366,9 @@ def compare_call(golden: GoldenLike | None, current: CallOutput, limits: Quality
         same_tokens = golden.tokens is not None and current.tokens is not None \
             and list(golden.tokens) == list(current.tokens)
         if golden.tokens is not None and current.tokens is not None and not same_tokens:
-            checks.append(QualityCheck("audio", label, "note", None, limit,
-                                       "audio not compared sample by sample: the tokens differ "
-                                       "(token->wav judges the renderer on the golden tokens)"))
+            checks.append(QualityCheck.note("audio", label, Why.NOT_JUDGED,
+                                            "audio not compared sample by sample: the tokens differ "
+                                            "(token->wav judges the renderer on the golden tokens)", limit=limit))
         else:
             checks.append(_snr_check("audio", "audio", golden.audio, current.audio, golden.sample_rate,
                                      current.sample_rate, limit, label, "audio not judged: no current audio"))
@@ -365,8 +379,8 @@ def compare_call(golden: GoldenLike | None, current: CallOutput, limits: Quality
 def _streamed_check(current: CallOutput, limits: QualityLimits) -> QualityCheck:
     label, limit = current.label, limits.streamed_mel_db
     if current.rendered is None or current.rendered_streamed is None:
-        return QualityCheck("streamed_vs_offline", label, "note", None, limit,
-                            "streamed vs offline not judged: the engine offers no render()")
+        return QualityCheck.note("streamed_vs_offline", label, Why.NOT_JUDGED,
+                                 "streamed vs offline not judged: the engine offers no render()", limit=limit)
     try:
         d = streamed_vs_offline(current.rendered_streamed, current.rendered, current.sample_rate)
     except SoundMismatch as exc:
@@ -394,9 +408,9 @@ def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
         value = float(current[name])
         base = [float(v) for v in samples.get(name, [])]
         if len(base) < limits.min_clean_runs:
-            checks.append(QualityCheck(name, "", "note", value, None,
-                                       f"{name} {value:.3f}: uncalibrated ({len(base)} of {limits.min_clean_runs} "
-                                       f"clean runs), not gated"))
+            checks.append(QualityCheck.note(name, "", Why.UNCALIBRATED,
+                                            f"{name} {value:.3f}: uncalibrated ({len(base)} of "
+                                            f"{limits.min_clean_runs} clean runs), not gated", value))
             continue
         worst_text = f"worst of {len(base)} clean runs"
         if name in ("dnsmos", "plcmos"):
@@ -417,3 +431,9 @@ def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
                     f"{limits.wer_slack:g}, at least +{WER_FLOOR:g})")
         checks.append(QualityCheck(name, "", "pass" if ok else "fail", value, limit, text))
     return checks
+
+
+def saves_to_gate(samples: dict[str, list[float]], current: dict[str, float], limits: QualityLimits) -> int:
+    """How many more saved clean runs the scores in `current` need before each gates (`judge_scores`):
+    0 when every one has min_clean_runs samples, or there is no score."""
+    return max([0, *(limits.min_clean_runs - len(samples.get(name, [])) for name in current)])

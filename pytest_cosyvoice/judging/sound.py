@@ -29,6 +29,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from pytest_cosyvoice.stats import median
 
+from .figures import figure_text
+
 __all__ = [
     "DNSMOS_RATE",
     "MOS_MINIMUM_BASELINE",
@@ -292,13 +294,9 @@ def compare_audio(golden: ArrayLike, current: ArrayLike, golden_rate: int, curre
                          spectral=_spectral(g, c, golden_rate, 0))
 
 
-def _figure(x: float) -> str:
-    return "inf" if math.isinf(x) and x > 0 else "-inf" if math.isinf(x) else f"{x:.1f}"
-
-
 def snr_verdict(what: str, snr: float, limit_db: float) -> str:
     """ "vocoder output 12.0 dB SNR vs golden (limit 40 dB)"."""
-    return f"{what} {_figure(snr)} dB SNR vs golden (limit {limit_db:g} dB)"
+    return f"{what} {figure_text(snr)} dB SNR vs golden (limit {limit_db:g} dB)"
 
 
 # ---------------------------------------------------------------- no-reference MOS

@@ -85,7 +85,7 @@ def _quality(found: Verdicts) -> list[str]:
     """The quality gate: the terminal's count line, then each failed test and what its failed checks say."""
     from .terminal import quality_line  # the terminal's words: one wording of the count line
 
-    line = quality_line(found.quality)
+    line = quality_line(found.quality, found.options.save_baseline)
     if line is None:
         return []
     out = ["", "### Quality", "", line]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import html
-import math
 import os
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..judging.figures import figure_text
 from ..judging.quality import TestQuality
 from ..tracking.drift import DriftVerdict
 from ..tracking.history import quality_counts
@@ -149,9 +149,7 @@ QUALITY_COLOURS = {"fail": VERDICT_COLOURS[DriftVerdict.REGRESSION], "pass": VER
 
 
 def _figure(x: float | None) -> str:
-    if x is None or math.isnan(x):
-        return "-"
-    return format(x, ".4g") if math.isfinite(x) else ("&infin;" if x > 0 else "-&infin;")
+    return figure_text(x, ".4g").replace("inf", "&infin;")
 
 
 def _player(path: Path | None, out_dir: Path, missing: str) -> str:

@@ -66,14 +66,25 @@ def _outputs_differ(figures: Sequence[TestFigures]) -> list[str]:
     return out
 
 
-def quality_line(qualities: Sequence[TestQuality]) -> str | None:
-    """'quality: N tests, F failed, U uncalibrated, G without golden' (tracking.history.quality_counts);
-    None when the session had no quality test."""
+SAVE_FLAG = "--cosy-save-baseline"
+
+
+def quality_line(qualities: Sequence[TestQuality], saving: bool = False) -> str | None:
+    """'quality: N tests, F failed, U uncalibrated, G without golden' (tracking.history.quality_counts),
+    and what it takes to gate: a session that compared nothing says so and names the flag that saves
+    goldens; scores not gating yet say after how many saving sessions they will. None when the session
+    had no quality test."""
     if not qualities:
         return None
     n = quality_counts(qualities)
-    return (f"quality: {n.tests} tests, {n.failed} failed, {n.uncalibrated} uncalibrated, "
+    line = (f"quality: {n.tests} tests, {n.failed} failed, {n.uncalibrated} uncalibrated, "
             f"{n.without_golden} without golden")
+    sessions = f"saving session{'' if n.saves_to_gate == 1 else 's'}"
+    if n.without_golden == n.tests and not saving:
+        line += f": nothing compared; save goldens with {SAVE_FLAG}"
+        return line + (f" (MOS/WER/SIM gate after {n.saves_to_gate} {sessions})" if n.saves_to_gate else "")
+    return line + (f"; MOS/WER/SIM gate after {n.saves_to_gate} more {sessions} ({SAVE_FLAG})"
+                   if n.saves_to_gate else "")
 
 
 def quality_failures(qualities: Sequence[TestQuality]) -> list[str]:
@@ -83,9 +94,9 @@ def quality_failures(qualities: Sequence[TestQuality]) -> list[str]:
             for tq in qualities if tq.status == "fail"]
 
 
-def quality_lines(qualities: Sequence[TestQuality]) -> list[str]:
+def quality_lines(qualities: Sequence[TestQuality], saving: bool = False) -> list[str]:
     """The quality part of the terminal summary: `quality_line`, then `quality_failures`."""
-    line = quality_line(qualities)
+    line = quality_line(qualities, saving)
     return [] if line is None else [line, *quality_failures(qualities)]
 
 
@@ -134,7 +145,7 @@ def summary_lines(found: Findings) -> list[str]:
     if found.saved is not None:
         out += _saved_lines(found)
 
-    out += quality_lines(found.quality)
+    out += quality_lines(found.quality, found.options.save_baseline)
     out += _goldens_lines(found)
     unsure, bad = found.inconclusive, found.regressions
     if unsure:

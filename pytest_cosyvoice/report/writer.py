@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..judging.figures import figure_to_json
 from ..judging.measurements import TestFigures
 from ..judging.quality import TestQuality
 from ..stats import median_or_none
@@ -225,13 +226,6 @@ def _history_changes(history: Sequence[dict[str, Any]], nodeids: Sequence[str]
 QUALITY_SCHEMA = 1
 
 
-def _json_number(x: float) -> float | str | None:
-    # JSON has no infinity or NaN: infinities as QualityCheck.to_json writes them, NaN (no figure) as null.
-    if math.isnan(x):
-        return None
-    return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
-
-
 def quality_json(qualities: Sequence[TestQuality]) -> dict[str, Any]:
     """{"schema": 1, "tests": {nodeid: {"status", "checks": [...], "scores": {...}, "calls": [...][, "seconds"]}}}:
     per test its status, every check (QualityCheck.to_json), its scores' means, its calls (label, kind,
@@ -239,7 +233,7 @@ def quality_json(qualities: Sequence[TestQuality]) -> dict[str, Any]:
     tests: dict[str, Any] = {}
     for tq in qualities:
         test: dict[str, Any] = {"status": tq.status, "checks": [c.to_json() for c in tq.checks],
-                                "scores": {k: _json_number(v) for k, v in tq.scores().items()},
+                                "scores": {k: figure_to_json(v) for k, v in tq.scores().items()},
                                 "calls": [{"label": c.label, "kind": c.kind, "seed": c.seed, "chunks": c.chunks,
                                            "tokens": None if c.tokens is None else len(c.tokens)}
                                           for c in tq.calls]}

@@ -43,6 +43,7 @@ import numpy as np
 from cosyvoice_runtime.audio import audio_bytes
 from cosyvoice_runtime.files import atomic_write
 
+from ..judging.figures import figure_from_json, figure_to_json
 from .golden_outputs import (
     MAX_CALL_SECONDS,
     MAX_CALLS_PER_TEST,
@@ -231,20 +232,6 @@ def _npz(t: GoldenTest) -> bytes:
     return buf.getvalue()
 
 
-def _json_snr(x: float | None) -> float | str | None:
-    return None if x is None or math.isnan(x) else x if math.isfinite(x) else "inf"
-
-
-def _snr_of(x: Any) -> float | None:
-    if x is None:
-        return None
-    if x == "inf":
-        return math.inf
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        raise ValueError(f"reference_snr {x!r}: expected a number, \"inf\" or null")
-    return float(x)
-
-
 def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
     calls = []
     for c in t.calls:
@@ -256,7 +243,7 @@ def _index_entry(t: GoldenTest, blob: bytes) -> dict[str, Any]:
                 arrays[name] = {"sha256": _sha256(data), "length": len(data) // 4}
         calls.append({"label": c.label, "kind": c.kind, "seed": c.seed, "sample_rate": c.sample_rate,
                       "tokens": c.tokens, "text": c.text, "note": c.note, "arrays": arrays,
-                      "reference_snr": _json_snr(c.reference_snr)})
+                      "reference_snr": figure_to_json(c.reference_snr)})
     return {"file": file_name(t.nodeid), "sha256": _sha256(blob), "bytes": len(blob), "notes": t.notes,
             "scores": t.scores, "calls": calls}
 
@@ -287,6 +274,6 @@ def _parse_entry(nodeid: str, entry: Any) -> dict[str, Any]:
         calls.append({"label": str(c["label"]), "kind": str(c["kind"]), "seed": None if seed is None else int(seed),
                       "sample_rate": int(c["sample_rate"]), "tokens": tokens,
                       "text": None if c["text"] is None else str(c["text"]), "note": str(c.get("note", "")),
-                      "arrays": arrays, "reference_snr": _snr_of(c.get("reference_snr"))})
+                      "arrays": arrays, "reference_snr": figure_from_json(c.get("reference_snr"), "reference_snr")})
     return {"file": str(entry["file"]), "sha256": str(entry["sha256"]), "bytes": int(entry["bytes"]),
             "notes": [str(n) for n in entry.get("notes", [])], "scores": scores, "calls": calls}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..judging.measurements import TestFigures
-from ..judging.quality import TestQuality
+from ..judging.quality import TestQuality, Why
 from ..stats import median_or_none
 from .health import Health
 from .paired import PairedResult, PooledResult
@@ -55,23 +55,22 @@ QUALITY_SCORES = ("dnsmos", "plcmos", "wer", "sim")
 @dataclass(frozen=True)
 class QualityCounts:
     """How a session's quality tests came out, as the terminal line, the step summary and the history
-    line count them: failed = status "fail"; uncalibrated = a check whose text starts "uncalibrated"
-    (its scores were not judged); without golden = a check whose text starts "no golden"."""
+    line count them: failed = status "fail"; uncalibrated = a test with a score noted `Why.UNCALIBRATED`
+    (too few clean runs: not judged); without golden = a test with a check noted `Why.NO_GOLDEN`;
+    saves_to_gate = the most saving sessions a test still needs before all its scores gate."""
 
     tests: int
     failed: int
     uncalibrated: int
     without_golden: int
-
-
-def _has_note(tq: TestQuality, prefix: str) -> bool:
-    return any(c.text.startswith(prefix) for c in tq.checks)
+    saves_to_gate: int = 0
 
 
 def quality_counts(qualities: Sequence[TestQuality]) -> QualityCounts:
     return QualityCounts(len(qualities), sum(tq.status == "fail" for tq in qualities),
-                         sum(_has_note(tq, "uncalibrated") for tq in qualities),
-                         sum(_has_note(tq, "no golden") for tq in qualities))
+                         sum(tq.noted(Why.UNCALIBRATED) for tq in qualities),
+                         sum(tq.noted(Why.NO_GOLDEN) for tq in qualities),
+                         max([0, *(tq.saves_to_gate for tq in qualities)]))
 
 
 def quality_entry(qualities: Sequence[TestQuality]) -> dict[str, Any]:

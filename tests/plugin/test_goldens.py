@@ -235,3 +235,16 @@ def test_reference_error_and_saving_stack_round_trip(tmp_path: Path) -> None:
     assert loaded is not None and loaded.stack == {"torch": "2.9.1", "cuda": "none"}
     got = loaded.tests["suites/q.py::a"].calls
     assert got[0].reference_snr == 97.25 and got[1].reference_snr == float("inf")
+
+
+def test_an_snr_of_minus_infinity_stays_minus_infinity(tmp_path: Path) -> None:
+    """Issue 23: the golden store wrote -inf (a silent render against a non-silent reference) as "inf",
+    read back as a perfect render. Both infinities keep their sign on disk."""
+    store = GoldenStore(tmp_path / "baselines")
+    a, b = call(), call("stream#1", 8)
+    a.reference_snr, b.reference_snr = float("-inf"), float("inf")
+    store.save(KEY, [golden("suites/q.py::a", a, b)])
+    loaded = store.load(KEY)
+    assert loaded is not None
+    got = loaded.tests["suites/q.py::a"].calls
+    assert [c.reference_snr for c in got] == [float("-inf"), float("inf")]

@@ -115,6 +115,29 @@ def test_resolution_cli_over_env_over_ini_over_default(pytester: pytest.Pytester
     ])
 
 
+def test_a_folder_with_tilde_is_one_folder_for_baselines_goldens_and_report(
+        pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Issue 23: `--cosy-baseline-dir '~/b'` (quoted: the shell leaves the tilde) put the baselines in
+    $HOME/b and the goldens in ./~/b (the folder was resolved twice, once without expanduser). Resolved
+    once, in the settings, every store reads the same absolute folder; a relative one is under the
+    directory pytest was invoked from."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    pytester.makeconftest("""
+        from pytest_cosyvoice import finish
+        from pytest_cosyvoice.plugin import get_session
+
+        def pytest_sessionfinish(session):
+            cosy = get_session(session.config)
+            options = finish.end_options(cosy.settings, session.config.invocation_params.dir)
+            print("STORES", options.baseline_dir, cosy.quality.store().directory, options.report_dir)
+    """)
+    result = pytester.runpytest("-s", "--cosy-baseline-dir=~/b", "--cosy-report=~/r")
+    result.stdout.fnmatch_lines([f"STORES {home / 'b'} {home / 'b'} {home / 'r'}"])
+    result = pytester.runpytest("-s", "--cosy-baseline-dir=b")
+    result.stdout.fnmatch_lines([f"STORES {pytester.path / 'b'} {pytester.path / 'b'} {pytester.path / 'reports'}"])
+
+
 # -- defaults: written once --------------------------------------------------------------------
 def test_defaults_agree_between_help_settings_and_drift(pytester: pytest.Pytester) -> None:
     """Each default is written in one place: the --help text, `Settings()`, what `resolve` gives
@@ -131,9 +154,13 @@ def test_defaults_agree_between_help_settings_and_drift(pytester: pytest.Pyteste
     assert defaults.baseline_dir == Path(baseline.DEFAULT_DIRECTORY)
     assert drift.Machine().tolerance == defaults.machine_tolerance
 
-    # Nothing given anywhere: resolution ends at the same defaults.
-    resolved = resolve(pytester.parseconfig(), environ={})
-    assert resolved == defaults and set(resolved.sources.values()) == {"default"}
+    # Nothing given anywhere: resolution ends at the same defaults (the folders under the invocation directory).
+    config = pytester.parseconfig()
+    resolved = resolve(config, environ={})
+    here = config.invocation_params.dir
+    assert resolved == dataclasses.replace(defaults, baseline_dir=here / defaults.baseline_dir,
+                                           report_dir=here / defaults.report_dir)
+    assert set(resolved.sources.values()) == {"default"}
 
     # The help shows the same numbers and folders (its lines are wrapped: read it as one text).
     text = " ".join(pytester.runpytest("--help").stdout.str().split())

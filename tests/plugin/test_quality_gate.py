@@ -53,7 +53,10 @@ def test_goldens_saved_then_identical_then_a_noisy_vocoder_fails(pytester: pytes
     first = _run(pytester, warm_quality)
     first.assert_outcomes(passed=3)
     assert all(c["status"] != "fail" for t in _quality(pytester).values() for c in t["checks"])
-    assert any(c["text"].startswith("no golden") for c in _quality(pytester)["test_stream"]["checks"])
+    assert any(c["why"] == "no golden" for c in _quality(pytester)["test_stream"]["checks"])
+    # Issue 23: the line counts the uncalibrated scores and says nothing was compared, and how to start.
+    first.stdout.fnmatch_lines(["quality: 3 tests, 0 failed, 3 uncalibrated, 3 without golden: nothing compared; "
+                                "save goldens with --cosy-save-baseline (MOS/WER/SIM gate after 5 saving sessions)"])
 
     saved = _run(pytester, warm_quality, "--cosy-save-baseline")
     saved.assert_outcomes(passed=3)
@@ -61,6 +64,8 @@ def test_goldens_saved_then_identical_then_a_noisy_vocoder_fails(pytester: pytes
 
     again = _run(pytester, warm_quality)
     again.assert_outcomes(passed=3)
+    again.stdout.fnmatch_lines(["quality: 3 tests, 0 failed, 3 uncalibrated, 0 without golden; MOS/WER/SIM gate "
+                                "after 4 more saving sessions (--cosy-save-baseline)"])
     tests = _quality(pytester)
     for name in ("test_stream", "test_synthesize"):
         statuses = _statuses(tests[name])

@@ -219,3 +219,26 @@ def test_after_a_stack_change_token2wav_is_judged_against_the_reference(
     # On the same stack the same render is judged against the golden itself, and fails.
     same = by_name(compare_call(golden, current, LIMITS, dtype))["token2wav"]
     assert same.status == "fail" and "SNR vs golden" in same.text
+
+
+def test_the_counts_read_what_the_checks_judged(speech: tuple[np.ndarray, int]) -> None:
+    """Issue 23: the terminal line, the step summary and the history counted "uncalibrated" by a text
+    prefix the checks never wrote ("dnsmos 3.100: uncalibrated ..."): always 0. Counted from what
+    `judge_scores` and `compare_call` return, a first session is uncalibrated and without golden."""
+    from pytest_cosyvoice.judging.quality import TestQuality
+    from pytest_cosyvoice.tracking.history import quality_counts, quality_entry
+
+    audio, rate = speech
+    current = current_of(audio, rate, mos={"dnsmos": 3.1})
+    first = TestQuality("t.py::first", [current], compare_call(None, current, LIMITS, "fp32")
+                        + judge_scores({}, {"dnsmos": 3.1}, LIMITS))
+    calibrated = TestQuality("t.py::calibrated", [current],
+                             compare_call(golden_of(audio, rate), current, LIMITS, "fp32")
+                             + judge_scores({"dnsmos": [3.0] * 5}, {"dnsmos": 3.1}, LIMITS))
+    n = quality_counts([first, calibrated])
+    assert (n.tests, n.failed, n.uncalibrated, n.without_golden) == (2, 0, 1, 1)
+    entry = quality_entry([first, calibrated])
+    assert (entry["uncalibrated"], entry["without_golden"]) == (1, 1)
+    # What the report writes and the xdist wire carries is read back the same.
+    again = [TestQuality.from_wire(t.to_wire()) for t in (first, calibrated)]
+    assert quality_counts(again) == n

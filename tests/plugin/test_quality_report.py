@@ -15,12 +15,22 @@ import pytest
 from cosyvoice_runtime.audio import read_wav
 from pytest_cosyvoice.finish import gather
 from pytest_cosyvoice.judging.junit import quality_properties
-from pytest_cosyvoice.judging.quality import CallOutput, QualityCheck, TestQuality
+from pytest_cosyvoice.judging.quality import (
+    CallOutput,
+    QualityCheck,
+    QualityLimits,
+    TestQuality,
+    Why,
+    compare_call,
+    judge_scores,
+    saves_to_gate,
+)
 from pytest_cosyvoice.report.findings import Findings
 from pytest_cosyvoice.report.markdown import markdown_summary
 from pytest_cosyvoice.report.model import GoldenAudio, ReportFiles, ReportInput
 from pytest_cosyvoice.report.terminal import quality_line, quality_lines, summary_lines
 from pytest_cosyvoice.report.writer import write_report
+from pytest_cosyvoice.tracking.goldens import GoldenCall
 from pytest_cosyvoice.tracking.history import quality_counts, quality_entry, read_history
 from pytest_cosyvoice.tracking.runkey import RunKey
 from pytest_cosyvoice.tracking.verdicts import EndOptions
@@ -55,14 +65,15 @@ def qualities() -> tuple[list[TestQuality], GoldenAudio]:
                                     call("synthesize 0", audio[: rate // 2], rate, dnsmos=2.9, plcmos=2.6)], [
         QualityCheck("audio", "stream 0", "pass", float("inf"), 40.0, "audio identical to the golden"),
         QualityCheck("tokens", "stream 0", "fail", 37.0, None, "tokens diverge at 37 of 120"),
-        QualityCheck("dnsmos", "", "note", 2.5, None, "uncalibrated (2 of 5 clean runs)"),
+        QualityCheck.note("dnsmos", "", Why.UNCALIBRATED, "dnsmos 2.500: uncalibrated (2 of 5 clean runs), not gated",
+                          2.5),
         QualityCheck("token2wav", "stream 0", "fail", 12.0, 60.0, "token->wav 12.0 dB SNR vs golden (limit 60 dB)"),
-        QualityCheck("tokens", "synthesize 0", "note", None, None, "no golden for this call")])
+        QualityCheck.note("tokens", "synthesize 0", Why.NO_GOLDEN, "no golden for this call")])
     passing = TestQuality(PASSING, [call("synthesize 0", audio, rate, dnsmos=3.0, plcmos=2.8, wer=0.1)], [
         QualityCheck("token2wav", "synthesize 0", "pass", 72.5, 60.0, "token->wav 72.5 dB SNR vs golden")])
     passing.seconds = 1.25  # type: ignore[attr-defined]  # what the lead's session adds
     noted = TestQuality(NOTED, [call("stream 0", audio[:rate], rate)], [
-        QualityCheck("tokens", "stream 0", "note", None, None, "no golden for this call")])
+        QualityCheck.note("tokens", "stream 0", Why.NO_GOLDEN, "no golden for this call")])
     golden: GoldenAudio = {
         FAILING: {"stream 0": (audio, rate)},
         # A golden call this session did not make, and one at another rate than recorded.
@@ -99,8 +110,9 @@ def test_quality_json_follows_the_contract(written: tuple[ReportFiles, list[Test
     # Every check as judged, in order, with the contract's fields; an infinite SNR as the string "inf".
     assert [c["name"] for c in failing["checks"]] == ["audio", "tokens", "dnsmos", "token2wav", "tokens"]
     assert failing["checks"][0] == {"name": "audio", "call": "stream 0", "status": "pass", "figure": "inf",
-                                    "limit": 40.0, "text": "audio identical to the golden"}
+                                    "limit": 40.0, "text": "audio identical to the golden", "why": None}
     assert failing["checks"][4]["figure"] is None and failing["checks"][4]["limit"] is None
+    assert [c["why"] for c in failing["checks"]] == [None, None, "uncalibrated", None, "no golden"]
     assert failing["scores"] == pytest.approx({"dnsmos": 2.5, "plcmos": 2.3})
     assert passing["scores"] == pytest.approx({"dnsmos": 3.0, "plcmos": 2.8, "wer": 0.1})
     assert noted["scores"] == {}
@@ -272,6 +284,34 @@ def test_the_terminal_lines() -> None:
         "quality: 3 tests, 1 failed, 1 uncalibrated, 2 without golden",
         f"quality FAILED {FAILING}: stream 0: tokens diverge at 37 of 120; "
         "stream 0: token->wav 12.0 dB SNR vs golden (limit 60 dB)"]
+
+
+def test_a_first_session_says_it_compared_nothing_and_how_to_start() -> None:
+    """Issue 23: a first quality session passes with nothing compared; its line says so, names the flag
+    that saves goldens and after how many saving sessions the scores gate. Once goldens exist, the
+    line counts down the saving sessions left; a saving session is not told to save."""
+    audio, rate = speech()
+    limits = QualityLimits()
+
+    def judged(stored: dict[str, list[float]], golden: bool) -> TestQuality:
+        current = call("stream 0", audio, rate, dnsmos=3.0, plcmos=2.5)
+        tq = TestQuality("t.py::t", [current])
+        tq.checks = compare_call(GoldenCall("stream 0", "stream", 7, rate, [1, 2, 3], audio, audio) if golden
+                                 else None, current, limits, "fp32") + judge_scores(stored, tq.scores(), limits)
+        tq.saves_to_gate = saves_to_gate(stored, tq.scores(), limits)
+        return tq
+
+    first = [judged({}, golden=False)] * 2
+    assert quality_line(first) == ("quality: 2 tests, 0 failed, 2 uncalibrated, 2 without golden: nothing compared; "
+                                   "save goldens with --cosy-save-baseline (MOS/WER/SIM gate after 5 saving sessions)")
+    first[0].saves_to_gate = 4          # as the gate counts in a saving session: this one is saved
+    assert quality_line(first, saving=True) == ("quality: 2 tests, 0 failed, 2 uncalibrated, 2 without golden; "
+                                                "MOS/WER/SIM gate after 4 more saving sessions (--cosy-save-baseline)")
+    second = [judged({"dnsmos": [3.0], "plcmos": [2.5]}, golden=True)]
+    assert quality_line(second) == ("quality: 1 tests, 0 failed, 1 uncalibrated, 0 without golden; MOS/WER/SIM gate "
+                                    "after 4 more saving sessions (--cosy-save-baseline)")
+    calibrated = [judged({"dnsmos": [3.0] * 5, "plcmos": [2.5] * 5}, golden=True)]
+    assert quality_line(calibrated) == "quality: 1 tests, 0 failed, 0 uncalibrated, 0 without golden"
 
 
 def test_the_end_of_session_says_it_in_the_terminal_markdown_and_report(tmp_path: Path) -> None:
