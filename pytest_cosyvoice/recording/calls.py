@@ -13,6 +13,7 @@ engine with `observer=` reports its own; a foreign one is watched by `foreign.Fo
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import queue
@@ -29,7 +30,7 @@ from cosyvoice_runtime import InvalidInput, token_rate
 from ..engine import Engine
 from ..judging.checks import Recording
 from ..judging.specs import RtfSpec
-from .attribution import CallTrack, EngineAttribution, new_threads
+from .attribution import CallTrack, EngineAttribution, Takes, new_threads
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Runtime, Synthesis
@@ -40,13 +41,16 @@ AfterCall = Callable[[Recording], None]
 
 class CallPairing(Protocol):
     """What `CosyTTS` asks of an A/B pairing (`pairing.Pairing`; named here, as base.py imports this
-    module): the base's warm-up, and around each measured call `begin`, whose result is called with the
-    head's recording and whether another call is still in flight once the head's call has ended."""
+    module): the base's warm-up, a call's pair seed, and around each measured call `begin`, whose
+    result is called with the head's recording and whether another call is still in flight once the
+    head's call has ended; and whether the head gets the call's seed per request."""
 
     def warm_up(self, kind: str, text: str, kwargs: dict[str, Any], n: int) -> None: ...
 
-    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool,
-              takes_seed: bool) -> tuple[Callable[[Recording, bool], None], int | None]: ...
+    def seed(self, label: str) -> int: ...
+
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool, seed: int | None,
+              head: Takes, fixed: bool) -> tuple[Callable[[Recording, bool], None], bool]: ...
 
 # The runtime raises its own StreamStalled at the stall timeout, after joining its producer for up to
 # its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
@@ -161,15 +165,13 @@ class CosyTTS:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
         self._warmup("stream", text, kwargs)
         label = self._label("stream")
-        after, kwargs = self._pair("stream", label, text, kwargs)
-        kwargs = self._seeded("stream", label, kwargs)
+        after, kwargs = self._seed_and_pair("stream", label, text, kwargs)
         return self._stream(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
         label = self._label("synthesize")
-        after, kwargs = self._pair("synthesize", label, text, kwargs)
-        kwargs = self._seeded("synthesize", label, kwargs)
+        after, kwargs = self._seed_and_pair("synthesize", label, text, kwargs)
         return self._synthesize(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def record(self, kind: str, text: Any, kwargs: dict[str, Any], *, label: str, measured: bool = True) -> Recording:
@@ -225,26 +227,41 @@ class CosyTTS:
         with self._lock:
             return bool(self._live)
 
-    def _pair(self, kind: str, label: str, text: Any,
-              kwargs: dict[str, Any]) -> tuple[AfterCall | None, dict[str, Any]]:
-        """A/B mode: the base's call before the head's (order "BA") or the hook that runs it after
-        (order "AB"), never while another head call is in flight (its timing would include the base's);
-        and the head call's arguments: with the pair's seed as `seed=` where the engine takes one."""
-        pairing = self.pairing
-        if pairing is None:
-            return None, kwargs
-        takes_seed = self.attribution.takes[kind].seed and "seed" not in kwargs
-        end, seed = pairing.begin(kind, label, text, kwargs, busy=self._busy(), takes_seed=takes_seed)
-        if seed is not None:
-            kwargs = {**kwargs, "seed": seed}
-        return (lambda rec: end(rec, self._busy())), kwargs
+    def call_seed(self, label: str, kwargs: dict[str, Any]) -> tuple[int | None, bool]:
+        """The call's seed, by the one policy every path uses: the test's own `seed=`, else the quality
+        marker's (`quality_seed(nodeid, label)`, so a call seeds alike in and outside A/B mode and its
+        tokens can match goldens saved either way), else the A/B pair's, else none. And whether it is
+        fixed (the test's or the marker's: the head takes it per request whatever the base takes)."""
+        if "seed" in kwargs:
+            return kwargs["seed"], True
+        if self.quality_seeds is not None:
+            return self.quality_seeds(label), True
+        if self.pairing is not None:
+            return self.pairing.seed(label), False
+        return None, False
 
-    def _seeded(self, kind: str, label: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Under @quality: the call's seed from the test's id and the call's label, unless the test gave
-        one (or the A/B pair did), where the engine takes seed=."""
-        if self.quality_seeds is None or "seed" in kwargs or not self.attribution.takes[kind].seed:
-            return kwargs
-        return {**kwargs, "seed": self.quality_seeds(label)}
+    def _seed_and_pair(self, kind: str, label: str, text: Any,
+                       kwargs: dict[str, Any]) -> tuple[AfterCall | None, dict[str, Any]]:
+        """The head call's arguments, with the call's seed (`call_seed`) as `seed=` where it goes per
+        request; in A/B mode also the base's call before the head's (order "BA") or the hook that runs
+        it after (order "AB"), never while another head call is in flight (its timing would include the
+        base's). The pairing says whether the seed goes per request: only where both sides take `seed=`
+        (or the seed is fixed); otherwise it seeds torch's global generator before each side's call."""
+        seed, fixed = self.call_seed(label, kwargs)
+        takes = self.attribution.takes[kind]
+        per_request = takes.seed and fixed
+        after: AfterCall | None = None
+        if self.pairing is not None:
+            end, per_request = self.pairing.begin(kind, label, text, kwargs, busy=self._busy(), seed=seed,
+                                                  head=takes, fixed=fixed)
+            after = functools.partial(self._base_turn, end)
+        if per_request and seed is not None and "seed" not in kwargs:
+            kwargs = {**kwargs, "seed": seed}
+        return after, kwargs
+
+    def _base_turn(self, end: Callable[[Recording, bool], None], rec: Recording) -> None:
+        """The head's call has ended (its recording complete): the pairing's turn."""
+        end(rec, self._busy())
 
     # -- one recorded call -------------------------------------------------------------------------
     def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool,

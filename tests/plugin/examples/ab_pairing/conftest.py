@@ -14,6 +14,9 @@ class DeadBase:
     description = "a dead worker"
     versions: dict = {}
 
+    def takes(self, kind):
+        return None
+
     def call(self, kind, text, kwargs, **_):
         raise BaseSideError("the base worker exited with status 1; its last stderr lines: boom")
 
