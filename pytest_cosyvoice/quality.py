@@ -45,7 +45,7 @@ from .tracking.stack import detect_stack, stack_changes
 if TYPE_CHECKING:
     from .judging.intelligibility import Recogniser
     from .judging.similarity import SpeakerModel
-    from .recording.base import BaseSide
+    from .recording.base_side import BaseSide
 
 # The arguments that make a call's voice: what `render`/`score_tokens` take besides text and tokens.
 VOICE_KEYS = ("speaker", "prompt_wav", "prompt_text", "instruct", "source_wav", "text_frontend")

@@ -1,8 +1,8 @@
-"""The base side's worker: `main()` in the --cosy-base-python interpreter (base.py's `WorkerBase` starts
+"""The base side's worker: `main()` in the --cosy-base-python interpreter (base_side.py's `WorkerBase` starts
 it with `-c`, leaving the session's working directory off its path; `-m` works by hand).
 
 Runs in the base interpreter (another venv, another torch, another checkout) and serves the session's
-`WorkerBase` (base.py) over framed pickles on its stdin/stdout (wire.py):
+`WorkerBase` (base_side.py) over framed pickles on its stdin/stdout (worker_frames.py):
 
     session -> worker   {"op": "hello", "model", "engine", "device", "fp16", "stall_timeout_s"}
     worker -> session   {"op": "ready", "versions", "join_timeout_s", "takes"}
@@ -28,7 +28,7 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
-from .wire import from_wire, read_frame, recording_to_wire, versions, write_frame
+from .worker_frames import from_wire, read_frame, recording_to_wire, versions, write_frame
 
 # Seconds between two beats (the session's bound on silence is many times this).
 BEAT_S = 1.0
@@ -85,7 +85,7 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
 
     from ..engine import build
     from .attribution import KINDS
-    from .base import InProcessBase
+    from .base_side import InProcessBase
     from .calls import WatchdogExpired
 
     try:

@@ -27,7 +27,7 @@ __all__ = ["WATCHDOG_MARGIN_S", "CallPairing", "CosyTTS", "WatchdogExpired", "qu
 
 
 class CallPairing(Protocol):
-    """What `CosyTTS` asks of an A/B pairing (`pairing.Pairing`; named here, as base.py imports this
+    """What `CosyTTS` asks of an A/B pairing (`pairing.Pairing`; named here, as base_side.py imports this
     module): the base's warm-up, a call's pair seed, and around each measured call `begin`, whose
     result is called with the head's recording and whether another call is still in flight once the
     head's call has ended; and whether the head gets the call's seed per request."""

@@ -37,7 +37,7 @@ import numpy as np
 from ..judging.checks import Recording, rtf_rounds
 from ..judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairSample
 from .attribution import Takes
-from .base import BaseSide, BaseSideError, seed_torch
+from .base_side import BaseSide, BaseSideError, seed_torch
 
 ORDERS = ("AB", "BA")   # "AB": head first; "BA": base first
 

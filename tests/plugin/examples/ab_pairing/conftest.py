@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pytest_cosyvoice.plugin import get_session
-from pytest_cosyvoice.recording.base import BaseSideError
+from pytest_cosyvoice.recording.base_side import BaseSideError
 
 
 class DeadBase:

@@ -27,7 +27,7 @@ from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 from ..judging.checks import Recording
 from .attribution import EngineAttribution, Takes
 from .calls import WATCHDOG_MARGIN_S, CosyTTS, WatchdogExpired
-from .wire import FrameError, encode_frame, read_frame, recording_from_wire, to_wire
+from .worker_frames import FrameError, encode_frame, read_frame, recording_from_wire, to_wire
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
@@ -133,7 +133,10 @@ for name in ("pytest_cosyvoice", "cosyvoice_runtime", "pytest_cosyvoice.recordin
     except BaseException as e:
         say(missing=name, error=f"{type(e).__name__}: {e}")
         sys.exit(0)
-from pytest_cosyvoice.recording.wire import versions
+try:
+    from pytest_cosyvoice.recording.worker_frames import versions
+except ImportError:   # a pytest-cosyvoice from before the module's rename (recording/wire.py)
+    from pytest_cosyvoice.recording.wire import versions
 say(versions=versions())
 """
 _PROBE_MARK = "cosy-base-probe "
