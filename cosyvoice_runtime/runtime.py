@@ -9,10 +9,11 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -88,6 +89,15 @@ class Runtime:
 
     A request is checked and planned by ``requests.RequestPlanner``, its tokens come from
     ``token_source.LLMTokenSource`` in a producer thread, and this class renders them into chunks."""
+
+    # What a test harness may pass or call beyond text and voice, said as plain data (the harness reads
+    # it, this package knows nothing of it; pytest-cosyvoice's ``EngineAbilities``): ``stream`` and
+    # ``synthesize`` take ``seed=``, ``observer=`` and ``stall_timeout_s=``; ``render``,
+    # ``score_tokens`` and ``speaker_embedding`` exist. A wrapper that hands attributes on to a Runtime
+    # hands this on too.
+    cosy_abilities: ClassVar[Mapping[str, bool]] = MappingProxyType({
+        "seed": True, "observer": True, "stall_timeout": True, "render": True, "score_tokens": True,
+        "speaker_embedding": True})
 
     def __init__(self, model_dir: str | os.PathLike[str], *, device: str = "auto", fp16: bool = False,
                  stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:

@@ -15,8 +15,9 @@ both go to every observed request in flight on this engine: one at a time, that 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -131,6 +132,12 @@ class _JobIds:
 
 
 class UpstreamEngine:
+    # As ``Runtime.cosy_abilities``: ``observer=`` only (upstream's class takes no seed and keeps its
+    # own stall handling; there is no render, score_tokens or speaker_embedding here).
+    cosy_abilities: ClassVar[Mapping[str, bool]] = MappingProxyType({
+        "seed": False, "observer": True, "stall_timeout": False, "render": False, "score_tokens": False,
+        "speaker_embedding": False})
+
     def __init__(self, runtime: Runtime) -> None:
         try:
             from cosyvoice.cli import model as upstream_model

@@ -10,8 +10,10 @@ The faults and the token count are injected at the loaded components (`runtime.l
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ FACTORY_RE = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_
 # where an engine has it, the suites require it back at 0 after every call.
 MEMBERS = ("stream", "synthesize", "sample_rate", "version")
 CALLABLE = ("stream", "synthesize")
+# Where an engine declares its optional abilities (see `EngineAbilities`).
+DECLARATION = "cosy_abilities"
 
 
 @runtime_checkable
@@ -38,13 +42,29 @@ class Engine(Protocol):
     `.audio`, `.chunks` and `.stats.tokens`. Errors may be of any type; a stream must end (or raise)
     when its producer dies, or the watchdog fails the test.
 
-    Optional: where `stream`/`synthesize` name an `observer=` parameter, `cosy_tts` passes a
-    `cosyvoice_runtime.StreamObserver` per call and counts that call's tokens from its `on_tokens`;
-    otherwise it counts them at `runtime.llm.inference` (`recording.foreign`, process-wide patches for
-    the session). Where they name `stall_timeout_s=`, the test's stall timeout (`--cosy-stall-timeout`,
-    `@pytest.mark.stall_timeout`) is passed per call; otherwise the engine keeps its own and only the
-    watchdog applies the test's. `**kwargs` alone counts as neither (see `recording.attribution.accepts`).
-    The Runtime names both; the upstream engine names `observer=`.
+    Optional abilities are DECLARED (`EngineAbilities`): an attribute `cosy_abilities`, a mapping of
+    ability names to True/False (or an `EngineAbilities`); names left out are False. A wrapper whose
+    `__getattr__` hands attributes on to the engine it wraps inherits that engine's declaration (the
+    Runtime declares everything: a pass-through wrapper is then driven exactly as the Runtime is); a
+    wrapper that takes less declares its own (`cosy_abilities = {}` for none). The call abilities:
+
+    * `observer`: `cosy_tts` passes a `cosyvoice_runtime.StreamObserver` per call (`observer=`) and
+      counts that call's tokens from its `on_tokens`; otherwise it counts them at `runtime.llm.inference`
+      (`recording.foreign`, process-wide patches for the session);
+    * `stall_timeout`: the test's stall timeout (`--cosy-stall-timeout`, `@pytest.mark.stall_timeout`)
+      is passed per call as `stall_timeout_s=`; otherwise the engine keeps its own and only the
+      watchdog applies the test's;
+    * `seed`: a call's seed is passed per request as `seed=` (the quality gate's, an A/B pair's);
+      otherwise an A/B pair seeds torch's global generator instead, and the quality gate none.
+
+    Each is passed only where the method's signature can take it (it names the keyword, or has
+    `**kwargs`). The members: `render`, `score_tokens` (the quality gate's token2wav and token-rank
+    checks, with the Runtime's signatures) and `speaker_embedding` (its speaker similarity).
+
+    An engine that declares nothing is read from its signatures instead: a keyword counts where both
+    `stream` and `synthesize` name it (`**kwargs` alone counts as none: an engine that swallows unknown
+    keywords must not be handed `observer=`), a member where it is callable. The Runtime declares all
+    six; the upstream engine `observer` only.
     """
 
     sample_rate: int      # Hz of the audio it returns
@@ -57,6 +77,107 @@ class Engine(Protocol):
 
     @property
     def synthesize(self) -> Callable[..., Any]: ...
+
+
+ABILITIES = ("seed", "observer", "stall_timeout", "render", "score_tokens", "speaker_embedding")
+# The call abilities and the keyword each is passed as.
+KEYWORDS = {"seed": "seed", "observer": "observer", "stall_timeout": "stall_timeout_s"}
+
+
+@dataclass(frozen=True)
+class EngineAbilities:
+    """What an engine takes of the harness beyond the protocol (see `Engine`): the keywords `seed=`,
+    `observer=`, `stall_timeout_s=` and the members `render`, `score_tokens`, `speaker_embedding`."""
+
+    seed: bool = False
+    observer: bool = False
+    stall_timeout: bool = False
+    render: bool = False
+    score_tokens: bool = False
+    speaker_embedding: bool = False
+
+    @classmethod
+    def from_declaration(cls, declared: Any) -> EngineAbilities:
+        """An `EngineAbilities` as is, or one from a mapping of ability names to True/False (names left
+        out are False). EngineError naming the value and what was expected otherwise."""
+        if isinstance(declared, EngineAbilities):
+            return declared
+        shown = f"{DECLARATION}={_shown(declared)}"
+        if not isinstance(declared, Mapping):
+            raise EngineError(f"{shown} is a {type(declared).__name__}, expected a mapping of ability names to "
+                              "True/False or an EngineAbilities")
+        for name, value in declared.items():
+            if name not in ABILITIES:
+                raise EngineError(f"{shown}: unknown ability {name!r}; expected some of {', '.join(ABILITIES)}")
+            if not isinstance(value, bool):
+                raise EngineError(f"{shown}: {name!r} is a {type(value).__name__}, expected True or False")
+        return cls(**dict(declared))
+
+    def as_dict(self) -> dict[str, bool]:
+        return {f.name: bool(getattr(self, f.name)) for f in fields(self)}
+
+
+def _shown(value: Any) -> str:
+    return repr(dict(value)) if isinstance(value, Mapping) else repr(value)
+
+
+def declared_abilities(engine: Any) -> EngineAbilities | None:
+    """The abilities `engine` declares (its `cosy_abilities`, found as any attribute is: a wrapper's
+    `__getattr__` hands on the wrapped engine's); None where it declares nothing."""
+    try:
+        declared = getattr(engine, DECLARATION)
+    except AttributeError:
+        return None
+    return None if declared is None else EngineAbilities.from_declaration(declared)
+
+
+def accepts(method: Any, name: str) -> bool:
+    """Whether `method` names the keyword parameter `name`. `**kwargs` alone does not count: an
+    engine that swallows unknown keywords (or hands them to a callee that refuses them) must not be
+    given `observer=`/`stall_timeout_s=` unless it declares it takes them."""
+    try:
+        param = inspect.signature(method).parameters.get(name)
+    except (TypeError, ValueError):
+        return False
+    return param is not None and param.kind in (inspect.Parameter.KEYWORD_ONLY,
+                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def can_take(method: Any, name: str) -> bool:
+    """Whether a call of `method` with the keyword `name` gets past its signature: it names the
+    keyword or has `**kwargs` (a method whose signature cannot be read is taken at its word)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return accepts(method, name) or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def inferred_abilities(engine: Any) -> EngineAbilities:
+    """The fallback for an engine that declares nothing: a keyword where every call method names it,
+    a member where it is callable."""
+    methods = [getattr(engine, kind, None) for kind in CALLABLE]
+    found = {ability: all(accepts(m, keyword) for m in methods) for ability, keyword in KEYWORDS.items()}
+    members = {name: callable(getattr(engine, name, None)) for name in ABILITIES if name not in KEYWORDS}
+    return EngineAbilities(**found, **members)
+
+
+def abilities(engine: Any) -> EngineAbilities:
+    """What `engine` takes of the harness: what it declares, else what its signatures and members say.
+    EngineError: a declaration that is not one (its message names the value)."""
+    declared = declared_abilities(engine)
+    return declared if declared is not None else inferred_abilities(engine)
+
+
+def takes_keyword(engine: Any, kind: str, ability: str) -> bool:
+    """Whether `engine.<kind>` (stream or synthesize) is to be passed the call ability's keyword: where
+    declared, as declared and as far as its signature can take it; else where its signature names it."""
+    method = getattr(engine, kind)
+    keyword = KEYWORDS[ability]
+    declared = declared_abilities(engine)
+    if declared is None:
+        return accepts(method, keyword)
+    return bool(getattr(declared, ability)) and can_take(method, keyword)
 
 
 class EngineError(Exception):
@@ -128,5 +249,6 @@ def build(value: str, runtime: Runtime) -> Engine:
     if missing:
         raise EngineError(f"the factory returned a {type(engine).__name__} that lacks "
                           f"{', '.join(missing)} (an engine needs {', '.join(MEMBERS)})")
+    abilities(engine)   # a declaration that is not one stops here (EngineError names it)
     checked: Engine = engine  # it has the protocol members (checked above)
     return checked

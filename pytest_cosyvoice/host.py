@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
 
     from .engine import Engine
-    from .recording.base import BaseSide
+    from .recording.base_side import BaseSide
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -139,7 +139,7 @@ class EngineHost:
         return self._engine
 
     def base_side(self) -> BaseSide | None:
-        """A/B mode: the base side (built once; see `recording.base`); None when no base option is given.
+        """A/B mode: the base side (built once; see `recording.base_side`); None when no base option is given.
         Built before any test runs (`check_engine`): a base that cannot be built is a UsageError there."""
         if not self.settings.ab_mode:
             return None
@@ -153,7 +153,7 @@ class EngineHost:
         import cosyvoice_runtime
 
         from .engine import EngineError, EngineUnavailable, build
-        from .recording.base import InProcessBase
+        from .recording.base_side import InProcessBase
         from .tracking.stack import interpreter_versions
 
         s = self.settings
@@ -182,7 +182,7 @@ class EngineHost:
         """--cosy-base-python: the base side in a worker process of that interpreter, on the head's
         device and precision. On CUDA both sides then hold the model on the test's device; they never
         run at the same time, as the pairing code calls one side after the other."""
-        from .recording.base import BaseStartError, WorkerBase
+        from .recording.base_side import BaseStartError, WorkerBase
 
         s = self.settings
         python, spec = s.base_python, s.base_engine_spec

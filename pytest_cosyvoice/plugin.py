@@ -15,7 +15,7 @@ from . import settings as _settings
 from .host import Prompt, default_prompt
 from .markers import MARKER_HELP
 from .recording.attribution import EngineAttribution
-from .recording.base import BaseSideError
+from .recording.base_side import BaseSideError
 from .recording.calls import CosyTTS, WatchdogExpired, quality_seed
 from .session import WIRE_KEY, CosySession, TestRun, report_text
 

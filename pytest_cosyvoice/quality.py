@@ -23,6 +23,7 @@ import pytest
 
 from cosyvoice_runtime import InvalidInput
 
+from .engine import abilities
 from .judging.checks import Recording
 from .judging.quality import (
     DEFAULT_STREAMED_MEL_DB,
@@ -46,7 +47,7 @@ from .tracking.stack import detect_stack, stack_changes
 if TYPE_CHECKING:
     from .judging.intelligibility import Recogniser
     from .judging.similarity import SpeakerModel
-    from .recording.base import BaseSide
+    from .recording.base_side import BaseSide
 
 # The arguments that make a call's voice: what `render`/`score_tokens` take besides text and tokens.
 VOICE_KEYS = ("speaker", "prompt_wav", "prompt_text", "instruct", "source_wav", "text_frontend")
@@ -191,7 +192,8 @@ class QualityGate:
         # session: its own tokens' render becomes the new golden.
         saving = self.settings.save_baseline
         reference = golden.tokens if golden is not None and golden.tokens and not saving else out.tokens
-        render = getattr(engine, "render", None)
+        can = abilities(engine)     # declared, else found (see pytest_cosyvoice.engine.EngineAbilities)
+        render = getattr(engine, "render", None) if can.render else None
         if callable(render) and reference and text is not None and rec.seed is not None:
             try:
                 out.rendered = np.asarray(render(text, reference, **voice, streamed=False, seed=rec.seed).audio,
@@ -207,7 +209,7 @@ class QualityGate:
                     out.reference_snr = snr_db(np.asarray(exact.audio, dtype=np.float64), out.rendered)
             except InvalidInput:
                 out.rendered = out.rendered_streamed = None   # e.g. golden tokens of another vocabulary: noted
-        score = getattr(engine, "score_tokens", None)
+        score = getattr(engine, "score_tokens", None) if can.score_tokens else None
         if (callable(score) and spec.tokens != "off" and golden is not None and golden.tokens and text is not None
                 and out.tokens != golden.tokens):
             try:
@@ -237,7 +239,7 @@ class QualityGate:
         prompt = voice.get("prompt_wav")
         if prompt is None:
             return
-        embed = getattr(runtime, "speaker_embedding", None)
+        embed = getattr(runtime, "speaker_embedding", None) if abilities(runtime).speaker_embedding else None
         if callable(embed):
             out.sim = self._similarity("campplus", prompt, embed, audio, out.sample_rate)
         if self.settings.sim is not None:

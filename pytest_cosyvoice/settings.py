@@ -176,7 +176,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            f"same components; {FACTORY_FORM}: the engine factory(runtime) builds (default: {FIXED}).",
            metavar="ENGINE"),
     # A/B mode (any of the three base options): the session's own engine, model and interpreter are the
-    # head; each RTF round runs head and base back to back (recording/base.py, tracking/paired.py).
+    # head; each RTF round runs head and base back to back (recording/base_side.py, tracking/paired.py).
     Option("base_engine", "--cosy-base-engine", "cosy_base_engine", "COSY_BASE_ENGINE", _engine_form, None,
            f"A/B mode: the base side's engine ({_one_of((*BUILTIN, FACTORY_FORM))}); default: the head's "
            "--cosy-engine.", metavar="ENGINE"),
@@ -348,7 +348,7 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
 def _check_base_python(raw: str, where: str) -> None:
     """The base interpreter runs and can host the base worker (it imports pytest_cosyvoice and
     cosyvoice_runtime). It runs in a process of its own, so this interpreter imports no torch for it."""
-    from .recording.base import BaseSideError, probe_python
+    from .recording.base_side import BaseSideError, probe_python
 
     try:
         probe_python(raw)

@@ -1,14 +1,14 @@
 """Whose tokens, thread deaths and threads are whose: per engine (`EngineAttribution`, built once per
 session) and per call (`CallTrack`).
 
-An engine whose `stream`/`synthesize` name `observer=` (the Runtime, the upstream engine) gets a
-`cosyvoice_runtime.StreamObserver` per call and reports that call's tokens itself: nothing of the
-process is touched. For an engine without it, `foreign.ForeignAdapter` counts at the LLM and keeps
-thread lineage (see its limits); it is installed once, when the engine's attribution is built.
+An engine that takes `observer=` (declared, as the Runtime and the upstream engine do, or named in
+its signature: see `pytest_cosyvoice.engine.EngineAbilities`) gets a `cosyvoice_runtime.StreamObserver`
+per call and reports that call's tokens itself: nothing of the process is touched. For an engine
+without it, `foreign.ForeignAdapter` counts at the LLM and keeps thread lineage (see its limits); it is
+installed once, when the engine's attribution is built.
 """
 from __future__ import annotations
 
-import inspect
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cosyvoice_runtime import StreamObserver, StreamStats
 
-from ..engine import Engine
+from ..engine import Engine, takes_keyword
 from .foreign import ForeignAdapter
 
 if TYPE_CHECKING:
@@ -25,21 +25,10 @@ if TYPE_CHECKING:
 KINDS = ("stream", "synthesize")
 
 
-def accepts(method: Callable[..., Any], name: str) -> bool:
-    """Whether `method` names the keyword parameter `name`. `**kwargs` alone does not count: an
-    engine that swallows unknown keywords (or hands them to a callee that refuses them) must not be
-    given `observer=`/`stall_timeout_s=`."""
-    try:
-        param = inspect.signature(method).parameters.get(name)
-    except (TypeError, ValueError):
-        return False
-    return param is not None and param.kind in (inspect.Parameter.KEYWORD_ONLY,
-                                                 inspect.Parameter.POSITIONAL_OR_KEYWORD)
-
-
 @dataclass(frozen=True)
 class Takes:
-    """Which of the harness's keywords an engine method names (read once per engine)."""
+    """Which of the harness's keywords an engine method is passed (read once per engine: see
+    `pytest_cosyvoice.engine.takes_keyword`)."""
 
     observer: bool
     stall_timeout_s: bool
@@ -137,13 +126,13 @@ class _CallObserver(StreamObserver):
 
 
 class EngineAttribution:
-    """One engine's signatures, read once, and its foreign adapter where it needs one. `close()` at
-    the end of the session takes the adapter back out."""
+    """What one engine takes (its declaration, else its signatures), read once, and its foreign adapter
+    where it needs one. `close()` at the end of the session takes the adapter back out."""
 
     def __init__(self, engine: Engine, runtime: Runtime) -> None:
-        self.takes = {kind: Takes(accepts(getattr(engine, kind), "observer"),
-                                  accepts(getattr(engine, kind), "stall_timeout_s"),
-                                  accepts(getattr(engine, kind), "seed")) for kind in KINDS}
+        self.takes = {kind: Takes(takes_keyword(engine, kind, "observer"),
+                                  takes_keyword(engine, kind, "stall_timeout"),
+                                  takes_keyword(engine, kind, "seed")) for kind in KINDS}
         self.adapter: ForeignAdapter | None = None
         if not all(t.observer for t in self.takes.values()):
             self.adapter = ForeignAdapter(runtime.llm)

@@ -1,14 +1,14 @@
-"""The base side's worker: `main()` in the --cosy-base-python interpreter (base.py's `WorkerBase` starts
+"""The base side's worker: `main()` in the --cosy-base-python interpreter (base_side.py's `WorkerBase` starts
 it with `-c`, leaving the session's working directory off its path; `-m` works by hand).
 
 Runs in the base interpreter (another venv, another torch, another checkout) and serves the session's
-`WorkerBase` (base.py) over framed pickles on its stdin/stdout (wire.py):
+`WorkerBase` (base_side.py) over framed pickles on its stdin/stdout (worker_frames.py):
 
     session -> worker   {"op": "hello", "model", "engine", "device", "fp16", "stall_timeout_s"}
-    worker -> session   {"op": "ready", "versions", "join_timeout_s"}
+    worker -> session   {"op": "ready", "versions", "join_timeout_s", "takes"}
                         | {"op": "failed", "stage": "model" | "engine", "error"}
     session -> worker   {"op": "call", "kind", "text", "kwargs", "label", "round", "measured", "seed",
-                         "stall_timeout_s"}
+                         "stall_timeout_s", "seed_per_request"}
     worker -> session   {"op": "recording", "fields"} | {"op": "watchdog", "error"}
                         | {"op": "raised", "type", "error", "exception"}
     worker -> session   {"op": "beat"} every BEAT_S once ready: a live process keeps beating; a stopped
@@ -21,13 +21,14 @@ an engine that stops producing comes back as {"op": "watchdog"}, and the worker 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import sys
 import threading
 from typing import Any, BinaryIO
 
-from .wire import from_wire, read_frame, recording_to_wire, versions, write_frame
+from .worker_frames import from_wire, read_frame, recording_to_wire, versions, write_frame
 
 # Seconds between two beats (the session's bound on silence is many times this).
 BEAT_S = 1.0
@@ -83,7 +84,8 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
     import cosyvoice_runtime
 
     from ..engine import build
-    from .base import InProcessBase
+    from .attribution import KINDS
+    from .base_side import InProcessBase
     from .calls import WatchdogExpired
 
     try:
@@ -100,7 +102,8 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
     stack = versions()
     base = InProcessBase(engine, runtime, f"engine {hello['engine']}, model {hello['model']}", stack)
     join = float(getattr(getattr(runtime, "settings", None), "join_timeout_s", 0.0))
-    link.send({"op": "ready", "versions": stack, "join_timeout_s": join})
+    takes = {kind: dataclasses.asdict(t) for kind in KINDS if (t := base.takes(kind)) is not None}
+    link.send({"op": "ready", "versions": stack, "join_timeout_s": join, "takes": takes})
     stop = threading.Event()
     threading.Thread(target=_beat, args=(link, stop), name="cosy-base-beat", daemon=True).start()
     try:
@@ -114,7 +117,8 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
             try:
                 rec = base.call(msg["kind"], msg["text"], from_wire(msg["kwargs"]), label=msg["label"],
                                 round=msg["round"], measured=msg["measured"], seed=msg["seed"],
-                                stall_timeout_s=msg["stall_timeout_s"])
+                                stall_timeout_s=msg["stall_timeout_s"],
+                                seed_per_request=bool(msg.get("seed_per_request", True)))
             except WatchdogExpired as e:
                 link.send({"op": "watchdog", "error": str(e)})
             except Exception as e:  # noqa: BLE001 - raised again in the session

@@ -1,112 +1,43 @@
-"""`cosy_tts`: calls the engine like a user would and records every call behind a watchdog.
+"""`cosy_tts`: calls the engine like a user would and records every call (`CosyTTS`).
 
-Each call's iterator is drained by a daemon reader thread into a queue, as fast as the engine
-produces (a real player buffers too), so arrival times measure the engine, not the test's loop.
-The test side reads the queue with a timeout: when neither a chunk nor a speech token arrives for the
-stall timeout plus a margin, the call raises `WatchdogExpired` with the chunk count and the seconds
-waited (the plugin fails the test with that text). A reader stuck inside the engine (upstream's stream
-spins forever when its LLM thread dies) is abandoned: it is a daemon thread, so it never holds up the
-session, and the recording names it.
-
-Whose tokens, thread deaths and threads are whose is `attribution.py`'s (per engine, read once): an
-engine with `observer=` reports its own; a foreign one is watched by `foreign.ForeignAdapter`.
+`CosyTTS` is what the test sees: the engine's `stream`/`synthesize`, each call labelled ("stream 0"),
+warmed up under @rtf, given its seed by one policy (`CosyTTS.call_seed`) and, in A/B mode, paired with
+the base side's call (`pairing.py`). Running and recording one call behind the watchdog is
+`recorder.Recorder`'s.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import itertools
-import queue
 import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
-
-import numpy as np
-
-from cosyvoice_runtime import InvalidInput, token_rate
 
 from ..engine import Engine
 from ..judging.checks import Recording
 from ..judging.specs import RtfSpec
-from .attribution import CallTrack, EngineAttribution, new_threads
+from .attribution import EngineAttribution, Takes
+from .recorder import WATCHDOG_MARGIN_S, AfterCall, Recorder, WatchdogExpired
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Runtime, Synthesis
 
-# Called with a head call's recording once the call has ended (A/B mode: the base's turn, see pairing.py).
-AfterCall = Callable[[Recording], None]
+# Named here too, where the suites and the base side have always imported them from.
+__all__ = ["WATCHDOG_MARGIN_S", "CallPairing", "CosyTTS", "WatchdogExpired", "quality_seed"]
 
 
 class CallPairing(Protocol):
-    """What `CosyTTS` asks of an A/B pairing (`pairing.Pairing`; named here, as base.py imports this
-    module): the base's warm-up, and around each measured call `begin`, whose result is called with the
-    head's recording and whether another call is still in flight once the head's call has ended."""
+    """What `CosyTTS` asks of an A/B pairing (`pairing.Pairing`; named here, as base_side.py imports this
+    module): the base's warm-up, a call's pair seed, and around each measured call `begin`, whose
+    result is called with the head's recording and whether another call is still in flight once the
+    head's call has ended; and whether the head gets the call's seed per request."""
 
     def warm_up(self, kind: str, text: str, kwargs: dict[str, Any], n: int) -> None: ...
 
-    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool,
-              takes_seed: bool) -> tuple[Callable[[Recording, bool], None], int | None]: ...
+    def seed(self, label: str) -> int: ...
 
-# The runtime raises its own StreamStalled at the stall timeout, after joining its producer for up to
-# its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
-# wherever there is one.
-WATCHDOG_MARGIN_S = 1.0
-# Threads the call started get this long to end after it before they count as leaked (the runtime
-# joins its producer before the stream ends, so this is only scheduling slack).
-TIDY_GRACE_S = 1.0
-_readers = itertools.count(1)
-
-
-class WatchdogExpired(BaseException):
-    """A `cosy_tts` call produced nothing (no chunk, no token) for the watchdog's time; the message
-    names the call, the chunks it got and the seconds waited. A BaseException, as pytest's own test
-    outcomes: a test's (or an engine wrapper's) `except Exception` does not swallow the hang."""
-
-
-class _Reader(threading.Thread):
-    """Drains one engine call into a queue: ("chunk", Chunk), ("result", Synthesis), ("end", None),
-    ("closed", None) or ("error", exc), each with its perf_counter time."""
-
-    def __init__(self, work: Callable[[_Reader], None]) -> None:
-        super().__init__(name=f"cosy-tts-reader-{next(_readers)}", daemon=True)
-        self.q: queue.Queue[tuple[str, Any, float]] = queue.Queue()
-        self.stop = threading.Event()
-        self._work = work
-
-    def put(self, kind: str, payload: Any) -> None:
-        self.q.put((kind, payload, time.perf_counter()))
-
-    def run(self) -> None:
-        try:
-            self._work(self)
-        except BaseException as e:  # noqa: BLE001 - handed to the test thread
-            self.put("error", e)
-
-
-def _drain(it: Iterator[Chunk]) -> Callable[[_Reader], None]:
-    def work(r: _Reader) -> None:
-        for chunk in it:
-            r.put("chunk", chunk)
-            if r.stop.is_set():
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()  # stops the producer; must run in the thread that iterates
-                r.put("closed", None)
-                return
-        r.put("end", None)
-    return work
-
-
-@dataclass(eq=False)
-class _Call:
-    rec: Recording
-    track: CallTrack
-    reader: _Reader | None = None
-    # Under overlapping calls on an engine without lineage: threads that may be this call's, settled
-    # when the last call in flight has ended (see CosyTTS._settle).
-    candidates: list[threading.Thread] = field(default_factory=list)
-
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool, seed: int | None,
+              head: Takes, fixed: bool) -> tuple[Callable[[Recording, bool], None], bool]: ...
 
 class CosyTTS:
     """The `cosy_tts` fixture's object: `stream(...)` and `synthesize(...)` with the engine's
@@ -125,24 +56,17 @@ class CosyTTS:
         self.recordings: list[Recording] = []
         self.pairing = pairing
         self.quality_seeds = quality_seeds      # @quality: a call's label -> its seed (see quality_seed)
-        self._first_use = first_use
         self._warmed = False
         self._n = {"stream": 0, "synthesize": 0}
-        self._live: list[_Call] = []
-        self._unsettled: list[_Call] = []
-        # Threads that call cosy_tts or read for it: under concurrent calls they are the harness's and
-        # the test's, not threads a stream left behind.
-        self._harness_threads: set[int | None] = set()
         self._lock = threading.Lock()
-        self._last: Recording | None = None     # the latest call begun (what `record` returns)
-        # The recording holds the engine's audio: its rate, not the model's (an engine may resample).
-        self.samples_per_token = self.sample_rate / token_rate(runtime.version, getattr(runtime, "flow", None))
+        self._calls = Recorder(engine, runtime, attribution, self.recordings, stall_timeout_s=stall_timeout_s,
+                               first_use=first_use, on_refused=self._unlabel)
+        self.samples_per_token = self._calls.samples_per_token
 
     @property
     def watchdog_s(self) -> float:
         """Seconds without a chunk or a token after which a call fails."""
-        join = getattr(getattr(self.runtime, "settings", None), "join_timeout_s", 0.0)
-        return self.stall_timeout_s + float(join) + WATCHDOG_MARGIN_S
+        return self._calls.watchdog_s
 
     # -- what the test sees ------------------------------------------------------------------------
     @property
@@ -161,16 +85,14 @@ class CosyTTS:
         """`engine.stream(text, **kwargs)`, recorded. Argument errors raise here, as from the engine."""
         self._warmup("stream", text, kwargs)
         label = self._label("stream")
-        after, kwargs = self._pair("stream", label, text, kwargs)
-        kwargs = self._seeded("stream", label, kwargs)
-        return self._stream(label, text, kwargs, round_=self.round, measured=True, after=after)
+        after, kwargs = self._seed_and_pair("stream", label, text, kwargs)
+        return self._calls.stream(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def synthesize(self, text: Any, **kwargs: Any) -> Synthesis:
         self._warmup("synthesize", text, kwargs)
         label = self._label("synthesize")
-        after, kwargs = self._pair("synthesize", label, text, kwargs)
-        kwargs = self._seeded("synthesize", label, kwargs)
-        return self._synthesize(label, text, kwargs, round_=self.round, measured=True, after=after)
+        after, kwargs = self._seed_and_pair("synthesize", label, text, kwargs)
+        return self._calls.synthesize(label, text, kwargs, round_=self.round, measured=True, after=after)
 
     def record(self, kind: str, text: Any, kwargs: dict[str, Any], *, label: str, measured: bool = True) -> Recording:
         """One complete call run to its end (a stream drained, or a synthesize) outside a test's own
@@ -179,17 +101,17 @@ class CosyTTS:
         `WatchdogExpired`."""
         try:
             if kind == "stream":
-                for _ in self._stream(label, text, kwargs, round_=self.round, measured=measured):
+                for _ in self._calls.stream(label, text, kwargs, round_=self.round, measured=measured):
                     pass
             elif kind == "synthesize":
-                self._synthesize(label, text, kwargs, round_=self.round, measured=measured)
+                self._calls.synthesize(label, text, kwargs, round_=self.round, measured=measured)
             else:
                 raise ValueError(f"kind {kind!r} is not 'stream' or 'synthesize'")
         except Exception:  # recorded in the call's recording (outcome, error); re-raised if not
-            if not self._last or self._last.outcome == "ok":
+            if not self._calls.last or self._calls.last.outcome == "ok":
                 raise
-        assert self._last is not None
-        return self._last
+        assert self._calls.last is not None
+        return self._calls.last
 
     # -- rtf rounds and warm-up ----------------------------------------------------------------------
     def _label(self, kind: str) -> str:
@@ -214,222 +136,51 @@ class CosyTTS:
         for k in range(self.rtf.warmup):
             label = f"{kind} warm-up {k + 1}"
             if kind == "stream":
-                for _ in self._stream(label, text, kwargs, round_=-1, measured=False):
+                for _ in self._calls.stream(label, text, kwargs, round_=-1, measured=False):
                     pass
             else:
-                self._synthesize(label, text, kwargs, round_=-1, measured=False)
+                self._calls.synthesize(label, text, kwargs, round_=-1, measured=False)
         if self.pairing is not None:
             self.pairing.warm_up(kind, text, kwargs, self.rtf.warmup)
 
     def _busy(self) -> bool:
-        with self._lock:
-            return bool(self._live)
+        return self._calls.busy()
 
-    def _pair(self, kind: str, label: str, text: Any,
-              kwargs: dict[str, Any]) -> tuple[AfterCall | None, dict[str, Any]]:
-        """A/B mode: the base's call before the head's (order "BA") or the hook that runs it after
-        (order "AB"), never while another head call is in flight (its timing would include the base's);
-        and the head call's arguments: with the pair's seed as `seed=` where the engine takes one."""
-        pairing = self.pairing
-        if pairing is None:
-            return None, kwargs
-        takes_seed = self.attribution.takes[kind].seed and "seed" not in kwargs
-        end, seed = pairing.begin(kind, label, text, kwargs, busy=self._busy(), takes_seed=takes_seed)
-        if seed is not None:
+    def call_seed(self, label: str, kwargs: dict[str, Any]) -> tuple[int | None, bool]:
+        """The call's seed, by the one policy every path uses: the test's own `seed=`, else the quality
+        marker's (`quality_seed(nodeid, label)`, so a call seeds alike in and outside A/B mode and its
+        tokens can match goldens saved either way), else the A/B pair's, else none. And whether it is
+        fixed (the test's or the marker's: the head takes it per request whatever the base takes)."""
+        if "seed" in kwargs:
+            return kwargs["seed"], True
+        if self.quality_seeds is not None:
+            return self.quality_seeds(label), True
+        if self.pairing is not None:
+            return self.pairing.seed(label), False
+        return None, False
+
+    def _seed_and_pair(self, kind: str, label: str, text: Any,
+                       kwargs: dict[str, Any]) -> tuple[AfterCall | None, dict[str, Any]]:
+        """The head call's arguments, with the call's seed (`call_seed`) as `seed=` where it goes per
+        request; in A/B mode also the base's call before the head's (order "BA") or the hook that runs
+        it after (order "AB"), never while another head call is in flight (its timing would include the
+        base's). The pairing says whether the seed goes per request: only where both sides take `seed=`
+        (or the seed is fixed); otherwise it seeds torch's global generator before each side's call."""
+        seed, fixed = self.call_seed(label, kwargs)
+        takes = self.attribution.takes[kind]
+        per_request = takes.seed and fixed
+        after: AfterCall | None = None
+        if self.pairing is not None:
+            end, per_request = self.pairing.begin(kind, label, text, kwargs, busy=self._busy(), seed=seed,
+                                                  head=takes, fixed=fixed)
+            after = functools.partial(self._base_turn, end)
+        if per_request and seed is not None and "seed" not in kwargs:
             kwargs = {**kwargs, "seed": seed}
-        return (lambda rec: end(rec, self._busy())), kwargs
+        return after, kwargs
 
-    def _seeded(self, kind: str, label: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Under @quality: the call's seed from the test's id and the call's label, unless the test gave
-        one (or the A/B pair did), where the engine takes seed=."""
-        if self.quality_seeds is None or "seed" in kwargs or not self.attribution.takes[kind].seed:
-            return kwargs
-        return {**kwargs, "seed": self.quality_seeds(label)}
-
-    # -- one recorded call -------------------------------------------------------------------------
-    def _begin(self, label: str, kind: str, kwargs: dict[str, Any], round_: int, measured: bool,
-               text: Any = None) -> _Call:
-        seed = kwargs.get("seed") if self.attribution.takes[kind].seed else None
-        rec = Recording(label=label, kind=kind, sample_rate=self.sample_rate, samples_per_token=self.samples_per_token,
-                        speed=float(kwargs.get("speed", 1.0)), measured=measured, round=round_,
-                        cold=self._first_use(), seed=seed if isinstance(seed, int) else None, text=text,
-                        request={k: v for k, v in kwargs.items() if k != "seed"})
-        call = _Call(rec, self.attribution.track(kind, kwargs, {t.ident for t in threading.enumerate()}))
-        with self._lock:
-            self._last = rec
-            for other in self._live:
-                other.track.overlapped = call.track.overlapped = True
-            self._harness_threads.add(threading.get_ident())
-            self._live.append(call)
-            if measured:
-                self.recordings.append(rec)
-        self.attribution.begin(call.track)
-        return call
-
-    def _engine_kwargs(self, kind: str, call: _Call, kwargs: dict[str, Any]) -> dict[str, Any]:
-        return self.attribution.engine_kwargs(kind, call.track, kwargs, self.stall_timeout_s, time.perf_counter)
-
-    def _started_by(self, call: _Call) -> list[threading.Thread]:
-        """Threads alive now that the call started: new since it began, not the harness's (callers,
-        readers), and under overlapping calls only those its own reader started, where the engine's
-        lineage is kept (a foreign engine); elsewhere all new ones, settled later (see `_settle`)."""
-        with self._lock:
-            harness = set(self._harness_threads)
-        new = new_threads(call.track, harness)
-        if not call.track.overlapped:
-            return new
-        return [t for t in new if self.attribution.descends(t, call.reader) is not False]
-
-    def _end(self, call: _Call, *, keep: bool = True) -> None:
-        rec, reader = call.rec, call.reader
-        with self._lock:
-            if call not in self._live:
-                return
-        if reader is not None and not rec.abandoned:
-            # A closed stream ends at the reader's next chunk: give it up to a stall timeout.
-            reader.join(self.watchdog_s if rec.outcome == "closed" else TIDY_GRACE_S)
-        # Overlapping calls on an engine without lineage: another call's producer may still run, so
-        # whose thread is whose is told when the last of them has ended (`_settle`).
-        unsettled = call.track.overlapped and self.attribution.adapter is None
-        if not unsettled:
-            # The threads the call started get the grace period, in all, to end (joined, not polled).
-            _join(self._started_by(call), TIDY_GRACE_S)
-        new = self._started_by(call)
-        self.attribution.end(call.track)
-        with self._lock:
-            self._live.remove(call)
-            rec.leaked_threads = [rec.abandoned] if rec.abandoned else []
-            if unsettled:
-                call.candidates = new
-                self._unsettled.append(call)
-            else:
-                rec.leaked_threads += [t.name for t in new]
-            settle = [] if self._live else self._unsettled
-            if not self._live:
-                self._unsettled = []
-            rec.generated_tokens = call.track.generated_tokens()
-            with call.track.lock:
-                rec.thread_errors.extend(call.track.thread_errors)
-                rec.speech_tokens = call.track.speech_tokens
-            if not keep and rec in self.recordings:
-                self.recordings.remove(rec)
-        self._settle(settle)
-
-    @staticmethod
-    def _settle(calls: list[_Call]) -> None:
-        """The last of overlapping calls has ended: every call's new threads still alive now (after
-        their grace) were left behind by one of them, and are named for each that saw them start."""
-        _join([t for c in calls for t in c.candidates], TIDY_GRACE_S)
-        for c in calls:
-            c.rec.leaked_threads += [t.name for t in c.candidates if t.is_alive()]
-            c.candidates = []
-
-    def _wait(self, call: _Call, t0: float) -> tuple[str, Any, float]:
-        """The next queue item; WatchdogExpired once nothing has progressed for the watchdog's time."""
-        rec, reader = call.rec, call.reader
-        assert reader is not None
-        limit = self.watchdog_s
-        while True:
-            last_chunk = t0 + rec.arrivals_s[-1] if rec.arrivals_s else t0
-            idle = time.perf_counter() - max(t0, last_chunk, call.track.progress())
-            if idle >= limit:
-                break
-            try:
-                return reader.q.get(timeout=min(limit - idle, 0.25))
-            except queue.Empty:
-                continue
-        waited = time.perf_counter() - t0
-        reader.stop.set()
-        reader.join(0.1)
-        rec.outcome = "watchdog"
-        rec.wall_s = waited
-        rec.error = (f"nothing produced for {idle:.1f} s (stall timeout {self.stall_timeout_s:g} s) after "
-                     f"{len(rec.chunks)} chunk(s); waited {waited:.1f} s in all")
-        if reader.is_alive():
-            rec.abandoned = reader.name
-            rec.error += f"; reader thread {reader.name!r} abandoned inside the engine"
-        self._end(call)
-        raise WatchdogExpired(f"cosy_tts {rec.label}: {rec.error}")
-
-    def _start_reader(self, call: _Call, work: Callable[[_Reader], None]) -> None:
-        call.reader = call.track.reader = _Reader(work)
-        call.reader.start()
-        with self._lock:
-            self._harness_threads.add(call.reader.ident)
-
-    def _stream(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
-                measured: bool, after: AfterCall | None = None) -> Iterator[Chunk]:
-        call = self._begin(label, "stream", kwargs, round_, measured, text)
-        t0 = time.perf_counter()
-        try:
-            it = self.engine.stream(text, **self._engine_kwargs("stream", call, kwargs))
-        except BaseException:
-            self._end(call, keep=False)  # refused for its arguments: no stream to check
-            if measured:
-                self._unlabel("stream")
-            raise
-        self._start_reader(call, _drain(iter(it)))
-        return self._consume(call, t0, after)
-
-    def _consume(self, call: _Call, t0: float, after: AfterCall | None = None) -> Iterator[Chunk]:
-        rec, reader = call.rec, call.reader
-        assert reader is not None
-        try:
-            while True:
-                kind, payload, t = self._wait(call, t0)
-                rec.wall_s = t - t0
-                if kind == "chunk":
-                    self._add(rec, payload, t - t0)
-                    yield payload
-                elif kind in ("end", "closed"):
-                    rec.outcome = "ok" if kind == "end" else "closed"
-                    return
-                else:
-                    rec.outcome, rec.error = type(payload).__name__, str(payload)
-                    raise payload
-        except GeneratorExit:
-            # The test stopped reading: stop the engine as closing its generator would.
-            rec.outcome = "closed"
-            reader.stop.set()
-            raise
-        finally:
-            self._end(call)
-            if after is not None:   # the call has ended and its threads are counted: the base's turn
-                after(rec)
-
-    def _synthesize(self, label: str, text: Any, kwargs: dict[str, Any], *, round_: int,
-                    measured: bool, after: AfterCall | None = None) -> Synthesis:
-        call = self._begin(label, "synthesize", kwargs, round_, measured, text)
-        rec = call.rec
-        t0 = time.perf_counter()
-        engine_kwargs = self._engine_kwargs("synthesize", call, kwargs)
-        self._start_reader(call, lambda r: r.put("result", self.engine.synthesize(text, **engine_kwargs)))
-        kind, payload, t = self._wait(call, t0)
-        rec.wall_s = t - t0
-        if kind == "error":
-            refused = _is_argument_error(payload)
-            if refused and measured:
-                self._unlabel("synthesize")
-            elif not refused:
-                rec.outcome, rec.error = type(payload).__name__, str(payload)
-            self._end(call, keep=not refused)
-            if after is not None and not refused:
-                after(rec)
-            raise payload
-        for c in payload.chunks:
-            self._add(rec, c, t - t0)  # a non-streamed call delivers everything at once
-        self._end(call)
-        if after is not None:
-            after(rec)
-        result: Synthesis = payload  # the engine's result object (see Engine)
-        return result
-
-    def _add(self, rec: Recording, chunk: Chunk, at: float) -> None:
-        # A copy: an engine's array may be a view of its tensor (whose memory the recording would then
-        # keep alive and count as the engine's state) or a buffer the engine reuses.
-        rec.chunks.append(np.array(chunk.audio, dtype=np.float32))
-        rec.chunk_tokens.append(int(chunk.tokens))
-        rec.arrivals_s.append(at)
+    def _base_turn(self, end: Callable[[Recording, bool], None], rec: Recording) -> None:
+        """The head's call has ended (its recording complete): the pairing's turn."""
+        end(rec, self._busy())
 
 
 def quality_seed(nodeid: str, label: str) -> int:
@@ -437,18 +188,3 @@ def quality_seed(nodeid: str, label: str) -> int:
     machines and sessions (a digest, not Python's salted hash), so a rerun repeats the golden's draws."""
     digest = hashlib.blake2b(f"{nodeid}::{label}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1      # < 2**63, the runtime's seed range
-
-
-def _join(threads: list[threading.Thread], grace_s: float) -> None:
-    """Joins the threads for `grace_s` in all."""
-    deadline = time.monotonic() + grace_s
-    for t in threads:
-        try:
-            t.join(max(0.0, deadline - time.monotonic()))
-        except (AssertionError, RuntimeError):  # a _DummyThread (started outside `threading`) cannot be
-            # joined: AssertionError up to Python 3.12, RuntimeError from 3.13
-            pass
-
-
-def _is_argument_error(exc: BaseException) -> bool:
-    return isinstance(exc, (InvalidInput, TypeError))

@@ -46,6 +46,28 @@ class Call(Protocol):
     def thread_died(self, text: str) -> None: ...
 
 
+class _Slot:
+    """A counted method of the swapped LLM class: a data descriptor, so that reading it on the instance
+    gives the counter and assigning it replaces what runs behind the counter (see the module docstring).
+    Read on the class it is the class's own method, as before the swap: the model reference times
+    `type(llm).inference(llm, ...)` (uncounted, and not a test's stand-in on the instance)."""
+
+    def __init__(self, name: str, cls: type, get: Callable[[Any], Any], set_: Callable[[Any, Any], None],
+                 del_: Callable[[Any], None]) -> None:
+        self._name, self._cls, self._get, self._set, self._del = name, cls, get, set_, del_
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return getattr(self._cls, self._name)    # AttributeError where the class has none, as before
+        return self._get(obj)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        self._set(obj, value)
+
+    def __delete__(self, obj: Any) -> None:
+        self._del(obj)
+
+
 class ForeignAdapter:
     """Token counting at the LLM, thread lineage and thread deaths for one foreign engine's calls."""
 
@@ -86,7 +108,7 @@ class ForeignAdapter:
         cls = type(self._llm)
         adapter = self
 
-        def slot(name: str) -> property:
+        def slot(name: str) -> _Slot:
             def get(obj: Any) -> Any:
                 fn = obj.__dict__.get(name)
                 if fn is None:
@@ -104,7 +126,7 @@ class ForeignAdapter:
             def del_(obj: Any) -> None:
                 if obj.__dict__.pop(name, None) is None:
                     raise AttributeError(name)
-            return property(get, set_, del_)
+            return _Slot(name, cls, get, set_, del_)
 
         counted_cls = type(cls.__name__, (cls,), {
             name: slot(name) for name in COUNTED if hasattr(self._llm, name)})

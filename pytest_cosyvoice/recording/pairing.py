@@ -10,11 +10,18 @@ a call that overlaps another of the test's calls is not paired.
 `Pairing.sample()` turns a round's paired calls into one `PairSample` (RTF and first chunk of each
 side, aggregated as `checks.rtf_rounds` and the verdict's first chunk are, over the calls that
 completed on both sides) and `compare_outputs` says whether the two sides produced the same tokens and
-audio. Where an engine takes `seed=` (the runtime's), each side gets the call's seed per request and
-the global generator is left alone; both sides seeded so repeat exactly, streams too. Otherwise torch's
-global generator is seeded before the call, and a seeded stream is not reproducible (the LLM's sampling
-and the vocoder's noise draw from it in two threads): that difference is expected and said to be, as
-one between a side seeded per request and one seeded globally.
+audio.
+
+Both sides are driven alike. The call's seed (`CosyTTS.call_seed`: the test's own, the quality
+marker's, else the pair's) goes per request (`seed=`) where both sides' engines take it (the runtime's
+do): the global generator is left alone, and both sides repeat exactly, streams too. Where either side
+takes no `seed=`, both get torch's global generator seeded before their call instead (not one per
+request and the other globally); a seeded stream is then not reproducible (the LLM's sampling and the
+vocoder's noise draw from it in two threads): that difference is expected and said to be. Only a seed
+the test or its quality marker fixed goes per request to a head that takes it whatever the base takes
+(then the outputs are "not comparable", and said to be). Sides whose tokens are heard differently (one
+engine's own observer, the other's counted by the foreign adapter's process-wide patches, which cost
+the calls they watch) are not paired at all: each call's note says why, and the test gets no verdict.
 """
 from __future__ import annotations
 
@@ -29,7 +36,8 @@ import numpy as np
 
 from ..judging.checks import Recording, rtf_rounds
 from ..judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairSample
-from .base import BaseSide, BaseSideError, seed_torch
+from .attribution import Takes
+from .base_side import BaseSide, BaseSideError, seed_torch
 
 ORDERS = ("AB", "BA")   # "AB": head first; "BA": base first
 
@@ -55,6 +63,8 @@ class PairedCall:
     head: Recording | None = None
     base: Recording | None = None
     note: str = ""
+    seed: int | None = None          # the call's seed, for both sides
+    per_request: bool = False        # passed as seed= (where a side takes it), else torch's global generator
 
     @property
     def complete(self) -> bool:
@@ -80,31 +90,40 @@ class Pairing:
     def warm_up(self, kind: str, text: str, kwargs: dict[str, Any], n: int) -> None:
         """The base's own unmeasured warm-up calls, as the head gets on the test's first call."""
         for k in range(n):
-            self._call(PairedCall(kind, f"{kind} warm-up {k + 1}", text, kwargs), measured=False, seed=None)
+            self._call(PairedCall(kind, f"{kind} warm-up {k + 1}", text, kwargs))
 
-    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool,
-              takes_seed: bool = False) -> tuple[Callable[[Recording, bool], None], int | None]:
-        """Before the head's call: in "BA" order the base's call now; then the head's seed: returned,
-        for the head to pass as `seed=`, where its engine `takes_seed`, else torch's global generator
-        seeded with it. `busy`: another of the test's calls is in flight (the base would run inside its
-        timing). Returns `end` for this call, to be called with the head's recording once its call has
-        ended, and that seed (None: nothing to pass)."""
-        pc = PairedCall(kind, label, text, dict(kwargs))
+    def seed(self, label: str) -> int:
+        """The pair's seed of one call (`call_seed`): what both sides get where the test and its quality
+        marker fix none."""
+        return call_seed(self.nodeid, self.round, label)
+
+    def begin(self, kind: str, label: str, text: Any, kwargs: dict[str, Any], *, busy: bool, seed: int | None,
+              head: Takes, fixed: bool = False) -> tuple[Callable[[Recording, bool], None], bool]:
+        """Before the head's call: in "BA" order the base's call now. `seed`: the call's (None: none);
+        `head`: what the head's engine takes; `fixed`: the seed is the test's or its quality marker's
+        (it goes per request to a head that takes it, whatever the base takes). `busy`: another of the
+        test's calls is in flight (the base would run inside its timing). Returns `end` for this call,
+        to be called with the head's recording once its call has ended, and whether the head gets the
+        seed per request (`seed=`); where not, and the call is paired, torch's global generator has
+        been seeded with it for the head's call."""
+        pc = PairedCall(kind, label, text, dict(kwargs), seed=seed)
         self.calls.append(pc)
         end = functools.partial(self.end, pc)
+        base = self.base.takes(kind)
         if not isinstance(text, str):
             pc.note = f"{label}: its text is not a str (an iterator cannot be replayed on the base)"
         elif busy:
             pc.note = f"{label}: overlaps another call of the test (the base would run inside its timing)"
+        elif base is not None and base.observer != head.observer:
+            pc.note = f"{label}: {observed_apart(head.observer)}"
         if pc.note:
-            return end, None
-        seed = call_seed(self.nodeid, self.round, label)
+            return end, head.seed and fixed
+        pc.per_request = head.seed and (fixed or base is None or base.seed)
         if self.order == "BA":
-            self._call(pc, measured=True, seed=seed)
-        if takes_seed:
-            return end, seed
-        seed_torch(seed)
-        return end, None
+            self._call(pc, measured=True)
+        if not pc.per_request:
+            seed_torch(seed)
+        return end, pc.per_request
 
     def end(self, pc: PairedCall, head: Recording, busy: bool) -> None:
         """After the head's call has ended (and its recording is complete): in "AB" order the base's call."""
@@ -116,12 +135,13 @@ class Pairing:
         elif busy:
             pc.note = f"{pc.label}: overlaps another call of the test (the base would run inside its timing)"
         else:
-            self._call(pc, measured=True, seed=call_seed(self.nodeid, self.round, pc.label))
+            self._call(pc, measured=True)
 
-    def _call(self, pc: PairedCall, *, measured: bool, seed: int | None) -> None:
+    def _call(self, pc: PairedCall, *, measured: bool = False) -> None:
         try:
             rec = self.base.call(pc.kind, pc.text, pc.kwargs, label=f"base {pc.label}", round=self.round,
-                                 measured=measured, seed=seed, stall_timeout_s=self.stall_timeout_s)
+                                 measured=measured, seed=pc.seed, stall_timeout_s=self.stall_timeout_s,
+                                 seed_per_request=pc.per_request)
         except BaseSideError as e:
             pc.note = f"base {pc.label}: {e}"
             raise   # the base cannot serve: the test fails with its message
@@ -145,6 +165,14 @@ class Pairing:
         return PairSample(round=round_number, order=self.order, head_rtf=_rtf(heads), base_rtf=_rtf(bases),
                           head_first_chunk_ms=_first_chunk_ms(heads), base_first_chunk_ms=_first_chunk_ms(bases),
                           outputs=_outputs(done))
+
+
+def observed_apart(head_observer: bool) -> str:
+    """Why a pair whose sides hear their tokens differently is not made."""
+    own, adapter = "come from its observer", "are counted by the foreign adapter's process-wide patches"
+    head, base = (own, adapter) if head_observer else (adapter, own)
+    return (f"the two sides are observed differently (the head's tokens {head}, the base's {base}): their "
+            "times are not comparable; give both engines observer= (or declare it in cosy_abilities)")
 
 
 def _rtf(recs: Sequence[Recording]) -> float:

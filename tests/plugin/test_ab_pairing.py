@@ -127,3 +127,81 @@ def test_the_order_is_drawn_per_test_and_round_and_repeats_with_the_seed() -> No
     assert set(draws) == {"AB", "BA"}
     assert draws == [draw_order(7, "t.py::a", k) for k in range(40)]
     assert draws != [draw_order(7, "t.py::b", k) for k in range(40)]
+
+
+PASS_THROUGH = '''
+class Wrapper:
+    """A pass-through serving wrapper: everything it is called with goes to the Runtime, every other
+    attribute is the Runtime's (its declared abilities included)."""
+
+    def __init__(self, runtime):
+        self.runtime = runtime
+
+    def stream(self, *a, **k):
+        return self.runtime.stream(*a, **k)
+
+    def synthesize(self, *a, **k):
+        return self.runtime.synthesize(*a, **k)
+
+    def __getattr__(self, name):
+        return getattr(self.runtime, name)
+
+
+def build(runtime):
+    return Wrapper(runtime)
+'''
+
+WRAPPED = '''
+import pytest
+
+
+@pytest.mark.rtf(max=1000)
+def test_streamed(cosy_tts):
+    list(cosy_tts.stream("Hello there.", speaker=cosy_tts.speakers[0]))
+    with open("seeds.txt", "a") as fh:
+        fh.writelines(f"{r.seed}\\n" for r in cosy_tts.recordings)
+    # Driven as the Runtime is: seeded per request, tokens heard from its observer (nothing patched).
+    assert cosy_tts.attribution.adapter is None
+'''
+
+FIGURES = '''
+import json
+
+from pytest_cosyvoice.plugin import get_session
+
+
+def pytest_sessionfinish(session):
+    figures, _ = get_session(session.config).results()
+    (session.config.rootpath / "figures.json").write_text(json.dumps({f.nodeid: f.to_json() for f in figures}))
+'''
+
+
+def test_a_pass_through_wrapper_is_paired_with_the_runtime_it_wraps_alike(
+        pytester: pytest.Pytester, warm_tiny: Path, tmp_path: Path) -> None:
+    # The wrapper declares nothing itself; its `__getattr__` hands on the Runtime's `cosy_abilities`,
+    # so it gets seed= and observer= as the base (the Runtime over a copy of the model) does: the two
+    # sides sample the same tokens and render the same audio in every pair. (It used to run unseeded and
+    # counted by the foreign adapter, the base seeded per request: every pair "not comparable", and a
+    # verdict given anyway.)
+    import shutil
+
+    copy = tmp_path / "tiny-copy"
+    shutil.copytree(warm_tiny, copy)
+    pytester.makepyfile(passthrough=PASS_THROUGH)
+    pytester.makeconftest(FIGURES)
+    pytester.makepyfile(test_wrapped=WRAPPED)
+    pytester.syspathinsert()
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
+                                "--cosy-no-report", "-o", "cosy_allowed_warnings=autocast\n__array_wrap__",
+                                "--cosy-engine=passthrough:build", "--cosy-base-engine=fixed",
+                                f"--cosy-base-model={copy}", f"--cosy-ab-max-pairs={MAX_PAIRS}")
+    result.assert_outcomes(passed=1)
+    fig = json.loads((pytester.path / "figures.json").read_text())["test_wrapped.py::test_streamed"]
+    pairs = [PairSample.from_json(p) for p in fig["pairs"]]
+    assert len(pairs) == MAX_PAIRS and not fig["round_notes"], fig
+    assert {p.outputs for p in pairs} == {"identical"}
+    seeds = (pytester.path / "seeds.txt").read_text().split()
+    assert len(seeds) == MAX_PAIRS and all(s.isdigit() for s in seeds), seeds
+    # The model reference ran beside every calibration (it failed under the foreign adapter: bug 3).
+    [line] = [line for line in result.stdout.lines if line.startswith("machine: ")]
+    assert "model reference error" not in line and "model reference: " in line, line

@@ -19,9 +19,15 @@ import pytest
 import pytest_cosyvoice
 from cosyvoice_runtime import InvalidInput
 from pytest_cosyvoice.judging.checks import Recording
-from pytest_cosyvoice.recording.base import BaseSideError, BaseStartError, WorkerBase, probe_python
+from pytest_cosyvoice.recording.base_side import BaseSideError, BaseStartError, WorkerBase, probe_python
 from pytest_cosyvoice.recording.calls import WatchdogExpired
-from pytest_cosyvoice.recording.wire import FrameError, read_frame, recording_from_wire, recording_to_wire, write_frame
+from pytest_cosyvoice.recording.worker_frames import (
+    FrameError,
+    read_frame,
+    recording_from_wire,
+    recording_to_wire,
+    write_frame,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 

@@ -6,6 +6,7 @@ Note: the sessions that use the custom engine record figures, so the end of the 
 run key with the engine's name in it (`pytest_cosyvoice.tracking.runkey`)."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,11 @@ def test_streams_through_the_custom_engine(cosy_tts, cosy_prompt):
     assert all(r.generated_tokens == r.tokens > 0 for r in cosy_tts.recordings)
 
 
+@pytest.mark.rtf(max=1000, repeat=3)
+def test_timed_through_the_custom_engine(cosy_tts):
+    cosy_tts.synthesize("Hello there.", speaker=cosy_tts.speakers[0])
+
+
 def test_side_effect():
     open("ran", "w").close()
 '''
@@ -92,7 +98,19 @@ def run(pytester: pytest.Pytester, model: Path, engine: str, *extra: str) -> pyt
 def test_a_custom_engine_is_what_cosy_tts_calls(pytester: pytest.Pytester, warm_tiny: Path) -> None:
     pytester.makepyfile(test_engine=USES_ENGINE)
     result = run(pytester, warm_tiny, "myengines:build")
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=3)
+    # `Served` takes no observer=: its tokens are counted by the foreign adapter, which swaps the LLM's
+    # class; the model reference beside every calibration still runs the LLM's own method (it failed
+    # with "'property' object is not callable" from the first calibration after the adapter's install).
+    assert_reference_ran_with_every_calibration(result)
+
+
+def assert_reference_ran_with_every_calibration(result: pytest.RunResult) -> None:
+    [line] = [line for line in result.stdout.lines if line.startswith("machine: ")]
+    assert "model reference error" not in line, line
+    found = re.search(r"calibration: [\d.]+ ms \(median of (\d+)\).*; model reference: [\d.]+ ms \(median of "
+                      r"(\d+);", line)
+    assert found is not None and found.group(1) == found.group(2) and int(found.group(1)) >= 3, line
 
 
 def test_the_engine_value_may_come_from_the_ini(pytester: pytest.Pytester, warm_tiny: Path) -> None:
@@ -206,8 +224,6 @@ def test_the_concurrency_suite_names_a_fork_with_a_shared_schedule(tmp_path: Pat
 
 
 def test_the_documented_example_engine_runs(pytester: pytest.Pytester, warm_tiny: Path) -> None:
-    import re
-
     doc = (Path(__file__).resolve().parents[2] / "docs" / "plugin.md").read_text(encoding="utf-8")
     section = doc[doc.index("## The engine under test"):doc.index("## What the gate suites check")]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)

@@ -12,7 +12,7 @@ import pytest
 from benchmarks.slow_engine import VARIABLE, SlowEngine, build, slow_share
 from cosyvoice_runtime import InvalidInput, Runtime, StreamObserver, StreamStats
 from cosyvoice_runtime.types import Chunk
-from pytest_cosyvoice.recording.attribution import accepts
+from pytest_cosyvoice.engine import accepts
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from pytest_cosyvoice.plugin import get_session
-from pytest_cosyvoice.recording.base import BaseSideError
+from pytest_cosyvoice.recording.base_side import BaseSideError
 
 
 class DeadBase:
@@ -13,6 +13,9 @@ class DeadBase:
 
     description = "a dead worker"
     versions: dict = {}
+
+    def takes(self, kind):
+        return None
 
     def call(self, kind, text, kwargs, **_):
         raise BaseSideError("the base worker exited with status 1; its last stderr lines: boom")

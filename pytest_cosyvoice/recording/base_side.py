@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn, Protocol
 
 from ..judging.checks import Recording
-from .attribution import EngineAttribution
+from .attribution import EngineAttribution, Takes
 from .calls import WATCHDOG_MARGIN_S, CosyTTS, WatchdogExpired
-from .wire import FrameError, encode_frame, read_frame, recording_from_wire, to_wire
+from .worker_frames import FrameError, encode_frame, read_frame, recording_from_wire, to_wire
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
@@ -46,11 +46,17 @@ class BaseSide(Protocol):
     description: str        # e.g. "engine fixed, model /m, this interpreter"
     versions: dict[str, str]  # the base side's stack: python, torch, ... (its interpreter's)
 
+    def takes(self, kind: str) -> Takes | None:
+        """What the base engine's `kind` call is passed of ours (observer=, stall_timeout_s=, seed=);
+        None where the base side does not say (a worker of an older pytest-cosyvoice)."""
+        ...
+
     def call(self, kind: str, text: str, kwargs: dict[str, Any], *, label: str, round: int, measured: bool,
-             seed: int | None, stall_timeout_s: float) -> Recording:
+             seed: int | None, stall_timeout_s: float, seed_per_request: bool = True) -> Recording:
         """Runs one complete call (a stream drained, or a synthesize) and returns its recording.
-        `seed`: passed as `seed=` where the base engine takes one (and the test passed none), else
-        torch's global generator is seeded with it right before the call (None: left alone)."""
+        `seed`: passed as `seed=` where `seed_per_request` and the base engine takes one (and the test
+        passed none), else torch's global generator is seeded with it right before the call (None:
+        left alone)."""
         ...
 
     def close(self) -> None: ...
@@ -79,10 +85,13 @@ class InProcessBase:
         self.versions = dict(versions)
         self._attribution = EngineAttribution(engine, runtime)
 
+    def takes(self, kind: str) -> Takes | None:
+        return self._attribution.takes[kind]
+
     def call(self, kind: str, text: str, kwargs: dict[str, Any], *, label: str, round: int, measured: bool,
-             seed: int | None, stall_timeout_s: float) -> Recording:
+             seed: int | None, stall_timeout_s: float, seed_per_request: bool = True) -> Recording:
         tts = CosyTTS(self.engine, self.runtime, self._attribution, stall_timeout_s=stall_timeout_s, round=round)
-        if seed is not None and self._attribution.takes[kind].seed and "seed" not in kwargs:
+        if seed is not None and seed_per_request and self._attribution.takes[kind].seed and "seed" not in kwargs:
             kwargs = {**kwargs, "seed": seed}   # the request's own draws: the global generator is left alone
         else:
             seed_torch(seed)
@@ -124,7 +133,10 @@ for name in ("pytest_cosyvoice", "cosyvoice_runtime", "pytest_cosyvoice.recordin
     except BaseException as e:
         say(missing=name, error=f"{type(e).__name__}: {e}")
         sys.exit(0)
-from pytest_cosyvoice.recording.wire import versions
+try:
+    from pytest_cosyvoice.recording.worker_frames import versions
+except ImportError:   # a pytest-cosyvoice from before the module's rename (recording/wire.py)
+    from pytest_cosyvoice.recording.wire import versions
 say(versions=versions())
 """
 _PROBE_MARK = "cosy-base-probe "
@@ -202,6 +214,7 @@ class WorkerBase:
         self.description = f"python {python}"
         self.versions: dict[str, str] = {}
         self.join_timeout_s = 0.0            # the worker runtime's, part of a call's watchdog
+        self._takes: dict[str, Takes] = {}   # what the worker's engine takes, per kind (its ready frame)
         self.slack_s = TRANSFER_SLACK_S
         self._proc = proc
         self._frames: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
@@ -245,12 +258,18 @@ class WorkerBase:
             raise BaseStartError("python", f"the worker answered its start with {answer.get('op')!r}, not 'ready'")
         base.versions = {str(k): str(v) for k, v in answer["versions"].items()}
         base.join_timeout_s = float(answer["join_timeout_s"])
+        base._takes = {str(kind): Takes(**{k: bool(v) for k, v in takes.items()})
+                       for kind, takes in (answer.get("takes") or {}).items()}
         return base
 
+    def takes(self, kind: str) -> Takes | None:
+        return self._takes.get(kind)
+
     def call(self, kind: str, text: str, kwargs: dict[str, Any], *, label: str, round: int, measured: bool,
-             seed: int | None, stall_timeout_s: float) -> Recording:
+             seed: int | None, stall_timeout_s: float, seed_per_request: bool = True) -> Recording:
         message = {"op": "call", "kind": kind, "text": text, "kwargs": to_wire(kwargs), "label": label,
-                   "round": round, "measured": measured, "seed": seed, "stall_timeout_s": stall_timeout_s}
+                   "round": round, "measured": measured, "seed": seed, "stall_timeout_s": stall_timeout_s,
+                   "seed_per_request": seed_per_request}
         bound = stall_timeout_s + self.join_timeout_s + WATCHDOG_MARGIN_S + self.slack_s
         # One call at a time: the pipe carries one conversation. (The pairing code never runs a base call
         # beside the head's own, so on CUDA the two sides share the test's device without overlapping.)
