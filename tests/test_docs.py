@@ -253,3 +253,25 @@ def test_baseline_lock_files_stay_out_of_git() -> None:
         assert subprocess.run(["git", "check-ignore", "--no-index", "-q", str(kept)], cwd=ROOT).returncode == 1, kept
     workflow = (ROOT / "docs" / "examples" / "gpu-gate.yml").read_text(encoding="utf-8")
     assert "git add baselines/ ':(exclude)baselines/**/*.lock'" in workflow
+
+
+def test_readme_first_quality_session_counts_the_quality_module() -> None:
+    """'17 passed' / '17 without golden' in the README is the quality module's test count: every mode x
+    length x (streamed, not) and voice conversion, read from the module's source."""
+    import ast
+
+    source = (ROOT / "suites" / "test_quality.py").read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    lists = {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)}
+    tests = 0
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+            count = 1
+            for deco in node.decorator_list:
+                if isinstance(deco, ast.Call) and ast.unparse(deco.func) == "pytest.mark.parametrize":
+                    values = deco.args[1]
+                    count *= len(lists[values.id] if isinstance(values, ast.Name) else ast.literal_eval(values))
+            tests += count
+    assert f"`{tests} passed` for the quality module" in README
+    assert f"`{tests} without golden`" in README
