@@ -1,6 +1,6 @@
 """Seeded trials of the paired A/B rule (pytest_cosyvoice.tracking.paired): verdict shares per schedule.
 
-    .venv/bin/python benchmarks/paired_rates.py [--trials 400] [--seed 90000] [--noise 0.10]
+    .venv/bin/python benchmarks/paired_rates.py [--trials 400] [--seed 90000] [--noise 0.10] [--schedules 2]
 
 Each trial is one test: pairs (head, base), each side log-normal with sigma `--noise` around RTF 0.30,
 head multiplied by the shift. Pairs are added the way the A/B rounds will add them: at the rule's looks
@@ -29,6 +29,8 @@ from pytest_cosyvoice.tracking.paired import (
 )
 
 DECIDED = (PairedVerdict.REGRESSION, PairedVerdict.IMPROVEMENT, PairedVerdict.SAME)
+# --schedules picks rows by these keys: "every" (every pair from 7 at alpha), or a number of looks.
+SCHEDULES = {"every": "every pair from 7", "1": "1 look (20)", "2": "2 looks (10, 20)", "3": "3 looks (9, 14, 20)"}
 
 
 def draw(rng: np.random.Generator, n: int, shift: float, noise: float) -> list[tuple[float, float]]:
@@ -63,10 +65,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=90000)
     ap.add_argument("--noise", type=float, default=0.10, help="sigma of log, each side")
     ap.add_argument("--shifts", default="1.0,1.1,1.2,0.85")
+    ap.add_argument("--schedules", default=",".join(SCHEDULES),
+                    help=f"comma-separated, of {', '.join(SCHEDULES)} (every pair; 1, 2 or 3 looks)")
     args = ap.parse_args()
+    unknown = [s for s in args.schedules.split(",") if s not in SCHEDULES]
+    if unknown:
+        ap.error(f"--schedules {args.schedules!r}: unknown {unknown}; expected some of {', '.join(SCHEDULES)}")
     print(f"{'schedule':<22} {'head/base':>9} {'regression':>10} {'improvement':>11} {'same':>6} "
           f"{'inconclusive':>12} {'mean pairs':>10}")
-    for name in ("every pair from 7", "1 look (20)", "2 looks (10, 20)", "3 looks (9, 14, 20)"):
+    for name in (SCHEDULES[s] for s in args.schedules.split(",")):
         for shift in (float(s) for s in args.shifts.split(",")):
             counts: Counter[str] = Counter()
             used = []
@@ -78,7 +85,7 @@ def main() -> None:
                     r = at_looks(rng, shift, args.noise, int(name[0]))
                 counts[r.verdict.value] += 1
                 used.append(r.n_pairs)
-            share = {k: f"{100.0 * v / args.trials:.1f} %" for k, v in counts.items()}
+            share = {k: f"{100.0 * v / args.trials:.2f} %" for k, v in counts.items()}  # exact counts at 10^4 trials
             print(f"{name:<22} {shift:>9.2f} {share.get('regression', '0 %'):>10} "
                   f"{share.get('improvement', '0 %'):>11} {share.get('same', '0 %'):>6} "
                   f"{share.get('inconclusive', '0 %'):>12} {np.mean(used):>10.1f}")
