@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import json
 import os
 import platform
@@ -182,7 +183,8 @@ def cmd_speed(args: argparse.Namespace) -> int:
                 run["status"] = f"failed: {type(e).__name__}: {e}"[:400]
             result["runs"].append(run)
             write_json(path, result)
-        del rt
+        engine = rt = None   # both hold the modules: freed before the next dtype loads
+        gc.collect()
         if cuda:
             torch.cuda.empty_cache()
     bad = [f"{r['engine']} {r['dtype']}" for r in result["runs"] if str(r["status"]).startswith("failed")]
