@@ -290,8 +290,10 @@ def cmd_goldens(args: argparse.Namespace) -> int:
         rc_file = Path(report).parent / "rc.json"
         if rc_file.is_file():
             entry.update(json.loads(rc_file.read_text(encoding="utf-8")))
-        if log and Path(log).is_file():
-            entry["nondeterministic_ops"] = sorted(set(Path(log).read_text(encoding="utf-8").splitlines()) - {""})
+        if log:   # benchmarks/deterministic.py creates the file at configure and adds a line per warning
+            entry["deterministic_switched_on"] = Path(log).is_file()
+            lines = Path(log).read_text(encoding="utf-8").splitlines() if Path(log).is_file() else []
+            entry["nondeterministic_ops"] = sorted(set(lines) - {""})
         q = Path(report) / "quality.json"
         if q.is_file():
             entry.update(judge_rerun(q))

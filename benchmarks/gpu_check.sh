@@ -178,7 +178,7 @@ grep -q '^c_quality' "$parts" && "$py" benchmarks/gpu_check.py goldens --out "$o
 
 # -- d: memory over the soak streams -------------------------------------------------------------------
 run_part d_soak "$lim_d" "$py" benchmarks/gpu_check.py soak --out "$out" --device "$device" \
-  --warmup "$warmup" --streams "$streams" --max-seconds $(( lim_d * 2 / 3 ))
+  --warmup "$warmup" --streams "$streams" --max-seconds $(( lim_d - 8 ))
 
 # -- e: what a seed costs (benchmarks/seed_cost.py, written by another issue item) ----------------------
 if [ -f benchmarks/seed_cost.py ]; then
