@@ -45,6 +45,7 @@ PART_KEYS: dict[str, tuple[str, ...]] = {
     "e_seed_cost": ("results_dir", "results"),
 }
 COMMON_KEYS = ("part", "status", "device")
+ENGINES = ("runtime", "upstream")   # this project's orchestration; upstream's class on the same components
 TIMEOUT_CODES = (124, 137)   # timeout(1): the limit passed (124), or killed after the grace period (137)
 
 
@@ -139,39 +140,44 @@ def cmd_speed(args: argparse.Namespace) -> int:
         result["model"]["build_s"] = args.build_s
     write_json(path, result)
     dtypes = {"fp32": [False], "fp16": [True], "both": [False, True]}[args.fp16]
-    runnable = [f for f in dtypes if not f or (cuda and torch.cuda.is_available())]
-    last_load_s = 0.0
+    has_cuda = cuda and torch.cuda.is_available()
+    runnable = [f for f in dtypes if not f or has_cuda]
+    # Every row is there from the start, so a part killed by its limit still lists all four.
+    rows: dict[tuple[bool, str], dict[str, Any]] = {}
     for fp16 in dtypes:
+        for name in ENGINES:
+            rows[fp16, name] = {"engine": name, "dtype": "fp16" if fp16 else "fp32",
+                                "status": "not reached" if fp16 in runnable else NO_CUDA}
+            result["runs"].append(rows[fp16, name])
+    write_json(path, result)
+    last_load_s = 0.0
+    for fp16 in runnable:
         dtype = "fp16" if fp16 else "fp32"
-        if fp16 and not (cuda and torch.cuda.is_available()):
-            for engine in ("runtime", "upstream"):
-                result["runs"].append({"engine": engine, "dtype": dtype, "status": NO_CUDA})
-            write_json(path, result)
-            continue
         if time.monotonic() > deadline:
-            for engine in ("runtime", "upstream"):
-                result["runs"].append({"engine": engine, "dtype": dtype, "status": "skipped: part deadline"})
+            for name in ENGINES:
+                rows[fp16, name]["status"] = "skipped: part deadline"
             write_json(path, result)
             continue
         t0 = time.perf_counter()
         try:
             rt = cosyvoice_runtime.load(args.model, device=args.device, fp16=fp16)
         except Exception as e:  # noqa: BLE001 - recorded, the other dtype still runs
-            for engine in ("runtime", "upstream"):
-                result["runs"].append({"engine": engine, "dtype": dtype, "status": f"failed: load: {e!r}"[:400]})
+            for name in ENGINES:
+                rows[fp16, name]["status"] = f"failed: load: {e!r}"[:400]
             write_json(path, result)
             continue
         load_s = last_load_s = time.perf_counter() - t0
         loads_after = len(runnable) - 1 - runnable.index(fp16)
         # Counted on the loaded modules (not tiny.param_counts: its meta-device build leaves the process
-        # unable to load a model afterwards).
+        # unable to run a model afterwards).
         result["model"]["params_m"] = {k: round(sum(p.numel() for p in getattr(rt, k).parameters()) / 1e6, 1)
                                        for k in ("llm", "flow", "hift")}
-        if cuda:
+        if has_cuda:
             torch.cuda.synchronize()
             result["model"][f"cuda_allocated_mb_{dtype}"] = round(torch.cuda.memory_allocated() / 2**20, 1)
-        for i, name in enumerate(("runtime", "upstream")):
-            run: dict[str, Any] = {"engine": name, "dtype": dtype, "load_s": round(load_s, 2)}
+        for i, name in enumerate(ENGINES):
+            run = rows[fp16, name]
+            run.update(load_s=round(load_s, 2), status="running")
             # Warm rounds share the time left equally among the engine/dtype slots still to come (after
             # the loads they need), so a slow first slot cannot starve the fp16 rows.
             slots = 2 - i + 2 * loads_after
@@ -181,11 +187,10 @@ def cmd_speed(args: argparse.Namespace) -> int:
                 run.update(measure(engine, text, voice, args.rounds, min(deadline, time.monotonic() + share)))
             except Exception as e:  # noqa: BLE001 - recorded per engine
                 run["status"] = f"failed: {type(e).__name__}: {e}"[:400]
-            result["runs"].append(run)
             write_json(path, result)
         engine = rt = None   # both hold the modules: freed before the next dtype loads
         gc.collect()
-        if cuda:
+        if has_cuda:
             torch.cuda.empty_cache()
     bad = [f"{r['engine']} {r['dtype']}" for r in result["runs"] if str(r["status"]).startswith("failed")]
     result["status"] = f"failed: {', '.join(bad)}" if bad else "ok"
