@@ -35,7 +35,7 @@ while [ $# -gt 0 ]; do
     --out=*) out=${1#*=}; shift ;;
     --budget) budget=${2:?--budget needs seconds}; shift 2 ;;
     --budget=*) budget=${1#*=}; shift ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "gpu_check.sh: unknown argument '$1' (expected --device cpu|cuda, --quick, --out DIR, --budget S)" >&2
        exit 2 ;;
   esac
