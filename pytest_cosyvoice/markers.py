@@ -24,14 +24,14 @@ from .judging.specs import (
 )
 
 
-def signature(cls: type) -> str:
+def signature(cls: type[MarkerSpec]) -> str:
     """`name(field=default, ...)` of a marker's spec, read from its dataclass fields (a field without a
     default by name alone): the help and the docs show the defaults the spec applies."""
     parts = [f.name if f.default is MISSING else f"{f.name}={f.default!r}" for f in fields(cls)]
     return f"{cls.marker}({', '.join(parts)})"
 
 
-_WHAT: dict[type, str] = {
+_WHAT: dict[type[MarkerSpec], str] = {
     StreamingSpec: (
         "every stream the test made through cosy_tts must be gap-free (worst playback stall after the "
         "prebuffer <= max_gap_ms), complete, sound (finite, within [-1, 1], no empty chunk, no click at a "
