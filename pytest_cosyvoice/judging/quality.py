@@ -18,10 +18,10 @@ from .figures import figure_from_json, figure_text, figure_to_json
 from .sound import (
     SoundMismatch,
     compare_audio,
+    divergence_text,
     first_divergence,
     mos_drift,
     streamed_vs_offline,
-    token_verdict,
 )
 from .specs import QualitySpec
 
@@ -228,7 +228,7 @@ def _reference_check(golden: GoldenLike, current: CallOutput, dtype: str, stack_
         ratio = 1.0
     else:
         ratio = math.inf if math.isinf(g) else 10.0 ** ((g - c) / 20.0)
-    status = "pass" if ratio <= limit else "fail"
+    status: Status = "pass" if ratio <= limit else "fail"
     return QualityCheck("token2wav", current.label, status, ratio, limit,
                         f"stack changed ({stack_change}): token->wav error against the float64 reference "
                         f"x{ratio:.2f} the golden stack's (limit x{limit:g}; {figure_text(c)} vs "
@@ -243,7 +243,7 @@ def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualitySpec) 
         side = "golden" if golden.tokens is None else "current call"
         return QualityCheck.note("tokens", label, Why.NOT_JUDGED, f"tokens not judged: the {side} has no speech tokens")
     at = first_divergence(golden.tokens, current.tokens)
-    verdict = token_verdict(golden.tokens, current.tokens)
+    verdict = divergence_text(at, len(golden.tokens), len(current.tokens))
     if at is None:
         return QualityCheck("tokens", label, "pass", None, None, verdict)
     figure = float(at)
@@ -281,7 +281,7 @@ def _snr_check(name: str, what: str, golden: np.ndarray | None, current: np.ndar
         d = compare_audio(golden, current, golden_rate, current_rate)
     except SoundMismatch as exc:
         return QualityCheck(name, label, "fail", None, limit, f"{what} not comparable with the golden: {exc}")
-    status = "pass" if d.snr_db >= limit else "fail"
+    status: Status = "pass" if d.snr_db >= limit else "fail"
     return QualityCheck(name, label, status, d.snr_db, limit,
                         f"{what} {figure_text(d.snr_db)} dB SNR vs golden (limit {limit:g} dB); log-mel "
                         f"{d.spectral.mean_db:.2f} dB mean, {d.spectral.worst_db:.2f} dB worst at "
@@ -335,7 +335,7 @@ def _streamed_check(current: CallOutput, limits: QualitySpec) -> QualityCheck:
     except SoundMismatch as exc:
         return QualityCheck("streamed_vs_offline", label, "fail", None, limit,
                             f"streamed vs offline not comparable: {exc}")
-    status = "pass" if d.worst_db <= limit else "fail"
+    status: Status = "pass" if d.worst_db <= limit else "fail"
     length = f"; streamed {d.length_difference:+d} samples" if d.length_difference else ""
     return QualityCheck("streamed_vs_offline", label, status, d.worst_db, limit,
                         f"streamed vs offline log-mel {d.worst_db:.2f} dB at the worst frame ({d.worst_at_s:.2f} s; "
