@@ -364,8 +364,6 @@ class MosDrift:
     status: str
     current: float                  # the median of the current samples
     limit: float | None             # worst baseline sample x slack; None when uncalibrated
-    baseline_worst: float | None
-    baseline_runs: int
     line: str
 
     @property
@@ -389,13 +387,13 @@ def mos_drift(baseline_samples: Sequence[float], current_samples: Sequence[float
         raise ValueError(f"{metric}: a non-finite sample (baseline {base}, current {now})")
     current = median(now)
     if len(base) < minimum:
-        return MosDrift("uncalibrated", current, None, min(base) if base else None, len(base),
+        return MosDrift("uncalibrated", current, None,
                         f"{metric} {current:.2f}: uncalibrated ({len(base)} of {minimum} clean baseline runs), "
                         f"not gated")
     worst = min(base)
     limit = worst * slack
     status = "drop" if current < limit else "ok"
     sign = "<" if status == "drop" else ">="
-    return MosDrift(status, current, limit, worst, len(base),
+    return MosDrift(status, current, limit,
                     f"{metric} {current:.2f} {sign} limit {limit:.2f} (worst of {len(base)} clean baseline runs "
                     f"{worst:.2f} x {slack:g})")
