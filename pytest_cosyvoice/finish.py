@@ -143,6 +143,8 @@ def _quality_notes(session: CosySession) -> list[str]:
         lines.append(f"note: quality MOS not scored: {gate.missing_extra}")
     wer = [c.wer for tq in gate.results.values() for c in tq.calls if c.wer is not None]
     if wer:   # Seed-TTS-eval's two figures: the mean of per-utterance WER, and the utterances above 50 %
-        lines.append(f"quality WER (--cosy-asr): mean {sum(wer) / len(wer):.3f} over {len(wer)} utterances, "
-                     f"{sum(w > 0.5 for w in wer)} above 50 %")
+        from .judging.intelligibility import summarise
+
+        s = summarise(wer)
+        lines.append(f"quality WER (--cosy-asr): mean {s.mean:.3f} over {s.n} utterances, {s.over_half} above 50 %")
     return lines

@@ -6,37 +6,54 @@ written, what is wrong and the valid keywords, instead of a traceback from insid
 from __future__ import annotations
 
 import re
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from typing import Any
 
 import pytest
 
-from .judging.specs import DEFAULT_MAX_CLICK_RATIO, SPECS, MarkerSpec, SpecError
+from .judging.specs import (
+    SPECS,
+    FirstChunkSpec,
+    MarkerSpec,
+    NoDeprecationsSpec,
+    QualitySpec,
+    RtfSpec,
+    SpecError,
+    StallTimeoutSpec,
+    StreamingSpec,
+)
 
-# Registered in pytest_configure; `pytest --markers` shows these lines.
-MARKER_HELP: dict[str, str] = {
-    "streaming": (
-        f"streaming(prebuffer_ms=0, max_gap_ms=0, max_click_ratio={DEFAULT_MAX_CLICK_RATIO!r}, allow_warnings=()): "
+
+def signature(cls: type[MarkerSpec]) -> str:
+    """`name(field=default, ...)` of a marker's spec, read from its dataclass fields (a field without a
+    default by name alone): the help and the docs show the defaults the spec applies."""
+    parts = [f.name if f.default is MISSING else f"{f.name}={f.default!r}" for f in fields(cls)]
+    return f"{cls.marker}({', '.join(parts)})"
+
+
+_WHAT: dict[type[MarkerSpec], str] = {
+    StreamingSpec: (
         "every stream the test made through cosy_tts must be gap-free (worst playback stall after the "
         "prebuffer <= max_gap_ms), complete, sound (finite, within [-1, 1], no empty chunk, no click at a "
         "join, no zero run > 20 ms), clean (no Deprecation/PendingDeprecation/FutureWarning) and tidy "
         "(no thread left behind)."),
-    "rtf": ("rtf(max=1.0, warmup=1, repeat=1): real-time factor (wall time / audio seconds) of the "
-            "test's cosy_tts calls must be <= max; the first call is replayed `warmup` times untimed; "
-            "`repeat` rounds in all: rounds 2.. re-run the test after the main pass, interleaved and "
-            "shuffled with the other rtf tests, as samples for the baseline drift rule."),
-    "first_chunk": "first_chunk(max_ms): every stream's first chunk must arrive within max_ms of the call.",
-    "no_deprecations": ("no_deprecations(allow=()): fail on any DeprecationWarning, PendingDeprecationWarning "
-                        "or FutureWarning raised during the test in any thread, except those matching allow."),
-    "stall_timeout": "stall_timeout(seconds): this test's stream stall timeout (overrides --cosy-stall-timeout).",
-    "quality": ("quality(snr_db=None, streamed_mel_db=None, tokens='identical', mos_slack=0.97, wer_slack=1.25, "
-                "sim_drop=0.05, min_clean_runs=5): the test's cosy_tts calls are seeded (from the test id and "
-                "the call's index, unless the test passes seed=) and judged against the golden outputs saved "
-                "with --cosy-save-baseline: speech tokens, token->wav on the golden tokens (SNR >= snr_db; "
-                "None: by dtype), the call's audio, streamed vs offline render (log-mel <= streamed_mel_db); "
-                "DNSMOS/PLCMOS, WER (--cosy-asr) and speaker similarity as drift from the worst of "
-                "min_clean_runs saved clean runs (fewer: uncalibrated, never gates)."),
+    RtfSpec: ("real-time factor (wall time / audio seconds) of the "
+              "test's cosy_tts calls must be <= max; the first call is replayed `warmup` times untimed; "
+              "`repeat` rounds in all: rounds 2.. re-run the test after the main pass, interleaved and "
+              "shuffled with the other rtf tests, as samples for the baseline drift rule."),
+    FirstChunkSpec: "every stream's first chunk must arrive within max_ms of the call.",
+    NoDeprecationsSpec: ("fail on any DeprecationWarning, PendingDeprecationWarning "
+                         "or FutureWarning raised during the test in any thread, except those matching allow."),
+    StallTimeoutSpec: "this test's stream stall timeout (overrides --cosy-stall-timeout).",
+    QualitySpec: ("the test's cosy_tts calls are seeded (from the test id and "
+                  "the call's index, unless the test passes seed=) and judged against the golden outputs saved "
+                  "with --cosy-save-baseline: speech tokens, token->wav on the golden tokens (SNR >= snr_db; "
+                  "None: by dtype), the call's audio, streamed vs offline render (log-mel <= streamed_mel_db); "
+                  "DNSMOS/PLCMOS, WER (--cosy-asr) and speaker similarity as drift from the worst of "
+                  "min_clean_runs saved clean runs (fewer: uncalibrated, never gates)."),
 }
+# Registered in pytest_configure; `pytest --markers` shows these lines.
+MARKER_HELP: dict[str, str] = {cls.marker: f"{signature(cls)}: {_WHAT[cls]}" for cls in SPECS}
 
 
 def _keywords(cls: type) -> str:

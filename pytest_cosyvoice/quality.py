@@ -26,10 +26,8 @@ from cosyvoice_runtime import InvalidInput
 from .engine import abilities
 from .judging.checks import Recording
 from .judging.quality import (
-    DEFAULT_STREAMED_MEL_DB,
     CallOutput,
     QualityCheck,
-    QualityLimits,
     TestQuality,
     Why,
     compare_call,
@@ -52,14 +50,6 @@ if TYPE_CHECKING:
 # The arguments that make a call's voice: what `render`/`score_tokens` take besides text and tokens.
 VOICE_KEYS = ("speaker", "prompt_wav", "prompt_text", "instruct", "source_wav", "text_frontend")
 _UNSET: Any = object()
-
-
-def limits_of(spec: QualitySpec) -> QualityLimits:
-    """The marker's arguments as the judging module's limits (the same names; None -> the default)."""
-    streamed = DEFAULT_STREAMED_MEL_DB if spec.streamed_mel_db is None else spec.streamed_mel_db
-    return QualityLimits(snr_db=spec.snr_db, streamed_mel_db=streamed,
-                         tokens=spec.tokens, mos_slack=spec.mos_slack, wer_slack=spec.wer_slack,
-                         sim_drop=spec.sim_drop, min_clean_runs=spec.min_clean_runs)
 
 
 def _language(text: str) -> str:
@@ -130,7 +120,6 @@ class QualityGate:
         goldens = self.goldens()
         golden_test = goldens.tests.get(nodeid) if goldens is not None else None
         by_label = {c.label: c for c in golden_test.calls} if golden_test is not None else {}
-        limits = limits_of(spec)
         stack_change = self.stack_change(goldens)
         tq = TestQuality(nodeid)
         for rec in recordings:
@@ -145,14 +134,14 @@ class QualityGate:
                     "not reproducible: the engine takes no seed=, so its outputs are compared by distribution "
                     "(MOS, WER, similarity), not sample by sample"))
                 continue
-            tq.checks += compare_call(golden, out, limits, dtype, stack_change)
+            tq.checks += compare_call(golden, out, spec, dtype, stack_change)
             if base is not None:
-                tq.checks += self._against_base(base, rec, out, limits, dtype, stall_timeout_s)
+                tq.checks += self._against_base(base, rec, out, spec, dtype, stall_timeout_s)
         stored = dict(golden_test.scores) if golden_test is not None else {}
-        tq.checks += judge_scores(stored, tq.scores(), limits)
+        tq.checks += judge_scores(stored, tq.scores(), spec)
         # A saving session stores one more clean run of each score.
         saving = 1 if self.settings.save_baseline else 0
-        tq.saves_to_gate = max(0, saves_to_gate(stored, tq.scores(), limits) - saving)
+        tq.saves_to_gate = max(0, saves_to_gate(stored, tq.scores(), spec) - saving)
         if self.settings.save_baseline:
             # A saving session sets the goldens: what differs from the old ones is reported, not failed.
             tq.checks = [QualityCheck.note(c.name, c.call, Why.SAVING, f"{c.text} (saving new goldens)", c.figure,
@@ -163,7 +152,7 @@ class QualityGate:
         return tq
 
     @staticmethod
-    def _against_base(base: BaseSide, rec: Recording, out: CallOutput, limits: QualityLimits, dtype: str,
+    def _against_base(base: BaseSide, rec: Recording, out: CallOutput, spec: QualitySpec, dtype: str,
                       stall_timeout_s: float) -> list[QualityCheck]:
         """A/B mode: the same call on the base side, same seed; its tokens and audio stand in for a golden
         (the base renders nothing else, so token2wav is the goldens' alone)."""
@@ -178,7 +167,7 @@ class QualityGate:
                               tokens=other.speech_tokens, audio=other.audio, rendered=None, text=out.text)
         head = replace(out, rendered=None, token_ranks=None)
         return [replace(c, call=label, text=c.text.replace("golden", "base"))
-                for c in compare_call(stand_in, head, limits, dtype) if c.name in ("tokens", "audio")]
+                for c in compare_call(stand_in, head, spec, dtype) if c.name in ("tokens", "audio")]
 
     def _output(self, rec: Recording, golden: GoldenCall | None, engine: Any, runtime: Any,
                 spec: QualitySpec, stack_change: str = "") -> CallOutput:

@@ -58,10 +58,6 @@ def absolute(path: Path, base: Path) -> Path:
     return p if p.is_absolute() else Path(base) / p
 
 
-# The path settings `resolve` makes absolute, once: the stores, the report and the summary read them as given.
-PATH_SETTINGS = ("baseline_dir", "report_dir", "markdown")
-
-
 def _bool(v: str) -> bool:
     s = v.strip().lower()
     if s in TRUE:
@@ -340,9 +336,10 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
         values["sim"] = _check_sim(values["sim"], sources["sim"])
     s = Settings(**values, allowed_warnings=tuple(config.getini(ALLOWED_WARNINGS_INI)), sources=sources)
     _check_clashes(s)     # names the paths as written
+    # The one resolution of the folders: the stores, the report and the summary read them as given.
     base = config.invocation_params.dir
-    return replace(s, **{name: absolute(getattr(s, name), base) for name in PATH_SETTINGS
-                         if getattr(s, name) is not None})
+    return replace(s, baseline_dir=absolute(s.baseline_dir, base), report_dir=absolute(s.report_dir, base),
+                   markdown=None if s.markdown is None else absolute(s.markdown, base))
 
 
 def _check_base_python(raw: str, where: str) -> None:

@@ -32,13 +32,14 @@ from __future__ import annotations
 import json
 import string
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from math import gcd
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+
+from cosyvoice_runtime.audio import resample
 
 __all__ = ["LANGUAGES", "MissingPackage", "PocketSphinx", "Recogniser", "Score", "check_asr_dir", "local_asr",
            "normalise", "score", "utterance_error"]
@@ -110,7 +111,11 @@ class Score:
 def score(pairs: Iterable[tuple[str, str]], lang: str) -> Score:
     """(reference, hypothesis) pairs of one language -> their `Score`. One language per call: a mean
     over WERs and CERs together would mix two units, and Seed-TTS-eval reports them apart."""
-    errors = [utterance_error(ref, hyp, lang) for ref, hyp in pairs]
+    return summarise([utterance_error(ref, hyp, lang) for ref, hyp in pairs])
+
+
+def summarise(errors: Sequence[float]) -> Score:
+    """Per-utterance error rates (of one unit: WER or CER) -> their `Score`."""
     if not errors:
         raise ValueError("score of no utterances")
     return Score(mean=sum(errors) / len(errors), over_half=sum(e > OVER for e in errors), n=len(errors))
@@ -129,12 +134,7 @@ def _mono_at(audio: np.ndarray, sample_rate: int, rate: int) -> np.ndarray:
         raise ValueError(f"audio of shape {x.shape}: expected 1-D (mono) samples")
     if sample_rate <= 0:
         raise ValueError(f"sample_rate={sample_rate!r}: expected a positive rate in Hz")
-    if sample_rate != rate:
-        from scipy.signal import resample_poly
-
-        g = gcd(rate, sample_rate)
-        x = np.asarray(resample_poly(x, rate // g, sample_rate // g))
-    out: np.ndarray = x.astype(np.float32)
+    out: np.ndarray = resample(x, sample_rate, rate).astype(np.float32)    # the runtime's resampler
     return out
 
 

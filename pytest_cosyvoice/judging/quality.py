@@ -17,19 +17,22 @@ from cosyvoice_runtime.audio import pack_audio, unpack_audio
 
 from .figures import figure_from_json, figure_text, figure_to_json
 from .sound import (
-    MOS_MINIMUM_BASELINE,
-    MOS_SLACK,
-    TOLERANCES,
     SoundMismatch,
     compare_audio,
+    divergence_text,
     first_divergence,
     mos_drift,
     streamed_vs_offline,
-    token_verdict,
 )
+from .specs import QualitySpec
 
+# The test-level scores (the mean over a test's calls, judged against the stored clean runs): DNSMOS P.835
+# overall, PLCMOS, WER with --cosy-asr, speaker similarity with campplus and with the --cosy-sim model.
+MOS_SCORES = ("dnsmos", "plcmos")
+SIM_SCORES = ("sim", "sim_model")
+SCORES = (*MOS_SCORES, "wer", *SIM_SCORES)
 # The checks, in the order the report lists them.
-CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", "dnsmos", "plcmos", "wer", "sim", "sim_model")
+CHECKS = ("tokens", "token2wav", "audio", "streamed_vs_offline", *SCORES)
 Status = Literal["pass", "fail", "note"]
 STATUSES: tuple[Status, ...] = ("pass", "fail", "note")
 
@@ -41,32 +44,10 @@ class Why(Enum):
     UNCALIBRATED = "uncalibrated"      # fewer stored clean runs than min_clean_runs
     NOT_JUDGED = "not judged"          # what the check needs is missing (no render(), no tokens, tokens="off")
     SAVING = "saving"                  # a saving session: a difference from the old goldens is reported only
-TOKEN_MODES = ("identical", "top_k", "off")
-
-# token -> wav of the same tokens vs the golden's: the SNR limit in dB by the dtype the model runs in
-# (benchmarks/quality_limits.py; docs/reports.md "Quality limits: how the defaults were chosen"). On CPU fp32 a
-# seeded render is bit-identical, in a fresh process too (inf dB); the flow's mel rounded through fp16 - the
-# smallest defect measured - gives 91-101 dB, white noise at -30 dB on the vocoder output 30 dB. fp32's limit,
-# 110 dB, catches the fp16 rounding with a 9 dB margin and sits 8 dB under torch.testing's fp32 rtol (1.3e-6 is
-# -118 dB). fp16 and bf16 are looser by the ratio of their rtol to fp32's (1e-3 and 1.6e-2: 58 and 82 dB).
-SNR_FP32_DB = 110.0
 
 
-def _looser(dtype: str) -> float:
-    return 20.0 * math.log10(TOLERANCES[dtype].rtol / TOLERANCES["float32"].rtol)
-
-
-DEFAULT_SNR_DB: dict[str, float] = {"fp32": SNR_FP32_DB,
-                                    "fp16": float(round(SNR_FP32_DB - _looser("float16"))),     # 52 dB
-                                    "bf16": float(round(SNR_FP32_DB - _looser("bfloat16")))}    # 28 dB
-# Streamed vs offline rendering of the same tokens: the log-mel distance at the worst frame, in dB. Clean
-# tiny-model streams measured up to 3.4 dB (v2) and 6.2 dB (v1, whose flow draws its noise per window), 20 ms
-# zeroed or a click at each join at least 10.9 dB (real speech: 29 and 39 dB); 8.5 dB lies halfway, 2.3 dB
-# from either. The mean over frames cannot tell them apart (a few joins in seconds of audio).
-DEFAULT_STREAMED_MEL_DB = 8.5
-DEFAULT_SIM_DROP = 0.05
-DEFAULT_WER_SLACK = 1.25        # sglang-omni's TTS CI: worst clean WER x 1.25 ...
-WER_FLOOR = 0.05                # ... but at least 5 points above it: point limits on tiny sets flake (NeMo)
+# The WER limit is at least this far above the worst clean run: point limits on tiny sets flake (NeMo).
+WER_FLOOR = 0.05
 
 
 @dataclass(frozen=True)
@@ -207,50 +188,6 @@ class TestQuality:
                    [QualityCheck.from_json(c) for c in d["checks"]], d.get("seconds"), int(d.get("saves_to_gate", 0)))
 
 
-@dataclass(frozen=True)
-class QualityLimits:
-    """The limits of a quality test (the `quality` marker's arguments, same names).
-
-    snr_db: token -> wav and audio SNR vs golden, dB (None: DEFAULT_SNR_DB of the run's dtype);
-    streamed_mel_db: streamed vs offline log-mel distance at the worst frame, dB;
-    tokens: "identical" (any divergence fails), "top_k" (a divergence passes while the golden token at
-    the first divergence stays in the current LLM's sampling top_k: numeric drift, not changed sampling),
-    "off"; mos_slack: DNSMOS/PLCMOS limit = worst clean run x this; wer_slack: WER limit = worst clean
-    run x this (at least WER_FLOOR above it); sim_drop: speaker similarity limit = worst clean run - this;
-    min_clean_runs: fewer stored clean runs than this: the scores are uncalibrated and never fail."""
-    snr_db: float | None = None
-    streamed_mel_db: float = DEFAULT_STREAMED_MEL_DB
-    tokens: str = "identical"
-    mos_slack: float = MOS_SLACK
-    wer_slack: float = DEFAULT_WER_SLACK
-    sim_drop: float = DEFAULT_SIM_DROP
-    min_clean_runs: int = MOS_MINIMUM_BASELINE
-
-    def __post_init__(self) -> None:
-        if self.snr_db is not None and not (isinstance(self.snr_db, (int, float)) and math.isfinite(self.snr_db)):
-            raise ValueError(f"snr_db {self.snr_db!r}: expected a finite number of dB or None (by dtype)")
-        if not (isinstance(self.streamed_mel_db, (int, float)) and self.streamed_mel_db > 0):
-            raise ValueError(f"streamed_mel_db {self.streamed_mel_db!r}: expected a positive number of dB")
-        if self.tokens not in TOKEN_MODES:
-            raise ValueError(f"tokens {self.tokens!r}: expected one of {', '.join(TOKEN_MODES)}")
-        if not (isinstance(self.mos_slack, (int, float)) and 0.0 < self.mos_slack <= 1.0):
-            raise ValueError(f"mos_slack {self.mos_slack!r}: expected a fraction in (0, 1] of the worst clean run")
-        if not (isinstance(self.wer_slack, (int, float)) and self.wer_slack >= 1.0):
-            raise ValueError(f"wer_slack {self.wer_slack!r}: expected a factor >= 1 on the worst clean run")
-        if not (isinstance(self.sim_drop, (int, float)) and 0.0 <= self.sim_drop <= 2.0):
-            raise ValueError(f"sim_drop {self.sim_drop!r}: expected a cosine drop in [0, 2]")
-        if isinstance(self.min_clean_runs, bool) or not isinstance(self.min_clean_runs, int) \
-                or self.min_clean_runs < 1:
-            raise ValueError(f"min_clean_runs {self.min_clean_runs!r}: expected a whole number >= 1")
-
-    def snr_limit(self, dtype: str) -> float:
-        if self.snr_db is not None:
-            return float(self.snr_db)
-        if dtype not in DEFAULT_SNR_DB:
-            raise ValueError(f"dtype {dtype!r}: expected one of {', '.join(DEFAULT_SNR_DB)}")
-        return DEFAULT_SNR_DB[dtype]
-
-
 class GoldenLike(Protocol):
     """What `compare_call` reads of a stored golden call (tracking.goldens.GoldenCall)."""
     label: str
@@ -279,14 +216,14 @@ def _reference_check(golden: GoldenLike, current: CallOutput, dtype: str, stack_
         ratio = 1.0
     else:
         ratio = math.inf if math.isinf(g) else 10.0 ** ((g - c) / 20.0)
-    status = "pass" if ratio <= limit else "fail"
+    status: Status = "pass" if ratio <= limit else "fail"
     return QualityCheck("token2wav", current.label, status, ratio, limit,
                         f"stack changed ({stack_change}): token->wav error against the float64 reference "
                         f"x{ratio:.2f} the golden stack's (limit x{limit:g}; {figure_text(c)} vs "
                         f"{figure_text(g)} dB SNR)")
 
 
-def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualityLimits) -> QualityCheck:
+def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualitySpec) -> QualityCheck:
     label = current.label
     if limits.tokens == "off":
         return QualityCheck.note("tokens", label, Why.NOT_JUDGED, "tokens not judged (tokens=\"off\")")
@@ -294,7 +231,7 @@ def _tokens_check(golden: GoldenLike, current: CallOutput, limits: QualityLimits
         side = "golden" if golden.tokens is None else "current call"
         return QualityCheck.note("tokens", label, Why.NOT_JUDGED, f"tokens not judged: the {side} has no speech tokens")
     at = first_divergence(golden.tokens, current.tokens)
-    verdict = token_verdict(golden.tokens, current.tokens)
+    verdict = divergence_text(at, len(golden.tokens), len(current.tokens))
     if at is None:
         return QualityCheck("tokens", label, "pass", None, None, verdict)
     figure = float(at)
@@ -332,14 +269,14 @@ def _snr_check(name: str, what: str, golden: np.ndarray | None, current: np.ndar
         d = compare_audio(golden, current, golden_rate, current_rate)
     except SoundMismatch as exc:
         return QualityCheck(name, label, "fail", None, limit, f"{what} not comparable with the golden: {exc}")
-    status = "pass" if d.snr_db >= limit else "fail"
+    status: Status = "pass" if d.snr_db >= limit else "fail"
     return QualityCheck(name, label, status, d.snr_db, limit,
                         f"{what} {figure_text(d.snr_db)} dB SNR vs golden (limit {limit:g} dB); log-mel "
                         f"{d.spectral.mean_db:.2f} dB mean, {d.spectral.worst_db:.2f} dB worst at "
                         f"{d.spectral.worst_at_s:.2f} s; max abs {d.max_abs:.3g}")
 
 
-def compare_call(golden: GoldenLike | None, current: CallOutput, limits: QualityLimits,
+def compare_call(golden: GoldenLike | None, current: CallOutput, limits: QualitySpec,
                  dtype: str, stack_change: str = "") -> list[QualityCheck]:
     """The golden checks of one call: tokens, token2wav (this stack's offline render of the golden tokens vs
     the golden's), audio (the call's output vs the golden's, only while the tokens are identical) and
@@ -376,7 +313,7 @@ def compare_call(golden: GoldenLike | None, current: CallOutput, limits: Quality
     return checks
 
 
-def _streamed_check(current: CallOutput, limits: QualityLimits) -> QualityCheck:
+def _streamed_check(current: CallOutput, limits: QualitySpec) -> QualityCheck:
     label, limit = current.label, limits.streamed_mel_db
     if current.rendered is None or current.rendered_streamed is None:
         return QualityCheck.note("streamed_vs_offline", label, Why.NOT_JUDGED,
@@ -386,7 +323,7 @@ def _streamed_check(current: CallOutput, limits: QualityLimits) -> QualityCheck:
     except SoundMismatch as exc:
         return QualityCheck("streamed_vs_offline", label, "fail", None, limit,
                             f"streamed vs offline not comparable: {exc}")
-    status = "pass" if d.worst_db <= limit else "fail"
+    status: Status = "pass" if d.worst_db <= limit else "fail"
     length = f"; streamed {d.length_difference:+d} samples" if d.length_difference else ""
     return QualityCheck("streamed_vs_offline", label, status, d.worst_db, limit,
                         f"streamed vs offline log-mel {d.worst_db:.2f} dB at the worst frame ({d.worst_at_s:.2f} s; "
@@ -394,15 +331,15 @@ def _streamed_check(current: CallOutput, limits: QualityLimits) -> QualityCheck:
 
 
 def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
-                 limits: QualityLimits) -> list[QualityCheck]:
+                 limits: QualitySpec) -> list[QualityCheck]:
     """The test-level scores against the stored clean runs' samples: dnsmos and plcmos fail below the worst
     clean run x mos_slack, sim below the worst - sim_drop, wer above max(worst x wer_slack, worst + WER_FLOOR).
     Fewer than min_clean_runs samples: a "note" (uncalibrated), never a failure."""
-    unknown = sorted(set(current) - {"dnsmos", "plcmos", "wer", "sim", "sim_model"})
+    unknown = sorted(set(current) - set(SCORES))
     if unknown:
-        raise ValueError(f"scores {', '.join(unknown)}: expected dnsmos, plcmos, wer, sim or sim_model")
+        raise ValueError(f"scores {', '.join(unknown)}: expected {', '.join(SCORES[:-1])} or {SCORES[-1]}")
     checks = []
-    for name in ("dnsmos", "plcmos", "wer", "sim", "sim_model"):
+    for name in SCORES:
         if name not in current:
             continue
         value = float(current[name])
@@ -413,11 +350,11 @@ def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
                                             f"{limits.min_clean_runs} clean runs), not gated", value))
             continue
         worst_text = f"worst of {len(base)} clean runs"
-        if name in ("dnsmos", "plcmos"):
+        if name in MOS_SCORES:
             d = mos_drift(base, [value], limits.mos_slack, minimum=limits.min_clean_runs, metric=name)
             checks.append(QualityCheck(name, "", "fail" if d.failed else "pass", value, d.limit, d.line))
             continue
-        if name in ("sim", "sim_model"):    # campplus, and the --cosy-sim model: the same rule
+        if name in SIM_SCORES:    # campplus, and the --cosy-sim model: the same rule
             worst = min(base)
             limit = worst - limits.sim_drop
             ok = value >= limit
@@ -433,7 +370,7 @@ def judge_scores(samples: dict[str, list[float]], current: dict[str, float],
     return checks
 
 
-def saves_to_gate(samples: dict[str, list[float]], current: dict[str, float], limits: QualityLimits) -> int:
+def saves_to_gate(samples: dict[str, list[float]], current: dict[str, float], limits: QualitySpec) -> int:
     """How many more saved clean runs the scores in `current` need before each gates (`judge_scores`):
     0 when every one has min_clean_runs samples, or there is no score."""
     return max([0, *(limits.min_clean_runs - len(samples.get(name, [])) for name in current)])

@@ -11,11 +11,12 @@ when a model is loaded, with the install command when it is missing. No pytest h
 from __future__ import annotations
 
 import json
-from math import gcd
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from cosyvoice_runtime.audio import resample
 
 from .intelligibility import MissingPackage
 
@@ -53,12 +54,8 @@ class SpeakerModel:
             raise ValueError(f"audio of shape {x.shape}: expected one non-empty channel")
         if sample_rate <= 0:
             raise ValueError(f"sample rate {sample_rate} Hz: must be positive")
-        if sample_rate != self.rate:
-            from scipy.signal import resample_poly
-
-            g = gcd(self.rate, sample_rate)
-            x = resample_poly(x, self.rate // g, sample_rate // g)
-        x32 = x.astype(np.float32)
+        # The runtime's resampler: campplus (Runtime.speaker_embedding) and this model hear the same audio.
+        x32 = resample(x, sample_rate, self.rate).astype(np.float32)
         if self._extractor is not None:
             inputs = self._extractor(x32, sampling_rate=self.rate, return_tensors="pt")
             values = inputs["input_values"]

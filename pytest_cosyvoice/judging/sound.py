@@ -46,6 +46,7 @@ __all__ = [
     "Tolerance",
     "compare_audio",
     "count_outside",
+    "divergence_text",
     "first_divergence",
     "log_mel",
     "max_abs_difference",
@@ -97,12 +98,16 @@ def first_divergence(tokens_a: Iterable[int], tokens_b: Iterable[int]) -> int | 
 def token_verdict(golden: Iterable[int], current: Iterable[int]) -> str:
     """ "tokens identical (120)" or "tokens diverge at 37 of 120" (of the golden's count)."""
     golden, current = [int(t) for t in golden], [int(t) for t in current]
-    at = first_divergence(golden, current)
+    return divergence_text(first_divergence(golden, current), len(golden), len(current))
+
+
+def divergence_text(at: int | None, golden_count: int, current_count: int) -> str:
+    """`token_verdict`'s words for a divergence already found (`first_divergence`): one search a call."""
     if at is None:
-        return f"tokens identical ({len(golden)})"
-    line = f"tokens diverge at {at} of {len(golden)}"
-    if len(current) != len(golden):
-        line += f" (current has {len(current)})"
+        return f"tokens identical ({golden_count})"
+    line = f"tokens diverge at {at} of {golden_count}"
+    if current_count != golden_count:
+        line += f" (current has {current_count})"
     return line
 
 
@@ -327,7 +332,7 @@ _plc_model: Any = None
 
 
 def score_mos(audio: ArrayLike, sample_rate: int) -> MosScores:
-    """DNSMOS and PLCMOS of one waveform, resampled to 16 kHz first (polyphase). Samples beyond +-1 are
+    """DNSMOS and PLCMOS of one waveform, resampled to 16 kHz first (the runtime's resampler). Samples beyond +-1 are
     clipped (both models refuse them; the clipping check reports them). Deterministic: PLCMOS's simulated
     raters are drawn from a fixed-seed generator of our own, not from numpy's global one (speechmos's `run`
     draws from the global RNG, so the same audio would score differently and shift the caller's RNG)."""
@@ -337,9 +342,9 @@ def score_mos(audio: ArrayLike, sample_rate: int) -> MosScores:
     if sample_rate <= 0:
         raise ValueError(f"sample rate {sample_rate} Hz: must be positive")
     if sample_rate != DNSMOS_RATE:
-        from scipy.signal import resample_poly
-        g = math.gcd(DNSMOS_RATE, sample_rate)
-        wave = resample_poly(wave, DNSMOS_RATE // g, sample_rate // g)
+        from cosyvoice_runtime.audio import resample  # the runtime's: every score hears the same 16 kHz audio
+
+        wave = resample(wave, sample_rate, DNSMOS_RATE)
     wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
     d = dnsmos.run(wave, DNSMOS_RATE)
     if _plc_model is None:
@@ -359,8 +364,6 @@ class MosDrift:
     status: str
     current: float                  # the median of the current samples
     limit: float | None             # worst baseline sample x slack; None when uncalibrated
-    baseline_worst: float | None
-    baseline_runs: int
     line: str
 
     @property
@@ -384,13 +387,13 @@ def mos_drift(baseline_samples: Sequence[float], current_samples: Sequence[float
         raise ValueError(f"{metric}: a non-finite sample (baseline {base}, current {now})")
     current = median(now)
     if len(base) < minimum:
-        return MosDrift("uncalibrated", current, None, min(base) if base else None, len(base),
+        return MosDrift("uncalibrated", current, None,
                         f"{metric} {current:.2f}: uncalibrated ({len(base)} of {minimum} clean baseline runs), "
                         f"not gated")
     worst = min(base)
     limit = worst * slack
     status = "drop" if current < limit else "ok"
     sign = "<" if status == "drop" else ">="
-    return MosDrift(status, current, limit, worst, len(base),
+    return MosDrift(status, current, limit,
                     f"{metric} {current:.2f} {sign} limit {limit:.2f} (worst of {len(base)} clean baseline runs "
                     f"{worst:.2f} x {slack:g})")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..judging.measurements import TestFigures
-from ..judging.quality import TestQuality, Why
+from ..judging.quality import SCORES, TestQuality, Why
 from ..stats import median_or_none
 from .health import Health
 from .paired import PairedResult, PooledResult
@@ -48,8 +48,6 @@ def _ab_metric(paired: Sequence[PairedResult] | None, pooled: PooledResult | Non
     }
 
 
-# The scores a quality history line keeps the session mean of (TestQuality.scores' names).
-QUALITY_SCORES = ("dnsmos", "plcmos", "wer", "sim")
 
 
 @dataclass(frozen=True)
@@ -81,7 +79,7 @@ def quality_entry(qualities: Sequence[TestQuality]) -> dict[str, Any]:
     entry: dict[str, Any] = {"tests": counts.tests, "failed": counts.failed, "uncalibrated": counts.uncalibrated,
                              "without_golden": counts.without_golden}
     per_test = [tq.scores() for tq in qualities]
-    for name in QUALITY_SCORES:
+    for name in SCORES:
         values = [s[name] for s in per_test if name in s and math.isfinite(s[name])]
         entry[name] = sum(values) / len(values) if values else None
     # `seconds` is set by the session where it timed the checks; older producers have none.

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice import markers
-from pytest_cosyvoice.judging.specs import DEFAULT_MAX_CLICK_RATIO, RtfSpec, StreamingSpec
+from pytest_cosyvoice.judging.sound import MOS_MINIMUM_BASELINE, MOS_SLACK
+from pytest_cosyvoice.judging.specs import (
+    DEFAULT_MAX_CLICK_RATIO,
+    DEFAULT_SIM_DROP,
+    DEFAULT_STREAMED_MEL_DB,
+    DEFAULT_WER_SLACK,
+    QualitySpec,
+    RtfSpec,
+    StreamingSpec,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
@@ -202,13 +211,20 @@ def test_help_lists_every_option(pytester: pytest.Pytester) -> None:
 def test_markers_are_registered_with_their_signature(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines([
-        "@pytest.mark.streaming(prebuffer_ms=0, max_gap_ms=0, max_click_ratio=3.0, allow_warnings=()): every "
+        "@pytest.mark.streaming(prebuffer_ms=0.0, max_gap_ms=0.0, max_click_ratio=3.0, allow_warnings=()): every "
         "stream the test made through cosy_tts must be gap-free*",
         "@pytest.mark.rtf(max=1.0, warmup=1, repeat=1): real-time factor*",
         "@pytest.mark.first_chunk(max_ms): every stream's first chunk must arrive within max_ms of the call.",
         "@pytest.mark.no_deprecations(allow=()): fail on any DeprecationWarning*",
         "@pytest.mark.stall_timeout(seconds): *",
+        # The defaults the spec applies (one spec: judging.specs.QualitySpec), generated from it.
+        "@pytest.mark.quality(snr_db=None, streamed_mel_db=8.5, tokens='identical', mos_slack=0.97, wer_slack=1.25, "
+        "sim_drop=0.05, min_clean_runs=5): *",
     ])
+    spec = QualitySpec()
+    assert (spec.streamed_mel_db, spec.mos_slack, spec.wer_slack, spec.sim_drop, spec.min_clean_runs) == (
+        DEFAULT_STREAMED_MEL_DB, MOS_SLACK, DEFAULT_WER_SLACK, DEFAULT_SIM_DROP, MOS_MINIMUM_BASELINE)
+    assert markers.MARKER_HELP["quality"].startswith(markers.signature(QualitySpec) + ": ")
 
 
 def test_strict_markers_accept_ours(pytester: pytest.Pytester) -> None:
@@ -277,6 +293,25 @@ def test_bad_marker_arguments_are_errors_naming_test_value_and_keywords(pytester
         "seconds, finite and at most 86400; valid keywords: seconds",
     ])
     # An error of the test, not a traceback from inside the plugin.
+    assert "pytest_cosyvoice" not in result.stdout.str()
+
+
+def test_a_quality_limit_out_of_range_is_named_like_any_marker_misuse(pytester: pytest.Pytester) -> None:
+    """Issue 23: the marker's check and the plugin's disagreed: sim_drop=3 passed the marker and raised a
+    plain ValueError inside the plugin. One spec, checked once, named like pytest's own misuse errors. A
+    subprocess: a session with a quality test reads its run key (torch), which imports once a process."""
+    pytester.makepyfile(test_bad="""
+        import pytest
+
+        @pytest.mark.quality(sim_drop=3)
+        def test_sim_drop_beyond_a_cosine(cosy_tts): pass
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "test_bad.py::test_sim_drop_beyond_a_cosine: @pytest.mark.quality(sim_drop=3): sim_drop=3: expected a "
+        "cosine drop in [[]0, 2]; valid keywords: snr_db, streamed_mel_db, tokens, mos_slack, wer_slack, sim_drop, "
+        "min_clean_runs"])
     assert "pytest_cosyvoice" not in result.stdout.str()
 
 

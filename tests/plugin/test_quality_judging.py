@@ -10,19 +10,17 @@ import pytest
 import soundfile as sf
 
 from pytest_cosyvoice.judging.quality import (
-    DEFAULT_SNR_DB,
-    DEFAULT_STREAMED_MEL_DB,
     CallOutput,
     QualityCheck,
-    QualityLimits,
     compare_call,
     judge_scores,
 )
+from pytest_cosyvoice.judging.specs import DEFAULT_SNR_DB, DEFAULT_STREAMED_MEL_DB, QualitySpec, SpecError
 from pytest_cosyvoice.tracking.goldens import GoldenCall
 
 PROMPT = Path(__file__).resolve().parents[2] / "pytest_cosyvoice" / "data" / "prompt.wav"
 TOKENS = [int(t) for t in np.random.default_rng(0).integers(0, 6561, 120)]
-LIMITS = QualityLimits()
+LIMITS = QualitySpec()
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +70,7 @@ def test_noise_on_the_renderer_fails_token2wav_and_audio(speech: tuple[np.ndarra
     assert checks["token2wav"].text.startswith("token->wav 20.0 dB SNR vs golden (limit 110 dB)")
     assert checks["tokens"].status == "pass"
     # A looser limit of the caller's passes it (figure unchanged).
-    loose = by_name(compare_call(golden_of(audio, rate), current, QualityLimits(snr_db=15.0), "fp32"))
+    loose = by_name(compare_call(golden_of(audio, rate), current, QualitySpec(snr_db=15.0), "fp32"))
     assert loose["token2wav"].status == "pass" and loose["token2wav"].limit == 15.0
 
 
@@ -95,7 +93,7 @@ def test_top_k_mode_judges_the_golden_token_at_the_divergence(speech: tuple[np.n
     changed = TOKENS[:37] + [(TOKENS[37] + 1) % 6561] + TOKENS[38:]
     ranks = tuple([0] * 37 + [rank] + [0] * 82)
     current = current_of(audio, rate, changed, token_ranks=ranks, top_k=25)
-    check = by_name(compare_call(golden_of(audio, rate), current, QualityLimits(tokens="top_k"), "fp32"))["tokens"]
+    check = by_name(compare_call(golden_of(audio, rate), current, QualitySpec(tokens="top_k"), "fp32"))["tokens"]
     assert check.status == status and check.limit == 25.0
     assert check.text.startswith(f"tokens diverge at 37 of 120; the golden token there is rank {rank}")
     assert check.text.endswith(words)
@@ -105,10 +103,10 @@ def test_top_k_mode_without_scores_is_a_note_and_off_mode_judges_nothing(speech:
     audio, rate = speech
     changed = TOKENS[:5] + [(TOKENS[5] + 1) % 6561] + TOKENS[6:]
     top = by_name(compare_call(golden_of(audio, rate), current_of(audio, rate, changed),
-                               QualityLimits(tokens="top_k"), "fp32"))["tokens"]
+                               QualitySpec(tokens="top_k"), "fp32"))["tokens"]
     assert top.status == "note" and "offers no token scoring" in top.text
     off = by_name(compare_call(golden_of(audio, rate), current_of(audio, rate, changed),
-                               QualityLimits(tokens="off"), "fp32"))["tokens"]
+                               QualitySpec(tokens="off"), "fp32"))["tokens"]
     assert off.status == "note"
 
 
@@ -166,12 +164,14 @@ def test_dtype_picks_the_default_snr_limit(speech: tuple[np.ndarray, int]) -> No
 
 
 def test_limits_reject_bad_values() -> None:
-    with pytest.raises(ValueError, match="tokens 'same': expected one of identical, top_k, off"):
-        QualityLimits(tokens="same")
-    with pytest.raises(ValueError, match="mos_slack 1.5"):
-        QualityLimits(mos_slack=1.5)
-    with pytest.raises(ValueError, match="min_clean_runs 0"):
-        QualityLimits(min_clean_runs=0)
+    with pytest.raises(SpecError, match="tokens='same': expected one of 'identical', 'top_k', 'off'"):
+        QualitySpec(tokens="same")
+    with pytest.raises(SpecError, match=r"mos_slack=1.5: expected a fraction in \(0, 1\]"):
+        QualitySpec(mos_slack=1.5)
+    with pytest.raises(SpecError, match="min_clean_runs=0: expected a whole number >= 1"):
+        QualitySpec(min_clean_runs=0)
+    with pytest.raises(SpecError, match=r"sim_drop=3: expected a cosine drop in \[0, 2\]"):
+        QualitySpec(sim_drop=3)
 
 
 def test_scores_uncalibrated_never_fail() -> None:
@@ -229,7 +229,7 @@ def test_the_counts_read_what_the_checks_judged(speech: tuple[np.ndarray, int]) 
     from pytest_cosyvoice.tracking.history import quality_counts, quality_entry
 
     audio, rate = speech
-    current = current_of(audio, rate, mos={"dnsmos": 3.1})
+    current = current_of(audio, rate, mos={"dnsmos": 3.1, "sim_model": 0.7})
     first = TestQuality("t.py::first", [current], compare_call(None, current, LIMITS, "fp32")
                         + judge_scores({}, {"dnsmos": 3.1}, LIMITS))
     calibrated = TestQuality("t.py::calibrated", [current],
@@ -239,6 +239,7 @@ def test_the_counts_read_what_the_checks_judged(speech: tuple[np.ndarray, int]) 
     assert (n.tests, n.failed, n.uncalibrated, n.without_golden) == (2, 0, 1, 1)
     entry = quality_entry([first, calibrated])
     assert (entry["uncalibrated"], entry["without_golden"]) == (1, 1)
+    assert entry["sim_model"] == pytest.approx(0.7)        # the history keeps every score the checks judge
     # What the report writes and the xdist wire carries is read back the same.
     again = [TestQuality.from_wire(t.to_wire()) for t in (first, calibrated)]
     assert quality_counts(again) == n

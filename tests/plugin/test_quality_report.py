@@ -18,13 +18,13 @@ from pytest_cosyvoice.judging.junit import quality_properties
 from pytest_cosyvoice.judging.quality import (
     CallOutput,
     QualityCheck,
-    QualityLimits,
     TestQuality,
     Why,
     compare_call,
     judge_scores,
     saves_to_gate,
 )
+from pytest_cosyvoice.judging.specs import QualitySpec
 from pytest_cosyvoice.report.findings import Findings
 from pytest_cosyvoice.report.markdown import markdown_summary
 from pytest_cosyvoice.report.model import GoldenAudio, ReportFiles, ReportInput
@@ -261,7 +261,8 @@ def test_the_history_keeps_the_quality_and_the_page_draws_its_trend(tmp_path: Pa
     assert ["quality" in s for s in sessions] == [True, False, True]
     assert sessions[0]["quality"] == pytest.approx({
         "tests": 3, "failed": 1, "uncalibrated": 1, "without_golden": 2,
-        "dnsmos": (2.5 + 3.0) / 2, "plcmos": (2.3 + 2.8) / 2, "wer": 0.1, "sim": None, "seconds": 1.25})
+        "dnsmos": (2.5 + 3.0) / 2, "plcmos": (2.3 + 2.8) / 2, "wer": 0.1, "sim": None, "sim_model": None,
+        "seconds": 1.25})
     assert sessions[2]["quality"]["failed"] == 0 and sessions[2]["quality"]["tests"] == 2
     assert second.quality_trend_png == tmp_path / "c" / "quality_trend.png"
     img = matplotlib.image.imread(second.quality_trend_png)
@@ -271,7 +272,8 @@ def test_the_history_keeps_the_quality_and_the_page_draws_its_trend(tmp_path: Pa
 
 def test_quality_entry_and_counts_of_nothing() -> None:
     assert quality_entry([]) == {"tests": 0, "failed": 0, "uncalibrated": 0, "without_golden": 0,
-                                 "dnsmos": None, "plcmos": None, "wer": None, "sim": None, "seconds": None}
+                                 "dnsmos": None, "plcmos": None, "wer": None, "sim": None, "sim_model": None,
+                                 "seconds": None}
     quality, _ = qualities()
     n = quality_counts(quality)
     assert (n.tests, n.failed, n.uncalibrated, n.without_golden) == (3, 1, 1, 2)
@@ -291,7 +293,7 @@ def test_a_first_session_says_it_compared_nothing_and_how_to_start() -> None:
     that saves goldens and after how many saving sessions the scores gate. Once goldens exist, the
     line counts down the saving sessions left; a saving session is not told to save."""
     audio, rate = speech()
-    limits = QualityLimits()
+    limits = QualitySpec()
 
     def judged(stored: dict[str, list[float]], golden: bool) -> TestQuality:
         current = call("stream 0", audio, rate, dnsmos=3.0, plcmos=2.5)
