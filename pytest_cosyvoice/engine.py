@@ -61,9 +61,9 @@ class Engine(Protocol):
     `**kwargs`). The members: `render`, `score_tokens` (the quality gate's token2wav and token-rank
     checks, with the Runtime's signatures) and `speaker_embedding` (its speaker similarity).
 
-    An engine that declares nothing is read from its signatures instead: a keyword counts where both
-    `stream` and `synthesize` name it (`**kwargs` alone counts as none: an engine that swallows unknown
-    keywords must not be handed `observer=`), a member where it is callable. The Runtime declares all
+    An engine that declares nothing is read from its signatures instead: a keyword is passed to the
+    method that names it (`**kwargs` alone counts as none: an engine that swallows unknown keywords
+    must not be handed `observer=`), a member counts where it is callable. The Runtime declares all
     six; the upstream engine `observer` only.
     """
 

@@ -182,7 +182,7 @@ class EngineHost:
         """--cosy-base-python: the base side in a worker process of that interpreter, on the head's
         device and precision. On CUDA both sides then hold the model on the test's device; they never
         run at the same time, as the pairing code calls one side after the other."""
-        from .recording.base_side import BaseStartError, WorkerBase
+        from .recording.other_interpreter import BaseStartError, WorkerBase
 
         s = self.settings
         python, spec = s.base_python, s.base_engine_spec

@@ -345,7 +345,8 @@ def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Set
 def _check_base_python(raw: str, where: str) -> None:
     """The base interpreter runs and can host the base worker (it imports pytest_cosyvoice and
     cosyvoice_runtime). It runs in a process of its own, so this interpreter imports no torch for it."""
-    from .recording.base_side import BaseSideError, probe_python
+    from .recording.base_side import BaseSideError
+    from .recording.other_interpreter import probe_python
 
     try:
         probe_python(raw)

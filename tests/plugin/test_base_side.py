@@ -19,8 +19,10 @@ import pytest
 import pytest_cosyvoice
 from cosyvoice_runtime import InvalidInput
 from pytest_cosyvoice.judging.checks import Recording
-from pytest_cosyvoice.recording.base_side import BaseSideError, BaseStartError, WorkerBase, probe_python
+from pytest_cosyvoice.recording.attribution import Takes
+from pytest_cosyvoice.recording.base_side import BaseSideError
 from pytest_cosyvoice.recording.calls import WatchdogExpired
+from pytest_cosyvoice.recording.other_interpreter import BaseStartError, WorkerBase, probe_python
 from pytest_cosyvoice.recording.worker_frames import (
     FrameError,
     read_frame,
@@ -257,6 +259,18 @@ def test_the_worker_records_a_call_as_the_head_does(worker: WorkerBase, kind: st
     assert rec.chunks and rec.tokens > 0 and rec.wall_s > 0
     assert len(rec.arrivals_s) == len(rec.chunks) and rec.audio.dtype.name == "float32"
     assert rec.audio_s > 0 and rec.sample_rate == 24000
+    # Seeded per request (the worker's Runtime takes seed=), unless the pair seeds both sides globally.
+    assert rec.seed == 7
+    globally = worker.call(kind, TEXT, PROMPT, label=f"{kind} 1", round=2, measured=True, seed=7,
+                           stall_timeout_s=5.0, seed_per_request=False)
+    assert globally.outcome == "ok" and globally.seed is None
+
+
+def test_the_worker_says_what_its_engine_takes(worker: WorkerBase) -> None:
+    # Its ready frame carries the engine's takes (the pairing drives both sides alike with them).
+    everything = Takes(observer=True, stall_timeout_s=True, seed=True)
+    assert worker.takes("stream") == worker.takes("synthesize") == everything
+    assert worker.takes("nothing") is None
 
 
 def test_the_workers_versions_are_its_interpreters(worker: WorkerBase) -> None:

@@ -136,3 +136,18 @@ def test_the_attribution_passes_what_is_declared_and_the_signature_can_take() ->
         assert narrow.adapter is not None       # stream's tokens are counted at the LLM
     finally:
         narrow.close()
+
+
+def bad_declaration(runtime: Any) -> Any:
+    engine = Named()
+    engine.cosy_abilities = {"observer": 1}  # type: ignore[attr-defined]
+    return engine
+
+
+def test_a_factory_whose_engine_declares_badly_is_refused_when_built() -> None:
+    # Before any test runs (the host turns it into a usage error naming --cosy-engine).
+    from pytest_cosyvoice.engine import build
+
+    with pytest.raises(EngineError, match=r"^cosy_abilities=\{'observer': 1\}: 'observer' is a int, expected True "
+                                          r"or False$"):
+        build(f"{__name__}:bad_declaration", SimpleNamespace())  # type: ignore[arg-type]
