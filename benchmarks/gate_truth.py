@@ -25,7 +25,9 @@ A/B in one session (issue 17) instead of the parts above, each session with its 
 2. `--ab-busy` the same beside a busy process;
 3. `--ab-slow-runs` A/B sessions per level: the head is benchmarks/slow_engine.py with COSY_SLOW=level,
    the base `--cosy-base-engine fixed`;
-4. `--ab-gate` sessions without a base: the time a cross-session gate session takes, for comparison.
+4. `--ab-kinds` A/A sessions across engine kinds: a pass-through wrapper (benchmarks/passthrough_engine.py)
+   as head, `--cosy-base-engine fixed` over the model copy as base (same compute: must read "same");
+5. `--ab-gate` sessions without a base: the time a cross-session gate session takes, for comparison.
 Prints the verdicts per condition and the slowdown each level actually applied.
 
 `--tracking clean,contended` (with an earlier run's `--json` and `--workdir`) runs nothing: it prints
@@ -218,7 +220,7 @@ AB_VERDICTS = ("regression", "improvement", "same", "inconclusive", "unknown")
 POOLED = "(pooled)"
 RTF_METRIC, FIRST_CHUNK_METRIC = "RTF", "first chunk"
 AB_DEFAULT_MAX_PAIRS = 20     # tracking.paired.DEFAULT_MAX_PAIRS, the plugin's default
-AB_PARTS = ("aa-clean", "aa-busy", "ab-slow", "gate")
+AB_PARTS = ("aa-clean", "aa-busy", "aa-kinds", "ab-slow", "gate")
 
 
 @dataclass(frozen=True)
@@ -365,7 +367,8 @@ def model_copy(work: Path) -> Path:
     return copy
 
 
-def ab_plan(copy: Path, *, clean: int, busy: int, levels: list[float], slow_runs: int, gate: int) -> list[AbSession]:
+def ab_plan(copy: Path, *, clean: int, busy: int, levels: list[float], slow_runs: int, gate: int,
+            kinds: int = 0) -> list[AbSession]:
     """The sessions of `--ab`, in the order they run. A/A sessions alternate the two ways of a base
     that is the head's own code (its model under another path; the fixed engine, which the head is
     by default); the slow levels' head is the slow engine, their base the fixed engine; the gate
@@ -376,6 +379,13 @@ def ab_plan(copy: Path, *, clean: int, busy: int, levels: list[float], slow_runs
         for i in range(n):
             flag, value = aa[i % 2]
             out.append(AbSession(part, label, base=(f"{flag}={value}",), busy=part == "aa-busy"))
+    for _ in range(kinds):
+        # Two engine kinds, identical compute: a pass-through serving wrapper against the fixed engine
+        # over a copy of the model (issue 23: this read "improvement, 0.87x" while the sides were driven
+        # differently).
+        out.append(AbSession("aa-kinds", "A/A across engine kinds (pass-through wrapper vs fixed)",
+                             head=("--cosy-engine=benchmarks.passthrough_engine:build",),
+                             base=("--cosy-base-engine=fixed", f"--cosy-base-model={copy}")))
     for level in levels:
         for _ in range(slow_runs):
             out.append(AbSession("ab-slow", f"A/B head +{100 * level:g} % (COSY_SLOW={level:g})",
@@ -550,7 +560,7 @@ def ab_main(args: argparse.Namespace) -> int:
     print(f"workdir: {work}", flush=True)
     levels = [float(x) for x in args.ab_levels.split(",") if x]
     plan = ab_plan(model_copy(work), clean=args.ab_clean, busy=args.ab_busy, levels=levels,
-                   slow_runs=args.ab_slow_runs, gate=args.ab_gate)
+                   slow_runs=args.ab_slow_runs, gate=args.ab_gate, kinds=args.ab_kinds)
     runs: list[AbRun] = []
     for i, session in enumerate(plan):
         r = run_ab(work, session, i, select=args.select, repeat=args.repeat, max_pairs=args.ab_max_pairs)
@@ -571,6 +581,8 @@ def add_ab_arguments(ap: argparse.ArgumentParser) -> None:
     ab.add_argument("--ab-busy", type=int, default=5, help="A/A sessions beside a busy process")
     ab.add_argument("--ab-levels", default="0.05,0.1,0.2", help="COSY_SLOW levels of the slowed head")
     ab.add_argument("--ab-slow-runs", type=int, default=5, help="A/B sessions per level")
+    ab.add_argument("--ab-kinds", type=int, default=0, help="A/A sessions across engine kinds: a pass-through "
+                    "wrapper (benchmarks/passthrough_engine.py) as head, the fixed engine over a model copy as base")
     ab.add_argument("--ab-gate", type=int, default=2, help="sessions without a base, for the time a "
                     "cross-session gate session takes")
     ab.add_argument("--ab-max-pairs", type=int, default=AB_DEFAULT_MAX_PAIRS, help="--cosy-ab-max-pairs")

@@ -215,3 +215,34 @@ def test_kept_pairs_are_judged_again_at_another_tolerance(gate_truth: ModuleType
 def test_rejudging_needs_the_earlier_runs_files(gate_truth: ModuleType) -> None:
     with pytest.raises(SystemExit, match="--ab-rejudge needs the --json and --workdir"):
         gate_truth.main(["--ab-rejudge", "0.05"])
+
+
+def test_the_engine_kinds_part_runs_a_pass_through_wrapper_against_the_fixed_engine_on_a_copy(
+        gate_truth: ModuleType, tmp_path: Path) -> None:
+    copy = tmp_path / "tiny-model-copy"
+    plan = gate_truth.ab_plan(copy, clean=0, busy=0, levels=[], slow_runs=0, gate=0, kinds=2)
+    assert [(s.part, s.head, s.base, s.level, s.busy) for s in plan] == [
+        ("aa-kinds", ("--cosy-engine=benchmarks.passthrough_engine:build",),
+         ("--cosy-base-engine=fixed", f"--cosy-base-model={copy}"), None, False)] * 2
+
+
+def test_the_pass_through_wrapper_hands_everything_to_the_runtime_and_declares_what_it_does() -> None:
+    from benchmarks.passthrough_engine import build
+    from pytest_cosyvoice.engine import declared_abilities
+
+    class Runtime:   # the attributes the wrapper forwards; no model needed to see the forwarding
+        cosy_abilities = {"seed": True, "observer": True}
+        sample_rate = 24000
+
+        def stream(self, *args: object, **kwargs: object) -> object:
+            return ("stream", args, kwargs)
+
+        def synthesize(self, *args: object, **kwargs: object) -> object:
+            return ("synthesize", args, kwargs)
+
+    engine = build(Runtime())  # type: ignore[arg-type]
+    assert engine.stream("hi", seed=3) == ("stream", ("hi",), {"seed": 3})
+    assert engine.synthesize("hi", speaker="a") == ("synthesize", ("hi",), {"speaker": "a"})
+    assert engine.sample_rate == 24000
+    abilities = declared_abilities(engine)
+    assert abilities is not None and abilities.seed and abilities.observer and not abilities.render
