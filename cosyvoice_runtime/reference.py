@@ -18,9 +18,11 @@ follows the machine *and* the kernels, and not the orchestration:
 
 The shares are those of one short sentence: the LLM generates what the flow and vocoder render.
 
-Each run has its own renderer and draws no request id, so the runtime's requests never see it; the
-global random state (the LLM's sampling, the flow's and vocoder's noise) is saved before and put back
-after, and seeded inside, so the run neither shifts the tests' seeded draws nor varies itself. The
+Each run has its own renderer and draws no request id, so the runtime's requests never see it. Its
+random draws (the LLM's sampling, the vocoder's and v1 flow's noise) come from generators of its own,
+seeded with `SEED` (`seeding.drawing`: the loaded components' draw sites enter them, nothing else
+does), so the run neither varies itself nor seeds, advances or saves and restores torch's global
+generator, which the tests' own draws use; and no torch call but the draws' pays for it. The
 components' methods are called as their classes define them, so a stand-in a test put on an instance
 (pytest_cosyvoice.faults) is not what gets timed. Run it between requests, not during one: it would
 share the cores with the request, and time both.
@@ -36,7 +38,7 @@ import torch
 
 from .frontend import ModelInput
 from .rates import token_rate
-from .seeding import SeededDraws
+from .seeding import SeededDraws, drawing
 from .token2wav import Schedule, make_renderer
 
 if TYPE_CHECKING:
@@ -109,11 +111,12 @@ class ReferenceWork:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def _own_random_state(self) -> SeededDraws:
-        # The reference's draws come from generators of its own (thread-local, see seeding.py): the same
-        # work every run, and torch's global generator neither seeded nor advanced (no fork_rng swap of
-        # process-wide state, which another thread drawing meanwhile would see).
-        return SeededDraws(SEED, "model-reference")
+    def _own_random_state(self) -> contextlib.AbstractContextManager[object]:
+        # The reference's draws come from generators of its own, active in this thread only (see
+        # seeding.py): the same work every run, and torch's global generator neither seeded nor
+        # advanced (no fork_rng swap of process-wide state, which another thread drawing meanwhile
+        # would see).
+        return drawing(SeededDraws(SEED, "model-reference"))
 
     def __call__(self) -> dict[str, float]:
         spent = dict.fromkeys(PARTS, 0.0)

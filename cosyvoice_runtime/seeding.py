@@ -1,5 +1,6 @@
-"""Per-request random draws: ``SeededDraws(seed, name)`` gives the torch random draws of one thread,
-while it is entered, a generator of their own, seeded from (seed, name).
+"""Per-request random draws: ``SeededDraws(seed, name)`` gives the torch random draws it sees a
+generator of their own, seeded from (seed, name); ``seeded(seed, name)`` makes such draws the calling
+thread's *active draws*, which the loaded components' few draw sites enter around their draws only.
 
 Why a torch function mode: upstream's LLM sampling (``ras_sampling``/``nucleus_sampling``/
 ``random_sampling``: ``Tensor.multinomial``), its HiFT source module (``SineGen``/``SineGen2``:
@@ -10,17 +11,37 @@ one thread it sees that thread's torch calls only, and hands each random draw a 
 owns. Nothing process-wide is touched (the global generators' states are left as they were) and no
 method of another object is replaced.
 
+Why only around the draws: while a mode is entered, *every* torch call of the thread goes through its
+Python hook, so a request that entered it for its whole run paid that on every operation of the LLM,
+flow and vocoder (measured on the tiny v2 model: first chunk +24 %, RTF +15 %; docs/performance.md).
+So a request only sets its thread's active draws (``seeded``: a thread-local, nothing else), and
+``attach_draw_sites`` (called by the loader on the components it builds) marks the few places that
+draw, which enter the thread's active draws for the duration of the draw and do nothing (one
+thread-local lookup) when none are active:
+
+- the LLM's ``sampling`` (the sampler the yaml gives the LLM's constructor, a functools.partial): it
+  becomes a partial of the same arguments around ``draw_site(func)``, so ``top_k`` and the other
+  keywords read from it stay where they were;
+- HiFT's source module ``hift.m_source``: an ``nn.Module`` forward pre-hook enters, a forward hook
+  registered with ``always_call=True`` exits (on an exception too);
+- v1's flow decoder (``ConditionalCFM``) the same way; the window closes when the decoder first calls
+  its ``estimator`` (the ODE solver's network, after the noise is drawn), so the solver runs unseen.
+  v2/v3's ``CausalConditionalCFM`` takes its noise from a fixed tensor: no draw site.
+
+The hooks are on the loaded instances' submodules, so a stand-in ``inference`` set on a component
+(pytest_cosyvoice.faults) that calls through still draws seeded, and another orchestration sharing the
+components (``upstream.UpstreamEngine``) sees no change: its threads have no active draws.
+
 Limits (said in docs/runtime.md too):
 
-- Only draws made through torch's Python functions and tensor methods in the thread that entered the
-  mode are seeded: those in ``RANDOM_FUNCTIONS`` (plus ``rand_like``/``randn_like``/``randint_like``,
-  drawn as ``rand``/``randn``/``randint`` of the same shape, dtype and device). A draw inside a C++
-  or CUDA kernel (e.g. ``torch.dropout`` in training mode called from another torch function), a draw
-  through a function not in the list, NumPy's or Python's ``random``, and any draw in a thread the
-  runtime did not enter the mode in stay on the global generators.
+- Only draws made at a draw site, through torch's Python functions and tensor methods, in the thread
+  that set the active draws are seeded: those in ``RANDOM_FUNCTIONS`` (plus ``rand_like``/
+  ``randn_like``/``randint_like``, drawn as ``rand``/``randn``/``randint`` of the same shape, dtype and
+  device). A draw elsewhere in a component (none in upstream's released classes), a draw inside a C++
+  or CUDA kernel, a draw through a function not in the list, NumPy's or Python's ``random``, a sampler
+  put on the LLM after loading that does not call the loaded one, and any draw in a thread without
+  active draws stay on the global generators.
 - A call that passes its own ``generator=`` keeps it.
-- Every torch call of the thread goes through the mode's Python hook while it is entered: a small cost
-  per operation, paid only by seeded requests.
 
 ``draw_dtype`` (e.g. ``torch.float32``): every floating-point draw the mode seeds is made in that
 dtype, from the same generator, and cast to the dtype asked for, so a float64 copy of a computation
@@ -37,7 +58,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-from collections.abc import Callable
+import threading
+import weakref
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -67,6 +90,8 @@ _LIKE: dict[Callable[..., Any], Callable[..., Any]] = {
     torch.rand_like: torch.rand, torch.randn_like: torch.randn, torch.randint_like: torch.randint,
 }
 
+_SEEDABLE: frozenset[Callable[..., Any]] = RANDOM_FUNCTIONS | frozenset(_LIKE)
+
 
 def stream_seed(seed: int, name: str) -> int:
     """The generator seed of one named stream of draws of a request: stable across processes and
@@ -91,6 +116,7 @@ class SeededDraws(TorchFunctionMode):
         self.seed = checked
         self.stream_name = stream_name
         self.draws = 0          # draws seeded so far (for tests and logs)
+        self.calls = 0          # torch calls seen while entered (what the mode costs; for tests)
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def generator(self, device: torch.device) -> torch.Generator:
@@ -105,6 +131,9 @@ class SeededDraws(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
+        self.calls += 1
+        if func not in _SEEDABLE:   # most calls at a draw site: straight through
+            return func(*args, **(kwargs or {}))
         kwargs = dict(kwargs or {})
         like = _LIKE.get(func)
         if like is not None and args and isinstance(args[0], torch.Tensor):
@@ -182,8 +211,112 @@ def _draw_device(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.device:
     return torch.get_default_device()
 
 
+# The calling thread's active draws (`seeded`/`drawing`) and the draw-site windows it has open.
+_thread = threading.local()
+
+
+def active_draws() -> SeededDraws | None:
+    """The calling thread's active draws, None when it has none."""
+    return getattr(_thread, "draws", None)
+
+
+@contextlib.contextmanager
+def drawing(draws: SeededDraws | None) -> Iterator[SeededDraws | None]:
+    """Makes ``draws`` the calling thread's active draws (None: none) while the block runs, then puts
+    back what was active before. Sets a thread-local and nothing else: the draw sites enter them."""
+    if draws is not None and not isinstance(draws, SeededDraws):
+        raise InvalidInput(f"draws={draws!r}: expected a seeding.SeededDraws or None")
+    before = getattr(_thread, "draws", None)
+    _thread.draws = draws
+    try:
+        yield draws
+    finally:
+        _thread.draws = before
+
+
 def seeded(seed: int | None, stream_name: str, *,
            draw_dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager[object]:
-    """``SeededDraws(seed, stream_name, draw_dtype=...)``, or a context that does nothing when ``seed``
-    is None."""
-    return contextlib.nullcontext() if seed is None else SeededDraws(seed, stream_name, draw_dtype=draw_dtype)
+    """``drawing(SeededDraws(seed, stream_name, draw_dtype=...))``: the thread's draw sites draw from
+    the request's own generators; a context that does nothing when ``seed`` is None."""
+    return contextlib.nullcontext() if seed is None else drawing(SeededDraws(seed, stream_name, draw_dtype=draw_dtype))
+
+
+def draw_site(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` called inside the thread's active draws when there are some, as it is otherwise.
+    ``functools.wraps``: its name, docstring and signature (``inspect.signature``) are ``fn``'s."""
+    if getattr(fn, "__cosy_draw_site__", False):
+        return fn
+
+    @functools.wraps(fn)
+    def site(*args: Any, **kwargs: Any) -> Any:
+        draws = getattr(_thread, "draws", None)
+        if draws is None:
+            return fn(*args, **kwargs)
+        with draws:
+            return fn(*args, **kwargs)
+
+    site.__cosy_draw_site__ = True  # type: ignore[attr-defined]
+    return site
+
+
+def _open(module: torch.nn.Module, args: Any) -> None:
+    """Forward pre-hook of a draw-site module: enters the thread's active draws, if any."""
+    draws = getattr(_thread, "draws", None)
+    if draws is None:
+        return
+    windows: list[list[Any]] | None = getattr(_thread, "windows", None)
+    if windows is None:
+        windows = _thread.windows = []
+    draws.__enter__()
+    windows.append([module, draws])
+
+
+def _close(module: torch.nn.Module, args: Any, output: Any) -> None:
+    """Forward hook (``always_call``) of a draw-site module: exits what its pre-hook entered."""
+    windows = getattr(_thread, "windows", None)
+    if windows and windows[-1][0] is module:
+        _, draws = windows.pop()
+        if draws is not None:
+            draws.__exit__(None, None, None)
+
+
+def _close_early(module: torch.nn.Module, args: Any) -> None:
+    """Forward pre-hook of a module a draw site calls after its draws (v1's CFM estimator): exits the
+    innermost open window now, so the rest of the draw site runs outside the mode."""
+    windows = getattr(_thread, "windows", None)
+    if windows and windows[-1][1] is not None:
+        draws = windows[-1][1]
+        windows[-1][1] = None
+        draws.__exit__(None, None, None)
+
+
+# Modules made draw sites already (attaching twice would enter the draws twice).
+_sites: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
+
+
+def _hook(module: torch.nn.Module, *, closed_by: str | None = None) -> None:
+    if module in _sites:
+        return
+    module.register_forward_pre_hook(_open)
+    module.register_forward_hook(_close, always_call=True)
+    inner = getattr(module, closed_by, None) if closed_by else None
+    if isinstance(inner, torch.nn.Module):
+        inner.register_forward_pre_hook(_close_early)
+    _sites.add(module)
+
+
+def attach_draw_sites(version: int, llm: Any, flow: Any, hift: Any) -> None:
+    """Marks the draw sites of a CosyVoice ``version`` model's loaded components (see the module
+    docstring): the LLM's ``sampling``, HiFT's ``m_source`` and, for v1, the flow's ``decoder``. A
+    component without such a part (a stand-in) is left as it is."""
+    sampling = vars(llm).get("sampling") if hasattr(llm, "__dict__") else None
+    if isinstance(sampling, functools.partial):
+        llm.sampling = functools.partial(draw_site(sampling.func), *sampling.args, **sampling.keywords)
+    elif callable(sampling):
+        llm.sampling = draw_site(sampling)
+    source = getattr(hift, "m_source", None)
+    if isinstance(source, torch.nn.Module):
+        _hook(source)
+    decoder = getattr(flow, "decoder", None)
+    if version == 1 and isinstance(decoder, torch.nn.Module):
+        _hook(decoder, closed_by="estimator")

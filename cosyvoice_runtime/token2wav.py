@@ -96,7 +96,8 @@ class Renderer:
         self.embedding = inputs.flow_embedding.to(device)
 
     def _draws(self, part: str) -> contextlib.AbstractContextManager[object]:
-        """The seeded draws of this piece's ``part`` ("hift", "flow"); nothing without a seed."""
+        """The seeded draws of this piece's ``part`` ("hift", "flow") made the thread's active draws (the
+        vocoder's source module and v1's flow decoder enter them for their draws); nothing without a seed."""
         return seeded(self.seed, f"{self.draws_name}/{part}-{self.pieces}", draw_dtype=self.draw_dtype)
 
     def _factories(self) -> contextlib.AbstractContextManager[object]:

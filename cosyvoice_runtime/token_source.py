@@ -79,7 +79,8 @@ class LLMTokenSource:
     def context(self, seed: int | None = None, draws_name: str = "llm",
                 ) -> Callable[[], contextlib.AbstractContextManager[object]]:
         """The context the producer thread generates in (entered in that thread). With a ``seed``, the
-        LLM's sampling draws from the request's own generator (``seeding.SeededDraws(seed, draws_name)``)."""
+        LLM's sampling draws from the request's own generator: ``seeding.SeededDraws(seed, draws_name)``
+        is the thread's active draws, which the sampler (a draw site) enters for its calls only."""
         device = self.device
 
         @contextlib.contextmanager

@@ -1,0 +1,168 @@
+"""What a seed costs: `Runtime.stream(text, seed=1)` vs `seed=None`, same model, same text, paired.
+
+    .venv/bin/python benchmarks/seed_cost.py [--model DIR] [--device cpu|cuda] [--pairs 24] [--out DIR]
+                                             [--name NAME]
+
+One pair = one seeded and one unseeded stream of the same text, back to back, in balanced order (AB in
+even pairs, BA in odd ones, so a machine that speeds up or slows down within a pair hits both sides
+alike), after one untimed warm-up pair. Per pair: the ratio seeded/unseeded of the first chunk's
+latency and of the RTF (wall time / audio seconds: the unseeded side draws from the global generator,
+so its utterance length varies; RTF is per second of audio). The real LLM runs: its sampling is one of
+the draws a seed reaches, so forcing its tokens would hide part of the cost.
+
+Reported per metric: the count of pairs, the median ratio, and the Hodges-Lehmann estimate of the
+ratio with its 95 % distribution-free interval (Wilcoxon signed-rank, exact critical value, on the
+log ratios: the median of the Walsh averages and the order statistics of the Walsh averages the
+signed-rank distribution gives). Raw samples go to `<out>/<name>.json` (default
+benchmarks/results/seed_cost/<name>.json).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+TEXT = "A seeded request should cost what an unseeded one does, chunk for chunk."
+SEED = 1
+SIDES = ("seeded", "unseeded")
+METRICS = ("first_chunk_s", "rtf")
+
+
+def run_once(rt: Any, voice: dict[str, Any], seed: int | None) -> dict[str, float]:
+    """One stream of TEXT: first chunk latency, wall time, audio seconds and RTF."""
+    t0 = time.perf_counter()
+    first = -1.0
+    samples, rate = 0, 0
+    for c in rt.stream(TEXT, seed=seed, **voice):
+        if first < 0:
+            first = time.perf_counter() - t0
+        samples += int(c.audio.size)
+        rate = c.sample_rate
+    wall = time.perf_counter() - t0
+    audio_s = samples / rate
+    return {"first_chunk_s": first, "wall_s": wall, "audio_s": audio_s, "rtf": wall / audio_s}
+
+
+def signed_rank_lower_count(n: int, alpha: float = 0.05) -> int:
+    """C: the number of Walsh averages cut from each end for a two-sided (1 - alpha) interval, i.e.
+    the largest c with P(W+ <= c - 1) <= alpha / 2 under the null (exact distribution of the
+    Wilcoxon signed-rank statistic for n pairs). 0 when n is too small for any interval."""
+    counts = [1]     # counts[w]: subsets of ranks 1..k whose sum is w
+    for k in range(1, n + 1):
+        new = counts + [0] * k
+        for w, c in enumerate(counts):
+            new[w + k] += c
+        counts = new
+    total = 2 ** n
+    cum, c = 0, 0
+    for w, k in enumerate(counts):
+        cum += k
+        if cum / total <= alpha / 2:
+            c = w + 1
+        else:
+            break
+    return c
+
+
+def hodges_lehmann(ratios: list[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
+    """(estimate, low, high) of the ratio: Hodges-Lehmann on log ratios with the Wilcoxon signed-rank
+    interval, exponentiated. low/high are None when there are too few pairs for a 95 % interval (n < 6)."""
+    logs = [math.log(r) for r in ratios]
+    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(len(logs)) for j in range(i, len(logs)))
+    est = math.exp(statistics.median(walsh))
+    c = signed_rank_lower_count(len(logs), alpha)
+    if c == 0:
+        return est, None, None
+    return est, math.exp(walsh[c - 1]), math.exp(walsh[len(walsh) - c])
+
+
+def summary(pairs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for m in METRICS:
+        ratios = [p["seeded"][m] / p["unseeded"][m] for p in pairs]
+        est, lo, hi = hodges_lehmann(ratios)
+        out[m] = {"n": len(ratios), "median_ratio": statistics.median(ratios), "hl_ratio": est,
+                  "ci95": [lo, hi], "unseeded_median": statistics.median(p["unseeded"][m] for p in pairs),
+                  "seeded_median": statistics.median(p["seeded"][m] for p in pairs)}
+    return out
+
+
+def table(result: dict[str, Any]) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{(x - 1) * 100:+.1f} %"
+
+    rows = ["| metric | pairs | unseeded median | seeded median | median ratio | HL ratio [95 % CI] |",
+            "|---|---|---|---|---|---|"]
+    for m, s in result["summary"].items():
+        scale, unit = (1000, " ms") if m == "first_chunk_s" else (1, "")
+        lo, hi = s["ci95"]
+        rows.append(f"| {'first chunk' if m == 'first_chunk_s' else 'RTF'} | {s['n']} | "
+                    f"{s['unseeded_median'] * scale:.3g}{unit} | {s['seeded_median'] * scale:.3g}{unit} | "
+                    f"{pct(s['median_ratio'])} | {pct(s['hl_ratio'])} [{pct(lo)}, {pct(hi)}] |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=None, help="model directory (default: the embedded tiny v2 model)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--pairs", type=int, default=24, help="measured pairs (default 24), after one warm-up pair")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "seed_cost"),
+                    help="directory of the raw samples (default benchmarks/results/seed_cost)")
+    ap.add_argument("--name", default=None, help="file name of the raw samples, without .json (default: the device)")
+    args = ap.parse_args(argv)
+    if args.pairs < 1:
+        ap.error(f"--pairs={args.pairs}: expected at least 1")
+
+    import torch
+
+    import cosyvoice_runtime
+
+    model = args.model
+    if model is None:
+        from cosyvoice_runtime.tiny import default_model_dir
+
+        model = str(default_model_dir(2))
+    rt = cosyvoice_runtime.load(model, device=args.device)
+    if rt.speakers:
+        voice: dict[str, Any] = {"speaker": rt.speakers[0]}
+    else:
+        from pytest_cosyvoice.host import default_prompt
+
+        p = default_prompt()
+        voice = {"prompt_wav": p.wav, "prompt_text": p.text}
+    for seed in (SEED, None):   # warm-up pair, untimed
+        run_once(rt, voice, seed)
+    pairs: list[dict[str, dict[str, float]]] = []
+    for i in range(args.pairs):
+        order = SIDES if i % 2 == 0 else SIDES[::-1]
+        pair = {side: run_once(rt, voice, SEED if side == "seeded" else None) for side in order}
+        pairs.append(pair)
+    result = {"command": " ".join(["benchmarks/seed_cost.py", *(argv if argv is not None else sys.argv[1:])]),
+              "model": str(model), "version": rt.version, "device": str(rt.device), "text": TEXT, "seed": SEED,
+              "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+              "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "pairs": pairs, "summary": summary(pairs)}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{args.name or rt.device.type}.json"
+    path.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    print(f"model {model} (v{rt.version}), device {rt.device}, {args.pairs} pairs (balanced AB/BA), "
+          f"torch threads {torch.get_num_threads()}; ratios seeded/unseeded, Hodges-Lehmann with Wilcoxon "
+          f"signed-rank 95 % CI")
+    print(table(result))
+    print(f"raw samples: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

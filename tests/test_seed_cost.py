@@ -1,0 +1,57 @@
+"""benchmarks/seed_cost.py works end to end (two pairs on the tiny v2 model; no timing is judged) and
+its interval is the Wilcoxon signed-rank one (exact critical values of the published tables)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def seed_cost() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("seed_cost", ROOT / "benchmarks" / "seed_cost.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("n,c", [(5, 0), (6, 1), (10, 9), (20, 53), (30, 138)])
+def test_the_interval_cuts_the_signed_rank_tables_critical_count(seed_cost: ModuleType, n: int, c: int) -> None:
+    # Two-sided 5 % lower critical values of the signed-rank statistic: n=6: 0, 10: 8, 20: 52, 30: 137;
+    # the interval starts at the Walsh average one past it. n=5 has none (1/32 > 2.5 %).
+    assert seed_cost.signed_rank_lower_count(n) == c
+
+
+def test_the_hodges_lehmann_ratio_is_the_median_walsh_average_of_the_logs(seed_cost: ModuleType) -> None:
+    est, lo, hi = seed_cost.hodges_lehmann([1.0, 1.1, 1.2])
+    # Walsh averages of the logs: the logs themselves and the three pairwise means; their median.
+    logs = sorted([0.0, math.log(1.1), math.log(1.2), math.log(1.1) / 2, math.log(1.2) / 2,
+                   (math.log(1.1) + math.log(1.2)) / 2])
+    assert est == pytest.approx(math.exp((logs[2] + logs[3]) / 2))
+    assert lo is None and hi is None      # three pairs: no 95 % interval
+    ratios = [1.0 + 0.01 * k for k in range(-5, 15)]
+    est, lo, hi = seed_cost.hodges_lehmann(ratios)
+    assert lo is not None and hi is not None and lo < est < hi and min(ratios) < lo and hi < max(ratios)
+
+
+def test_the_benchmark_runs_and_writes_its_raw_pairs(seed_cost: ModuleType, tiny_v2_dir: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert seed_cost.main(["--pairs", "2", "--model", str(tiny_v2_dir), "--out", str(tmp_path),
+                           "--name", "try"]) == 0
+    data = json.loads((tmp_path / "try.json").read_text(encoding="utf-8"))
+    assert len(data["pairs"]) == 2 and data["device"] == "cpu"
+    for pair in data["pairs"]:
+        for side in ("seeded", "unseeded"):
+            m = pair[side]
+            assert 0 < m["first_chunk_s"] <= m["wall_s"] and m["audio_s"] > 0
+            assert m["rtf"] == pytest.approx(m["wall_s"] / m["audio_s"])
+    assert data["summary"]["rtf"]["n"] == 2 and data["summary"]["first_chunk_s"]["ci95"] == [None, None]
+    out = capsys.readouterr().out
+    assert "| first chunk | 2 |" in out and "| RTF | 2 |" in out
