@@ -21,7 +21,11 @@ thread-local lookup) when none are active:
 
 - the LLM's ``sampling`` (the sampler the yaml gives the LLM's constructor, a functools.partial): it
   becomes a partial of the same arguments around ``draw_site(func)``, so ``top_k`` and the other
-  keywords read from it stay where they were;
+  keywords read from it stay where they were. In a request's thread (seeded or not) one of upstream's
+  samplers runs as ``sampling.own_sampler``'s form of it, which draws with ``generator=`` and needs no
+  mode: upstream's nucleus step is a Python loop of about 170 torch calls a token, and under the mode
+  it kept a seeded first chunk about 18 % slower. Unseeded requests run the same form on the global
+  generator, so seeded and unseeded requests run the same code;
 - HiFT's source module ``hift.m_source``: an ``nn.Module`` forward pre-hook enters, a forward hook
   registered with ``always_call=True`` exits (on an exception too);
 - v1's flow decoder (``ConditionalCFM``) the same way; the window closes when the decoder first calls
@@ -68,6 +72,7 @@ from torch.overrides import TorchFunctionMode
 
 from .errors import InvalidInput
 from .limits import check_seed
+from .sampling import own_sampler
 
 # Torch functions and tensor methods that draw and take `generator=` as a keyword.
 RANDOM_FUNCTIONS: frozenset[Callable[..., Any]] = frozenset({
@@ -222,34 +227,48 @@ def active_draws() -> SeededDraws | None:
 
 @contextlib.contextmanager
 def drawing(draws: SeededDraws | None) -> Iterator[SeededDraws | None]:
-    """Makes ``draws`` the calling thread's active draws (None: none) while the block runs, then puts
-    back what was active before. Sets a thread-local and nothing else: the draw sites enter them."""
+    """Makes ``draws`` the calling thread's active draws (None: none, the global generator draws) and
+    marks the thread as running one of the runtime's requests while the block runs, then puts back what
+    was there before. Sets thread-locals and nothing else: the draw sites read them."""
     if draws is not None and not isinstance(draws, SeededDraws):
         raise InvalidInput(f"draws={draws!r}: expected a seeding.SeededDraws or None")
-    before = getattr(_thread, "draws", None)
-    _thread.draws = draws
+    before = getattr(_thread, "draws", None), getattr(_thread, "request", False)
+    _thread.draws, _thread.request = draws, True
     try:
         yield draws
     finally:
-        _thread.draws = before
+        _thread.draws, _thread.request = before
 
 
 def seeded(seed: int | None, stream_name: str, *,
            draw_dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager[object]:
     """``drawing(SeededDraws(seed, stream_name, draw_dtype=...))``: the thread's draw sites draw from
-    the request's own generators; a context that does nothing when ``seed`` is None."""
-    return contextlib.nullcontext() if seed is None else drawing(SeededDraws(seed, stream_name, draw_dtype=draw_dtype))
+    the request's own generators; ``drawing(None)`` when ``seed`` is None (the global generator draws,
+    through the same code: a seeded request runs what an unseeded one does)."""
+    return drawing(None if seed is None else SeededDraws(seed, stream_name, draw_dtype=draw_dtype))
 
 
 def draw_site(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` called inside the thread's active draws when there are some, as it is otherwise.
-    ``functools.wraps``: its name, docstring and signature (``inspect.signature``) are ``fn``'s."""
+    """``fn`` as a draw site. In a thread running one of the runtime's requests (``drawing``), one of
+    upstream's samplers runs as ``sampling.own_sampler``'s form of it, drawing with the request's
+    generator (the global one when unseeded): no mode, and the same code seeded or not. Any other ``fn``
+    is called inside the thread's active draws when there are some. Outside a request ``fn`` runs as it
+    is. ``functools.wraps``: its name, docstring and signature (``inspect.signature``) are ``fn``'s."""
     if getattr(fn, "__cosy_draw_site__", False):
         return fn
+    own = own_sampler(fn)
 
     @functools.wraps(fn)
     def site(*args: Any, **kwargs: Any) -> Any:
         draws = getattr(_thread, "draws", None)
+        # The LLM calls its sampler as sampling(scores, decoded_tokens, sampling) with the yaml's keywords.
+        if own is not None and getattr(_thread, "request", False) and len(args) == 3 \
+                and isinstance(args[0], torch.Tensor) and set(kwargs) <= own[1]:
+            generator = None if draws is None else draws.generator(args[0].device)
+            ids, made = own[0](args[0], args[1], args[2], kwargs, generator)
+            if draws is not None:
+                draws.draws += made
+            return ids
         if draws is None:
             return fn(*args, **kwargs)
         with draws:
