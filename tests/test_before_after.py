@@ -2,7 +2,6 @@
 results cover every gate suite test on both engines, and the script works end to end (on one test)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,16 +10,14 @@ from types import ModuleType
 
 import pytest
 
+from tests.fixtures import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def before_after() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("before_after", ROOT / "benchmarks" / "before_after.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("before_after")
 
 
 @pytest.fixture(scope="module")

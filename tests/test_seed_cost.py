@@ -2,7 +2,6 @@
 its interval is the Wilcoxon signed-rank one (exact critical values of the published tables)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,16 +9,14 @@ from types import ModuleType
 
 import pytest
 
+from tests.fixtures import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def seed_cost() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("seed_cost", ROOT / "benchmarks" / "seed_cost.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("seed_cost")
 
 
 @pytest.mark.parametrize("n,c", [(5, 0), (6, 1), (10, 9), (20, 53), (30, 138)])
