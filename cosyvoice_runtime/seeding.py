@@ -243,9 +243,12 @@ def drawing(draws: SeededDraws | None) -> Iterator[SeededDraws | None]:
 def seeded(seed: int | None, stream_name: str, *,
            draw_dtype: torch.dtype | None = None) -> contextlib.AbstractContextManager[object]:
     """``drawing(SeededDraws(seed, stream_name, draw_dtype=...))``: the thread's draw sites draw from
-    the request's own generators; ``drawing(None)`` when ``seed`` is None (the global generator draws,
-    through the same code: a seeded request runs what an unseeded one does)."""
-    return drawing(None if seed is None else SeededDraws(seed, stream_name, draw_dtype=draw_dtype))
+    the request's own generators; when ``seed`` is None, ``drawing`` of the draws the thread already has
+    (None in a request's thread: the global generator draws, through the same code, so a seeded request
+    runs what an unseeded one does)."""
+    # Without a seed the thread keeps the draws it has (e.g. the model reference's own, around a render
+    # whose renderer has no seed of its own): None in a request's thread, so the global generator draws.
+    return drawing(active_draws() if seed is None else SeededDraws(seed, stream_name, draw_dtype=draw_dtype))
 
 
 def draw_site(fn: Callable[..., Any]) -> Callable[..., Any]:
