@@ -38,7 +38,7 @@ from .judging.similarity import cosine
 from .judging.sound import QualityExtraMissing, score_mos, snr_db
 from .judging.specs import QualitySpec
 from .settings import POCKETSPHINX, Settings
-from .tracking.goldens import GoldenCall, GoldenError, Goldens, GoldenStore, GoldenTest
+from .tracking.goldens import GoldenCall, GoldenError, Goldens, GoldenStore
 from .tracking.runkey import RunKey
 from .tracking.stack import detect_stack, stack_changes
 
@@ -276,13 +276,6 @@ class QualityGate:
             return self._speaker
 
     # -- the end of the session ---------------------------------------------------------------------
-    def save(self, key: RunKey) -> Any:
-        """--cosy-save-baseline: this session's quality tests become the goldens of `key`."""
-        tests = [GoldenTest.from_quality(tq) for tq in self.results.values()]
-        if not tests:
-            return None
-        return self.store().save(key, tests, stack=self.stack())
-
     def golden_audio(self) -> dict[str, dict[str, tuple[np.ndarray, int]]]:
         """The stored golden audio of each judged test's calls, for the report's side-by-side players."""
         if not self.results:

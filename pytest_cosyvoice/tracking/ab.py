@@ -52,7 +52,7 @@ class AbVerdicts:
         return out
 
     def pooled_line(self, pooled: PooledResult) -> str:
-        """'A/B against <base>: head/base RTF 1.08x (95 % CI 1.05-1.11) over 36 tests, 180 pairs: regression'."""
+        """'A/B against <base>: head/base RTF 1.08x (95 % CI 1.05-1.11) over 24 tests, 320 pairs: regression'."""
         return f"A/B against {self.base or 'the base side'}: {pooled.describe()}"
 
 

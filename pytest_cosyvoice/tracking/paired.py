@@ -179,7 +179,7 @@ class PooledResult:
     confidence: float = DEFAULT_CONFIDENCE
 
     def describe(self) -> str:
-        """The headline: 'head/base RTF 1.08x (95 % CI 1.05-1.11) over 36 tests, 180 pairs: regression'."""
+        """The headline: 'head/base RTF 1.08x (95 % CI 1.05-1.11) over 24 tests, 320 pairs: regression'."""
         return (f"head/base {self.metric} {self.ratio:.2f}x ({_pct(self.confidence)} CI "
                 f"{self.ci_low:.2f}-{self.ci_high:.2f}) over {_count(self.n_tests, 'test')}, "
                 f"{_count(self.n_pairs, 'pair')}: {self.verdict}")
