@@ -7,6 +7,7 @@ from __future__ import annotations
 import inspect
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -218,3 +219,20 @@ def test_an_in_place_draw_in_a_draw_dtype_fills_the_tensor_itself() -> None:
 def test_a_draw_dtype_that_is_not_a_floating_dtype_is_refused(bad: object) -> None:
     with pytest.raises(InvalidInput, match=r"draw_dtype=.*expected None or a floating torch dtype"):
         SeededDraws(1, "x", draw_dtype=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("like,fill", [(torch.randn_like, "normal_"), (torch.rand_like, "uniform_")])
+def test_a_seeded_like_draw_is_torchs_own_work_with_the_requests_generator(like: Any, fill: str) -> None:
+    """torch's `*_like` draws are `empty_like(input)` filled in place, in the input's layout: a transposed
+    input (HiFT's sine waves) gets a transposed draw, which the CPU fills on a slower path. A seeded draw
+    that made a fresh contiguous tensor instead was cheaper than the unseeded call it stands for (10 ms a
+    vocoder piece on the tiny v2 model): the seed changed the cost. It must be the same work."""
+    x = torch.zeros(9, 2400).t()               # shape (2400, 9), strides (1, 2400)
+    plain = like(x)
+    with SeededDraws(4, "like") as mode:
+        drawn = like(x)
+        contiguous = like(x, memory_format=torch.contiguous_format)
+    assert mode.draws == 2
+    assert drawn.stride() == plain.stride() == x.stride() and contiguous.is_contiguous()
+    gen = torch.Generator().manual_seed(stream_seed(4, "like@cpu"))
+    assert torch.equal(drawn, getattr(torch.empty_like(x), fill)(generator=gen))
