@@ -74,16 +74,22 @@ def signed_rank_lower_count(n: int, alpha: float = 0.05) -> int:
     return c
 
 
-def hodges_lehmann(ratios: list[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
-    """(estimate, low, high) of the ratio: Hodges-Lehmann on log ratios with the Wilcoxon signed-rank
-    interval, exponentiated. low/high are None when there are too few pairs for a 95 % interval (n < 6)."""
-    logs = [math.log(r) for r in ratios]
-    walsh = sorted((logs[i] + logs[j]) / 2 for i in range(len(logs)) for j in range(i, len(logs)))
-    est = math.exp(statistics.median(walsh))
-    c = signed_rank_lower_count(len(logs), alpha)
+def walsh_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
+    """(estimate, low, high) of the centre of paired differences: Hodges-Lehmann (the median of the
+    Walsh averages) with the Wilcoxon signed-rank interval. low/high are None when there are too few
+    pairs for a (1 - alpha) interval (n < 6 at 95 %)."""
+    walsh = sorted((values[i] + values[j]) / 2 for i in range(len(values)) for j in range(i, len(values)))
+    est = statistics.median(walsh)
+    c = signed_rank_lower_count(len(values), alpha)
     if c == 0:
         return est, None, None
-    return est, math.exp(walsh[c - 1]), math.exp(walsh[len(walsh) - c])
+    return est, walsh[c - 1], walsh[len(walsh) - c]
+
+
+def hodges_lehmann(ratios: list[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
+    """(estimate, low, high) of the ratio: `walsh_interval` of the log ratios, exponentiated."""
+    est, lo, hi = walsh_interval([math.log(r) for r in ratios], alpha)
+    return math.exp(est), None if lo is None else math.exp(lo), None if hi is None else math.exp(hi)
 
 
 def summary(pairs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, Any]]:

@@ -52,3 +52,26 @@ def test_the_benchmark_runs_and_writes_its_raw_pairs(seed_cost: ModuleType, tiny
     assert data["summary"]["rtf"]["n"] == 2 and data["summary"]["first_chunk_s"]["ci95"] == [None, None]
     out = capsys.readouterr().out
     assert "| first chunk | 2 |" in out and "| RTF | 2 |" in out
+
+
+def test_the_draw_site_benchmark_runs_and_writes_its_raw_pairs(tiny_v2_dir: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    sites = load_benchmark("seed_sites")
+    assert sites.main(["--reps", "6", "--streams", "1", "--model", str(tiny_v2_dir), "--out", str(tmp_path),
+                       "--name", "try"]) == 0
+    data = json.loads((tmp_path / "try.json").read_text(encoding="utf-8"))
+    # What one stream's draw sites were given: a sampler call per generated token (at least), one
+    # source-module call per vocoder piece, and fewer sampler calls before the first chunk than in all.
+    assert data["pieces"] >= 1 and data["sampler_calls"] >= 1
+    assert 0 < data["sampler_calls_before_first_chunk"] <= data["sampler_calls"]
+    for part in ("request", "first_chunk"):
+        assert len(data["pairs"][part]) == 6 and data["summary"][part]["n"] == 6
+        assert all(p["seeded"] > 0 and p["unseeded"] > 0 for p in data["pairs"][part])
+        lo, hi = data["summary"][part]["ci95_ms"]
+        assert lo is not None and hi is not None and lo <= data["summary"][part]["extra_ms"] <= hi
+    assert "| whole request | 6 |" in capsys.readouterr().out
+
+
+def test_walsh_interval_on_differences(seed_cost: ModuleType) -> None:
+    est, lo, hi = seed_cost.walsh_interval([float(k) for k in range(-3, 7)])
+    assert est == pytest.approx(1.5) and lo is not None and hi is not None and lo < 1.5 < hi
