@@ -6,7 +6,8 @@
 #   c. two quality save/rerun session pairs (tiny model): are seeded goldens bit-identical on this
 #      device, and under torch.use_deterministic_algorithms(True)?
 #   d. memory (CUDA allocated/peak/reserved, RSS) over 50 streams after 10 warm-up ones;
-#   e. the seeded vs unseeded cost (benchmarks/seed_cost.py, when it exists).
+#   e. the seeded vs unseeded cost (benchmarks/seed_cost.py: whole streams; benchmarks/seed_sites.py:
+#      the draw sites' work of one request, where the seed acts; when they exist).
 # Each part runs under `timeout`; a failed or timed-out part is recorded and the next one runs.
 # Writes summary.md and one JSON per part (a_speed.json ... e_seed_cost.json) under the output folder.
 #
@@ -67,10 +68,10 @@ lim_a=$(( budget * 40 / 100 )) lim_b=$(( budget * 10 / 100 )) lim_c=$(( budget *
 lim_d=$(( budget * 9 / 100 )) lim_e=$(( budget * 8 / 100 ))
 if [ "$quick" = 1 ]; then
   size=tiny rounds=1 text=short gate_k="test_modes and test_stream and short-en and zero_shot" rtf_repeat=1
-  quality_k="test_stream_sounds_the_same and zero_shot and short-en" warmup=2 streams=5 pairs=2 pairs_c=1
+  quality_k="test_stream_sounds_the_same and zero_shot and short-en" warmup=2 streams=5 pairs=2 pairs_c=1 sites_reps=6
 else
   size=full rounds=3 text=medium gate_k="test_modes and test_stream and (short-en or medium-en)" rtf_repeat=3
-  quality_k="(zero_shot and short-en) or voice_conversion" warmup=10 streams=50 pairs=6 pairs_c=2
+  quality_k="(zero_shot and short-en) or voice_conversion" warmup=10 streams=50 pairs=6 pairs_c=2 sites_reps=100
 fi
 fp16=both   # on a machine without CUDA the fp16 rows say "skipped: no CUDA"
 start=$(date +%s)
@@ -182,8 +183,10 @@ run_part d_soak "$lim_d" "$py" benchmarks/gpu_check.py soak --out "$out" --devic
 
 # -- e: what a seed costs (benchmarks/seed_cost.py, written by another issue item) ----------------------
 if [ -f benchmarks/seed_cost.py ]; then
-  run_part e_seed_cost "$lim_e" "$py" benchmarks/seed_cost.py --device "$device" --pairs "$pairs" \
-    --out "$out/e_seed_cost"
+  # Both write their JSON into one folder; the part fails if either fails.
+  run_part e_seed_cost "$lim_e" bash -c '"$1" benchmarks/seed_cost.py --device "$2" --pairs "$3" --out "$4" &&
+    { [ ! -f benchmarks/seed_sites.py ] || "$1" benchmarks/seed_sites.py --device "$2" --reps "$5" --streams 2 --out "$4"; }' \
+    _ "$py" "$device" "$pairs" "$out/e_seed_cost" "$sites_reps"
   e_rc=$(awk -F'\t' '$1=="e_seed_cost"{print $2}' "$parts")
   [ -n "$e_rc" ] && "$py" benchmarks/gpu_check.py seed --out "$out" --device "$device" --results "$out/e_seed_cost" \
     --rc "${e_rc:-1}" >> "$logs/e_seed_cost.log" 2>&1

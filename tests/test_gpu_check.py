@@ -87,6 +87,8 @@ def test_measured_figures_are_there_unless_the_part_timed_out(
     seed = part(out, "e_seed_cost")
     if not (ROOT / "benchmarks" / "seed_cost.py").is_file():
         assert seed["status"] == "skipped: benchmarks/seed_cost.py is not in this checkout"
+    elif seed["status"] == "ok":   # whole streams and the draw sites' work, both written
+        assert {"cpu.json", "sites-cpu.json"} <= set(seed["results"])
 
 
 # -- the summarising side, without running anything ------------------------------------------------------
