@@ -53,6 +53,24 @@ def run_once(rt: Any, voice: dict[str, Any], seed: int | None) -> dict[str, floa
     return {"first_chunk_s": first, "wall_s": wall, "audio_s": audio_s, "rtf": wall / audio_s}
 
 
+def load(model: str | None, device: str) -> tuple[str, Any, dict[str, Any]]:
+    """(model directory, loaded runtime, voice keywords): `model` or the embedded tiny v2 model; its
+    first speaker, or the project's prompt for a model without speakers."""
+    import cosyvoice_runtime
+
+    if model is None:
+        from cosyvoice_runtime.tiny import default_model_dir
+
+        model = str(default_model_dir(2))
+    rt = cosyvoice_runtime.load(model, device=device)
+    if rt.speakers:
+        return model, rt, {"speaker": rt.speakers[0]}
+    from pytest_cosyvoice.host import default_prompt
+
+    p = default_prompt()
+    return model, rt, {"prompt_wav": p.wav, "prompt_text": p.text}
+
+
 def signed_rank_lower_count(n: int, alpha: float = 0.05) -> int:
     """C: the number of Walsh averages cut from each end for a two-sided (1 - alpha) interval, i.e.
     the largest c with P(W+ <= c - 1) <= alpha / 2 under the null (exact distribution of the
@@ -135,21 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    import cosyvoice_runtime
-
-    model = args.model
-    if model is None:
-        from cosyvoice_runtime.tiny import default_model_dir
-
-        model = str(default_model_dir(2))
-    rt = cosyvoice_runtime.load(model, device=args.device)
-    if rt.speakers:
-        voice: dict[str, Any] = {"speaker": rt.speakers[0]}
-    else:
-        from pytest_cosyvoice.host import default_prompt
-
-        p = default_prompt()
-        voice = {"prompt_wav": p.wav, "prompt_text": p.text}
+    model, rt, voice = load(args.model, args.device)
     for seed in (SEED, None):   # warm-up pair, untimed
         run_once(rt, voice, seed)
     pairs: list[dict[str, dict[str, float]]] = []

@@ -42,7 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from seed_cost import SEED, TEXT, run_once, walsh_interval  # noqa: E402
+from seed_cost import SEED, TEXT, load, run_once, walsh_interval  # noqa: E402
 
 PARTS = ("request", "first_chunk")
 
@@ -134,21 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    import cosyvoice_runtime
-
-    model = args.model
-    if model is None:
-        from cosyvoice_runtime.tiny import default_model_dir
-
-        model = str(default_model_dir(2))
-    rt = cosyvoice_runtime.load(model, device=args.device)
-    if rt.speakers:
-        voice: dict[str, Any] = {"speaker": rt.speakers[0]}
-    else:
-        from pytest_cosyvoice.host import default_prompt
-
-        p = default_prompt()
-        voice = {"prompt_wav": p.wav, "prompt_text": p.text}
+    model, rt, voice = load(args.model, args.device)
     run_once(rt, voice, None)   # warm-up
     cap, tokens = capture(rt, voice)
     streams = [run_once(rt, voice, None) for _ in range(args.streams)]
