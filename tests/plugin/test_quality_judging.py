@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pytest_cosyvoice.judging.quality import (
-    CallOutput,
-    QualityCheck,
-    compare_call,
-    judge_scores,
-)
+from pytest_cosyvoice.judging.golden_checks import compare_call
+from pytest_cosyvoice.judging.quality_results import CallOutput, QualityCheck
+from pytest_cosyvoice.judging.scores import judge_scores
 from pytest_cosyvoice.judging.specs import DEFAULT_SNR_DB, DEFAULT_STREAMED_MEL_DB, QualitySpec, SpecError
 from pytest_cosyvoice.tracking.goldens import GoldenCall
 
@@ -225,7 +222,7 @@ def test_the_counts_read_what_the_checks_judged(speech: tuple[np.ndarray, int]) 
     """Issue 23: the terminal line, the step summary and the history counted "uncalibrated" by a text
     prefix the checks never wrote ("dnsmos 3.100: uncalibrated ..."): always 0. Counted from what
     `judge_scores` and `compare_call` return, a first session is uncalibrated and without golden."""
-    from pytest_cosyvoice.judging.quality import TestQuality
+    from pytest_cosyvoice.judging.quality_results import TestQuality
     from pytest_cosyvoice.tracking.history import quality_counts, quality_entry
 
     audio, rate = speech
