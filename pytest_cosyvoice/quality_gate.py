@@ -57,14 +57,17 @@ class QualityGate:
         self._stack: dict[str, str] | None = None
 
     # -- goldens ------------------------------------------------------------------------------------
+    def store(self) -> GoldenStore:
+        """The goldens beside the baselines: the one folder the settings resolved (settings.resolve)."""
+        return GoldenStore(self.settings.baseline_dir)
+
     def goldens(self, key: RunKey) -> Goldens | None:
-        """The stored goldens of a run key (None: none saved yet), read once from beside the baselines
-        (the one folder settings.resolve resolved). A golden file that cannot be read is a usage error
-        (exit 4), named; nothing is overwritten."""
+        """The stored goldens of a run key (None: none saved yet), read once. A golden file that cannot
+        be read is a usage error (exit 4), named; nothing is overwritten."""
         with self._lock:
             if key not in self._goldens:
                 try:
-                    self._goldens[key] = GoldenStore(self.settings.baseline_dir).load(key)
+                    self._goldens[key] = self.store().load(key)
                 except GoldenError as e:
                     raise pytest.UsageError(f"quality goldens: {e}") from None
             return self._goldens[key]

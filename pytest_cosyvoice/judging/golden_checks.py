@@ -155,9 +155,7 @@ def compare_call(golden: GoldenLike | None, current: CallOutput, limits: Quality
             checks.append(_snr_check("token2wav", "token->wav", golden.rendered, current.rendered,
                                      golden.sample_rate, current.sample_rate, limit, label,
                                      "token->wav not judged: the engine offers no render()"))
-        same_tokens = golden.tokens is not None and current.tokens is not None \
-            and list(golden.tokens) == list(current.tokens)
-        if golden.tokens is not None and current.tokens is not None and not same_tokens:
+        if golden.tokens is not None and current.tokens is not None and list(golden.tokens) != list(current.tokens):
             checks.append(QualityCheck.note("audio", label, Why.NOT_JUDGED,
                                             "audio not compared sample by sample: the tokens differ "
                                             "(token->wav judges the renderer on the golden tokens)", limit=limit))
