@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from pytest_cosyvoice.judging.sound import snr_db, streamed_vs_offline  # noqa: E402
+from pytest_cosyvoice.judging.audio_metrics import snr_db, streamed_vs_offline  # noqa: E402
 
 # One long sentence each (several streamed chunks, so several joins, and one LLM run per request).
 TEXTS = [

@@ -18,7 +18,7 @@ import pytest
 from _pytest.junitxml import xml_key
 
 from .judging.measurements import TestFigures
-from .judging.quality import TestQuality
+from .judging.quality_results import TestQuality
 from .report.findings import Findings, write_findings
 from .report.markdown import append_markdown, markdown_summary
 from .report.model import GoldenAudio, StreamRecord
@@ -122,7 +122,7 @@ def finish(session: CosySession, exitstatus: int | pytest.ExitCode, base_dir: Pa
     key, device = session.run_key()
     options = end_options(session.settings, base_dir, ab_base=session.ab_base, ab_versions=session.ab_versions)
     quality = list(session.quality.results.values())
-    golden_audio = session.quality.golden_audio()     # before a save replaces them
+    golden_audio = session.quality.golden_audio(key)     # before a save replaces them
     found = gather(figures, streams, key, device, options, health=session.health(), repo_dir=base_dir,
                    quality=quality, golden_audio=golden_audio)
     lines = summary_lines(found) + _quality_notes(session)
@@ -139,8 +139,8 @@ def _quality_notes(session: CosySession) -> list[str]:
     lines: list[str] = []
     if not gate.results:
         return lines
-    if gate.missing_extra:
-        lines.append(f"note: quality MOS not scored: {gate.missing_extra}")
+    if gate.scorers.missing_extra:
+        lines.append(f"note: quality MOS not scored: {gate.scorers.missing_extra}")
     wer = [c.wer for tq in gate.results.values() for c in tq.calls if c.wer is not None]
     if wer:   # Seed-TTS-eval's two figures: the mean of per-utterance WER, and the utterances above 50 %
         from .judging.intelligibility import summarise

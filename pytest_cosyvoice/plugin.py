@@ -49,7 +49,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     cosy = get_session(session.config)
     cosy.host.check_engine(session.items)
-    cosy.quality.check(session.items)   # a quality session reads its goldens now: a bad file exits 4
+    cosy.quality.check(session.items, cosy.run_key)   # a quality session reads its goldens now: a bad file exits 4
 
 
 @pytest.hookimpl(tryfirst=True)

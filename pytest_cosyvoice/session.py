@@ -21,11 +21,11 @@ from .host import EngineHost
 from .judging import junit
 from .judging.checks import Recording, WarningRecord
 from .judging.measurements import PairSample, TestFigures
-from .judging.quality import TestQuality
+from .judging.quality_results import TestQuality
 from .judging.specs import FirstChunkSpec, QualitySpec, RtfSpec, StallTimeoutSpec, StreamingSpec
 from .judging.verdict import Verdict, checks_warnings, judge, spec_of
 from .markers import specs_for
-from .quality import QualityGate
+from .quality_gate import QualityGate
 from .recording.capture import WarningCapture
 from .recording.pairing import Pairing, draw_order
 from .report.model import StreamRecord
@@ -56,9 +56,8 @@ class CosySession:
         self.ab_base = ""
         self.ab_versions: dict[str, str] = {}
         self.worker_health: list[Health] = []   # xdist controller: what each worker measured
-        # @pytest.mark.quality: goldens, scorers and each quality test's result (see quality.py).
-        self.quality = QualityGate(settings, lambda: self.run_key()[0],
-                                   lambda: config.invocation_params.dir, lambda: self.device_used()[0])
+        # @pytest.mark.quality: goldens, scorers and each quality test's result (see quality_gate.py).
+        self.quality = QualityGate(settings, config.invocation_params.dir)
         self._worker_device: tuple[str, bool] | None = None   # xdist controller: where a worker loaded
 
     # -- results ------------------------------------------------------------------------------------
@@ -209,12 +208,11 @@ class TestRun:
         return problems
 
     def _judge_quality(self) -> list[str]:
-        """@quality: the calls judged against the goldens (quality.py); the failed checks' lines."""
+        """@quality: the calls judged against the goldens (quality_gate.py); the failed checks' lines."""
         assert self.quality is not None
         host = self.session.host
-        _, fp16 = self.session.device_used()
         tq = self.session.quality.judge(self.item.nodeid, self.quality, self.recordings, host.engine(),
-                                        host.runtime(), "fp16" if fp16 else "fp32", base=host.base_side(),
+                                        host.runtime(), self.session.run_key()[0], base=host.base_side(),
                                         stall_timeout_s=self.settings.stall_timeout_s)
         self.item.user_properties.extend(junit.quality_properties(tq))
         return [f"quality {c.name}{f' ({c.call})' if c.call else ''}: {c.text}" for c in tq.failed]

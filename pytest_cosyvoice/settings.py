@@ -22,7 +22,8 @@ from cosyvoice_runtime.limits import DEVICE_FORMS, MAX_TIMEOUT_S
 from cosyvoice_runtime.loader import YAML_NAMES
 
 from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
-from .judging.sound import QUALITY_INSTALL
+from .judging.intelligibility import POCKETSPHINX
+from .judging.scores import QUALITY_INSTALL
 from .tracking.baseline import DEFAULT_DIRECTORY as DEFAULT_BASELINE_DIR
 from .tracking.drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE
 from .tracking.paired import DEFAULT_MAX_PAIRS, looks
@@ -153,7 +154,6 @@ class Option(Generic[T]):
 
 
 DEFAULT_REPORT_DIR = "reports"
-POCKETSPHINX = "pocketsphinx"   # --cosy-asr's name for the recogniser the pocketsphinx wheel bundles
 
 OPTIONS: tuple[Option[Any], ...] = (
     Option("model", "--cosy-model", "cosy_model", "COSY_MODEL", _text, None,

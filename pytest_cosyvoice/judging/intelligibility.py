@@ -41,10 +41,11 @@ import numpy as np
 
 from cosyvoice_runtime.audio import resample
 
-__all__ = ["LANGUAGES", "MissingPackage", "PocketSphinx", "Recogniser", "Score", "check_asr_dir", "local_asr",
-           "normalise", "score", "utterance_error"]
+__all__ = ["LANGUAGES", "POCKETSPHINX", "MissingPackage", "PocketSphinx", "Recogniser", "Score", "check_asr_dir",
+           "local_asr", "normalise", "score", "utterance_error"]
 
 LANGUAGES = ("en", "zh")
+POCKETSPHINX = "pocketsphinx"   # --cosy-asr's name for the recogniser the pocketsphinx wheel bundles
 INSTALL = "pip install 'pytest-cosyvoice[quality]' (in this repository: bash scripts/bootstrap.sh)"
 # Above this error rate an utterance is counted apart (Seed-TTS-eval's "bad case" line).
 OVER = 0.5

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..stats import median
 from .figures import figure_text
-from .quality import TestQuality
+from .quality_results import TestQuality
 from .verdict import Verdict
 
 

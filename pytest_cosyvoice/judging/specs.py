@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from cosyvoice_runtime import InvalidInput, check_timeout
 
-from .sound import MOS_MINIMUM_BASELINE, MOS_SLACK, TOLERANCES
+from .audio_metrics import TOLERANCES
 
 # Default click threshold: see checks.join_click_ratio. Natural speech stays below 1.6 with the
 # max-of-neighbours reference (measured on a 5.5 s espeak-ng recording at every sample and on the
@@ -144,12 +144,15 @@ DEFAULT_SNR_DB: dict[str, float] = {"fp32": SNR_FP32_DB,
 # from either. The mean over frames cannot tell them apart (a few joins in seconds of audio).
 DEFAULT_STREAMED_MEL_DB = 8.5
 DEFAULT_SIM_DROP = 0.05
-DEFAULT_WER_SLACK = 1.25        # sglang-omni's TTS CI: worst clean WER x 1.25 (judging.quality.WER_FLOOR above it)
+DEFAULT_WER_SLACK = 1.25        # sglang-omni's TTS CI: worst clean WER x 1.25 (judging.scores.WER_FLOOR above it)
+MOS_SLACK = 0.97                # sglang-omni's TTS CI: the MOS limit is the worst clean run x 0.97
+MOS_MINIMUM_BASELINE = 5        # ... of 5 clean runs; fewer is uncalibrated and never gates
 
 
 @dataclass(frozen=True)
 class QualitySpec:
-    """The quality drift gate's limits: the `quality` marker's arguments, judged in `judging/quality.py`.
+    """The quality drift gate's limits: the `quality` marker's arguments, judged by `judging/golden_checks.py`
+    and `judging/scores.py`.
 
     snr_db: token -> wav and call audio vs golden, at least this SNR in dB (None: DEFAULT_SNR_DB of the
     run's dtype); streamed_mel_db: streamed vs offline render of the same tokens, at most this log-mel

@@ -27,7 +27,7 @@ from ..tracking.runkey import RunKey
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..judging.quality import QualityCheck, TestQuality
+    from ..judging.quality_results import QualityCheck, TestQuality
     from ..tracking.changepoints import ChangePoint
 
 INSTALL_HINT = "pip install pytest-cosyvoice[report]"

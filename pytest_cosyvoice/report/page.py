@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..judging.figures import figure_text
-from ..judging.quality import TestQuality
+from ..judging.quality_results import TestQuality
 from ..tracking.drift import DriftVerdict
 from ..tracking.history import quality_counts
 from ..tracking.stack import short_commit

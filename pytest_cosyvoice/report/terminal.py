@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..judging.measurements import TestFigures
-from ..judging.quality import TestQuality
+from ..judging.quality_results import TestQuality
 from ..tracking.baseline import RESAVE
 from ..tracking.history import quality_counts
 from ..tracking.paired import PairedVerdict

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..judging.figures import figure_to_json
 from ..judging.measurements import TestFigures
-from ..judging.quality import TestQuality
+from ..judging.quality_results import TestQuality
 from ..stats import median_or_none
 from ..tracking.ab import AbVerdicts
 from ..tracking.drift import DriftResult, DriftVerdict

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..judging.quality import TestQuality
+from ..judging.quality_results import TestQuality
 from .runkey import RunKey
 from .store import StoreError
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..judging.measurements import TestFigures
-from ..judging.quality import SCORES, TestQuality, Why
+from ..judging.quality_results import SCORES, TestQuality, Why
 from ..stats import median_or_none
 from .health import Health
 from .paired import PairedResult, PooledResult

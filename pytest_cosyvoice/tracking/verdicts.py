@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..judging.measurements import TestFigures
-from ..judging.quality import TestQuality
+from ..judging.quality_results import TestQuality
 from .ab import AbRule, AbVerdicts, judge_ab
 from .baseline import Baseline, BaselineError, BaselineStore, SavedSession
 from .drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine, compare

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_cosyvoice.finish import exit_status, gather
 from pytest_cosyvoice.judging.measurements import TestFigures
-from pytest_cosyvoice.judging.quality import CallOutput, TestQuality
+from pytest_cosyvoice.judging.quality_results import CallOutput, TestQuality
 from pytest_cosyvoice.report.terminal import summary_lines
 from pytest_cosyvoice.tracking.drift import DriftVerdict
 from pytest_cosyvoice.tracking.goldens import GoldenStore

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytest_cosyvoice.judging.quality import CallOutput, TestQuality
+from pytest_cosyvoice.judging.quality_results import CallOutput, TestQuality
 from pytest_cosyvoice.tracking import goldens as g
 from pytest_cosyvoice.tracking.goldens import (
     MAX_CALL_SECONDS,

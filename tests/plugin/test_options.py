@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from pytest_cosyvoice import markers
-from pytest_cosyvoice.judging.sound import MOS_MINIMUM_BASELINE, MOS_SLACK
 from pytest_cosyvoice.judging.specs import (
     DEFAULT_MAX_CLICK_RATIO,
     DEFAULT_SIM_DROP,
     DEFAULT_STREAMED_MEL_DB,
     DEFAULT_WER_SLACK,
+    MOS_MINIMUM_BASELINE,
+    MOS_SLACK,
     QualitySpec,
     RtfSpec,
     StreamingSpec,

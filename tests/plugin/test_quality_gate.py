@@ -20,9 +20,9 @@ from tests.fixtures import build_xvector_dir
 def warm_quality(warm_tiny: Path) -> Path:
     """The MOS scorer's packages imported before pytester's module snapshot (onnxruntime and librosa
     imported inside an inline session and dropped after it do not import cleanly twice)."""
-    from pytest_cosyvoice.judging import sound
+    from pytest_cosyvoice.judging import scores
 
-    sound.score_mos(__import__("numpy").zeros(16000, dtype="float32") + 0.01, 16000)
+    scores.score_mos(__import__("numpy").zeros(16000, dtype="float32") + 0.01, 16000)
     return warm_tiny
 
 
@@ -208,14 +208,13 @@ def test_in_ab_mode_each_call_is_compared_with_the_base_side(pytester: pytest.Py
 
 def test_without_the_quality_extra_mos_is_one_line_and_the_rest_still_runs(
         pytester: pytest.Pytester, warm_quality: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_cosyvoice import quality
-    from pytest_cosyvoice.judging.sound import QualityExtraMissing
+    from pytest_cosyvoice.judging import scores
 
     def missing(audio: Any, rate: int) -> Any:   # what score_mos raises when speechmos is not installed
-        raise QualityExtraMissing("sound scores need speechmos, which is not installed: "
+        raise scores.QualityExtraMissing("sound scores need speechmos, which is not installed: "
                                   "pip install 'pytest-cosyvoice[quality]'")
 
-    monkeypatch.setattr(quality, "score_mos", missing)
+    monkeypatch.setattr(scores, "score_mos", missing)
     pytester.copy_example("quality_gate")
     result = _run(pytester, warm_quality, "-k", "test_stream")
     result.assert_outcomes(passed=1)

@@ -9,12 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pytest_cosyvoice.judging.quality import (
-    CallOutput,
-    QualityCheck,
-    compare_call,
-    judge_scores,
-)
+from pytest_cosyvoice.judging.checks import Recording
+from pytest_cosyvoice.judging.golden_checks import compare_call, compare_with_base
+from pytest_cosyvoice.judging.quality_results import CallOutput, QualityCheck, TestQuality, Why
+from pytest_cosyvoice.judging.scores import judge_scores, judge_test_scores
 from pytest_cosyvoice.judging.specs import DEFAULT_SNR_DB, DEFAULT_STREAMED_MEL_DB, QualitySpec, SpecError
 from pytest_cosyvoice.tracking.goldens import GoldenCall
 
@@ -57,6 +55,38 @@ def test_identical_outputs_pass_every_check(speech: tuple[np.ndarray, int]) -> N
     assert checks["tokens"].text == "tokens identical (120)"
     assert checks["token2wav"].figure == math.inf and checks["token2wav"].limit == DEFAULT_SNR_DB["fp32"]
     assert checks["token2wav"].text.startswith(f"token->wav inf dB SNR vs golden (limit {DEFAULT_SNR_DB['fp32']:g} dB)")
+
+
+def test_in_ab_mode_the_base_sides_run_stands_in_for_the_golden(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+    current = current_of(audio, rate)
+
+    def base(chunk: np.ndarray | None, **kw: object) -> list[QualityCheck]:
+        run = Recording("b", "synthesize", rate, [] if chunk is None else [chunk], speech_tokens=TOKENS, **kw)  # type: ignore[arg-type]
+        return compare_with_base(current, run, LIMITS, "fp32")
+
+    same = by_name(base(audio.copy()))
+    assert list(same) == ["tokens", "audio"] and {c.call for c in same.values()} == {"synthesize#0 vs base"}
+    assert same["audio"].status == "pass" and same["audio"].text.startswith("audio inf dB SNR vs base"), same
+    assert by_name(base(with_noise(audio, -20.0)))["audio"].status == "fail"
+    assert [(c.name, c.status, c.text) for c in base(None, outcome="watchdog", error="no chunk in 30 s")] == [
+        ("tokens", "fail", "the base side's call ended with watchdog: no chunk in 30 s")]
+
+
+def test_a_saving_session_notes_what_differs_and_counts_its_own_clean_run(speech: tuple[np.ndarray, int]) -> None:
+    audio, rate = speech
+
+    def judged(clean_runs: int, saving: bool) -> TestQuality:
+        test = TestQuality("t.py::t", [current_of(audio, rate, mos={"dnsmos": 1.0})],
+                           [QualityCheck("audio", "synthesize#0", "fail", 10.0, 40.0, "audio 10.0 dB SNR vs golden")])
+        judge_test_scores(test, {"dnsmos": [3.0] * clean_runs}, LIMITS, saving=saving)
+        return test
+
+    assert [(c.name, c.status) for c in judged(5, False).checks] == [("audio", "fail"), ("dnsmos", "fail")]
+    saved = judged(5, True).checks
+    assert [(c.name, c.status, c.why) for c in saved] == [("audio", "note", Why.SAVING), ("dnsmos", "note", Why.SAVING)]
+    assert saved[0].text == "audio 10.0 dB SNR vs golden (saving new goldens)"
+    assert (judged(4, False).saves_to_gate, judged(4, True).saves_to_gate, judged(3, True).saves_to_gate) == (1, 0, 1)
 
 
 def test_noise_on_the_renderer_fails_token2wav_and_audio(speech: tuple[np.ndarray, int]) -> None:
@@ -225,7 +255,6 @@ def test_the_counts_read_what_the_checks_judged(speech: tuple[np.ndarray, int]) 
     """Issue 23: the terminal line, the step summary and the history counted "uncalibrated" by a text
     prefix the checks never wrote ("dnsmos 3.100: uncalibrated ..."): always 0. Counted from what
     `judge_scores` and `compare_call` return, a first session is uncalibrated and without golden."""
-    from pytest_cosyvoice.judging.quality import TestQuality
     from pytest_cosyvoice.tracking.history import quality_counts, quality_entry
 
     audio, rate = speech

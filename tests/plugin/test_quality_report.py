@@ -14,16 +14,10 @@ import pytest
 
 from cosyvoice_runtime.audio import read_wav
 from pytest_cosyvoice.finish import gather
+from pytest_cosyvoice.judging.golden_checks import compare_call
 from pytest_cosyvoice.judging.junit import quality_properties
-from pytest_cosyvoice.judging.quality import (
-    CallOutput,
-    QualityCheck,
-    TestQuality,
-    Why,
-    compare_call,
-    judge_scores,
-    saves_to_gate,
-)
+from pytest_cosyvoice.judging.quality_results import CallOutput, QualityCheck, TestQuality, Why
+from pytest_cosyvoice.judging.scores import judge_scores, saves_to_gate
 from pytest_cosyvoice.judging.specs import QualitySpec
 from pytest_cosyvoice.report.findings import Findings
 from pytest_cosyvoice.report.markdown import markdown_summary

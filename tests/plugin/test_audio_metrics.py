@@ -1,4 +1,5 @@
-"""The sound metrics (`pytest_cosyvoice.judging.sound`, groundwork for issue 18's quality gate), shown on
+"""The audio metrics and MOS scores (`pytest_cosyvoice.judging.audio_metrics`, `.golden_checks`' token
+comparison and `.scores`' MOS, groundwork for issue 18's quality gate), shown on
 real speech: the project's prompt (espeak-ng, 16 kHz) with the defects the issue names injected -
 white noise, zeroed samples and clicks at chunk joins, fp16 rounding - and the MOS scorers of the
 `speechmos` package (the `quality` extra). Each MOS score costs about a second: they are few."""
@@ -14,24 +15,20 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from pytest_cosyvoice.judging.sound import (
-    QUALITY_INSTALL,
+from pytest_cosyvoice.judging.audio_metrics import (
     TOLERANCES,
-    MosScores,
     SoundMismatch,
     compare_audio,
     count_outside,
-    first_divergence,
     log_mel,
-    mos_drift,
-    score_mos,
     snr_db,
     snr_verdict,
     spectral_distance,
     streamed_vs_offline,
-    token_verdict,
     tolerance_for,
 )
+from pytest_cosyvoice.judging.golden_checks import first_divergence, token_verdict
+from pytest_cosyvoice.judging.scores import QUALITY_INSTALL, MosScores, mos_drift, score_mos
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "pytest_cosyvoice" / "data" / "prompt.wav"
@@ -234,12 +231,12 @@ def test_scores_are_repeatable_at_any_rate_and_leave_the_global_rng(prompt: tupl
 def test_missing_speechmos_is_one_line_with_the_install_command() -> None:
     code = ("import sys; sys.modules['speechmos'] = None\n"
             "import numpy as np\n"
-            "from pytest_cosyvoice.judging.sound import score_mos\n"
+            "from pytest_cosyvoice.judging.scores import score_mos\n"
             "score_mos(np.zeros(16000), 16000)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "pytest_cosyvoice.judging.sound.QualityExtraMissing: sound scores need speechmos, which is not "
+        "pytest_cosyvoice.judging.scores.QualityExtraMissing: sound scores need speechmos, which is not "
         f"installed: {QUALITY_INSTALL}")
     assert QUALITY_INSTALL == "pip install 'pytest-cosyvoice[quality]'"
 

@@ -1,17 +1,15 @@
-"""Sound metrics: the building blocks of the quality drift gate (issue 18; `judging/quality.py` judges with them).
+"""Audio metrics: the waveform comparisons of the quality drift gate (issue 18; `judging/golden_checks.py`
+judges with them; the MOS scores are `judging/scores.py`'s).
 
 Pure functions over 1-D float waveforms (numpy arrays; a `(1, n)` array, as CosyVoice returns, is taken
-as its one row). No pytest: a script, a benchmark or a later `quality` marker calls them alike.
+as its one row, `one_channel`). No pytest: a script or a benchmark calls them alike.
 
-- Golden comparisons (same inputs, same sound): `first_divergence` for speech tokens; `compare_audio`
-  (SNR, max abs difference, log-mel distance) for a golden and a current waveform of the same rate and
-  length - anything else is a `SoundMismatch` (a ValueError) naming both values, for the caller to name;
-  `TOLERANCES`/`tolerance_for` and `count_outside` for torch.testing's per-dtype tolerances.
+- Golden comparisons (same inputs, same sound): `compare_audio` (SNR, max abs difference, log-mel
+  distance) for a golden and a current waveform of the same rate and length - anything else is a
+  `SoundMismatch` (a ValueError) naming both values, for the caller to name; `TOLERANCES`/`tolerance_for`
+  and `count_outside` for torch.testing's per-dtype tolerances.
 - Streamed vs offline rendering of the same tokens: `streamed_vs_offline`, a log-mel distance over the
   common length, the length difference reported beside it (the complete check judges lengths).
-- No-reference MOS: `score_mos` (DNSMOS P.835 sig/bak/ovrl and PLCMOS from the `speechmos` package,
-  imported when first called: the `quality` extra), judged only as drift from a baseline's clean runs by
-  `mos_drift`, never as an absolute score.
 
 The log-mel spectrum here (`log_mel`): Hann window of 25 ms, hop 10 ms (Kaldi's fbank frame), FFT size the
 next power of two >= twice the window, 80 mel bands (HTK mel scale) from 0 Hz to Nyquist, power in dB;
@@ -20,52 +18,14 @@ bands that fall between two FFT bins at low sample rates are left out rather tha
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from pytest_cosyvoice.stats import median
-
 from .figures import figure_text
 
-__all__ = [
-    "DNSMOS_RATE",
-    "MOS_MINIMUM_BASELINE",
-    "MOS_SLACK",
-    "QUALITY_INSTALL",
-    "TOLERANCES",
-    "AudioDistance",
-    "MosDrift",
-    "MosScores",
-    "QualityExtraMissing",
-    "SoundMismatch",
-    "SpectralDistance",
-    "Tolerance",
-    "compare_audio",
-    "count_outside",
-    "divergence_text",
-    "first_divergence",
-    "log_mel",
-    "max_abs_difference",
-    "mos_drift",
-    "score_mos",
-    "snr_db",
-    "snr_verdict",
-    "spectral_distance",
-    "streamed_vs_offline",
-    "token_verdict",
-    "tolerance_for",
-]
-
 Audio = NDArray[np.float64]
-
-QUALITY_INSTALL = "pip install 'pytest-cosyvoice[quality]'"
-DNSMOS_RATE = 16000          # DNSMOS and PLCMOS are trained on 16 kHz audio and refuse any other rate
-MOS_SLACK = 0.97             # sglang-omni's TTS CI: the MOS limit is the worst clean run x 0.97
-MOS_MINIMUM_BASELINE = 5     # ... of 5 clean runs; fewer is uncalibrated and never gates
 
 WINDOW_S = 0.025
 HOP_S = 0.010
@@ -77,38 +37,6 @@ FLOOR_DB = 80.0
 
 class SoundMismatch(ValueError):
     """Two waveforms that cannot be compared sample by sample: the message names both values."""
-
-
-class QualityExtraMissing(RuntimeError):
-    """The MOS scorer's package is not installed; the message is one line with the install command."""
-
-
-# ---------------------------------------------------------------- tokens
-
-def first_divergence(tokens_a: Iterable[int], tokens_b: Iterable[int]) -> int | None:
-    """Index of the first differing speech token; the shorter length when one is a prefix of the other;
-    None when both are identical."""
-    a, b = [int(t) for t in tokens_a], [int(t) for t in tokens_b]
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return None if len(a) == len(b) else min(len(a), len(b))
-
-
-def token_verdict(golden: Iterable[int], current: Iterable[int]) -> str:
-    """ "tokens identical (120)" or "tokens diverge at 37 of 120" (of the golden's count)."""
-    golden, current = [int(t) for t in golden], [int(t) for t in current]
-    return divergence_text(first_divergence(golden, current), len(golden), len(current))
-
-
-def divergence_text(at: int | None, golden_count: int, current_count: int) -> str:
-    """`token_verdict`'s words for a divergence already found (`first_divergence`): one search a call."""
-    if at is None:
-        return f"tokens identical ({golden_count})"
-    line = f"tokens diverge at {at} of {golden_count}"
-    if current_count != golden_count:
-        line += f" (current has {current_count})"
-    return line
 
 
 # ---------------------------------------------------------------- tolerances
@@ -151,7 +79,8 @@ def count_outside(golden: ArrayLike, current: ArrayLike, dtype: object) -> int:
 
 # ---------------------------------------------------------------- waveform distances
 
-def _wave(x: ArrayLike, side: str) -> Audio:
+def one_channel(x: ArrayLike, side: str) -> Audio:
+    """`x` as one channel of finite float64 samples, else a SoundMismatch naming `side` ("golden", ...)."""
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 2 and a.shape[0] == 1:         # CosyVoice's (1, n) tts_speech
         a = a[0]
@@ -165,7 +94,7 @@ def _wave(x: ArrayLike, side: str) -> Audio:
 
 
 def _pair(golden: ArrayLike, current: ArrayLike) -> tuple[Audio, Audio]:
-    g, c = _wave(golden, "golden"), _wave(current, "current")
+    g, c = one_channel(golden, "golden"), one_channel(current, "current")
     if g.size != c.size:
         raise SoundMismatch(f"golden {g.size} samples vs current {c.size}")
     return g, c
@@ -234,7 +163,7 @@ def log_mel(audio: ArrayLike, sample_rate: int, floor_db: float = FLOOR_DB) -> N
     """(frames, bands) log-mel power in dB of one waveform, floored floor_db below its own peak."""
     if sample_rate <= 0:
         raise ValueError(f"sample rate {sample_rate} Hz: must be positive")
-    power = _mel_power(_wave(audio, "the"), sample_rate)
+    power = _mel_power(one_channel(audio, "the"), sample_rate)
     return _db(power, float(power.max()), floor_db)
 
 
@@ -277,7 +206,7 @@ def streamed_vs_offline(streamed: ArrayLike, offline: ArrayLike, sample_rate: in
     """Log-mel distance between two renderings of the same tokens that may differ in length by a few
     samples: compared over the common length (offline is the reference), the difference reported as
     `length_difference` (streamed - offline). Whether that difference is acceptable is the complete check's."""
-    s, o = _wave(streamed, "streamed"), _wave(offline, "offline")
+    s, o = one_channel(streamed, "streamed"), one_channel(offline, "offline")
     _check_rates(sample_rate, sample_rate)
     n = min(s.size, o.size)
     return _spectral(o[:n], s[:n], sample_rate, s.size - o.size)
@@ -302,98 +231,3 @@ def compare_audio(golden: ArrayLike, current: ArrayLike, golden_rate: int, curre
 def snr_verdict(what: str, snr: float, limit_db: float) -> str:
     """ "vocoder output 12.0 dB SNR vs golden (limit 40 dB)"."""
     return f"{what} {figure_text(snr)} dB SNR vs golden (limit {limit_db:g} dB)"
-
-
-# ---------------------------------------------------------------- no-reference MOS
-
-@dataclass(frozen=True)
-class MosScores:
-    """DNSMOS P.835 (signal, background, overall; 1..5) and PLCMOS (1..5, concealment artifacts: what a
-    bad chunk join sounds like) of one waveform."""
-    dnsmos_sig: float
-    dnsmos_bak: float
-    dnsmos_ovrl: float
-    plcmos: float
-
-
-def _speechmos() -> tuple[Any, Any]:
-    try:
-        from speechmos import dnsmos, plcmos  # type: ignore[import-untyped]
-    except ImportError as e:
-        # speechmos declares no dependencies of its own: librosa or requests missing fails the same way.
-        missing = e.name or "speechmos"
-        raise QualityExtraMissing(f"sound scores need {missing}, which is not installed: {QUALITY_INSTALL}") \
-            from None
-    return dnsmos, plcmos
-
-
-_PLC_ROUNDS = 15        # speechmos's PLCMOS averages 15 simulated raters
-_plc_model: Any = None
-
-
-def score_mos(audio: ArrayLike, sample_rate: int) -> MosScores:
-    """DNSMOS and PLCMOS of one waveform, resampled to 16 kHz first (the runtime's resampler). Samples beyond +-1 are
-    clipped (both models refuse them; the clipping check reports them). Deterministic: PLCMOS's simulated
-    raters are drawn from a fixed-seed generator of our own, not from numpy's global one (speechmos's `run`
-    draws from the global RNG, so the same audio would score differently and shift the caller's RNG)."""
-    global _plc_model
-    dnsmos, plcmos = _speechmos()
-    wave = _wave(audio, "the")
-    if sample_rate <= 0:
-        raise ValueError(f"sample rate {sample_rate} Hz: must be positive")
-    if sample_rate != DNSMOS_RATE:
-        from cosyvoice_runtime.audio import resample  # the runtime's: every score hears the same 16 kHz audio
-
-        wave = resample(wave, sample_rate, DNSMOS_RATE)
-    wave = np.clip(wave, -1.0, 1.0).astype(np.float32)
-    d = dnsmos.run(wave, DNSMOS_RATE)
-    if _plc_model is None:
-        _plc_model = plcmos.PLCMOS()
-    features = np.asarray(_plc_model.stft_transform(wave), dtype=np.float32)[np.newaxis, np.newaxis, ...]
-    raters = np.random.default_rng(0).normal(size=(_PLC_ROUNDS, 1, 64)).astype(np.float32)
-    plc = [float(np.ravel(_plc_model.session.run(None, {"degraded_audio": features, "rater_embed": r})[0])[0])
-           for r in raters]
-    return MosScores(dnsmos_sig=float(d["sig_mos"]), dnsmos_bak=float(d["bak_mos"]),
-                     dnsmos_ovrl=float(d["ovrl_mos"]), plcmos=float(np.mean(plc)))
-
-
-@dataclass(frozen=True)
-class MosDrift:
-    """One MOS figure judged against a baseline's clean runs. `status`: "ok", "drop" (below the limit) or
-    "uncalibrated" (too few baseline runs: never gates)."""
-    status: str
-    current: float                  # the median of the current samples
-    limit: float | None             # worst baseline sample x slack; None when uncalibrated
-    line: str
-
-    @property
-    def failed(self) -> bool:
-        return self.status == "drop"
-
-
-def mos_drift(baseline_samples: Sequence[float], current_samples: Sequence[float], slack: float = MOS_SLACK, *,
-              minimum: int = MOS_MINIMUM_BASELINE, metric: str = "MOS") -> MosDrift:
-    """Whether a MOS (higher is better) dropped: the current samples' median against the worst of the
-    baseline's clean samples times slack. Fewer than `minimum` baseline samples: "uncalibrated", no gate."""
-    if not 0.0 < slack <= 1.0:
-        raise ValueError(f"MOS slack {slack}: must be in (0, 1] (a fraction of the worst clean run)")
-    if minimum < 1:
-        raise ValueError(f"minimum baseline samples {minimum}: must be at least 1")
-    base = [float(v) for v in baseline_samples]
-    now = [float(v) for v in current_samples]
-    if not now:
-        raise ValueError(f"{metric}: no current samples to judge")
-    if not all(math.isfinite(v) for v in base + now):
-        raise ValueError(f"{metric}: a non-finite sample (baseline {base}, current {now})")
-    current = median(now)
-    if len(base) < minimum:
-        return MosDrift("uncalibrated", current, None,
-                        f"{metric} {current:.2f}: uncalibrated ({len(base)} of {minimum} clean baseline runs), "
-                        f"not gated")
-    worst = min(base)
-    limit = worst * slack
-    status = "drop" if current < limit else "ok"
-    sign = "<" if status == "drop" else ">="
-    return MosDrift(status, current, limit,
-                    f"{metric} {current:.2f} {sign} limit {limit:.2f} (worst of {len(base)} clean baseline runs "
-                    f"{worst:.2f} x {slack:g})")
