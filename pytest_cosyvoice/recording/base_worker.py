@@ -28,6 +28,7 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
+from .recorder import join_timeout_s
 from .worker_frames import from_wire, read_frame, recording_to_wire, versions, write_frame
 
 # Seconds between two beats (the session's bound on silence is many times this).
@@ -101,9 +102,8 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
         return 1
     stack = versions()
     base = InProcessBase(engine, runtime, f"engine {hello['engine']}, model {hello['model']}", stack)
-    join = float(getattr(getattr(runtime, "settings", None), "join_timeout_s", 0.0))
     takes = {kind: dataclasses.asdict(t) for kind in KINDS if (t := base.takes(kind)) is not None}
-    link.send({"op": "ready", "versions": stack, "join_timeout_s": join, "takes": takes})
+    link.send({"op": "ready", "versions": stack, "join_timeout_s": join_timeout_s(runtime), "takes": takes})
     stop = threading.Event()
     threading.Thread(target=_beat, args=(link, stop), name="cosy-base-beat", daemon=True).start()
     try:
