@@ -27,7 +27,8 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "engine": (),
     "faults": (),
     "judging": ("stats",),                          # one test: specs, checks, playback, verdict, junit
-    "recording": ("judging", "engine", "stats"),    # the engine's calls, threads and tokens
+    "recording": ("judging", "engine", "stats", "tracking"),   # the engine's calls, threads and tokens (and
+                                                    # the base worker's stack, as tracking.stack reads it)
     "tracking": ("judging", "stats"),               # across sessions: key, stack, health, baselines, drift
     "report": ("tracking", "judging", "stats"),     # the session report
 }

@@ -28,8 +28,9 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
+from ..tracking.stack import interpreter_versions
 from .recorder import join_timeout_s
-from .worker_frames import from_wire, read_frame, recording_to_wire, versions, write_frame
+from .worker_frames import from_wire, read_frame, recording_to_wire, write_frame
 
 # Seconds between two beats (the session's bound on silence is many times this).
 BEAT_S = 1.0
@@ -100,7 +101,7 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
     except Exception as e:  # noqa: BLE001 - EngineError/EngineUnavailable carry the reason; others are named
         link.send({"op": "failed", "stage": "engine", "error": f"{type(e).__name__}: {e}"})
         return 1
-    stack = versions()
+    stack = interpreter_versions()
     base = InProcessBase(engine, runtime, f"engine {hello['engine']}, model {hello['model']}", stack)
     takes = {kind: dataclasses.asdict(t) for kind in KINDS if (t := base.takes(kind)) is not None}
     link.send({"op": "ready", "versions": stack, "join_timeout_s": join_timeout_s(runtime), "takes": takes})

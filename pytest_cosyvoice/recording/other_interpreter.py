@@ -54,8 +54,8 @@ for name in ("pytest_cosyvoice", "cosyvoice_runtime", "pytest_cosyvoice.recordin
         say(missing=name, error=f"{type(e).__name__}: {e}")
         sys.exit(0)
 try:
-    from pytest_cosyvoice.recording.worker_frames import versions
-except ImportError:   # a pytest-cosyvoice from before the module's rename (recording/wire.py)
+    from pytest_cosyvoice.tracking.stack import interpreter_versions as versions
+except ImportError:   # a pytest-cosyvoice from before the one stack reader (recording/wire.py had one)
     from pytest_cosyvoice.recording.wire import versions
 say(versions=versions())
 """
