@@ -308,9 +308,10 @@ def test_every_room_exists_and_holds_its_modules() -> None:
     layer = sorted(m for m in files if m.startswith("pytest_cosyvoice.") and room_of(m) is None)
     # quality.py is the session's quality gate (like rounds.py: it reads the settings and ends a session
     # whose golden files are unusable with pytest.UsageError); its judging is judging/quality.py's.
+    # options.py declares and resolves an option (settings.py holds the plugin's table of them).
     assert layer == ["pytest_cosyvoice.finish", "pytest_cosyvoice.host", "pytest_cosyvoice.markers",
-                     "pytest_cosyvoice.plugin", "pytest_cosyvoice.quality", "pytest_cosyvoice.rounds",
-                     "pytest_cosyvoice.session", "pytest_cosyvoice.settings"], layer
+                     "pytest_cosyvoice.options", "pytest_cosyvoice.plugin", "pytest_cosyvoice.quality",
+                     "pytest_cosyvoice.rounds", "pytest_cosyvoice.session", "pytest_cosyvoice.settings"], layer
 
 
 @pytest.mark.parametrize("module", room_modules())
