@@ -249,7 +249,7 @@ class AbPair:
     base_rtf: float | None
     head_first_chunk_ms: float | None
     base_first_chunk_ms: float | None
-    outputs: str
+    outputs: str                    # "identical", "differs" or "not compared"
 
 
 @dataclass(frozen=True)
@@ -313,7 +313,8 @@ def read_ab_pairs(path: Path) -> dict[str, list[AbPair]]:
                 nodeid=row["nodeid"], round=int(row["round"]), order=row["order"],
                 head_rtf=_number(row["head_rtf"]), base_rtf=_number(row["base_rtf"]),
                 head_first_chunk_ms=_number(row["head_first_chunk_ms"]),
-                base_first_chunk_ms=_number(row["base_first_chunk_ms"]), outputs=row["outputs"]))
+                # an ab.csv written before its outputs_detail column held "differs: <what>" in outputs
+                base_first_chunk_ms=_number(row["base_first_chunk_ms"]), outputs=row["outputs"].partition(":")[0]))
     for pairs in out.values():
         pairs.sort(key=lambda p: p.round)
     return out
@@ -338,7 +339,7 @@ def read_ab_report(run: AbRun, report: Path) -> AbRun:
     if raw.is_file():
         rows = [p for pairs in read_ab_pairs(raw).values() for p in pairs]
         run.pairs_total = len(rows)
-        run.outputs_differ = sum(1 for p in rows if p.outputs.startswith("differs"))
+        run.outputs_differ = sum(1 for p in rows if p.outputs == "differs")
     history = report / "history.jsonl"
     lines = history.read_text(encoding="utf-8").splitlines() if history.is_file() else []
     if lines:

@@ -19,11 +19,11 @@ from _pytest.junitxml import xml_key
 
 from .judging.measurements import TestFigures
 from .judging.quality_results import TestQuality
+from .options import absolute
 from .report.findings import Findings, write_findings
 from .report.markdown import append_markdown, markdown_summary
 from .report.model import GoldenAudio, StreamRecord
 from .report.terminal import summary_lines
-from .settings import absolute
 from .tracking.ab import AbRule
 from .tracking.health import Health
 from .tracking.runkey import RunKey

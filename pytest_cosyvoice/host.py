@@ -18,7 +18,7 @@ import pytest
 from cosyvoice_runtime import resolve_auto
 
 from .settings import Settings
-from .tracking.health import REFERENCE_ERROR, HealthMonitor
+from .tracking.health import HealthError, HealthMonitor
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
@@ -53,7 +53,7 @@ def monitor_for(runtime: Runtime) -> HealthMonitor:
         work = ReferenceWork(runtime)
     except Exception as e:  # noqa: BLE001 - any model part may fail on fixed inputs: noted, not raised
         monitor = HealthMonitor(device)
-        monitor.health.errors.append(f"{REFERENCE_ERROR} on {device} failed: {type(e).__name__}: {e}")
+        monitor.health.errors.append(HealthError.failed("model reference", device, e))
         return monitor
     return HealthMonitor(device, reference=work)
 

@@ -2,77 +2,50 @@
 ini > default; a marker overrides per test on top (`@pytest.mark.stall_timeout`, see
 `Settings.with_stall_timeout`; `allow_warnings` adds to the ini list `cosy_allowed_warnings`).
 
-Every value is parsed here, from whichever source gave it, so a bad value is reported the same way
-(`pytest.UsageError`, exit code 4) naming the source (`--cosy-device`, `COSY_DEVICE`, ini
-`cosy_device`) and what was expected.
+Every value is parsed by its `Option` (options.py: the declaration and resolution of an option), from
+whichever source gave it, so a bad value is reported the same way (`pytest.UsageError`, exit code 4)
+naming the source (`--cosy-device`, `COSY_DEVICE`, ini `cosy_device`) and what was expected.
 """
 from __future__ import annotations
 
 import importlib.util
-import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any
 
 import pytest
 
-from cosyvoice_runtime import DEFAULT_STALL_TIMEOUT_S, InvalidInput, check_device, check_timeout
-from cosyvoice_runtime.limits import DEVICE_FORMS, MAX_TIMEOUT_S
+from cosyvoice_runtime import DEFAULT_STALL_TIMEOUT_S, InvalidInput, check_device
+from cosyvoice_runtime.limits import DEVICE_FORMS
 from cosyvoice_runtime.loader import YAML_NAMES
 
 from .engine import BUILTIN, FACTORY_FORM, FIXED, UPSTREAM, EngineError, is_factory, load_factory
 from .judging.intelligibility import POCKETSPHINX
 from .judging.scores import QUALITY_INSTALL
+from .options import (
+    BadValue,
+    Option,
+    absolute,
+    one_of,
+    parse_bool,
+    parse_fraction,
+    parse_path,
+    parse_seconds,
+    parse_text,
+    register_options,
+    resolve_options,
+)
 from .tracking.baseline import DEFAULT_DIRECTORY as DEFAULT_BASELINE_DIR
 from .tracking.drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE
 from .tracking.paired import DEFAULT_MAX_PAIRS, looks
 from .tracking.runkey import check_runner
-
-T = TypeVar("T")
-
-TRUE = {"1", "true", "yes", "on"}
-FALSE = {"0", "false", "no", "off", ""}
-
-
-class BadValue(Exception):
-    """A value that does not parse; the message says what was expected. An `Option`'s parse raises
-    it; `resolve_options` turns it into the usage error naming where the value came from."""
-
-
-def _one_of(names: tuple[str, ...]) -> str:
-    return f"{', '.join(names[:-1])} or {names[-1]}"
-
-
-def _text(v: str) -> str:
-    return v
-
-
-def _path(v: str) -> Path:
-    return Path(v).expanduser()
-
-
-def absolute(path: Path, base: Path) -> Path:
-    """A folder or file setting as the one path every part of the session uses: `~` expanded, a
-    relative path under `base` (the directory pytest was invoked from)."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else Path(base) / p
-
-
-def _bool(v: str) -> bool:
-    s = v.strip().lower()
-    if s in TRUE:
-        return True
-    if s in FALSE:
-        return False
-    raise BadValue("expected true/false (1/0, yes/no, on/off)")
 
 
 def _device(v: str) -> str:
     try:
         return check_device(v.strip())  # the runtime's rule, so the plugin never passes what it refuses
     except InvalidInput:
-        raise BadValue(f"expected {_one_of(DEVICE_FORMS)}") from None
+        raise BadValue(f"expected {one_of(DEVICE_FORMS)}") from None
 
 
 def _engine(v: str) -> str:
@@ -80,7 +53,7 @@ def _engine(v: str) -> str:
     if s in BUILTIN:
         return s
     if not is_factory(s):
-        raise BadValue(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
+        raise BadValue(f"expected {one_of((*BUILTIN, FACTORY_FORM))}")
     try:
         load_factory(s)  # imported now, so a module that does not import stops the session at once
     except EngineError as e:
@@ -94,7 +67,7 @@ def _engine_form(v: str) -> str:
     s = v.strip()
     if s in BUILTIN or is_factory(s):
         return s
-    raise BadValue(f"expected {_one_of((*BUILTIN, FACTORY_FORM))}")
+    raise BadValue(f"expected {one_of((*BUILTIN, FACTORY_FORM))}")
 
 
 def _max_pairs(v: str) -> int:
@@ -109,17 +82,6 @@ def _max_pairs(v: str) -> int:
     return n
 
 
-def _seconds(v: str) -> float:
-    try:
-        x = float(v)
-    except ValueError:
-        raise BadValue(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
-    try:
-        return check_timeout("seconds", x)  # the runtime's rule, so the plugin never passes what it refuses
-    except InvalidInput:
-        raise BadValue(f"expected a positive number of seconds, finite and at most {MAX_TIMEOUT_S:g}") from None
-
-
 def _runner(v: str) -> str:
     try:
         return check_runner(v.strip())
@@ -127,43 +89,17 @@ def _runner(v: str) -> str:
         raise BadValue(str(e).split(": ", 1)[1]) from None
 
 
-def _fraction(v: str) -> float:
-    try:
-        x = float(v)
-    except ValueError:
-        raise BadValue("expected a fraction >= 0, e.g. 0.10 for 10 %") from None
-    if not 0 <= x < 100:
-        raise BadValue("expected a fraction >= 0, e.g. 0.10 for 10 %")
-    return x
-
-
-@dataclass(frozen=True)
-class Option(Generic[T]):
-    """One setting: where it can come from, how its text parses, and its default (the one place it
-    is written: `Settings`' field defaults are read from here)."""
-
-    name: str                      # Settings field
-    flag: str                      # command line
-    ini: str
-    env: str | None
-    parse: Callable[[str], T]
-    default: T
-    help: str
-    is_flag: bool = False          # store_true on the command line, bool in ini/env
-    metavar: str | None = None
-
-
 DEFAULT_REPORT_DIR = "reports"
 
 OPTIONS: tuple[Option[Any], ...] = (
-    Option("model", "--cosy-model", "cosy_model", "COSY_MODEL", _text, None,
-           f"CosyVoice model directory (with {_one_of(tuple(sorted(YAML_NAMES.values())))}). "
+    Option("model", "--cosy-model", "cosy_model", "COSY_MODEL", parse_text, None,
+           f"CosyVoice model directory (with {one_of(tuple(sorted(YAML_NAMES.values())))}). "
            "Default: the embedded tiny v2 model, built on first use.", metavar="PATH"),
     Option("device", "--cosy-device", "cosy_device", "COSY_DEVICE", _device, "auto",
-           f"{_one_of(DEVICE_FORMS)} (default: auto).", metavar="DEVICE"),
-    Option("fp16", "--cosy-fp16", "cosy_fp16", "COSY_FP16", _bool, False,
+           f"{one_of(DEVICE_FORMS)} (default: auto).", metavar="DEVICE"),
+    Option("fp16", "--cosy-fp16", "cosy_fp16", "COSY_FP16", parse_bool, False,
            "run the LLM and flow in fp16 (CUDA only).", is_flag=True),
-    Option("stall_timeout_s", "--cosy-stall-timeout", "cosy_stall_timeout", "COSY_STALL_TIMEOUT", _seconds,
+    Option("stall_timeout_s", "--cosy-stall-timeout", "cosy_stall_timeout", "COSY_STALL_TIMEOUT", parse_seconds,
            DEFAULT_STALL_TIMEOUT_S,
            f"fail a stream that produces nothing for this long (default: {DEFAULT_STALL_TIMEOUT_S:g}).",
            metavar="SECONDS"),
@@ -174,47 +110,47 @@ OPTIONS: tuple[Option[Any], ...] = (
     # A/B mode (any of the three base options): the session's own engine, model and interpreter are the
     # head; each RTF round runs head and base back to back (recording/base_side.py, tracking/paired.py).
     Option("base_engine", "--cosy-base-engine", "cosy_base_engine", "COSY_BASE_ENGINE", _engine_form, None,
-           f"A/B mode: the base side's engine ({_one_of((*BUILTIN, FACTORY_FORM))}); default: the head's "
+           f"A/B mode: the base side's engine ({one_of((*BUILTIN, FACTORY_FORM))}); default: the head's "
            "--cosy-engine.", metavar="ENGINE"),
-    Option("base_model", "--cosy-base-model", "cosy_base_model", "COSY_BASE_MODEL", _text, None,
+    Option("base_model", "--cosy-base-model", "cosy_base_model", "COSY_BASE_MODEL", parse_text, None,
            "A/B mode: the base side's model directory (a new checkpoint against the released one); "
            "default: the head's model.", metavar="DIR"),
-    Option("base_python", "--cosy-base-python", "cosy_base_python", "COSY_BASE_PYTHON", _text, None,
+    Option("base_python", "--cosy-base-python", "cosy_base_python", "COSY_BASE_PYTHON", parse_text, None,
            "A/B mode: run the base side in a worker process of this interpreter (another venv or checkout, "
            "with pytest-cosyvoice installed).", metavar="PATH"),
     Option("ab_max_pairs", "--cosy-ab-max-pairs", "cosy_ab_max_pairs", "COSY_AB_MAX_PAIRS", _max_pairs,
            DEFAULT_MAX_PAIRS, f"A/B mode: the most head/base pairs a test gets before it is called "
            f"inconclusive (default: {DEFAULT_MAX_PAIRS}).", metavar="N"),
-    Option("markdown", "--cosy-markdown", "cosy_markdown", "COSY_MARKDOWN", _path, None,
+    Option("markdown", "--cosy-markdown", "cosy_markdown", "COSY_MARKDOWN", parse_path, None,
            "append a Markdown summary of the session's verdicts to this file (default: $GITHUB_STEP_SUMMARY "
            "when set).", metavar="PATH"),
     # Baseline and report options: used by pytest_cosyvoice.finish at the end of the session.
-    Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", _bool, False,
+    Option("save_baseline", "--cosy-save-baseline", "cosy_save_baseline", "COSY_SAVE_BASELINE", parse_bool, False,
            "store this session's figures as the baseline of this run key (runner and configuration).", is_flag=True),
-    Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", _path,
+    Option("baseline_dir", "--cosy-baseline-dir", "cosy_baseline_dir", "COSY_BASELINE_DIR", parse_path,
            Path(DEFAULT_BASELINE_DIR), f"where baselines are kept (default: {DEFAULT_BASELINE_DIR}/).", metavar="DIR"),
     Option("runner", "--cosy-runner", "cosy_runner", "COSY_RUNNER", _runner, None,
            "name of this machine for its baselines (default: the GPU model on CUDA; on CPU the CPU "
            "model, core count and a hash of this host's machine id).", metavar="NAME"),
-    Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", _fraction,
+    Option("rtf_tolerance", "--cosy-rtf-tolerance", "cosy_rtf_tolerance", "COSY_RTF_TOLERANCE", parse_fraction,
            DEFAULT_TOLERANCE, f"relative RTF drift tolerated against the baseline (default: {DEFAULT_TOLERANCE:.2f}).",
            metavar="FRACTION"),
     Option("machine_tolerance", "--cosy-machine-tolerance", "cosy_machine_tolerance", "COSY_MACHINE_TOLERANCE",
-           _fraction, DEFAULT_MACHINE_TOLERANCE,
+           parse_fraction, DEFAULT_MACHINE_TOLERANCE,
            "how far the calibration workload may drift from the baseline's before verdicts become "
            f"inconclusive (default: {DEFAULT_MACHINE_TOLERANCE:.2f}).", metavar="FRACTION"),
-    Option("fail_on_drift", "--cosy-fail-on-drift", "cosy_fail_on_drift", "COSY_FAIL_ON_DRIFT", _bool, False,
+    Option("fail_on_drift", "--cosy-fail-on-drift", "cosy_fail_on_drift", "COSY_FAIL_ON_DRIFT", parse_bool, False,
            "fail the session when RTF drifted beyond the tolerance.", is_flag=True),
-    Option("report_dir", "--cosy-report", "cosy_report_dir", "COSY_REPORT_DIR", _path, Path(DEFAULT_REPORT_DIR),
+    Option("report_dir", "--cosy-report", "cosy_report_dir", "COSY_REPORT_DIR", parse_path, Path(DEFAULT_REPORT_DIR),
            f"where the session report is written (default: {DEFAULT_REPORT_DIR}/).", metavar="DIR"),
-    Option("no_report", "--cosy-no-report", "cosy_no_report", "COSY_NO_REPORT", _bool, False,
+    Option("no_report", "--cosy-no-report", "cosy_no_report", "COSY_NO_REPORT", parse_bool, False,
            "write no session report.", is_flag=True),
     # The quality gate's optional scores (@pytest.mark.quality): local models only, never a download.
-    Option("asr", "--cosy-asr", "cosy_asr", "COSY_ASR", _text, None,
+    Option("asr", "--cosy-asr", "cosy_asr", "COSY_ASR", parse_text, None,
            f"quality tests' WER/CER: a local ASR model directory (transformers Whisper/CTC, or a FunASR "
            f"Paraformer directory), or '{POCKETSPHINX}' (the en-us model its wheel bundles; weak, for testing).",
            metavar="PATH"),
-    Option("sim", "--cosy-sim", "cosy_sim", "COSY_SIM", _text, None,
+    Option("sim", "--cosy-sim", "cosy_sim", "COSY_SIM", parse_text, None,
            "quality tests' speaker similarity with a local transformers speaker-verification model directory "
            "(e.g. WavLMForXVector), beside the model directory's own campplus.onnx.", metavar="PATH"),
 )
@@ -268,51 +204,6 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini(ALLOWED_WARNINGS_INI, type="linelist", default=[],
                   help="regular expressions (searched in 'Category: message') of deprecation warnings the "
                        "clean check tolerates")
-
-
-def register_options(parser: pytest.Parser, options: tuple[Option[Any], ...], group_name: str,
-                     description: str) -> None:
-    """Each option as a command-line flag (in the help group `group_name`) and an ini key; its
-    environment variable is named in the flag's help. Also used by the gate suites (suites/limits.py)."""
-    group = parser.getgroup(group_name, description)
-    for opt in options:
-        env = f" [env {opt.env}]" if opt.env else ""
-        if opt.is_flag:
-            # default None, so "not given" falls through to env/ini.
-            group.addoption(opt.flag, action="store_true", default=None, dest=opt.name, help=opt.help + env)
-        else:
-            group.addoption(opt.flag, action="store", default=None, dest=opt.name, metavar=opt.metavar,
-                            help=opt.help + env)
-        ini_type: Literal["bool", "string"] = "bool" if opt.is_flag else "string"
-        parser.addini(opt.ini, help=opt.help, type=ini_type, default=None)
-
-
-def resolve_options(config: pytest.Config, options: tuple[Option[Any], ...],
-                    environ: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
-    """({name: value}, {name: where from}) for `options` registered with `register_options`:
-    command line > environment > ini > default. `pytest.UsageError` on a value that does not
-    parse, naming its source (`--flag='x'`, `ENV='x'`, `ini key='x'`) and what was expected."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    for opt in options:
-        cli = config.getoption(opt.name, None)
-        ini = config.getini(opt.ini)
-        if cli is not None:
-            raw, where = cli, opt.flag
-        elif opt.env and env.get(opt.env, "") != "":
-            raw, where = env[opt.env], opt.env
-        elif ini is not None and ini != "":
-            raw, where = ini, f"ini {opt.ini}"
-        else:
-            values[opt.name], sources[opt.name] = opt.default, "default"
-            continue
-        try:
-            values[opt.name] = raw if isinstance(raw, bool) else opt.parse(str(raw))
-        except BadValue as e:
-            raise pytest.UsageError(f"{where}={raw!r}: {e}") from None
-        sources[opt.name] = where
-    return values, sources
 
 
 def resolve(config: pytest.Config, environ: dict[str, str] | None = None) -> Settings:

@@ -1,4 +1,4 @@
-"""The gate suites' thresholds: options like every other of the plugin's (pytest_cosyvoice.settings),
+"""The gate suites' thresholds: options like every other of the plugin's (pytest_cosyvoice.options),
 each from a command-line flag, its COSY_GATE_* environment variable or an ini key (README, "Gate
 suites"): `--cosy-gate-max-rtf 0.5`, `COSY_GATE_MAX_RTF=0.5`, ini `cosy_gate_max_rtf = 0.5`.
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_cosyvoice.settings import BadValue, Option, register_options, resolve_options
+from pytest_cosyvoice.options import BadValue, Option, register_options, resolve_options
 
 PREFIX = "COSY_GATE_"
 

@@ -27,7 +27,8 @@ ROOMS: dict[str, tuple[str, ...]] = {
     "engine": (),
     "faults": (),
     "judging": ("stats",),                          # one test: specs, checks, playback, verdict, junit
-    "recording": ("judging", "engine", "stats"),    # the engine's calls, threads and tokens
+    "recording": ("judging", "engine", "stats", "tracking"),   # the engine's calls, threads and tokens (and
+                                                    # the base worker's stack, as tracking.stack reads it)
     "tracking": ("judging", "stats"),               # across sessions: key, stack, health, baselines, drift
     "report": ("tracking", "judging", "stats"),     # the session report
 }
@@ -307,9 +308,10 @@ def test_every_room_exists_and_holds_its_modules() -> None:
     layer = sorted(m for m in files if m.startswith("pytest_cosyvoice.") and room_of(m) is None)
     # quality_gate.py is the session's quality gate (like rounds.py: it reads the settings and ends a
     # session whose golden files are unusable with pytest.UsageError); its judging is judging/'s.
+    # options.py declares and resolves an option (settings.py holds the plugin's table of them).
     assert layer == ["pytest_cosyvoice.finish", "pytest_cosyvoice.host", "pytest_cosyvoice.markers",
-                     "pytest_cosyvoice.plugin", "pytest_cosyvoice.quality_gate", "pytest_cosyvoice.rounds",
-                     "pytest_cosyvoice.session", "pytest_cosyvoice.settings"], layer
+                     "pytest_cosyvoice.options", "pytest_cosyvoice.plugin", "pytest_cosyvoice.quality_gate",
+                     "pytest_cosyvoice.rounds", "pytest_cosyvoice.session", "pytest_cosyvoice.settings"], layer
 
 
 @pytest.mark.parametrize("module", room_modules())

@@ -3,7 +3,7 @@ markers) and the storage/report modules. No pytest import here."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 @dataclass
@@ -27,6 +27,31 @@ NOT_REPRODUCIBLE = "not reproducible: a seeded stream shares the global RNG acro
 SEEDED_APART = "not comparable: one side took seed=, the other drew from the global RNG"
 
 
+@dataclass(frozen=True)
+class PairOutputs:
+    """Whether a pair's two sides produced the same outputs: `status`, and `detail` (what differs, with
+    why when that is expected, or why they were not compared). `finding`: a difference where they should
+    not differ (not a stream seeded through the global RNG, `NOT_REPRODUCIBLE`, nor sides seeded apart,
+    `SEEDED_APART`)."""
+
+    status: Literal["identical", "differs", "not compared"] = "not compared"
+    detail: str = ""
+    finding: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.detail}" if self.detail else self.status
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | str) -> PairOutputs:
+        if isinstance(data, dict):
+            return cls(**data)
+        # Stored before the typed fields: one text, "identical", "differs: <what>" or "not compared: <why>".
+        status, _, detail = data.partition(": ")
+        if status == "differs":
+            return cls("differs", detail, NOT_REPRODUCIBLE not in detail and SEEDED_APART not in detail)
+        return cls("identical") if status == "identical" else cls("not compared", detail)
+
+
 @dataclass
 class PairSample:
     """One A/B round of a test: head and base on the same inputs and seed, back to back (issue #17)."""
@@ -37,22 +62,15 @@ class PairSample:
     base_rtf: float
     head_first_chunk_ms: float | None = None
     base_first_chunk_ms: float | None = None
-    outputs: str = ""                       # "identical", "differs: <what>" or "not compared: <why>"
-
-    @property
-    def outputs_differ(self) -> bool:
-        """The two sides produced different outputs where they should not (a difference a stream
-        seeded through the global RNG shows anyway, marked `NOT_REPRODUCIBLE`, or one between sides
-        seeded apart, `SEEDED_APART`, does not count): a finding."""
-        return (self.outputs.startswith("differs") and NOT_REPRODUCIBLE not in self.outputs
-                and SEEDED_APART not in self.outputs)
+    outputs: PairOutputs = PairOutputs()
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PairSample:
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**fields | {"outputs": PairOutputs.from_json(data.get("outputs", ""))})
 
 
 @dataclass

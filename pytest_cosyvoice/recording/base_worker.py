@@ -28,7 +28,9 @@ import sys
 import threading
 from typing import Any, BinaryIO
 
-from .worker_frames import from_wire, read_frame, recording_to_wire, versions, write_frame
+from ..tracking.stack import interpreter_versions
+from .recorder import join_timeout_s
+from .worker_frames import from_wire, read_frame, recording_to_wire, write_frame
 
 # Seconds between two beats (the session's bound on silence is many times this).
 BEAT_S = 1.0
@@ -99,11 +101,10 @@ def serve(frames_in: BinaryIO, link: _Link) -> int:
     except Exception as e:  # noqa: BLE001 - EngineError/EngineUnavailable carry the reason; others are named
         link.send({"op": "failed", "stage": "engine", "error": f"{type(e).__name__}: {e}"})
         return 1
-    stack = versions()
+    stack = interpreter_versions()
     base = InProcessBase(engine, runtime, f"engine {hello['engine']}, model {hello['model']}", stack)
-    join = float(getattr(getattr(runtime, "settings", None), "join_timeout_s", 0.0))
     takes = {kind: dataclasses.asdict(t) for kind in KINDS if (t := base.takes(kind)) is not None}
-    link.send({"op": "ready", "versions": stack, "join_timeout_s": join, "takes": takes})
+    link.send({"op": "ready", "versions": stack, "join_timeout_s": join_timeout_s(runtime), "takes": takes})
     stop = threading.Event()
     threading.Thread(target=_beat, args=(link, stop), name="cosy-base-beat", daemon=True).start()
     try:

@@ -19,7 +19,7 @@ from typing import IO, Any, NoReturn
 from ..judging.checks import Recording
 from .attribution import Takes
 from .base_side import BaseSideError
-from .recorder import WATCHDOG_MARGIN_S, WatchdogExpired
+from .recorder import WatchdogExpired, watchdog_bound
 from .worker_frames import FrameError, encode_frame, read_frame, recording_from_wire, to_wire
 
 WORKER_MODULE = "pytest_cosyvoice.recording.base_worker"
@@ -54,8 +54,8 @@ for name in ("pytest_cosyvoice", "cosyvoice_runtime", "pytest_cosyvoice.recordin
         say(missing=name, error=f"{type(e).__name__}: {e}")
         sys.exit(0)
 try:
-    from pytest_cosyvoice.recording.worker_frames import versions
-except ImportError:   # a pytest-cosyvoice from before the module's rename (recording/wire.py)
+    from pytest_cosyvoice.tracking.stack import interpreter_versions as versions
+except ImportError:   # a pytest-cosyvoice from before the one stack reader (recording/wire.py had one)
     from pytest_cosyvoice.recording.wire import versions
 say(versions=versions())
 """
@@ -124,7 +124,7 @@ class WorkerBase:
     base_worker.py for the frames).
 
     Every wait is bounded: the start by `load_timeout_s`, a call by its watchdog (stall timeout, the
-    worker runtime's join timeout and the margin, as `CosyTTS.watchdog_s`) plus `TRANSFER_SLACK_S`,
+    worker runtime's join timeout and the margin: `recorder.watchdog_bound`) plus `TRANSFER_SLACK_S`,
     counted from the worker's last frame (it beats while alive). A worker that dies or falls silent
     is a `BaseSideError` naming its exit status and its last stderr lines; every later call raises
     the same error at once. Use `start`, not the constructor."""
@@ -190,7 +190,7 @@ class WorkerBase:
         message = {"op": "call", "kind": kind, "text": text, "kwargs": to_wire(kwargs), "label": label,
                    "round": round, "measured": measured, "seed": seed, "stall_timeout_s": stall_timeout_s,
                    "seed_per_request": seed_per_request}
-        bound = stall_timeout_s + self.join_timeout_s + WATCHDOG_MARGIN_S + self.slack_s
+        bound = watchdog_bound(stall_timeout_s, self.join_timeout_s) + self.slack_s
         # One call at a time: the pipe carries one conversation. (The pairing code never runs a base call
         # beside the head's own, so on CUDA the two sides share the test's device without overlapping.)
         with self._lock:

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..judging.checks import Recording, rtf_rounds
-from ..judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairSample
+from ..judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairOutputs, PairSample
 from .attribution import Takes
 from .base_side import BaseSide, BaseSideError, seed_torch
 
@@ -187,22 +187,23 @@ def _first_chunk_ms(recs: Sequence[Recording]) -> float | None:
     return max(firsts) if firsts else None
 
 
-def _outputs(calls: Sequence[PairedCall]) -> str:
-    texts = [(pc.label, compare_outputs(pc.head, pc.base)) for pc in calls if pc.head is not None
-             and pc.base is not None]
-    differ = [(label, t) for label, t in texts if t != "identical"]
+def _outputs(calls: Sequence[PairedCall]) -> PairOutputs:
+    compared = [(pc.label, compare_outputs(pc.head, pc.base)) for pc in calls if pc.head is not None
+                and pc.base is not None]
+    differ = [(label, o) for label, o in compared if o.status != "identical"]
     if not differ:
-        return "identical"
-    if len(texts) == 1:
+        return PairOutputs("identical")
+    if len(compared) == 1:
         return differ[0][1]
-    return "differs: " + "; ".join(f"{label}: {t.removeprefix('differs: ')}" for label, t in differ)
+    return PairOutputs("differs", "; ".join(f"{label}: {o.detail}" for label, o in differ),
+                       any(o.finding for _, o in differ))
 
 
-def compare_outputs(head: Recording, base: Recording) -> str:
-    """"identical", or "differs: <what>" (the token ids, then the audio). A difference between sides
-    that both took their seed per request is a finding, streamed or not; otherwise a stream's is
-    expected (`NOT_REPRODUCIBLE`), and so is any between a side seeded per request and one seeded
-    globally (`SEEDED_APART`); a synthesize's between two globally seeded sides is a finding."""
+def compare_outputs(head: Recording, base: Recording) -> PairOutputs:
+    """Identical, or what differs (the token ids, then the audio). A difference between sides that both
+    took their seed per request is a finding, streamed or not; otherwise a stream's is expected
+    (`NOT_REPRODUCIBLE`), and so is any between a side seeded per request and one seeded globally
+    (`SEEDED_APART`); a synthesize's between two globally seeded sides is a finding."""
     parts: list[str] = []
     h, b = head.speech_tokens, base.speech_tokens
     if h is not None and b is not None and h != b:
@@ -219,10 +220,10 @@ def compare_outputs(head: Recording, base: Recording) -> str:
     elif not np.array_equal(ha, ba):
         parts.append("audio samples differ")
     if not parts:
-        return "identical"
-    text = "differs: " + ", ".join(parts)
+        return PairOutputs("identical")
+    what = ", ".join(parts)
     if (head.seed is None) != (base.seed is None):
-        return f"{text} ({SEEDED_APART})"
+        return PairOutputs("differs", f"{what} ({SEEDED_APART})")
     if head.kind == "stream" and head.seed is None:
-        return f"{text} ({NOT_REPRODUCIBLE})"
-    return text
+        return PairOutputs("differs", f"{what} ({NOT_REPRODUCIBLE})")
+    return PairOutputs("differs", what, finding=True)

@@ -39,6 +39,19 @@ AfterCall = Callable[[Recording], None]
 # its join_timeout_s; the watchdog waits that long plus a margin, so the runtime's clean error wins
 # wherever there is one.
 WATCHDOG_MARGIN_S = 1.0
+
+
+def join_timeout_s(runtime: object) -> float:
+    """The runtime's producer join at the end of a request (0 for an engine without the runtime's settings)."""
+    return float(getattr(getattr(runtime, "settings", None), "join_timeout_s", 0.0))
+
+
+def watchdog_bound(stall_timeout_s: float, join_timeout_s: float) -> float:
+    """Seconds without a chunk or a token after which a call fails: the one definition, for the head's
+    calls and the base worker's alike (the other interpreter adds its transfer slack on top)."""
+    return stall_timeout_s + join_timeout_s + WATCHDOG_MARGIN_S
+
+
 # Threads the call started get this long to end after it before they count as leaked (the runtime
 # joins its producer before the stream ends, so this is only scheduling slack).
 TIDY_GRACE_S = 1.0
@@ -124,8 +137,7 @@ class Recorder:
     @property
     def watchdog_s(self) -> float:
         """Seconds without a chunk or a token after which a call fails."""
-        join = getattr(getattr(self.runtime, "settings", None), "join_timeout_s", 0.0)
-        return self.stall_timeout_s + float(join) + WATCHDOG_MARGIN_S
+        return watchdog_bound(self.stall_timeout_s, join_timeout_s(self.runtime))
 
     def busy(self) -> bool:
         """Whether a call is in flight."""

@@ -10,10 +10,7 @@ No pytest import here: the worker imports this module without pytest's plugin ma
 """
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import pickle
-import platform
 import struct
 from dataclasses import fields
 from typing import IO, Any
@@ -113,21 +110,3 @@ def recording_from_wire(data: dict[str, Any]) -> Recording:
     worker's lacks keep their defaults: the two sides may run different pytest-cosyvoice versions."""
     known = {f.name for f in fields(Recording)}
     return Recording(**{k: from_wire(v) for k, v in data.items() if k in known})
-
-
-def versions() -> dict[str, str]:
-    """This interpreter's stack, named as `tracking.stack` names a session's: python, torch,
-    torchaudio, numpy, pytest-cosyvoice ("none" for what is not installed)."""
-    out = {"python": platform.python_version()}
-    for name in ("torch", "torchaudio", "numpy"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            out[name] = "none"
-        else:
-            out[name] = str(getattr(module, "__version__", "unknown"))
-    try:
-        out["pytest-cosyvoice"] = importlib.metadata.version("pytest-cosyvoice")
-    except importlib.metadata.PackageNotFoundError:  # a checkout on the path, not installed
-        out["pytest-cosyvoice"] = "none"
-    return out

@@ -20,7 +20,7 @@ from ..judging.measurements import StreamTrace, TestFigures
 from ..tracking.ab import AbVerdicts
 from ..tracking.baseline import Baseline
 from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
-from ..tracking.health import REFERENCE_ERROR, Health
+from ..tracking.health import Health
 from ..tracking.paired import PairedVerdict
 from ..tracking.runkey import RunKey
 
@@ -186,8 +186,8 @@ def machine_facts(health: Health | None, machine: Machine | None) -> list[tuple[
     if health is None:
         facts = [("calibration", "not measured (no model was loaded)")]
     else:
-        cal_errors = [e for e in health.errors if not e.startswith(REFERENCE_ERROR)]
-        ref_errors = [e for e in health.errors if e.startswith(REFERENCE_ERROR)]
+        cal_errors = [e.message for e in health.errors if e.check == "calibration"]
+        ref_errors = [e.message for e in health.errors if e.check == "model reference"]
         if health.calibration_s is None:
             facts = [("calibration", "not calibrated" + (f" ({cal_errors[0]})" if cal_errors else ""))]
         else:

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..judging.figures import figure_text
+from ..judging.measurements import PairOutputs
 from ..judging.quality_results import TestQuality
 from ..tracking.drift import DriftVerdict
 from ..tracking.history import quality_counts
@@ -82,17 +83,17 @@ def _table(data: ReportInput) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _outputs(pairs_outputs: list[str]) -> str:
+def _outputs(pairs_outputs: list[PairOutputs]) -> str:
     """'identical in 10 of 10 pairs', or the first difference and how many pairs differ."""
     if not pairs_outputs:
         return "-"
-    same = sum(1 for o in pairs_outputs if o == "identical")
-    differs = [o for o in pairs_outputs if o.startswith("differs")]
+    same = sum(1 for o in pairs_outputs if o.status == "identical")
+    differs = [o for o in pairs_outputs if o.status == "differs"]
     if differs:
         return f"{differs[0]} ({len(differs)} of {len(pairs_outputs)} pairs differ)"
     if same == len(pairs_outputs):
         return f"identical in {same} of {len(pairs_outputs)} pairs"
-    other = next(o for o in pairs_outputs if o != "identical")
+    other = next(o for o in pairs_outputs if o.status != "identical")
     return f"{other} ({len(pairs_outputs) - same} of {len(pairs_outputs)} pairs)"
 
 

@@ -56,10 +56,10 @@ def ab_lines(found: Findings) -> list[str]:
 
 def _outputs_differ(figures: Sequence[TestFigures]) -> list[str]:
     """Per test, the pairs whose outputs differ where the same inputs and seed should give the same
-    output (`PairSample.outputs_differ`: not a seeded stream), the first difference and its rounds."""
+    output (`PairOutputs.finding`: not a seeded stream), the first difference and its rounds."""
     out = []
     for f in figures:
-        differs = [p for p in f.pairs if p.outputs_differ]
+        differs = [p for p in f.pairs if p.outputs.finding]
         if differs:
             rounds = ", ".join(str(p.round) for p in differs)
             out.append(f"{f.nodeid}: {differs[0].outputs} (round(s) {rounds} of {len(f.pairs)} pairs)")

@@ -128,7 +128,7 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
 # -- ab.csv, ab_verdicts.csv ---------------------------------------------------------------------
 
 AB_COLUMNS = ("nodeid", "round", "order", "head_rtf", "base_rtf", "head_first_chunk_ms", "base_first_chunk_ms",
-              "outputs")
+              "outputs", "outputs_detail", "outputs_finding")
 AB_VERDICT_COLUMNS = ("nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "pairs", "verdict", "note")
 POOLED_ROW = "(pooled)"
 
@@ -146,7 +146,7 @@ def write_ab_csv(path: Path, figures: Sequence[TestFigures]) -> Path:
         for f in figures:
             for p in f.pairs:
                 w.writerow([f.nodeid, p.round, p.order, p.head_rtf, p.base_rtf, _cell(p.head_first_chunk_ms),
-                            _cell(p.base_first_chunk_ms), p.outputs])
+                            _cell(p.base_first_chunk_ms), p.outputs.status, p.outputs.detail, p.outputs.finding])
     return path
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..stats import median
 
@@ -42,8 +42,6 @@ REPEATS = 3                       # per measurement; the minimum is kept (noise 
 OTHERS_CPU_LIMIT = 0.15           # share of all cores' time used by other processes
 STEAL_LIMIT = 0.05                # share of CPU time the hypervisor gave to other guests
 GPU_CLOCK_LIMIT = 0.75            # SM clock below 75 % of its maximum: throttled (as nvbench)
-# How a failed model reference's note in `Health.errors` begins (the report tells it from a calibration's).
-REFERENCE_ERROR = "model reference"
 NVML_HINT = "install nvidia-ml-py (`pip install nvidia-ml-py`) to check GPU clocks and other GPU processes"
 
 
@@ -193,6 +191,31 @@ def gpu_state(device: str) -> dict[str, Any]:
 
 # -- the session's health -------------------------------------------------------------------------
 
+Check = Literal["calibration", "model reference"]
+
+
+@dataclass(frozen=True)
+class HealthError:
+    """A machine check that could not run: which one, and the message that says why."""
+
+    check: Check
+    message: str
+
+    @classmethod
+    def failed(cls, check: Check, device: str, e: Exception) -> HealthError:
+        return cls(check, f"{check} on {device} failed: {type(e).__name__}: {e}")
+
+    @classmethod
+    def from_json(cls, data: Any) -> HealthError:
+        if isinstance(data, dict):
+            if data.get("check") not in get_args(Check):
+                raise ValueError(f"health.errors: check {data.get('check')!r} is not one of {get_args(Check)}")
+            return cls(data["check"], str(data.get("message", "")))
+        # Stored as plain text before the check was a field: a reference's began with its name.
+        text = str(data)
+        return cls("model reference" if text.startswith("model reference") else "calibration", text)
+
+
 @dataclass
 class Health:
     """Calibration samples and contention of one session (or of the session that saved a baseline)."""
@@ -201,7 +224,7 @@ class Health:
     others_cpu: float | None = None
     steal: float | None = None
     gpu: dict[str, Any] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)    # calibrations that could not run, and why
+    errors: list[HealthError] = field(default_factory=list)   # checks that could not run, and why
     # The model reference's runs, in seconds (all components), and per component ("llm", "flow",
     # "hift") the same runs' shares; empty where no reference ran (an old baseline, no model).
     reference: list[float] = field(default_factory=list)
@@ -243,7 +266,8 @@ class Health:
         return {"calibration": [asdict(s) for s in self.calibration], "calibration_s": self.calibration_s,
                 "reference": list(self.reference), "reference_s": self.reference_s,
                 "reference_parts": {k: list(v) for k, v in self.reference_parts.items()},
-                "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu, "errors": self.errors}
+                "others_cpu": self.others_cpu, "steal": self.steal, "gpu": self.gpu,
+                "errors": [asdict(e) for e in self.errors]}
 
     @classmethod
     def from_json(cls, data: Any) -> Health:
@@ -266,8 +290,9 @@ class Health:
         if not isinstance(ref, list) or not isinstance(parts, dict) or not all(
                 isinstance(v, list) for v in parts.values()):
             raise ValueError("health.reference must be a list and health.reference_parts an object of lists")
-        return cls(samples, opt("others_cpu"), opt("steal"), gpu, [str(e) for e in data.get("errors", [])],
-                   [float(v) for v in ref], {str(k): [float(x) for x in v] for k, v in parts.items()})
+        errors = [HealthError.from_json(e) for e in data.get("errors", [])]
+        return cls(samples, opt("others_cpu"), opt("steal"), gpu, errors, [float(v) for v in ref],
+                   {str(k): [float(x) for x in v] for k, v in parts.items()})
 
 
 # What the host hands the monitor as the model reference: one run of fixed work, returning the
@@ -297,7 +322,7 @@ class HealthMonitor:
         try:
             s = measure(self.device)
         except Exception as e:  # noqa: BLE001 - any failure of the workload is reported the same way
-            self.health.errors.append(f"calibration on {self.device} failed: {type(e).__name__}: {e}")
+            self.health.errors.append(HealthError.failed("calibration", self.device, e))
             return None
         self.health.calibration.append(s)
         return s
@@ -310,7 +335,7 @@ class HealthMonitor:
         try:
             parts = {str(k): float(v) for k, v in self.reference().items()}
         except Exception as e:  # noqa: BLE001 - as for the calibration: noted, never raised
-            self.health.errors.append(f"{REFERENCE_ERROR} on {self.device} failed: {type(e).__name__}: {e}")
+            self.health.errors.append(HealthError.failed("model reference", self.device, e))
             self.reference = None
             return None
         total = sum(parts.values())

@@ -10,6 +10,7 @@ No pytest import here; torch and numpy are imported inside `detect_stack`.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import importlib.util
 import platform
@@ -27,12 +28,18 @@ COMMIT_CHARS = 7
 
 
 def interpreter_versions() -> dict[str, str]:
-    """This interpreter's python, torch and numpy: what any side of a session (the head, an in-process
-    base side) records of itself."""
-    import numpy
-    import torch
-
-    return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(numpy.__version__)}
+    """This interpreter's python, torch, torchaudio, numpy and pytest-cosyvoice ("none" for what is not
+    installed): what any side of a session (the head, a base side in this interpreter or a base worker in
+    another) records of itself."""
+    out = {"python": platform.python_version()}
+    for name in ("torch", "torchaudio", "numpy"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            out[name] = "none"
+        else:
+            out[name] = str(getattr(module, "__version__", "unknown"))
+    return out | {"pytest-cosyvoice": _dist_version("pytest-cosyvoice")}
 
 
 def detect_stack(device: str, repo_dir: str | Path | None = None) -> dict[str, str]:
@@ -49,7 +56,7 @@ def detect_stack(device: str, repo_dir: str | Path | None = None) -> dict[str, s
         "numpy": own["numpy"],
         "transformers": _dist_version("transformers"),
         "onnxruntime": _dist_version("onnxruntime"),
-        "pytest-cosyvoice": _dist_version("pytest-cosyvoice"),
+        "pytest-cosyvoice": own["pytest-cosyvoice"],
         "commit": current_commit(repo_dir) or "none",
         "upstream": upstream_components(),
     }

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.finish import end_options, exit_status, gather, junit_properties, markdown_path
-from pytest_cosyvoice.judging.measurements import PairSample, TestFigures
+from pytest_cosyvoice.judging.measurements import PairOutputs, PairSample, TestFigures
 from pytest_cosyvoice.report.findings import Findings
 from pytest_cosyvoice.report.markdown import TITLE, append_markdown, markdown_summary
 from pytest_cosyvoice.report.terminal import UNDECIDED_SHOWN, summary_lines
@@ -26,20 +26,21 @@ KEY = RunKey("cpu-runner", "cpu", "fp32", "fixed", "tiny", "0123456789")
 BASE = "engine 'fixed' over model tiny-copy"
 
 
-def pairs(factor: float, noise: float, n: int, seed: int, outputs: str = "identical") -> list[PairSample]:
+def pairs(factor: float, noise: float, n: int, seed: int) -> list[PairSample]:
     """n pairs whose head is `factor` times the base, each side with its own log-normal noise."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n):
         base = 0.2 * float(np.exp(rng.normal(0.0, noise)))
         head = 0.2 * factor * float(np.exp(rng.normal(0.0, noise)))
-        out.append(PairSample(i, "AB" if i % 2 else "BA", head, base, 1000 * head, 1000 * base, outputs))
+        out.append(PairSample(i, "AB" if i % 2 else "BA", head, base, 1000 * head, 1000 * base,
+                              PairOutputs("identical")))
     return out
 
 
 def ab_figures() -> list[TestFigures]:
     slow = pairs(1.25, 0.01, 10, 1)
-    slow[3].outputs = "differs: tokens diverge at 37 of 120"
+    slow[3].outputs = PairOutputs("differs", "tokens diverge at 37 of 120", finding=True)
     return [TestFigures("t.py::slow", rtf=[p.head_rtf for p in slow], pairs=slow),
             TestFigures("t.py::same", rtf=[0.2] * 10, pairs=pairs(1.0, 0.005, 10, 2)),
             # +/- 8 % noise a side around +5 %: neither inside the tolerance nor beyond it in 20 pairs.
@@ -110,9 +111,10 @@ def test_the_report_has_the_raw_pairs_and_the_verdicts(found: Findings) -> None:
     with open(found.report.ab_csv, encoding="utf-8", newline="") as fh:
         raw = list(csv.DictReader(fh))
     assert list(raw[0]) == ["nodeid", "round", "order", "head_rtf", "base_rtf", "head_first_chunk_ms",
-                            "base_first_chunk_ms", "outputs"]
+                            "base_first_chunk_ms", "outputs", "outputs_detail", "outputs_finding"]
     assert len(raw) == 40 and {r["nodeid"] for r in raw} == {"t.py::slow", "t.py::same", "t.py::noisy"}
-    assert raw[3]["outputs"] == "differs: tokens diverge at 37 of 120"
+    assert (raw[3]["outputs"], raw[3]["outputs_detail"], raw[3]["outputs_finding"]) == (
+        "differs", "tokens diverge at 37 of 120", "True")
     slow = ab_figures()[0].pairs[0]
     assert float(raw[0]["head_rtf"]) == slow.head_rtf and float(raw[0]["base_rtf"]) == slow.base_rtf
 
@@ -259,8 +261,7 @@ from pytest_cosyvoice.plugin import get_session
 def test_records_pairs(request):
     """Stands in for the pairing: what an A/B session of one RTF test leaves on the session."""
     session = get_session(request.config)
-    pairs = [PairSample(i, "AB", 0.26 + 0.001 * i, 0.20 + 0.0005 * i, None, None, "identical")
-             for i in range(10)]
+    pairs = [PairSample(i, "AB", 0.26 + 0.001 * i, 0.20 + 0.0005 * i) for i in range(10)]
     session.figures["inner.py::paired"] = TestFigures("inner.py::paired", rtf=[p.head_rtf for p in pairs],
                                                       pairs=pairs)
     session.ab_base = "the base side"

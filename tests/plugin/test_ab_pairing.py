@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.judging.checks import Recording
-from pytest_cosyvoice.judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairSample
+from pytest_cosyvoice.judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART, PairOutputs, PairSample
 from pytest_cosyvoice.recording.pairing import compare_outputs, draw_order
 from pytest_cosyvoice.tracking import paired
 
@@ -53,8 +53,7 @@ def test_a_b_session_pairs_every_round_until_a_look(pytester: pytest.Pytester, w
     assert all(p.head_first_chunk_ms is None and p.base_first_chunk_ms is None for p in synthesized)
     # Both sides take seed= (the Runtime, and ab_base as it does): each gets the call's seed per request,
     # so the stream repeats bit for bit too, not only the non-streamed path.
-    assert {p.outputs for p in synthesized} == {"identical"}
-    assert {p.outputs for p in streamed} == {"identical"}
+    assert {p.outputs for p in synthesized} == {p.outputs for p in streamed} == {PairOutputs("identical")}
 
     # The base ran what the head ran: the same text and keywords, its own warm-up first in each round.
     calls = out["base_calls"]
@@ -117,9 +116,25 @@ def _rec(kind: str, tokens: list[int] | None, audio: list[float], rate: int = 10
      f"differs: tokens diverge at 1 of 2 ({SEEDED_APART})", False),
 ])
 def test_the_output_comparison_says_what_differs(head: Recording, base: Recording, text: str, finding: bool) -> None:
-    assert compare_outputs(head, base) == text
-    sample = PairSample(round=1, order="AB", head_rtf=1.0, base_rtf=1.0, outputs=text)
-    assert sample.outputs_differ is finding
+    outputs = compare_outputs(head, base)
+    # Typed: the status and whether it is a finding are fields, the words only say it.
+    status, _, detail = text.partition(": ")
+    assert (outputs.status, outputs.detail, outputs.finding) == (status, detail, finding)
+    assert str(outputs) == text
+    sample = PairSample(round=1, order="AB", head_rtf=1.0, base_rtf=1.0, outputs=outputs)
+    assert PairSample.from_json(sample.to_json()) == sample
+
+
+@pytest.mark.parametrize("old, status, finding", [
+    ("identical", "identical", False), ("", "not compared", False),
+    ("differs: tokens diverge at 1 of 4", "differs", True),
+    (f"differs: tokens diverge at 1 of 2 ({NOT_REPRODUCIBLE})", "differs", False),
+    (f"differs: s0: tokens diverge at 1 of 2 ({SEEDED_APART})", "differs", False),
+])
+def test_a_pair_stored_with_its_outputs_as_one_text_still_loads(old: str, status: str, finding: bool) -> None:
+    sample = PairSample.from_json({"round": 1, "order": "AB", "head_rtf": 1.0, "base_rtf": 1.0, "outputs": old})
+    assert (sample.outputs.status, sample.outputs.finding) == (status, finding)
+    assert str(sample.outputs) == (old or "not compared")
 
 
 def test_the_order_is_drawn_per_test_and_round_and_repeats_with_the_seed() -> None:
@@ -199,7 +214,7 @@ def test_a_pass_through_wrapper_is_paired_with_the_runtime_it_wraps_alike(
     fig = json.loads((pytester.path / "figures.json").read_text())["test_wrapped.py::test_streamed"]
     pairs = [PairSample.from_json(p) for p in fig["pairs"]]
     assert len(pairs) == MAX_PAIRS and not fig["round_notes"], fig
-    assert {p.outputs for p in pairs} == {"identical"}
+    assert {p.outputs for p in pairs} == {PairOutputs("identical")}
     seeds = (pytester.path / "seeds.txt").read_text().split()
     assert len(seeds) == MAX_PAIRS and all(s.isdigit() for s in seeds), seeds
     # The model reference ran beside every calibration (it failed under the foreign adapter: bug 3).

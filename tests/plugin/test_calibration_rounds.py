@@ -94,7 +94,8 @@ def test_a_calibration_that_cannot_run_is_noted_not_raised() -> None:
     assert mon.calibrate() is None
     health = mon.finish()
     assert health.calibration_s is None
-    assert health.errors and health.errors[0].startswith("calibration on cuda:7 failed: ")
+    assert [e.check for e in health.errors] == ["calibration"]
+    assert health.errors[0].message.startswith("calibration on cuda:7 failed: ")
 
 
 # -- the model reference ---------------------------------------------------------------------------
@@ -137,10 +138,12 @@ def test_a_reference_that_fails_is_noted_once_and_the_calibration_goes_on() -> N
     assert mon.calibrate() is not None and mon.calibrate() is not None
     health = mon.finish()
     assert runs == [1] and health.reference == [] and health.reference_s is None and len(health.calibration) == 2
-    assert health.errors == ["model reference on cpu failed: RuntimeError: flow shapes do not match"]
+    failed = "model reference on cpu failed: RuntimeError: flow shapes do not match"
+    assert health.errors == [health_module.HealthError("model reference", failed)]
+    assert Health.from_json(health.to_json()) == health
     facts = dict(machine_facts(health, None))
     assert "calibration error" not in facts and "model reference" not in facts
-    assert facts["model reference error"] == health.errors[0]
+    assert facts["model reference error"] == health.errors[0].message
 
 
 def test_health_saved_before_the_reference_loads_without_one() -> None:
@@ -148,6 +151,9 @@ def test_health_saved_before_the_reference_loads_without_one() -> None:
            "steal": 0.0, "gpu": {}, "errors": []}
     health = Health.from_json(old)
     assert health.reference == [] and health.reference_parts == {} and health.reference_s is None
+    # Errors stored as plain text before they were typed: which check each is comes from its words.
+    old["errors"] = ["calibration on cuda failed: OSError: x", "model reference on cuda failed: KeyError: 'flow'"]
+    assert [e.check for e in Health.from_json(old).errors] == ["calibration", "model reference"]
     assert health.calibration_s == pytest.approx(0.03)
     with pytest.raises(ValueError, match="health.reference must be a list"):
         Health.from_json({**old, "reference": 0.2})

@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 VERDICT_COLUMNS = ["nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "pairs", "verdict", "note"]
 PAIR_COLUMNS = ["nodeid", "round", "order", "head_rtf", "base_rtf", "head_first_chunk_ms", "base_first_chunk_ms",
-                "outputs"]
+                "outputs", "outputs_detail", "outputs_finding"]
 A, B = "suites/test_streaming.py::test_stream[zero_shot-short-en]", "suites/test_streaming.py::test_stream[sft-zh]"
 
 
@@ -63,7 +63,8 @@ def pair_rows(nodeid: str, head_over_base: float, n: int) -> list[dict[str, Any]
         wobble = 1.0 + 0.02 * math.sin(1.7 * i + len(nodeid))
         rows.append({"nodeid": nodeid, "round": i, "order": "AB" if i % 2 else "BA", "head_rtf": base * head_over_base
                      * wobble, "base_rtf": base, "head_first_chunk_ms": 200.0 * head_over_base * wobble,
-                     "base_first_chunk_ms": 200.0, "outputs": "not compared: a stream"})
+                     "base_first_chunk_ms": 200.0, "outputs": "identical", "outputs_detail": "",
+                     "outputs_finding": False})
     return rows
 
 
@@ -81,7 +82,9 @@ def session(work: Path, name: str, tests: dict[str, tuple[float, int, str]], poo
     write_csv(report / "ab_verdicts.csv", VERDICT_COLUMNS, rows)
     raw = [r for nodeid, (ratio, pairs, _) in tests.items() for r in pair_rows(nodeid, ratio, pairs)]
     for r in raw[:differ]:
-        r["outputs"] = "differs: tokens diverge at 37 of 120"
+        r.update(outputs="differs", outputs_detail="tokens diverge at 37 of 120", outputs_finding=True)
+    if differ:   # the first as ab.csv had it before its outputs_detail column: all its words in "outputs"
+        raw[0].update(outputs="differs: tokens diverge at 37 of 120", outputs_detail="")
     write_csv(report / "ab.csv", PAIR_COLUMNS, raw)
     return report
 

@@ -25,7 +25,7 @@ from pytest_cosyvoice.report.model import (
 from pytest_cosyvoice.report.writer import summary_table, write_report
 from pytest_cosyvoice.tracking.baseline import BaselineStore
 from pytest_cosyvoice.tracking.drift import Machine, compare
-from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.health import CalibrationSample, Health, HealthError
 from pytest_cosyvoice.tracking.history import append_history, history_entry, history_problems, read_history
 from pytest_cosyvoice.tracking.runkey import RunKey
 
@@ -212,7 +212,7 @@ def test_the_machine_text_names_a_busy_or_unmeasured_machine() -> None:
             "of the CPU; beyond the machine tolerance of 10%)") in machine_line(busy, slower)
     assert machine_line(busy, None).endswith("; busy: other processes used 48% of the CPU")
     assert machine_line(None, None) == "machine: calibration: not measured (no model was loaded)"
-    broken = Health(errors=["calibration on cuda failed: RuntimeError: no kernel"])
+    broken = Health(errors=[HealthError("calibration", "calibration on cuda failed: RuntimeError: no kernel")])
     assert machine_line(broken, None) == ("machine: calibration: not calibrated (calibration on cuda failed: "
                                           "RuntimeError: no kernel)")
 
