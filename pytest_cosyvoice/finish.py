@@ -55,7 +55,8 @@ def markdown_path(s: Settings, base_dir: Path, environ: Mapping[str, str] | None
 
 def ab_rule(s: Settings) -> AbRule:
     """The A/B rule the settings ask for: the rounds' looks and the end's verdicts both use it."""
-    return AbRule(tolerance=s.rtf_tolerance, max_pairs=s.ab_max_pairs)
+    return AbRule(tolerance=s.rtf_tolerance, max_pairs=s.ab_max_pairs, floor=s.ab_floor,
+                  confirm_pairs=s.ab_confirm_pairs)
 
 
 def end_options(s: Settings, base_dir: Path, *, ab_base: str = "", ab_versions: Mapping[str, str] | None = None,
@@ -65,7 +66,8 @@ def end_options(s: Settings, base_dir: Path, *, ab_base: str = "", ab_versions: 
     return EndOptions(s.baseline_dir, None if s.no_report else s.report_dir,
                       tolerance=rule.tolerance, machine_tolerance=s.machine_tolerance,
                       save_baseline=s.save_baseline, fail_on_drift=s.fail_on_drift,
-                      ab_max_pairs=rule.max_pairs, markdown=markdown_path(s, base_dir, environ),
+                      ab_max_pairs=rule.max_pairs, ab_floor=rule.floor, ab_confirm_pairs=rule.confirm_pairs,
+                      markdown=markdown_path(s, base_dir, environ),
                       ab_base=ab_base, ab_versions=dict(ab_versions or {}))
 
 

@@ -13,8 +13,10 @@ the test's reported outcome stays that of its first round. A failure in a later 
 note on the test and shown in the terminal summary and the report.
 
 In A/B mode (issue #17) every round of an RTF test is a pair (recording/pairing.py) and a test gets
-rounds until its paired verdict is decided (`tracking.paired.pairs_wanted` is 0: a verdict, or the
-cap `--cosy-ab-max-pairs`), and at least its marker's `repeat`. It is judged only at its looks:
+rounds until its paired verdicts, of RTF and of first-chunk latency, are decided
+(`tracking.paired.pairs_wanted` is 0 for both: a verdict, or the caps `--cosy-ab-max-pairs` for the
+screen and `--cosy-ab-confirm-pairs` for a candidate's confirmation), and at least its marker's
+`repeat`. It is judged only at its looks:
 `pairs_wanted` says how many more pairs the next look needs, those rounds run, then it is judged
 again (judging after every pair would be optional stopping). A round that gave the test no pair ends
 its pairing (the round's note says why); its `repeat` rounds still run.
@@ -31,6 +33,7 @@ from _pytest.runner import runtestprotocol  # the rerun entry point rerun plugin
 
 from .finish import ab_rule
 from .tracking import paired
+from .tracking.ab import AB_METRICS, pairs_of
 
 if TYPE_CHECKING:
     from .session import CosySession
@@ -82,8 +85,10 @@ def ab_rounds_wanted(cosy: CosySession, item: pytest.Item, k: int) -> int:
     repeat_left = max(0, cosy.rtf_repeat(item) - k)
     if fig is None or not fig.pairs or fig.pairs[-1].round != k:
         return repeat_left
-    result = ab_rule(cosy.settings).judge(item.nodeid, [(p.head_rtf, p.base_rtf) for p in fig.pairs])
-    return max(repeat_left, paired.pairs_wanted(result))
+    rule = ab_rule(cosy.settings)
+    wanted = [paired.pairs_wanted(rule.judge(item.nodeid, pairs)) for metric in AB_METRICS
+              if (pairs := pairs_of(fig, metric)).values]
+    return max([repeat_left, *wanted])
 
 
 def plan(items: Sequence[pytest.Item], repeats: Callable[[pytest.Item], int], seed: int) -> RoundPlan:

@@ -37,7 +37,7 @@ from .options import (
 )
 from .tracking.baseline import DEFAULT_DIRECTORY as DEFAULT_BASELINE_DIR
 from .tracking.drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE
-from .tracking.paired import DEFAULT_MAX_PAIRS, looks
+from .tracking.paired import DEFAULT_CONFIRM_PAIRS, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS, Rule
 from .tracking.runkey import check_runner
 
 
@@ -76,10 +76,29 @@ def _max_pairs(v: str) -> int:
     except ValueError:
         raise BadValue("expected a whole number of pairs, e.g. 20") from None
     try:
-        looks(max_pairs=n)
+        Rule(max_pairs=n, confirm_pairs=max(n, DEFAULT_CONFIRM_PAIRS))
     except ValueError as e:
         raise BadValue(f"expected at least the first look's pairs: {e}") from None
     return n
+
+
+def _confirm_pairs(v: str) -> int:
+    try:
+        n = int(v.strip())
+    except ValueError:
+        raise BadValue("expected a whole number of pairs, e.g. 60") from None
+    try:
+        Rule(confirm_pairs=n)
+    except ValueError as e:
+        raise BadValue(f"expected at least the first confirmation look's pairs: {e}") from None
+    return n
+
+
+def _floor(v: str) -> float:
+    x = parse_fraction(v)
+    if not 0.0 < x < 1.0:
+        raise BadValue("expected a fraction above 0 and below 1, e.g. 0.04 for 4 %")
+    return x
 
 
 def _runner(v: str) -> str:
@@ -120,7 +139,13 @@ OPTIONS: tuple[Option[Any], ...] = (
            "with pytest-cosyvoice installed).", metavar="PATH"),
     Option("ab_max_pairs", "--cosy-ab-max-pairs", "cosy_ab_max_pairs", "COSY_AB_MAX_PAIRS", _max_pairs,
            DEFAULT_MAX_PAIRS, f"A/B mode: the most head/base pairs a test gets before it is called "
-           f"inconclusive (default: {DEFAULT_MAX_PAIRS}).", metavar="N"),
+           f"inconclusive, unless the screen flags it (default: {DEFAULT_MAX_PAIRS}).", metavar="N"),
+    Option("ab_confirm_pairs", "--cosy-ab-confirm-pairs", "cosy_ab_confirm_pairs", "COSY_AB_CONFIRM_PAIRS",
+           _confirm_pairs, DEFAULT_CONFIRM_PAIRS, f"A/B mode: the fresh pairs a flagged test gets to confirm a "
+           f"regression or improvement (default: {DEFAULT_CONFIRM_PAIRS}).", metavar="N"),
+    Option("ab_floor", "--cosy-ab-floor", "cosy_ab_floor", "COSY_AB_FLOOR", _floor, DEFAULT_FLOOR,
+           f"A/B mode: the slowdown a failing regression guarantees: its one-sided 99 % bound lies above "
+           f"1 + FLOOR (default: {DEFAULT_FLOOR:g}).", metavar="FRACTION"),
     Option("markdown", "--cosy-markdown", "cosy_markdown", "COSY_MARKDOWN", parse_path, None,
            "append a Markdown summary of the session's verdicts to this file (default: $GITHUB_STEP_SUMMARY "
            "when set).", metavar="PATH"),
@@ -179,6 +204,8 @@ class Settings:
     base_model: Path | None = _DEFAULTS["base_model"]
     base_python: str | None = _DEFAULTS["base_python"]
     ab_max_pairs: int = _DEFAULTS["ab_max_pairs"]
+    ab_confirm_pairs: int = _DEFAULTS["ab_confirm_pairs"]
+    ab_floor: float = _DEFAULTS["ab_floor"]
     markdown: Path | None = _DEFAULTS["markdown"]       # None: $GITHUB_STEP_SUMMARY when set
     asr: str | None = _DEFAULTS["asr"]                  # a local ASR model directory, or "pocketsphinx"
     sim: str | None = _DEFAULTS["sim"]                  # a local speaker-verification model directory

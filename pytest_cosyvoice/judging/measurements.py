@@ -63,6 +63,12 @@ class PairSample:
     head_first_chunk_ms: float | None = None
     base_first_chunk_ms: float | None = None
     outputs: PairOutputs = PairOutputs()
+    # The round's speech tokens and audio seconds per side (None: not counted), so that a pair whose
+    # outputs differ is judged per speech token (tracking.ab).
+    head_tokens: int | None = None
+    base_tokens: int | None = None
+    head_audio_s: float | None = None
+    base_audio_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

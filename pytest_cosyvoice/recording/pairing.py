@@ -2,7 +2,7 @@
 base side, back to back, with the same text, keyword arguments and torch seed, so both halves of a
 pair share one moment of the machine.
 
-The order is drawn per test and round (`draw_order`): "AB" runs the head's call first and the base's
+The order comes in balanced blocks per test (`draw_order`): "AB" runs the head's call first and the base's
 once the head's has ended (a stream: once the test drained it to its end), "BA" runs the base's first,
 before the head's stream is created. Either way the base never runs while a head call is being timed:
 a call that overlaps another of the test's calls is not paired.
@@ -43,8 +43,14 @@ ORDERS = ("AB", "BA")   # "AB": head first; "BA": base first
 
 
 def draw_order(session_seed: int, nodeid: str, round: int) -> str:
-    """The round's order for one test: random per test and round, the same for a given session seed."""
-    return random.Random(f"{session_seed}|{nodeid}|{round}").choice(ORDERS)
+    """The round's order for one test, in balanced blocks: rounds 2k-1 and 2k (k = 1, 2, ...) are one
+    "AB" and one "BA", which first drawn per test and block, the same for a given session seed. Each
+    look (an even number of pairs) then holds as many of each, so the crossover analysis
+    (tracking.paired) can remove the order effect; a random order per round kept the level but
+    lost power to it (issue #24)."""
+    block = (round + 1) // 2
+    first = random.Random(f"{session_seed}|{nodeid}|block {block}").choice(ORDERS)
+    return first if round % 2 == 1 else ORDERS[1 - ORDERS.index(first)]
 
 
 def call_seed(nodeid: str, round: int, label: str) -> int:
@@ -164,7 +170,8 @@ class Pairing:
         bases = [pc.base for pc in done if pc.base is not None]
         return PairSample(round=round_number, order=self.order, head_rtf=_rtf(heads), base_rtf=_rtf(bases),
                           head_first_chunk_ms=_first_chunk_ms(heads), base_first_chunk_ms=_first_chunk_ms(bases),
-                          outputs=_outputs(done))
+                          outputs=_outputs(done), head_tokens=_tokens(heads), base_tokens=_tokens(bases),
+                          head_audio_s=sum(r.audio_s for r in heads), base_audio_s=sum(r.audio_s for r in bases))
 
 
 def observed_apart(head_observer: bool) -> str:
@@ -179,6 +186,12 @@ def _rtf(recs: Sequence[Recording]) -> float:
     # One round's complete measured calls: rtf_rounds aggregates them as the verdict does (wall / audio).
     [value] = rtf_rounds(recs)
     return value
+
+
+def _tokens(recs: Sequence[Recording]) -> int | None:
+    """The round's speech tokens over its calls; None where a call's were not counted."""
+    counts = [len(r.speech_tokens) if r.speech_tokens is not None else None for r in recs]
+    return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
 
 
 def _first_chunk_ms(recs: Sequence[Recording]) -> float | None:

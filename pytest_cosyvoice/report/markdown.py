@@ -51,7 +51,7 @@ def _ab(found: Verdicts) -> list[str]:
         return [f"**A/B against {_cell(ab.base or 'the base side')}**: no passed test recorded pairs.", ""]
     out = [f"**{_cell(ab.pooled_line(pooled))}**" + ("  " if i < len(metrics) - 1 else "")
            for i, (_, _, pooled) in enumerate(metrics)]
-    rows = [[f"`{r.nodeid}`", metric, f"{r.median_ratio:.3f}x", f"{r.ci_low:.3f}..{r.ci_high:.3f}",
+    rows = [[f"`{r.nodeid}`", metric, f"{r.ratio:.3f}x", f"{r.ci_low:.3f}..{r.ci_high:.3f}",
              f"{r.p_value:.2g}", str(r.n_pairs), f"**{r.verdict}**" if r.verdict == "regression" else str(r.verdict)]
             for metric, paired, _ in metrics for r in paired]
     out += ["", *_table(["test", "metric", "head/base", "CI", "p", "pairs", "verdict"], rows), ""]

@@ -38,7 +38,7 @@ VERDICT_COLOURS: dict[DriftVerdict, str] = {
 
 PAIRED_COLOURS: dict[PairedVerdict, str] = {
     PairedVerdict.SAME: "#2b7bba", PairedVerdict.REGRESSION: "#d62728", PairedVerdict.IMPROVEMENT: "#2ca02c",
-    PairedVerdict.UNKNOWN: "#ff7f0e", PairedVerdict.INCONCLUSIVE: "#9467bd"}
+    PairedVerdict.UNKNOWN: "#ff7f0e", PairedVerdict.INCONCLUSIVE: "#9467bd", PairedVerdict.CANDIDATE: "#e377c2"}
 
 
 # -- data ------------------------------------------------------------------------------------

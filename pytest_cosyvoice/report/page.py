@@ -108,10 +108,13 @@ def _ab_section(files: ReportFiles, data: ReportInput) -> list[str]:
     if not metrics:
         return [*out, "<p>No passed test recorded A/B pairs (pairs come from tests marked "
                 "<code>@pytest.mark.rtf</code> that call <code>cosy_tts</code>).</p>"]
-    out.append("<p class=key>ratio = head / base per pair, run back to back on the same inputs and seed; "
-               f"per test the median ratio, a bootstrap CI and a one-sided Wilcoxon signed-rank p; "
-               f"regression or improvement when significant and beyond &plusmn;{data.tolerance:.0%}, same "
-               "when the CI lies within it. The pooled row: geometric mean over the tests.</p>")
+    out.append("<p class=key>ratio = head / base per pair, run back to back on the same inputs and seed, in "
+               "balanced AB/BA blocks; per test the Hodges-Lehmann ratio with the order effect removed, its "
+               "rank interval and the rank test's one-sided p against the value shown. A test significantly "
+               "slower (or faster) than the base is a candidate; fresh pairs then confirm it: regression when "
+               "their one-sided 99 % bound lies beyond the floor, candidate (never failing) when not; same when "
+               f"the CI lies within &plusmn;{data.tolerance:.0%}. The pooled row: geometric mean over the "
+               "tests, stratified bootstrap CI.</p>")
     outputs = {f.nodeid: [p.outputs for p in f.pairs] for f in data.figures}
     head = ("<tr><th>test</th><th>metric</th><th>head/base</th><th>CI</th><th>p</th><th>pairs</th>"
             "<th>verdict</th><th>outputs</th></tr>")
@@ -122,16 +125,19 @@ def _ab_section(files: ReportFiles, data: ReportInput) -> list[str]:
             note = f' title="{_e(r.note)}"' if r.note else ""
             rows.append(
                 f"<tr><td class=id title=\"{_e(r.nodeid)}\">{_e(short_id(r.nodeid, 70))}</td><td>{_e(metric)}</td>"
-                f"<td>{r.median_ratio:.3f}x</td><td>{r.ci_low:.3f}..{r.ci_high:.3f}</td><td>{r.p_value:.2g}</td>"
+                f"<td>{r.ratio:.3f}x</td><td>{r.ci_low:.3f}..{r.ci_high:.3f}</td><td>{_p(r.p_value, r.p_against)}</td>"
                 f"<td>{r.n_pairs}</td><td class=verdict style=\"color:{colour}\"{note}>{_e(r.verdict)}</td>"
                 f"<td class=changed>{_e(_outputs(outputs.get(r.nodeid, [])) if metric == 'RTF' else '')}</td></tr>")
         colour = PAIRED_COLOURS[pooled.verdict]
         rows.append(
             f"<tr><td class=id><b>pooled ({pooled.n_tests} tests)</b></td><td>{_e(metric)}</td>"
             f"<td><b>{pooled.ratio:.3f}x</b></td><td>{pooled.ci_low:.3f}..{pooled.ci_high:.3f}</td>"
-            f"<td>{pooled.p_value:.2g}</td><td>{pooled.n_pairs}</td>"
+            f"<td>{_p(pooled.p_value, pooled.p_against)}</td><td>{pooled.n_pairs}</td>"
             f"<td class=verdict style=\"color:{colour}\">{_e(pooled.verdict)}</td><td></td></tr>")
     out.append(f"<table>{head}{''.join(rows)}</table>")
+    order = metrics[0][2].order
+    if order is not None:
+        out.append(f"<p class=key>{_e(order.describe(metrics[0][2].confidence))}</p>")
     if ab.base_versions:
         body = "".join(f"<tr><td class=id>base: {_e(k)}</td><td class=id>{_e(v)}</td></tr>"
                        for k, v in sorted(ab.base_versions.items()))
@@ -306,3 +312,7 @@ def write_index(files: ReportFiles, data: ReportInput, commit: str | None) -> Pa
     parts.append("</body></html>\n")
     files.html.write_text("\n".join(parts), encoding="utf-8")
     return files.html
+
+
+def _p(p: float, against: float) -> str:
+    return "-" if p != p else f"{p:.2g} vs {against:.2f}"

@@ -183,11 +183,11 @@ def plot_forest(path: Path, ab: AbVerdicts, key: RunKey, tolerance: float) -> Pa
         seen: set[str] = set()
         for r, y in zip(paired, ys, strict=True):
             colour = PAIRED_COLOURS[r.verdict]
-            ax.errorbar([r.median_ratio], [y], xerr=[[r.median_ratio - r.ci_low], [r.ci_high - r.median_ratio]],
+            ax.errorbar([r.ratio], [y], xerr=[[r.ratio - r.ci_low], [r.ci_high - r.ratio]],
                         fmt="o", color=colour, ecolor=colour, capsize=3, ms=6,
                         label=str(r.verdict) if str(r.verdict) not in seen else None)
             seen.add(str(r.verdict))
-            ax.text(1.01, y, f"{r.median_ratio:.2f}x, {r.n_pairs} pairs", transform=ax.get_yaxis_transform(),
+            ax.text(1.01, y, f"{r.ratio:.2f}x, {r.n_pairs} pairs", transform=ax.get_yaxis_transform(),
                     va="center", fontsize=8, color=colour)
         colour = PAIRED_COLOURS[pooled.verdict]
         ax.errorbar([pooled.ratio], [0], xerr=[[pooled.ratio - pooled.ci_low], [pooled.ci_high - pooled.ratio]],

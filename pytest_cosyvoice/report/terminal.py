@@ -33,9 +33,17 @@ def ab_lines(found: Findings) -> list[str]:
         return [f"A/B against {ab.base or 'the base side'}: no passed test recorded pairs (pairs come from "
                 "tests marked @pytest.mark.rtf that call cosy_tts)"]
     out = [ab.pooled_line(pooled) for _, _, pooled in metrics]
+    order = metrics[0][2].order
+    if order is not None:
+        out.append(f"  {order.describe(metrics[0][2].confidence)}")
+    rule = found.options.ab_rule
+    out.append(f"  a failing regression is confirmed on fresh pairs: its one-sided 99 % bound lies above "
+               f"{1 + rule.floor:.2f}x (--cosy-ab-floor {rule.floor:g})")
     fails = " (--cosy-fail-on-drift: the session fails)" if found.options.fail_on_drift else " (reported only)"
     for label, wanted, suffix in (("A/B regression(s)", (PairedVerdict.REGRESSION,), fails),
                                   ("A/B improvement(s)", (PairedVerdict.IMPROVEMENT,), ""),
+                                  ("A/B candidate(s), not confirmed", (PairedVerdict.CANDIDATE,),
+                                   " (reported only, never failing)"),
                                   ("A/B undecided", _UNDECIDED, "")):
         hits = [(metric, r) for metric, paired, _ in metrics for r in paired if r.verdict in wanted]
         if hits:

@@ -128,8 +128,10 @@ def write_csv(path: Path, figures: Sequence[TestFigures], key: RunKey,
 # -- ab.csv, ab_verdicts.csv ---------------------------------------------------------------------
 
 AB_COLUMNS = ("nodeid", "round", "order", "head_rtf", "base_rtf", "head_first_chunk_ms", "base_first_chunk_ms",
-              "outputs", "outputs_detail", "outputs_finding")
-AB_VERDICT_COLUMNS = ("nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "pairs", "verdict", "note")
+              "outputs", "outputs_detail", "outputs_finding", "head_tokens", "base_tokens", "head_audio_s",
+              "base_audio_s")
+AB_VERDICT_COLUMNS = ("nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "p_against", "pairs", "verdict",
+                      "flagged", "confirm_pairs", "outputs_differ", "note")
 POOLED_ROW = "(pooled)"
 
 
@@ -146,22 +148,24 @@ def write_ab_csv(path: Path, figures: Sequence[TestFigures]) -> Path:
         for f in figures:
             for p in f.pairs:
                 w.writerow([f.nodeid, p.round, p.order, p.head_rtf, p.base_rtf, _cell(p.head_first_chunk_ms),
-                            _cell(p.base_first_chunk_ms), p.outputs.status, p.outputs.detail, p.outputs.finding])
+                            _cell(p.base_first_chunk_ms), p.outputs.status, p.outputs.detail, p.outputs.finding,
+                            _cell(p.head_tokens), _cell(p.base_tokens), _cell(p.head_audio_s), _cell(p.base_audio_s)])
     return path
 
 
 def write_ab_verdicts(path: Path, ab: AbVerdicts) -> Path:
     """One row per test and metric, then a row with nodeid "(pooled)" per metric (its p is the
-    hierarchical bootstrap's; pairs is the session's total)."""
+    stratified bootstrap's against 1 + floor; pairs is the session's total; its note the order effect)."""
     with open(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(AB_VERDICT_COLUMNS)
         for metric, paired, pooled in ab.metrics():
             for r in paired:
-                w.writerow([r.nodeid, metric, r.median_ratio, r.ci_low, r.ci_high, r.p_value, r.n_pairs,
-                            r.verdict, r.note])
+                w.writerow([r.nodeid, metric, r.ratio, r.ci_low, r.ci_high, r.p_value, r.p_against, r.n_pairs,
+                            r.verdict, r.flagged, r.confirm_pairs, r.outputs_differ, r.note])
+            order = f"; {pooled.order.describe(pooled.confidence)}" if pooled.order else ""
             w.writerow([POOLED_ROW, metric, pooled.ratio, pooled.ci_low, pooled.ci_high, pooled.p_value,
-                        pooled.n_pairs, pooled.verdict, f"{pooled.n_tests} tests"])
+                        pooled.p_against, pooled.n_pairs, pooled.verdict, "", "", "", f"{pooled.n_tests} tests{order}"])
     return path
 
 

@@ -1,16 +1,32 @@
-"""The A/B rule of a session (issue #17): its parameters in one place (`AbRule`), the pairs each
-passed test recorded (`ab_pairs`), and the verdicts per test and pooled (`judge_ab`, `AbVerdicts`) that
-the rounds' looks, the terminal, the report files, JUnit and Markdown use. The statistics are
-tracking.paired's. No pytest import here.
+"""The A/B rule of a session (issue #17, #24): its parameters in one place (`AbRule`), the pairs each
+passed test recorded (`ab_pairs`: the values, their orders, whether the sides' outputs differed), and
+the verdicts per test and pooled (`judge_ab`, `AbVerdicts`) that the rounds' looks, the terminal, the
+report files, JUnit and Markdown use. The statistics are tracking.paired's. No pytest import here.
+
+Pairs whose outputs differ did different work: their RTF pair is judged per speech token (wall time
+per token on each side) where both sides counted their tokens, so a longer or shorter output alone
+never reads as a speed change; a first chunk is judged as measured (its size is the engine's hop, not
+the output's length). Every per-test verdict counts them ("outputs differ in k of n pairs").
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..judging.measurements import TestFigures
+from ..judging.measurements import PairSample, TestFigures
 from .drift import DEFAULT_TOLERANCE
-from .paired import DEFAULT_MAX_PAIRS, Pair, PairedResult, PooledResult, judge_pairs, pool
+from .paired import (
+    DEFAULT_CONFIRM_PAIRS,
+    DEFAULT_FLOOR,
+    DEFAULT_MAX_PAIRS,
+    Pair,
+    PairedResult,
+    PooledResult,
+    Rule,
+    judge_pairs,
+    pool,
+)
 
 AB_METRICS = ("RTF", "first chunk")
 
@@ -21,13 +37,32 @@ class AbRule:
     ask `judge` with the same ones."""
 
     tolerance: float = DEFAULT_TOLERANCE
-    max_pairs: int = DEFAULT_MAX_PAIRS       # the cap of each test's pairs (--cosy-ab-max-pairs)
+    max_pairs: int = DEFAULT_MAX_PAIRS       # the screen's cap of each test's pairs (--cosy-ab-max-pairs)
+    floor: float = DEFAULT_FLOOR             # what a failing verdict guarantees (--cosy-ab-floor)
+    confirm_pairs: int = DEFAULT_CONFIRM_PAIRS   # a candidate's fresh pairs (--cosy-ab-confirm-pairs)
 
-    def judge(self, nodeid: str, pairs: Sequence[Pair]) -> PairedResult:
-        return judge_pairs(nodeid, list(pairs), tolerance=self.tolerance, max_pairs=self.max_pairs)
+    @property
+    def rule(self) -> Rule:
+        return Rule(tolerance=self.tolerance, floor=self.floor, max_pairs=self.max_pairs,
+                    confirm_pairs=self.confirm_pairs)
 
-    def pool(self, by_test: dict[str, list[Pair]], results: list[PairedResult], metric: str) -> PooledResult:
-        return pool(by_test, results, tolerance=self.tolerance, max_pairs=self.max_pairs, metric=metric)
+    def judge(self, nodeid: str, pairs: MetricPairs) -> PairedResult:
+        result = judge_pairs(nodeid, pairs.values, pairs.orders, rule=self.rule)
+        return dataclasses.replace(result, outputs_differ=pairs.outputs_differ, per_token=pairs.per_token)
+
+    def pool(self, by_test: dict[str, MetricPairs], results: list[PairedResult], metric: str) -> PooledResult:
+        return pool({k: v.values for k, v in by_test.items()}, results,
+                    orders_by_test={k: v.orders for k, v in by_test.items()}, rule=self.rule, metric=metric)
+
+
+@dataclass
+class MetricPairs:
+    """One test's pairs of one metric, in the order they were measured."""
+
+    values: list[Pair] = field(default_factory=list)
+    orders: list[str] = field(default_factory=list)
+    outputs_differ: int = 0
+    per_token: bool = False         # some pair was judged per speech token
 
 
 @dataclass
@@ -56,22 +91,53 @@ class AbVerdicts:
         return f"A/B against {self.base or 'the base side'}: {pooled.describe()}"
 
 
-def ab_pairs(figures: Sequence[TestFigures], metric: str = "RTF") -> dict[str, list[Pair]]:
-    """Per passed test, its (head, base) pairs of `metric` ("RTF" or "first chunk", in ms); a test
-    without such pairs is left out. Only passed tests, as for the RTF rounds (rounds.py): a test
-    that failed gets no more rounds, so its pairs could never reach a verdict."""
+def _per_token(p: PairSample, side: str) -> float | None:
+    """A side's wall time per speech token (RTF x audio seconds / tokens), None where not counted."""
+    rtf, audio, tokens = (getattr(p, f"{side}_{x}") for x in ("rtf", "audio_s", "tokens"))
+    if audio is None or not tokens:
+        return None
+    return float(rtf) * float(audio) / float(tokens)
+
+
+def pair_value(p: PairSample, metric: str) -> tuple[float | None, float | None, bool]:
+    """(head, base, per_token) of one pair: RTF per speech token where the outputs differ and both
+    sides counted their tokens, else as measured."""
+    if metric == "first chunk":
+        return p.head_first_chunk_ms, p.base_first_chunk_ms, False
+    if p.outputs.status == "differs":
+        head, base = _per_token(p, "head"), _per_token(p, "base")
+        if head is not None and base is not None:
+            return head, base, True
+    return p.head_rtf, p.base_rtf, False
+
+
+def pairs_of(f: TestFigures, metric: str) -> MetricPairs:
+    """One test's usable pairs of `metric`: a side that produced no figure (no chunk, an error) says
+    nothing about the ratio."""
+    out = MetricPairs()
+    for p in f.pairs:
+        h, b, per_token = pair_value(p, metric)
+        if h is None or b is None or h <= 0 or b <= 0:
+            continue
+        out.values.append((float(h), float(b)))
+        out.orders.append(p.order)
+        out.outputs_differ += p.outputs.status == "differs"
+        out.per_token |= per_token
+    return out
+
+
+def ab_pairs(figures: Sequence[TestFigures], metric: str = "RTF") -> dict[str, MetricPairs]:
+    """Per passed test, its pairs of `metric` ("RTF" or "first chunk", in ms); a test without such
+    pairs is left out. Only passed tests, as for the RTF rounds (rounds.py): a test that failed gets
+    no more rounds, so its pairs could never reach a verdict."""
     if metric not in AB_METRICS:
         raise ValueError(f"metric {metric!r} is not one of {', '.join(AB_METRICS)}")
-    out: dict[str, list[Pair]] = {}
+    out: dict[str, MetricPairs] = {}
     for f in figures:
         if f.outcome != "passed":
             continue
-        raw: list[tuple[float | None, float | None]] = (
-            [(p.head_rtf, p.base_rtf) for p in f.pairs] if metric == "RTF"
-            else [(p.head_first_chunk_ms, p.base_first_chunk_ms) for p in f.pairs])
-        # A side that produced no figure (no chunk, an error) says nothing about the ratio.
-        pairs = [(float(h), float(b)) for h, b in raw if h is not None and b is not None and h > 0 and b > 0]
-        if pairs:
+        pairs = pairs_of(f, metric)
+        if pairs.values:
             out[f.nodeid] = pairs
     return out
 

@@ -40,10 +40,13 @@ def _ab_metric(paired: Sequence[PairedResult] | None, pooled: PooledResult | Non
     return {
         "pooled": None if pooled is None else {
             "ratio": pooled.ratio, "ci_low": pooled.ci_low, "ci_high": pooled.ci_high,
-            "p_value": pooled.p_value, "verdict": str(pooled.verdict), "tests": pooled.n_tests,
-            "pairs": pooled.n_pairs},
-        "tests": {r.nodeid: {"ratio": r.median_ratio, "ci_low": r.ci_low, "ci_high": r.ci_high,
-                             "p_value": r.p_value, "pairs": r.n_pairs, "verdict": str(r.verdict)}
+            "p_value": pooled.p_value, "p_against": pooled.p_against, "verdict": str(pooled.verdict),
+            "tests": pooled.n_tests, "pairs": pooled.n_pairs,
+            "order_effect": None if pooled.order is None else pooled.order.ratio},
+        "tests": {r.nodeid: {"ratio": r.ratio, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                             "p_value": r.p_value, "p_against": r.p_against, "pairs": r.n_pairs,
+                             "verdict": str(r.verdict), "flagged": r.flagged,
+                             "outputs_differ": r.outputs_differ}
                   for r in paired or []},
     }
 

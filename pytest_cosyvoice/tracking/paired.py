@@ -1,88 +1,83 @@
 """Paired A/B speed verdicts: the statistics, for head and base run back to back in one session.
 
-Each pair is one moment of the machine measured on both sides (head first or base first), so the
-ratio `head / base` cancels what the machine did in that moment; what is left is the code's effect
-plus the pair's own noise. The A/B mode (`recording.pairing`) produces the pairs; this module only
-judges them. No pytest import; scipy and numpy are core dependencies of the plugin.
+Each pair is one moment of the machine measured on both sides (head first, "AB", or base first,
+"BA"), so the ratio `head / base` cancels what the machine did in that moment; what is left is the
+code's effect, the order's effect (the second call of a pair tends to run faster) and the pair's own
+noise. The A/B mode (`recording.pairing`) produces the pairs in balanced AB/BA blocks; this module
+only judges them. No pytest import; numpy is a core dependency of the plugin.
 
-Per test, on its pairs (head, base) of a positive metric (RTF, or first-chunk ms):
+Per test, on its pairs of a positive metric (RTF, or first-chunk ms), d = log(head / base):
 
-    ratio        = head / base, per pair
-    median ratio = median of the ratios                                  (what is judged)
-    p            = one-sided Wilcoxon signed-rank test on log(ratio), scipy.stats.wilcoxon:
-                   alternative "greater" (head slower) for a median ratio >= 1, "less" otherwise;
-                   exact for up to 50 non-zero log ratios without ties, scipy's method "auto"
-                   otherwise; pairs with a ratio of exactly 1 say nothing about the direction and
-                   are dropped from the test (scipy's zero_method "wilcox")
-    CI           = percentile bootstrap of the median ratio over the pairs (`DEFAULT_RESAMPLES`
-                   resamples, numpy Generator seeded from `seed` and the test's nodeid, so a rerun on
-                   the same pairs gives the same interval whatever else the session holds)
+    estimate   Hodges-Lehmann, with the order (period) effect removed: the two-period crossover of
+               tracking.ranks (`crossover`: d_AB = delta + p, d_BA = delta - p); pairs of one order
+               only are judged as paired differences (`one_sample`), and the note says so
+    bounds     the same ranks inverted (Mann-Whitney, or signed-rank): one-sided at the look's alpha,
+               so "the bound clears x" and "the rank test of x rejects" are one statement
 
-A test is judged at a few **looks**, not after every pair: adding pairs until the test turns
-significant is optional stopping, and judging after each of pairs 7..20 at p <= 0.01 called 2.8 % of
-400 simulated A/A tests (10 % log-normal noise a side) regressions and 2.8 % improvements. So the
-cap `max_pairs` is split into `n_looks` looks (`looks()`: 10 and 20 pairs by default) and each look
-tests at `alpha / n_looks` (Bonferroni over the looks; the same tests: 0.5 % and 0.5 %; the table
-and its command are in docs/reports.md, benchmarks/paired_rates.py draws them).
-`pairs_wanted` says how many pairs the next look needs. `n_looks=1` judges once, at `max_pairs`.
+A verdict comes in two stages, so that the session's exit status has a stated rate:
 
-Verdicts (`PairedVerdict`), in this order:
+1. **Screen** (looks at 10 and 20 pairs by default, `screen_alpha / n_looks` = 0.01 each): a test whose bound
+   excludes 1 AND whose estimate is beyond the floor (1 + floor for a slowdown, 1 / (1 + floor) for a
+   speed-up) is a *candidate*; a test whose 95 % interval lies within the tolerance is "same".
+2. **Confirm**: a candidate gets fresh pairs (looks at 30 and 60 by default, `confirm_pairs`), judged
+   on those alone: "regression" when their one-sided (1 - alpha / n_looks) bound lies above
+   1 + floor, "improvement" when below 1 / (1 + floor). A candidate the fresh pairs cannot confirm
+   (their bound on the other side of the floor, or the cap reached) stays "candidate": reported,
+   never failing.
 
-* fewer pairs than the first look: "unknown" (more pairs wanted). The first look is at least
-  `min_pairs(alpha / n_looks)`: below it the signed-rank test cannot reach the look's alpha (its
-  smallest one-sided p is 1 / 2^n: 4 pairs 0.0625, 5 pairs 0.031, 7 pairs 0.0078, 8 pairs 0.0039),
-  and a "same" resting on a bootstrap of three values would claim too much.
-* "regression": p <= alpha / n_looks AND median ratio > 1 + tolerance: significance and magnitude,
-  the rule of Perfherder and of dotnet/performance's comparer, as in the cross-session drift rule.
-* "improvement": p <= alpha / n_looks AND median ratio < 1 - tolerance.
-* "same": the whole CI lies within [1 - tolerance, 1 + tolerance].
-* otherwise "unknown": more pairs wanted, up to `max_pairs`; a test that reached `max_pairs` is
-  "inconclusive", noted as "inconclusive: N pairs, CI a..b".
+So a per-test "regression" guarantees a slowdown beyond the floor at 99 % one-sided confidence, on
+pairs measured after the test was flagged; a test that is no slower than the base is a candidate
+at most `screen_alpha` of the time (the screen's Bonferroni looks, one direction: half of it), and
+confirmed at most `alpha` of those: at most 1e-4 a test at the defaults, under 0.5 % over a session
+of 48 verdicts (24 tests, RTF and first chunk).
+`floor` defaults to 0.04 (the smallest slowdown a failing test guarantees), `tolerance` 0.05
+(the band of "same"); benchmarks/paired_rates.py draws the rates and docs/reports.md holds them.
 
-Session level (`pool`): one pooled ratio over all tests, the geometric mean of the per-test median
-ratios (each test weighs the same, however many pairs it needed), with a CI from a hierarchical
-bootstrap: resample the tests, then the pairs within each resampled test, and take the geometric
-mean of the resampled medians. Significance there is the bootstrap's: the one-sided p is the share
-of resampled pooled ratios at or beyond 1 on the far side (at or below 1 for a pooled ratio above
-1), and "significant" means p <= alpha, i.e. the one-sided (1 - alpha) bootstrap bound excludes 1.
-The pooled ratio is judged once, at the end of the session, so at alpha itself. The verdict follows
-the per-test rule: "regression" when significant and the pooled ratio is above
-1 + tolerance, "improvement" likewise below 1 - tolerance, "same" when the CI lies within the
-tolerance; otherwise "unknown" while any test still wants pairs, "inconclusive" once none does.
-
-Defaults: alpha and tolerance are the drift rule's (`DEFAULT_ALPHA` 0.01, `DEFAULT_TOLERANCE` 0.05),
-95 % CIs, `DEFAULT_MAX_PAIRS` 20 pairs a test in `DEFAULT_LOOKS` 2 looks, `DEFAULT_RESAMPLES` 2000
-bootstrap resamples.
+Session level (`pool`): the pooled ratio is the geometric mean of the tests' estimates (each test
+weighs the same, however many pairs it needed); its interval comes from a stratified bootstrap
+(the tests fixed, each test's AB and BA pairs resampled within their order, `DEFAULT_RESAMPLES`
+10^4 resamples). "regression" when the one-sided (1 - alpha) bound lies above 1 + floor, likewise
+"improvement" below 1 / (1 + floor), "same" when the 95 % interval lies within the tolerance;
+otherwise "unknown" while a test still wants pairs, "inconclusive" once none does. `order_effect`
+says how much faster the second call of a pair ran over the session's pairs.
 """
 from __future__ import annotations
 
 import math
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from ..stats import median
+from . import ranks
 from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE
-from .paired_results import PairedResult, PairedVerdict, PooledResult, count
+from .paired_results import OrderEffect, PairedResult, PairedVerdict, PooledResult, count
 
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_CONFIDENCE",
+    "DEFAULT_CONFIRM_PAIRS",
+    "DEFAULT_FLOOR",
     "DEFAULT_LOOKS",
     "DEFAULT_MAX_PAIRS",
     "DEFAULT_RESAMPLES",
+    "DEFAULT_SCREEN_ALPHA",
     "DEFAULT_SEED",
     "DEFAULT_TOLERANCE",
+    "OrderEffect",
     "Pair",
     "PairedResult",
     "PairedVerdict",
     "PooledResult",
+    "Rule",
     "judge_pairs",
     "looks",
     "min_attainable_p",
     "min_pairs",
+    "order_effect",
     "pairs_wanted",
     "pool",
     "ratios",
@@ -92,22 +87,70 @@ __all__ = [
 # 20 pairs: Pinpoint needs about 15 repeats a side to see a shift of 1.5 IQR; paired designs need
 # fewer, so 20 leaves room for the tests near the tolerance without doubling a session's time.
 DEFAULT_MAX_PAIRS = 20
-# 2 looks (10 and 20 pairs at p <= 0.005 each): a clear change stops at the first, one near the
-# tolerance gets 20. Simulated at 10 % noise a side (benchmarks/paired_rates.py), 400 tests each:
-# +20 % found 99 % of the time in 12.8 pairs on average; +10 % 54 % with 2 looks, 47 % with 3
-# (9, 14, 20), 70 % with one look at 20 (which spends 20 pairs on every test). Each look more costs
-# power near the tolerance.
+# 2 looks (10 and 20 pairs at p <= 0.005 each): a clear change stops at the first.
 DEFAULT_LOOKS = 2
+# 60 fresh pairs for a candidate (looks at 30 and 60): at the measured noise (log-ratio sd 0.093 a
+# pair) a true +10 % is confirmed against the 1.04 floor in about 94 of 100 tests; 40 gave 81.
+DEFAULT_CONFIRM_PAIRS = 60
+# The smallest slowdown a failing verdict guarantees (at 99 % one-sided confidence): below the 5 %
+# tolerance so that +10 % is confirmed on 40 pairs, above +3 % so that a slowdown inside the
+# tolerance does not fail a session (docs/reports.md, "The release verdict").
+DEFAULT_FLOOR = 0.04
+# The screen's level (two looks at 0.01 each): it only picks the tests that get fresh pairs, so it
+# can be lenient; the guarantee rests on the confirmation at `alpha`. Stricter, it would lose tests a
+# true +10 % slows (about 8 in 100 at 0.005 a look).
+DEFAULT_SCREEN_ALPHA = 0.02
 DEFAULT_CONFIDENCE = 0.95
-# 2000 resamples: the 2.5 % and 97.5 % percentiles rest on 50 resampled values each, and the
-# session's 1 % bound on 20; more moves the second decimal of a ratio only on a handful of pairs.
-DEFAULT_RESAMPLES = 2000
+# 10^4 resamples: the session's 1 % bound rests on 100 resampled values.
+DEFAULT_RESAMPLES = 10_000
 DEFAULT_SEED = 20260117
-# Where scipy's `method="auto"` stops using the exact signed-rank distribution.
-_EXACT_MAX_N = 50
 
 Pair = tuple[float, float]
 _Floats = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The verdict rule's parameters (the module docstring says what each does)."""
+
+    alpha: float = DEFAULT_ALPHA
+    tolerance: float = DEFAULT_TOLERANCE
+    floor: float = DEFAULT_FLOOR
+    max_pairs: int = DEFAULT_MAX_PAIRS
+    n_looks: int = DEFAULT_LOOKS
+    confirm_pairs: int = DEFAULT_CONFIRM_PAIRS
+    screen_alpha: float = DEFAULT_SCREEN_ALPHA
+    confidence: float = DEFAULT_CONFIDENCE
+    resamples: int = DEFAULT_RESAMPLES
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        looks(self.screen_alpha, self.max_pairs, self.n_looks)     # the levels, the looks and the caps
+        looks(self.alpha, self.confirm_pairs, self.n_looks)
+        if not (0.0 <= self.tolerance < 1.0):
+            raise ValueError(f"tolerance {self.tolerance!r} is not a fraction between 0 and 1 (0.05 means 5 %)")
+        if not (0.0 < self.floor < 1.0):
+            raise ValueError(f"floor {self.floor!r} is not a fraction between 0 and 1 (0.04 means 4 %)")
+        if not (0.0 < self.confidence < 1.0):
+            raise ValueError(f"confidence {self.confidence!r} is not between 0 and 1 (0.95 means a 95 % CI)")
+        if self.resamples < 100:
+            raise ValueError(f"resamples {self.resamples!r} is too few for a bootstrap percentile (at least 100)")
+
+    @property
+    def alpha_look(self) -> float:
+        return self.alpha / self.n_looks
+
+    @property
+    def screen_alpha_look(self) -> float:
+        return self.screen_alpha / self.n_looks
+
+    @property
+    def screen_looks(self) -> tuple[int, ...]:
+        return looks(self.screen_alpha, self.max_pairs, self.n_looks)
+
+    @property
+    def confirm_looks(self) -> tuple[int, ...]:
+        return looks(self.alpha, self.confirm_pairs, self.n_looks)
 
 
 def min_attainable_p(n_pairs: int) -> float:
@@ -124,7 +167,7 @@ def min_pairs(alpha: float = DEFAULT_ALPHA) -> int:
 
 def looks(alpha: float = DEFAULT_ALPHA, max_pairs: int = DEFAULT_MAX_PAIRS,
           n_looks: int = DEFAULT_LOOKS) -> tuple[int, ...]:
-    """The pair counts at which a test is judged: `max_pairs` split evenly into `n_looks`, none before
+    """The pair counts at which a stage is judged: `max_pairs` split evenly into `n_looks`, none before
     `min_pairs(alpha / n_looks)` (10, 20 by default). ValueError when the cap is below the first
     look, naming both."""
     _check_alpha(alpha)
@@ -139,17 +182,13 @@ def looks(alpha: float = DEFAULT_ALPHA, max_pairs: int = DEFAULT_MAX_PAIRS,
 
 
 def pairs_wanted(result: PairedResult) -> int:
-    """How many more pairs the test wants before it is judged again: 0 once it has a verdict (or
-    reached its cap), otherwise as many as its next look needs."""
-    if not result.wants_more:
-        return 0
-    schedule = looks(result.alpha, result.max_pairs, result.n_looks)
-    return next((n for n in schedule if n > result.n_pairs), result.max_pairs) - result.n_pairs
+    """How many more pairs the test wants before it is judged again: 0 once it has a verdict."""
+    return result.wanted
 
 
 def wants_more_pairs(result: PairedResult) -> bool:
-    """Whether the test's verdict is still "unknown" below its cap, i.e. another pair can decide it."""
-    return pairs_wanted(result) > 0
+    """Whether the test's verdict is still "unknown", i.e. more pairs can decide it."""
+    return result.wanted > 0
 
 
 def ratios(pairs: Sequence[Pair], nodeid: str = "") -> list[float]:
@@ -171,102 +210,208 @@ def ratios(pairs: Sequence[Pair], nodeid: str = "") -> list[float]:
     return out
 
 
-def judge_pairs(nodeid: str, pairs: Sequence[Pair], *, alpha: float = DEFAULT_ALPHA,
-                tolerance: float = DEFAULT_TOLERANCE, max_pairs: int = DEFAULT_MAX_PAIRS,
-                n_looks: int = DEFAULT_LOOKS, confidence: float = DEFAULT_CONFIDENCE,
-                resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED) -> PairedResult:
-    """The paired verdict of one test on its (head, base) pairs (the module docstring gives the rule).
+@dataclass(frozen=True)
+class _Look:
+    """One look's statement about delta = log(head / base) on some pairs."""
 
-    Judged with each look's alpha (`alpha / n_looks`) whatever the number of pairs: a caller that
-    judges between looks adds looks of its own, which the split does not cover.
-    """
-    _check_rule(alpha, tolerance, max_pairs, n_looks, confidence, resamples)
-    first_look = looks(alpha, max_pairs, n_looks)[0]
-    alpha_look = alpha / n_looks
-    r = np.asarray(ratios(pairs, nodeid), dtype=np.float64)
-    n = len(r)
-    mid = median(r.tolist())
-    p_value = _signed_rank_p(np.log(r), greater=mid >= 1.0)
-    boot = _bootstrap_medians(r, resamples, _rng(seed, nodeid))
-    ci_low, ci_high = _interval(boot, confidence)
+    estimate: float
+    low: float              # one-sided bound at the look's alpha
+    high: float
+    ci_low: float           # the `confidence` interval of the same ranks
+    ci_high: float
+    n: int
+    crossover: bool         # the order effect was removed (both orders present)
 
-    note = ""
-    if n < first_look:
-        verdict = PairedVerdict.UNKNOWN
-        note = f"{n} pairs: the first look is at {first_look}"
+
+def _orders(orders: Sequence[str] | None, n: int, nodeid: str) -> list[str]:
+    if orders is None:
+        return [""] * n
+    if len(orders) != n:
+        raise ValueError(f"test {nodeid!r}: {len(orders)} orders for {n} pairs")
+    bad = [o for o in orders if o not in ("AB", "BA", "")]
+    if bad:
+        raise ValueError(f"test {nodeid!r}: order {bad[0]!r} is not 'AB' (head first) or 'BA' (base first)")
+    return list(orders)
+
+
+def _split(d: _Floats, orders: Sequence[str]) -> tuple[_Floats, _Floats] | None:
+    ab = d[[o == "AB" for o in orders]]
+    ba = d[[o == "BA" for o in orders]]
+    return (ab, ba) if len(ab) and len(ba) and len(ab) + len(ba) == len(d) else None
+
+
+def _look(d: _Floats, orders: Sequence[str], alpha: float, confidence: float) -> _Look:
+    tail = (1.0 - confidence) / 2.0
+    groups = _split(d, orders)
+    if groups is not None:
+        bound, _ = ranks.crossover(groups[0], groups[1], alpha)
+        ci, _ = ranks.crossover(groups[0], groups[1], tail)
     else:
-        verdict = _rule(mid, p_value, ci_low, ci_high, alpha_look, tolerance) or PairedVerdict.UNKNOWN
-    if verdict is PairedVerdict.UNKNOWN and n >= max_pairs:
-        verdict = PairedVerdict.INCONCLUSIVE
-        note = f"inconclusive: {n} pairs, CI {ci_low:.2f}..{ci_high:.2f}"
-    return PairedResult(nodeid=nodeid, n_pairs=n, median_ratio=mid, ci_low=ci_low, ci_high=ci_high,
-                        p_value=p_value, verdict=verdict, alpha=alpha, tolerance=tolerance,
-                        confidence=confidence, max_pairs=max_pairs, n_looks=n_looks, note=note)
+        bound, ci = ranks.one_sample(d, alpha), ranks.one_sample(d, tail)
+    return _Look(bound.estimate, bound.low, bound.high, ci.low, ci.high, len(d), groups is not None)
+
+
+def _p(d: _Floats, orders: Sequence[str], theta0: float, greater: bool) -> float:
+    groups = _split(d, orders)
+    if groups is not None:
+        return ranks.crossover_p(groups[0], groups[1], theta0, greater=greater)
+    return ranks.one_sample_p(d, theta0, greater=greater)
+
+
+def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None = None, *,
+                rule: Rule | None = None) -> PairedResult:
+    """The paired verdict of one test on its (head, base) pairs in the order they were measured,
+    `orders` their "AB"/"BA" (None: unknown, judged as paired differences). The module docstring
+    gives the rule."""
+    rule = rule or Rule()
+    d = np.log(np.asarray(ratios(pairs, nodeid), dtype=np.float64))
+    o = _orders(orders, len(d), nodeid)
+    up, down = math.log1p(rule.floor), -math.log1p(rule.floor)
+    band = (math.log1p(-rule.tolerance) if rule.tolerance < 1 else -math.inf, math.log1p(rule.tolerance))
+    base = {"nodeid": nodeid, "n_pairs": len(d), "rule": rule}
+
+    screen = rule.screen_looks
+    if len(d) < screen[0]:
+        whole = _look(d, o, rule.alpha_look, rule.confidence)
+        return _result(base, whole, PairedVerdict.UNKNOWN, 1.0, _p(d, o, 0.0, whole.estimate >= 0),
+                       wanted=screen[0] - len(d), note=f"{count(len(d), 'pair')}: the first look is at {screen[0]}")
+    for at in screen:
+        if len(d) < at:
+            whole = _look(d[:at], o[:at], rule.alpha_look, rule.confidence)
+            return _result(base, whole, PairedVerdict.UNKNOWN, 1.0, _p(d, o, 0.0, whole.estimate >= 0),
+                           wanted=at - len(d))
+        lk = _look(d[:at], o[:at], rule.screen_alpha_look, rule.confidence)
+        if lk.low > 0.0 and lk.estimate > up:
+            return _confirm(base, rule, d[at:], o[at:], "regression", lk, at)
+        if lk.high < 0.0 and lk.estimate < down:
+            return _confirm(base, rule, d[at:], o[at:], "improvement", lk, at)
+        if band[0] <= lk.ci_low and lk.ci_high <= band[1]:
+            return _result(base, lk, PairedVerdict.SAME, 1.0, _p(d[:at], o[:at], 0.0, lk.estimate >= 0))
+    last = screen[-1]
+    lk = _look(d[:last], o[:last], rule.alpha_look, rule.confidence)
+    return _result(base, lk, PairedVerdict.INCONCLUSIVE, 1.0, _p(d[:last], o[:last], 0.0, lk.estimate >= 0),
+                   note=f"inconclusive: {count(last, 'pair')}, CI {_ci(lk)}")
+
+
+def _confirm(base: dict[str, object], rule: Rule, fresh: _Floats, orders: Sequence[str],
+             direction: Literal["regression", "improvement"],
+             screened: _Look, at: int) -> PairedResult:
+    """Stage 2: the candidate's fresh pairs after look `at`."""
+    slower = direction == "regression"
+    floor_log = math.log1p(rule.floor) if slower else -math.log1p(rule.floor)
+    against = math.exp(floor_log)
+    flagged = (f"candidate {direction} at {count(at, 'pair')} "
+               f"({math.exp(screened.estimate):.2f}x, CI {_ci(screened)})")
+    lk = screened
+    for n in rule.confirm_looks:
+        if len(fresh) < n:
+            return _result(base, lk, PairedVerdict.UNKNOWN, against, math.nan, wanted=n - len(fresh), flagged=direction,
+                           confirm=len(fresh), note=f"{flagged}; confirming on fresh pairs, {len(fresh)} of {n}")
+        lk = _look(fresh[:n], orders[:n], rule.alpha_look, rule.confidence)
+        p = _p(fresh[:n], orders[:n], floor_log, slower)
+        if (lk.low > floor_log) if slower else (lk.high < floor_log):
+            verdict = PairedVerdict.REGRESSION if slower else PairedVerdict.IMPROVEMENT
+            return _result(base, lk, verdict, against, p, flagged=direction, confirm=n,
+                           note=f"{flagged}; confirmed on {count(n, 'fresh pair')}")
+        if (lk.high < floor_log) if slower else (lk.low > floor_log):
+            return _result(base, lk, PairedVerdict.CANDIDATE, against, p, flagged=direction, confirm=n,
+                           note=f"{flagged}; not confirmed: {count(n, 'fresh pair')} put it "
+                                f"{'below' if slower else 'above'} {against:.2f}x")
+    return _result(base, lk, PairedVerdict.CANDIDATE, against, p, flagged=direction, confirm=rule.confirm_looks[-1],
+                   note=f"{flagged}; not confirmed in {count(rule.confirm_looks[-1], 'fresh pair')} "
+                        f"(CI {_ci(lk)} against {against:.2f}x)")
+
+
+def _result(base: Mapping[str, object], lk: _Look, verdict: PairedVerdict, against: float, p: float, *,
+            wanted: int = 0, flagged: Literal["", "regression", "improvement"] = "", confirm: int = 0,
+            note: str = "") -> PairedResult:
+    rule = base["rule"]
+    assert isinstance(rule, Rule)
+    order = "" if lk.crossover else "order effect not removed (pairs of one order)"
+    return PairedResult(
+        nodeid=str(base["nodeid"]), n_pairs=int(str(base["n_pairs"])), ratio=math.exp(lk.estimate),
+        ci_low=math.exp(lk.ci_low), ci_high=math.exp(lk.ci_high), p_value=p, p_against=against, verdict=verdict,
+        alpha=rule.alpha, tolerance=rule.tolerance, floor=rule.floor, confidence=rule.confidence,
+        max_pairs=rule.max_pairs, n_looks=rule.n_looks, confirm_pairs=confirm, flagged=flagged, wanted=wanted,
+        crossover=lk.crossover, note="; ".join(x for x in (note, order) if x))
+
+
+def _ci(lk: _Look) -> str:
+    return f"{math.exp(lk.ci_low):.2f}..{math.exp(lk.ci_high):.2f}"
+
+
+def _estimate(d: _Floats, orders: Sequence[str]) -> float:
+    groups = _split(d, orders)
+    if groups is None:
+        return float(np.median(_walsh(d)))
+    return 0.5 * float(np.median(np.subtract.outer(groups[0], -groups[1])))
+
+
+def _walsh(d: _Floats) -> _Floats:
+    i, j = np.triu_indices(len(d))
+    out: _Floats = (d[i] + d[j]) / 2.0
+    return out
 
 
 def pool(pairs_by_test: Mapping[str, Sequence[Pair]], results: Sequence[PairedResult] | None = None, *,
-         alpha: float = DEFAULT_ALPHA, tolerance: float = DEFAULT_TOLERANCE,
-         max_pairs: int = DEFAULT_MAX_PAIRS, n_looks: int = DEFAULT_LOOKS,
-         confidence: float = DEFAULT_CONFIDENCE, resamples: int = DEFAULT_RESAMPLES, seed: int = DEFAULT_SEED,
+         orders_by_test: Mapping[str, Sequence[str]] | None = None, rule: Rule | None = None,
          metric: str = "RTF") -> PooledResult:
     """The session's pooled ratio over all tests (the module docstring gives the rule).
 
     `results`: the tests' `judge_pairs` results when the caller has them (they decide whether any
-    test still wants pairs, i.e. "unknown" against "inconclusive"); judged here with the same rule
-    otherwise.
+    test still wants pairs, i.e. "unknown" against "inconclusive"); judged here otherwise.
     """
-    _check_rule(alpha, tolerance, max_pairs, n_looks, confidence, resamples)
+    rule = rule or Rule()
     if not pairs_by_test:
         raise ValueError("no tests to pool: the pooled ratio needs at least one test with pairs")
-    per_test = [np.asarray(ratios(p, nodeid), dtype=np.float64) for nodeid, p in pairs_by_test.items()]
+    orders_by_test = orders_by_test or {}
+    per_test = []
+    for nodeid, p in pairs_by_test.items():
+        d = np.log(np.asarray(ratios(p, nodeid), dtype=np.float64))
+        per_test.append((d, _orders(orders_by_test.get(nodeid), len(d), nodeid)))
     if results is None:
-        results = [judge_pairs(nodeid, p, alpha=alpha, tolerance=tolerance, max_pairs=max_pairs,
-                               n_looks=n_looks, confidence=confidence, resamples=resamples, seed=seed)
-                   for nodeid, p in pairs_by_test.items()]
-    log_medians = np.log([median(r.tolist()) for r in per_test])
-    ratio = float(np.exp(log_medians.mean()))
-
-    boot = _hierarchical_bootstrap(per_test, resamples, _rng(seed, "\0pooled"))
-    ci_low, ci_high = _interval(boot, confidence)
-    # The share of resampled pooled ratios on the other side of 1: a one-sided bootstrap p.
-    p_value = float(np.mean(boot <= 1.0) if ratio >= 1.0 else np.mean(boot >= 1.0))
-
-    verdict = _rule(ratio, p_value, ci_low, ci_high, alpha, tolerance)
-    if verdict is None:
-        wanting = any(wants_more_pairs(r) for r in results)
-        verdict = PairedVerdict.UNKNOWN if wanting else PairedVerdict.INCONCLUSIVE
-    return PooledResult(ratio=ratio, ci_low=ci_low, ci_high=ci_high, p_value=p_value, verdict=verdict,
-                        n_tests=len(per_test), n_pairs=sum(len(r) for r in per_test), metric=metric,
-                        confidence=confidence)
-
-
-def _rule(ratio: float, p_value: float, ci_low: float, ci_high: float, alpha: float,
-          tolerance: float) -> PairedVerdict | None:
-    """The verdict rule, for a test and for the pool alike: significance and magnitude for a
-    regression or improvement, the CI within the tolerance for "same"; None when it cannot say."""
-    if p_value <= alpha and ratio > 1.0 + tolerance:
-        return PairedVerdict.REGRESSION
-    if p_value <= alpha and ratio < 1.0 - tolerance:
-        return PairedVerdict.IMPROVEMENT
-    if 1.0 - tolerance <= ci_low and ci_high <= 1.0 + tolerance:
-        return PairedVerdict.SAME
-    return None
+        results = [judge_pairs(nodeid, p, orders_by_test.get(nodeid), rule=rule) for nodeid, p in pairs_by_test.items()]
+    estimates = np.array([_estimate(d, o) for d, o in per_test])
+    centre = float(estimates.mean())
+    boot = _stratified_bootstrap(per_test, rule.resamples, _rng(rule.seed, "\0pooled"))
+    tail = 100.0 * (1.0 - rule.confidence) / 2.0
+    ci_low, ci_high = (float(x) for x in np.percentile(boot, [tail, 100.0 - tail]))
+    low, high = (float(x) for x in np.percentile(boot, [100.0 * rule.alpha, 100.0 * (1.0 - rule.alpha)]))
+    up = math.log1p(rule.floor)
+    slower = centre >= 0.0
+    p_value = float(np.mean(boot <= up) if slower else np.mean(boot >= -up))
+    if low > up:
+        verdict = PairedVerdict.REGRESSION
+    elif high < -up:
+        verdict = PairedVerdict.IMPROVEMENT
+    elif math.log1p(-rule.tolerance) <= ci_low and ci_high <= math.log1p(rule.tolerance):
+        verdict = PairedVerdict.SAME
+    else:
+        verdict = PairedVerdict.UNKNOWN if any(r.wanted for r in results) else PairedVerdict.INCONCLUSIVE
+    return PooledResult(ratio=math.exp(centre), ci_low=math.exp(ci_low), ci_high=math.exp(ci_high), p_value=p_value,
+                        p_against=math.exp(up if slower else -up), verdict=verdict, n_tests=len(per_test),
+                        n_pairs=sum(len(d) for d, _ in per_test), metric=metric, confidence=rule.confidence,
+                        floor=rule.floor, order=order_effect(per_test, rule.confidence))
 
 
-def _signed_rank_p(log_ratios: _Floats, greater: bool) -> float:
-    from scipy.stats import wilcoxon
-
-    # Zeros dropped here rather than left to scipy: its handling of them under method="exact" has
-    # changed between the versions the plugin supports (older ones warn and switch to the approximation).
-    d = log_ratios[log_ratios != 0.0]
-    if len(d) == 0:
-        return 1.0      # every pair exactly equal: no evidence either way
-    tied = len(np.unique(np.abs(d))) < len(d)
-    # "auto" for ties and large counts: the name of the approximate method changed between the scipy
-    # versions the plugin supports ("approx" in 1.10, "asymptotic" since), "auto" is in all of them.
-    method = "exact" if len(d) <= _EXACT_MAX_N and not tied else "auto"
-    result = wilcoxon(d, alternative="greater" if greater else "less", method=method)
-    return float(result.pvalue)
+def order_effect(per_test: Sequence[tuple[_Floats, Sequence[str]]], confidence: float = DEFAULT_CONFIDENCE
+                 ) -> OrderEffect | None:
+    """How much slower the first call of a pair ran than the second, over the session's pairs: each
+    test's log ratios centred on its own estimate, then the crossover's period half-shift between
+    the AB and BA pairs; None without both orders."""
+    ab: list[float] = []
+    ba: list[float] = []
+    for d, o in per_test:
+        groups = _split(d, o)
+        if groups is None:
+            continue
+        centre = _estimate(d, o)
+        ab.extend((groups[0] - centre).tolist())
+        ba.extend((groups[1] - centre).tolist())
+    if not ab or not ba:
+        return None
+    shift = ranks.two_sample(ab, ba, (1.0 - confidence) / 2.0).scaled(0.5)
+    return OrderEffect(math.exp(shift.estimate), math.exp(shift.low), math.exp(shift.high), len(ab) + len(ba))
 
 
 def _rng(seed: int, nodeid: str) -> np.random.Generator:
@@ -274,43 +419,35 @@ def _rng(seed: int, nodeid: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(nodeid.encode("utf-8"))])
 
 
-def _bootstrap_medians(r: _Floats, resamples: int, rng: np.random.Generator) -> _Floats:
-    idx = rng.integers(0, len(r), size=(resamples, len(r)))
-    out: _Floats = np.median(r[idx], axis=1)
+def _resampled_estimates(d: _Floats, orders: Sequence[str], resamples: int, rng: np.random.Generator) -> _Floats:
+    groups = _split(d, orders)
+    out = np.empty(resamples, dtype=np.float64)
+    step = 2000
+    for start in range(0, resamples, step):
+        b = min(step, resamples - start)
+        if groups is None:
+            picks = d[rng.integers(0, len(d), size=(b, len(d)))]
+            i, j = np.triu_indices(len(d))
+            out[start:start + b] = np.median((picks[:, i] + picks[:, j]) / 2.0, axis=1)
+        else:
+            ab, ba = groups
+            x = ab[rng.integers(0, len(ab), size=(b, len(ab)))]
+            y = -ba[rng.integers(0, len(ba), size=(b, len(ba)))]
+            out[start:start + b] = 0.5 * np.median((x[:, :, None] - y[:, None, :]).reshape(b, -1), axis=1)
     return out
 
 
-def _hierarchical_bootstrap(per_test: Sequence[_Floats], resamples: int, rng: np.random.Generator) -> _Floats:
-    k = len(per_test)
-    picks = rng.integers(0, k, size=(resamples, k))
-    log_medians = np.empty((resamples, k), dtype=np.float64)
-    for j, r in enumerate(per_test):
-        chosen = picks == j
-        count = int(chosen.sum())
-        if count:
-            # A fresh resample of test j's pairs for every time the test itself was drawn.
-            log_medians[chosen] = np.log(_bootstrap_medians(r, count, rng))
-    out: _Floats = np.exp(log_medians.mean(axis=1))
+def _stratified_bootstrap(per_test: Sequence[tuple[_Floats, Sequence[str]]], resamples: int,
+                          rng: np.random.Generator) -> _Floats:
+    # The tests are fixed (they are the suite, not a sample of it); each test's pairs are resampled
+    # within their order, so the pooled interval counts each test's own noise once.
+    total = np.zeros(resamples, dtype=np.float64)
+    for d, o in per_test:
+        total += _resampled_estimates(d, o, resamples, rng)
+    out: _Floats = total / len(per_test)
     return out
-
-
-def _interval(boot: _Floats, confidence: float) -> tuple[float, float]:
-    tail = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(boot, [tail, 100.0 - tail])
-    return float(low), float(high)
 
 
 def _check_alpha(alpha: float) -> None:
     if not (0.0 < alpha < 0.5):
         raise ValueError(f"alpha {alpha!r} is not between 0 and 0.5")
-
-
-def _check_rule(alpha: float, tolerance: float, max_pairs: int, n_looks: int, confidence: float,
-                resamples: int) -> None:
-    looks(alpha, max_pairs, n_looks)        # alpha, the looks and the cap
-    if not (0.0 <= tolerance < 1.0):
-        raise ValueError(f"tolerance {tolerance!r} is not a fraction between 0 and 1 (0.05 means 5 %)")
-    if not (0.0 < confidence < 1.0):
-        raise ValueError(f"confidence {confidence!r} is not between 0 and 1 (0.95 means a 95 % CI)")
-    if resamples < 100:
-        raise ValueError(f"resamples {resamples!r} is too few for a bootstrap percentile (at least 100)")

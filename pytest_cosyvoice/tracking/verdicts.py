@@ -22,7 +22,7 @@ from .baseline import Baseline, BaselineError, BaselineStore, SavedSession
 from .drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine, compare
 from .goldens import GoldenError, GoldenStore, GoldenTest
 from .health import Health
-from .paired import DEFAULT_MAX_PAIRS, PairedResult, PairedVerdict, PooledResult
+from .paired import DEFAULT_CONFIRM_PAIRS, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS, PairedResult, PairedVerdict, PooledResult
 from .runkey import RunKey
 from .stack import detect_stack, stack_changes
 
@@ -37,14 +37,16 @@ class EndOptions:
     machine_tolerance: float = DEFAULT_MACHINE_TOLERANCE
     save_baseline: bool = False
     fail_on_drift: bool = False
-    ab_max_pairs: int = DEFAULT_MAX_PAIRS   # the cap of each test's pairs (AbRule)
+    ab_max_pairs: int = DEFAULT_MAX_PAIRS   # the screen's cap of each test's pairs (AbRule)
+    ab_floor: float = DEFAULT_FLOOR         # what a failing A/B verdict guarantees
+    ab_confirm_pairs: int = DEFAULT_CONFIRM_PAIRS   # a candidate's fresh pairs
     markdown: Path | None = None            # where the Markdown summary is appended; None: nowhere
     ab_base: str = ""                       # the base side's description; "" when not A/B
     ab_versions: dict[str, str] = field(default_factory=dict)     # the base side's stack
 
     @property
     def ab_rule(self) -> AbRule:
-        return AbRule(self.tolerance, self.ab_max_pairs)
+        return AbRule(self.tolerance, self.ab_max_pairs, self.ab_floor, self.ab_confirm_pairs)
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,14 @@ class Verdicts:
                           self.paired_first_chunk, self.pooled_first_chunk)
 
     @property
+    def ab_candidates(self) -> list[PairedResult]:
+        """Per test, RTF and first chunk: flagged by the screen, not confirmed (reported, never failing)."""
+        return [r for r in (self.paired or []) + (self.paired_first_chunk or [])
+                if r.verdict is PairedVerdict.CANDIDATE]
+
+    @property
     def ab_regressions(self) -> list[PairedResult]:
-        """Per test, RTF and first chunk: the A/B regressions."""
+        """Per test, RTF and first chunk: the A/B regressions (confirmed on fresh pairs)."""
         return [r for r in (self.paired or []) + (self.paired_first_chunk or [])
                 if r.verdict is PairedVerdict.REGRESSION]
 
@@ -125,8 +133,8 @@ class Verdicts:
 
     @property
     def fails_on_drift(self) -> bool:
-        """--cosy-fail-on-drift and a regression, against the baseline or A/B (a test's or the pooled
-        one; first-chunk latency as well as RTF): the session fails."""
+        """--cosy-fail-on-drift and a regression, against the baseline or A/B (a test's confirmed one or
+        the pooled one; first-chunk latency as well as RTF): the session fails. A/B candidates do not."""
         return self.options.fail_on_drift and (bool(self.regressions) or self.ab_regressed)
 
 
