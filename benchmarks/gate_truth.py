@@ -216,7 +216,7 @@ def rejudge(work: Path, runs: list[Run], tolerance: float) -> list[Run]:
 # -- A/B in one session (issue 17): `--ab` ------------------------------------------------------------
 # Head and base run back to back in each session; the session writes its paired verdicts to
 # <report>/ab_verdicts.csv and its raw pairs to <report>/ab.csv. Every run keeps its report folder.
-AB_VERDICTS = ("regression", "improvement", "same", "inconclusive", "unknown")
+AB_VERDICTS = ("regression", "improvement", "candidate", "same", "inconclusive", "unknown")
 POOLED = "(pooled)"
 RTF_METRIC, FIRST_CHUNK_METRIC = "RTF", "first chunk"
 AB_DEFAULT_MAX_PAIRS = 20     # tracking.paired.DEFAULT_MAX_PAIRS, the plugin's default
@@ -283,6 +283,10 @@ class AbRun:
     outputs_differ: int = 0          # pairs whose outputs differ
     pairs_total: int = 0             # rows of ab.csv
     others_cpu: float | None = None  # other processes' share of the CPU (history.jsonl's health)
+    # What --cosy-fail-on-drift fails on in A/B mode: a confirmed per-test regression (RTF or first
+    # chunk) or a pooled one.
+    failing: bool = False
+    first_chunk_verdicts: dict[str, str] = field(default_factory=dict)  # nodeid -> per-test first-chunk verdict
 
     @property
     def judged(self) -> bool:
@@ -326,6 +330,9 @@ def read_ab_report(run: AbRun, report: Path) -> AbRun:
     verdicts = report / "ab_verdicts.csv"
     if verdicts.is_file():
         for v in read_ab_verdicts(verdicts):
+            run.failing |= v.verdict == "regression"
+            if v.nodeid != POOLED and v.metric == FIRST_CHUNK_METRIC:
+                run.first_chunk_verdicts[v.nodeid] = v.verdict
             if v.nodeid == POOLED:
                 run.pooled_verdict[v.metric] = v.verdict
                 if v.ratio is not None:
@@ -400,7 +407,8 @@ def ab_plan(copy: Path, *, clean: int, busy: int, levels: list[float], slow_runs
 def ab_cmd(work: Path, report: Path, session: AbSession, *, select: str, max_pairs: int) -> list[str]:
     """The pytest command line of one A/B session. Its Markdown summary goes to its report folder
     (not to a CI job's $GITHUB_STEP_SUMMARY), its baselines to the workdir."""
-    ab = [f"--cosy-ab-max-pairs={max_pairs}", f"--cosy-markdown={report / 'summary.md'}"] if session.base else []
+    ab = ([f"--cosy-ab-max-pairs={max_pairs}", "--cosy-fail-on-drift", f"--cosy-markdown={report / 'summary.md'}"]
+          if session.base else [])
     return [sys.executable, "-m", "pytest", str(ROOT / "suites"), "-p", "no:cacheprovider", "-q", "-k", select,
             "--cosy-runner=gate-truth", f"--cosy-baseline-dir={work / 'bl-ab'}", f"--cosy-report={report}",
             *session.head, *session.base, *ab]
@@ -451,10 +459,11 @@ def _median(values: list[float], fmt: str) -> str:
 def ab_table(runs: list[AbRun]) -> str:
     """One row per condition: its sessions, the per-test RTF verdicts, the pooled verdicts (RTF and
     first chunk), the median pooled RTF ratio, the median pairs a test needed, the median session time."""
-    head = ("| condition | sessions | per-test RTF verdicts | regression | improvement | same | inconclusive | "
-            "unknown | pooled RTF | pooled first chunk | median pooled RTF ratio | median pairs per test | "
-            "outputs differ | median session s | other processes' CPU |\n"
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    head = ("| condition | sessions | failing sessions | per-test RTF verdicts | regression | improvement | "
+            "candidate | same | inconclusive | unknown | first-chunk regression | pooled RTF | pooled first chunk | "
+            "median pooled RTF ratio | median pairs per test | outputs differ | median session s | "
+            "other processes' CPU |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for label in dict.fromkeys(r.label for r in runs):
         group = [r for r in runs if r.label == label]
@@ -462,7 +471,7 @@ def ab_table(runs: list[AbRun]) -> str:
         others = [r.others_cpu for r in group if r.others_cpu is not None]
         cpu = f"{100 * min(others):.0f} .. {100 * max(others):.0f} %" if others else "-"
         if group[0].part == "gate":   # no base: only its time is of interest
-            rows.append(f"| {label} | {sessions} | - | - | - | - | - | - | - | - | - | - | - | "
+            rows.append(f"| {label} | {sessions} | - | - | - | - | - | - | - | - | - | - | - | - | - | - | "
                         f"{_median([r.seconds for r in group], '.0f')} | {cpu} |")
             continue
         unjudged = sum(1 for r in group if not r.judged)
@@ -477,8 +486,11 @@ def ab_table(runs: list[AbRun]) -> str:
         total = sum(r.pairs_total for r in group)
         pooled_rtf = [r.pooled_verdict[RTF_METRIC] for r in group if RTF_METRIC in r.pooled_verdict]
         pooled_first = [r.pooled_verdict[FIRST_CHUNK_METRIC] for r in group if FIRST_CHUNK_METRIC in r.pooled_verdict]
+        failing = sum(r.failing for r in group)
+        first = [v for r in group for v in r.first_chunk_verdicts.values()]
         rows.append(
-            f"| {label} | {sessions} | {n} | {per_test} | {_counts(pooled_rtf)} | {_counts(pooled_first)} | "
+            f"| {label} | {sessions} | {failing} of {len(group)} | {n} | {per_test} | "
+            f"{_pct(first.count('regression'), len(first))} | {_counts(pooled_rtf)} | {_counts(pooled_first)} | "
             f"{_median(pooled, '.3f')} | {_median(pairs, 'g')} | {differ} of {total} | "
             f"{_median([r.seconds for r in group], '.0f')} | {cpu} |")
     return head + "\n" + "\n".join(rows)
@@ -507,9 +519,9 @@ def slowdown_table(runs: list[AbRun]) -> str:
 
 def rejudge_ab(work: Path, runs: list[AbRun], tolerance: float) -> list[AbRun]:
     """The kept raw pairs (every run's ab.csv under `work`) judged again at another tolerance, with the
-    plugin's own rule (tracking.paired), each run at its own pair cap."""
+    plugin's own rule (tracking.paired, with the pairs' orders), each run at its own pair cap."""
     _project_on_path()
-    from pytest_cosyvoice.tracking.paired import judge_pairs, pool
+    from pytest_cosyvoice.tracking.paired import Rule, judge_pairs, pool
 
     out = []
     for r in runs:
@@ -517,24 +529,30 @@ def rejudge_ab(work: Path, runs: list[AbRun], tolerance: float) -> list[AbRun]:
                       max_pairs=r.max_pairs, outputs_differ=r.outputs_differ, pairs_total=r.pairs_total,
                       others_cpu=r.others_cpu)
         raw = work / r.report / "ab.csv"
+        rule = Rule(tolerance=tolerance, max_pairs=r.max_pairs)
         if r.part != "gate" and raw.is_file():
             by_test = read_ab_pairs(raw)
             for metric, side in ((RTF_METRIC, "rtf"), (FIRST_CHUNK_METRIC, "first_chunk_ms")):
-                pairs = {nodeid: [(h, b) for p in rows
-                                  if (h := getattr(p, f"head_{side}")) and (b := getattr(p, f"base_{side}"))]
-                         for nodeid, rows in by_test.items()}
-                pairs = {nodeid: p for nodeid, p in pairs.items() if p}
-                if not pairs:
+                kept = {nodeid: [p for p in rows if getattr(p, f"head_{side}") and getattr(p, f"base_{side}")]
+                        for nodeid, rows in by_test.items()}
+                kept = {nodeid: rows for nodeid, rows in kept.items() if rows}
+                if not kept:
                     continue
-                results = [judge_pairs(nodeid, p, tolerance=tolerance, max_pairs=r.max_pairs)
-                           for nodeid, p in pairs.items()]
-                pooled = pool(pairs, results, tolerance=tolerance, max_pairs=r.max_pairs, metric=metric)
+                pairs = {nodeid: [(getattr(p, f"head_{side}"), getattr(p, f"base_{side}")) for p in rows]
+                         for nodeid, rows in kept.items()}
+                orders = {nodeid: [p.order for p in rows] for nodeid, rows in kept.items()}
+                results = [judge_pairs(nodeid, p, orders[nodeid], rule=rule) for nodeid, p in pairs.items()]
+                pooled = pool(pairs, results, orders_by_test=orders, rule=rule, metric=metric)
                 again.pooled_verdict[metric] = str(pooled.verdict)
                 again.pooled_ratio[metric] = pooled.ratio
+                again.failing |= str(pooled.verdict) == "regression" or any(
+                    str(res.verdict) == "regression" for res in results)
+                if metric == FIRST_CHUNK_METRIC:
+                    again.first_chunk_verdicts = {res.nodeid: str(res.verdict) for res in results}
                 if metric == RTF_METRIC:
                     for res in results:
                         again.verdicts[res.nodeid] = str(res.verdict)
-                        again.ratios[res.nodeid] = res.median_ratio
+                        again.ratios[res.nodeid] = res.ratio
                         again.pairs[res.nodeid] = res.n_pairs
         out.append(again)
     return out

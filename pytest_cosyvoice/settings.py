@@ -144,7 +144,7 @@ OPTIONS: tuple[Option[Any], ...] = (
            _confirm_pairs, DEFAULT_CONFIRM_PAIRS, f"A/B mode: the fresh pairs a flagged test gets to confirm a "
            f"regression or improvement (default: {DEFAULT_CONFIRM_PAIRS}).", metavar="N"),
     Option("ab_floor", "--cosy-ab-floor", "cosy_ab_floor", "COSY_AB_FLOOR", _floor, DEFAULT_FLOOR,
-           f"A/B mode: the slowdown a failing regression guarantees: its one-sided 99 % bound lies above "
+           f"A/B mode: the slowdown a failing regression guarantees: its one-sided 99 percent bound lies above "
            f"1 + FLOOR (default: {DEFAULT_FLOOR:g}).", metavar="FRACTION"),
     Option("markdown", "--cosy-markdown", "cosy_markdown", "COSY_MARKDOWN", parse_path, None,
            "append a Markdown summary of the session's verdicts to this file (default: $GITHUB_STEP_SUMMARY "

@@ -16,9 +16,9 @@ Per test, on its pairs of a positive metric (RTF, or first-chunk ms), d = log(he
 
 A verdict comes in two stages, so that the session's exit status has a stated rate:
 
-1. **Screen** (looks at 10 and 20 pairs by default, `screen_alpha / n_looks` = 0.01 each): a test whose bound
-   excludes 1 AND whose estimate is beyond the floor (1 + floor for a slowdown, 1 / (1 + floor) for a
-   speed-up) is a *candidate*; a test whose 95 % interval lies within the tolerance is "same".
+1. **Screen** (looks at 10 and 20 pairs by default, `screen_alpha / n_looks` = 0.01 each): a test
+   whose bound excludes 1 AND whose estimate is beyond the tolerance (above 1 + tolerance, or below
+   1 - tolerance) is a *candidate*; a test whose 95 % interval lies within the tolerance is "same".
 2. **Confirm**: a candidate gets fresh pairs (looks at 30 and 60 by default, `confirm_pairs`), judged
    on those alone: "regression" when their one-sided (1 - alpha / n_looks) bound lies above
    1 + floor, "improvement" when below 1 / (1 + floor). A candidate the fresh pairs cannot confirm
@@ -36,8 +36,8 @@ of 48 verdicts (24 tests, RTF and first chunk).
 Session level (`pool`): the pooled ratio is the geometric mean of the tests' estimates (each test
 weighs the same, however many pairs it needed); its interval comes from a stratified bootstrap
 (the tests fixed, each test's AB and BA pairs resampled within their order, `DEFAULT_RESAMPLES`
-10^4 resamples). "regression" when the one-sided (1 - alpha) bound lies above 1 + floor, likewise
-"improvement" below 1 / (1 + floor), "same" when the 95 % interval lies within the tolerance;
+10^4 resamples). "regression" when the one-sided (1 - alpha) bound lies above 1 + floor and the
+ratio beyond the tolerance, likewise "improvement" below 1 / (1 + floor), "same" when the 95 % interval lies within the tolerance;
 otherwise "unknown" while a test still wants pairs, "inconclusive" once none does. `order_effect`
 says how much faster the second call of a pair ran over the session's pairs.
 """
@@ -266,7 +266,6 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None
     rule = rule or Rule()
     d = np.log(np.asarray(ratios(pairs, nodeid), dtype=np.float64))
     o = _orders(orders, len(d), nodeid)
-    up, down = math.log1p(rule.floor), -math.log1p(rule.floor)
     band = (math.log1p(-rule.tolerance) if rule.tolerance < 1 else -math.inf, math.log1p(rule.tolerance))
     base = {"nodeid": nodeid, "n_pairs": len(d), "rule": rule}
 
@@ -281,9 +280,9 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None
             return _result(base, whole, PairedVerdict.UNKNOWN, 1.0, _p(d, o, 0.0, whole.estimate >= 0),
                            wanted=at - len(d))
         lk = _look(d[:at], o[:at], rule.screen_alpha_look, rule.confidence)
-        if lk.low > 0.0 and lk.estimate > up:
+        if lk.low > 0.0 and lk.estimate > band[1]:
             return _confirm(base, rule, d[at:], o[at:], "regression", lk, at)
-        if lk.high < 0.0 and lk.estimate < down:
+        if lk.high < 0.0 and lk.estimate < band[0]:
             return _confirm(base, rule, d[at:], o[at:], "improvement", lk, at)
         if band[0] <= lk.ci_low and lk.ci_high <= band[1]:
             return _result(base, lk, PairedVerdict.SAME, 1.0, _p(d[:at], o[:at], 0.0, lk.estimate >= 0))
@@ -380,9 +379,9 @@ def pool(pairs_by_test: Mapping[str, Sequence[Pair]], results: Sequence[PairedRe
     up = math.log1p(rule.floor)
     slower = centre >= 0.0
     p_value = float(np.mean(boot <= up) if slower else np.mean(boot >= -up))
-    if low > up:
+    if low > up and centre > math.log1p(rule.tolerance):
         verdict = PairedVerdict.REGRESSION
-    elif high < -up:
+    elif high < -up and centre < math.log1p(-rule.tolerance):
         verdict = PairedVerdict.IMPROVEMENT
     elif math.log1p(-rule.tolerance) <= ci_low and ci_high <= math.log1p(rule.tolerance):
         verdict = PairedVerdict.SAME

@@ -39,7 +39,8 @@ def pairs(factor: float, noise: float, n: int, seed: int) -> list[PairSample]:
 
 
 def ab_figures() -> list[TestFigures]:
-    slow = pairs(1.25, 0.01, 10, 1)
+    # +25 %: a candidate at the first look (10 pairs), confirmed on 30 fresh pairs.
+    slow = pairs(1.25, 0.01, 40, 1)
     slow[3].outputs = PairOutputs("differs", "tokens diverge at 37 of 120", finding=True)
     return [TestFigures("t.py::slow", rtf=[p.head_rtf for p in slow], pairs=slow),
             TestFigures("t.py::same", rtf=[0.2] * 10, pairs=pairs(1.0, 0.005, 10, 2)),
@@ -64,7 +65,7 @@ def test_each_paired_test_gets_its_verdict_and_the_session_a_pooled_one(found: F
     verdicts = {r.nodeid: r.verdict for r in found.paired}
     assert verdicts == {"t.py::slow": PairedVerdict.REGRESSION, "t.py::same": PairedVerdict.SAME,
                         "t.py::noisy": PairedVerdict.INCONCLUSIVE}
-    assert found.pooled.n_tests == 3 and found.pooled.n_pairs == 40 and found.pooled.metric == "RTF"
+    assert found.pooled.n_tests == 3 and found.pooled.n_pairs == 70 and found.pooled.metric == "RTF"
     # First-chunk latency is judged on the same pairs, as its own metric.
     assert found.pooled_first_chunk is not None and found.pooled_first_chunk.metric == "first chunk"
     assert [r.nodeid for r in found.paired_first_chunk or []] == ["t.py::slow", "t.py::same", "t.py::noisy"]
@@ -93,12 +94,16 @@ def test_the_summary_leads_with_the_pooled_line_then_the_tests(found: Findings) 
     assert lines[1].startswith(f"A/B against {BASE}: head/base first chunk ")
     text = "\n".join(lines)
     regression = lines.index("A/B regression(s) (2) (reported only):")
-    assert lines[regression + 1].startswith("  t.py::slow (RTF): 1.2") and lines[regression + 1].endswith(
-        "10 pairs: regression")
+    assert lines[regression + 1].startswith("  t.py::slow (RTF): 1.2") and (
+        "40 pairs: regression (candidate regression at 10 pairs" in lines[regression + 1])
+    assert "confirmed on 30 fresh pairs; outputs differ in 1 of 40 pairs" in lines[regression + 1]
+    assert lines[2].startswith("  order effect: the second call of a pair ran ")
+    assert lines[3] == ("  a failing regression is confirmed on fresh pairs: its one-sided 99 % bound lies "
+                        "above 1.04x (--cosy-ab-floor 0.04)")
     undecided = next(i for i, line in enumerate(lines) if line.startswith("A/B undecided ("))
     assert any(line.startswith("  t.py::noisy (RTF): inconclusive: 20 pairs, CI ")
                for line in lines[undecided:])
-    assert "  t.py::slow: differs: tokens diverge at 37 of 120 (round(s) 3 of 10 pairs)" in lines
+    assert "  t.py::slow: differs: tokens diverge at 37 of 120 (round(s) 3 of 40 pairs)" in lines
     # The cross-session part stays, labelled as such, after the A/B part.
     cross = next(i for i, line in enumerate(lines) if line.startswith("cross-session view"))
     assert cross > undecided and lines[cross + 1].startswith("no baseline for runner cpu-runner")
@@ -111,8 +116,9 @@ def test_the_report_has_the_raw_pairs_and_the_verdicts(found: Findings) -> None:
     with open(found.report.ab_csv, encoding="utf-8", newline="") as fh:
         raw = list(csv.DictReader(fh))
     assert list(raw[0]) == ["nodeid", "round", "order", "head_rtf", "base_rtf", "head_first_chunk_ms",
-                            "base_first_chunk_ms", "outputs", "outputs_detail", "outputs_finding"]
-    assert len(raw) == 40 and {r["nodeid"] for r in raw} == {"t.py::slow", "t.py::same", "t.py::noisy"}
+                            "base_first_chunk_ms", "outputs", "outputs_detail", "outputs_finding", "head_tokens",
+                            "base_tokens", "head_audio_s", "base_audio_s"]
+    assert len(raw) == 70 and {r["nodeid"] for r in raw} == {"t.py::slow", "t.py::same", "t.py::noisy"}
     assert (raw[3]["outputs"], raw[3]["outputs_detail"], raw[3]["outputs_finding"]) == (
         "differs", "tokens diverge at 37 of 120", "True")
     slow = ab_figures()[0].pairs[0]
@@ -120,8 +126,8 @@ def test_the_report_has_the_raw_pairs_and_the_verdicts(found: Findings) -> None:
 
     with open(found.report.ab_verdicts_csv, encoding="utf-8", newline="") as fh:
         verdicts = list(csv.DictReader(fh))
-    assert list(verdicts[0]) == ["nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "pairs",
-                                 "verdict", "note"]
+    assert list(verdicts[0]) == ["nodeid", "metric", "ratio", "ci_low", "ci_high", "p_value", "p_against", "pairs",
+                                 "verdict", "flagged", "confirm_pairs", "outputs_differ", "note"]
     pooled = [r for r in verdicts if r["nodeid"] == "(pooled)"]
     assert [r["metric"] for r in pooled] == ["RTF", "first chunk"] and len(verdicts) == 8
     assert found.pooled is not None and pooled[0]["verdict"] == str(found.pooled.verdict)
@@ -137,7 +143,7 @@ def test_the_forest_plot_and_the_page(found: Findings) -> None:
     html = found.report.html.read_text(encoding="utf-8")
     assert f"<h2>A/B against {BASE}</h2>".replace("'", "&#x27;") in html
     assert 'src="ab_forest.png"' in html and 'href="ab.csv"' in html and 'href="ab_verdicts.csv"' in html
-    assert "pooled (3 tests)" in html and "tokens diverge at 37 of 120 (1 of 10 pairs differ)" in html
+    assert "pooled (3 tests)" in html and "tokens diverge at 37 of 120 (1 of 40 pairs differ)" in html
     assert "identical in 10 of 10 pairs" in html
 
 
@@ -147,10 +153,11 @@ def test_the_history_line_is_marked_as_ab(found: Findings) -> None:
     ab = entry["ab"]
     assert ab["base"] == BASE and ab["base_versions"] == {"torch": "2.9.0", "commit": "abc123"}
     assert found.pooled is not None and ab["pooled"]["ratio"] == found.pooled.ratio
-    assert ab["pooled"]["verdict"] == str(found.pooled.verdict) and ab["pooled"]["pairs"] == 40
+    assert ab["pooled"]["verdict"] == str(found.pooled.verdict) and ab["pooled"]["pairs"] == 70
     assert set(ab["tests"]) == {"t.py::slow", "t.py::same", "t.py::noisy"}
-    assert ab["tests"]["t.py::slow"]["verdict"] == "regression" and ab["tests"]["t.py::slow"]["pairs"] == 10
-    assert set(ab["tests"]["t.py::same"]) == {"ratio", "ci_low", "ci_high", "p_value", "pairs", "verdict"}
+    assert ab["tests"]["t.py::slow"]["verdict"] == "regression" and ab["tests"]["t.py::slow"]["pairs"] == 40
+    assert set(ab["tests"]["t.py::same"]) == {"ratio", "ci_low", "ci_high", "p_value", "p_against", "pairs",
+                                               "verdict", "flagged", "outputs_differ"}
     assert ab["first_chunk"]["pooled"]["verdict"] in {v.value for v in PairedVerdict}
 
 
@@ -212,7 +219,7 @@ def test_the_markdown_summary(found: Findings, tmp_path: Path) -> None:
     assert lines[0] == TITLE and f"**A/B against {BASE}: {found.pooled.describe()}**  " in lines
     assert "| test | metric | head/base | CI | p | pairs | verdict |" in lines
     slow = next(line for line in lines if line.startswith("| `t.py::slow` | RTF |"))
-    assert slow.endswith("| 10 | **regression** |")
+    assert slow.endswith("| 40 | **regression** |")
     assert "### Cross-session view (against the stored baseline)" in lines
     assert "No baseline for runner `cpu-runner`: drift not judged." in lines
     assert any(line.startswith("_machine: calibration: not measured") for line in lines)
@@ -261,7 +268,9 @@ from pytest_cosyvoice.plugin import get_session
 def test_records_pairs(request):
     """Stands in for the pairing: what an A/B session of one RTF test leaves on the session."""
     session = get_session(request.config)
-    pairs = [PairSample(i, "AB", 0.26 + 0.001 * i, 0.20 + 0.0005 * i) for i in range(10)]
+    # A candidate at 10 pairs, confirmed on 30 fresh ones; balanced AB/BA blocks.
+    pairs = [PairSample(i, "AB" if i % 2 else "BA", 0.26 + 0.001 * (i % 7), 0.20 + 0.0005 * (i % 5))
+             for i in range(40)]
     session.figures["inner.py::paired"] = TestFigures("inner.py::paired", rtf=[p.head_rtf for p in pairs],
                                                       pairs=pairs)
     session.ab_base = "the base side"
@@ -281,11 +290,11 @@ def test_junit_gets_the_ab_properties_and_fail_on_drift_fails(pytester: pytest.P
                                 "--cosy-no-report", "--cosy-fail-on-drift")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["A/B against the base side: head/base RTF 1.3*x (95 % CI *) over 1 test, "
-                                 "10 pairs: regression"])
+                                 "40 pairs: regression"])
     root = ET.parse(pytester.path / "junit.xml").getroot()
     props = {p.get("name"): p.get("value", "") for p in root.iter("property")}
     assert props["cosy_ab_pooled"].startswith("A/B against the base side: head/base RTF 1.3")
-    assert props["cosy_ab_inner.py::paired"].endswith("10 pairs: regression")
+    assert "40 pairs: regression (candidate regression at 10 pairs" in props["cosy_ab_inner.py::paired"]
     assert "cosy_ab_first_chunk_pooled" not in props       # no first-chunk figures in those pairs
     markdown = step.read_text(encoding="utf-8")
     assert markdown.startswith("# earlier step\n## pytest-cosyvoice\n")

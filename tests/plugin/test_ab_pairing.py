@@ -16,7 +16,8 @@ from pytest_cosyvoice.judging.measurements import NOT_REPRODUCIBLE, SEEDED_APART
 from pytest_cosyvoice.recording.pairing import compare_outputs, draw_order
 from pytest_cosyvoice.tracking import paired
 
-MAX_PAIRS = 8   # the smallest cap with a look (8 pairs at alpha 0.01 over 2 looks)
+MAX_PAIRS = 8   # a small cap: looks at 7 and 8 pairs (the screen's 0.02 over 2 looks)
+RULE = paired.Rule(max_pairs=MAX_PAIRS, confirm_pairs=MAX_PAIRS)
 STREAMED = "test_ab.py::test_streamed"
 SYNTHESIZED = "test_ab.py::test_synthesized"
 
@@ -30,22 +31,26 @@ def run_inner(pytester: pytest.Pytester, model: Path, *args: str) -> tuple[pytes
 
 
 def test_a_b_session_pairs_every_round_until_a_look(pytester: pytest.Pytester, warm_tiny: Path) -> None:
-    assert paired.looks(max_pairs=MAX_PAIRS) == (MAX_PAIRS,)
+    assert RULE.screen_looks == (7, MAX_PAIRS) and RULE.confirm_looks == (MAX_PAIRS,)
     result, out = run_inner(pytester, warm_tiny, "--cosy-base-engine=ab_base:build",
-                            f"--cosy-ab-max-pairs={MAX_PAIRS}")
+                            f"--cosy-ab-max-pairs={MAX_PAIRS}", f"--cosy-ab-confirm-pairs={MAX_PAIRS}")
     result.assert_outcomes(passed=2, failed=1)
     figures = out["figures"]
     orders = []
     for nodeid in (STREAMED, SYNTHESIZED):
         pairs = [PairSample.from_json(p) for p in figures[nodeid]["pairs"]]
-        # One pair per round, rounds 1 (the main pass) to the look: the verdict is judged there.
-        assert [p.round for p in pairs] == list(range(1, MAX_PAIRS + 1)), figures[nodeid]
-        verdict = paired.judge_pairs(nodeid, [(p.head_rtf, p.base_rtf) for p in pairs], max_pairs=MAX_PAIRS)
-        assert paired.pairs_wanted(verdict) == 0
+        # One pair per round from round 1 (the main pass), until the verdict wants no more.
+        assert [p.round for p in pairs] == list(range(1, len(pairs) + 1)), figures[nodeid]
+        verdict = paired.judge_pairs(nodeid, [(p.head_rtf, p.base_rtf) for p in pairs], [p.order for p in pairs],
+                                     rule=RULE)
+        assert paired.pairs_wanted(verdict) == 0 and len(pairs) in (7, 8, 7 + 8, 8 + 8)
+        # Balanced blocks: rounds 1-2, 3-4, ... are one AB and one BA.
+        assert all({pairs[i].order, pairs[i + 1].order} == {"AB", "BA"} for i in range(0, len(pairs) - 1, 2))
+        assert all(p.head_tokens and p.base_tokens and p.head_audio_s and p.base_audio_s for p in pairs)
         assert all(p.head_rtf > 0 and p.base_rtf > 0 for p in pairs)
         orders += [p.order for p in pairs]
         assert not [n for n in figures[nodeid]["round_notes"] if "A/B" in n]
-    assert set(orders) == {"AB", "BA"}   # drawn per test and round: 16 draws
+    assert set(orders) == {"AB", "BA"}
 
     streamed = [PairSample.from_json(p) for p in figures[STREAMED]["pairs"]]
     synthesized = [PairSample.from_json(p) for p in figures[SYNTHESIZED]["pairs"]]
@@ -58,15 +63,16 @@ def test_a_b_session_pairs_every_round_until_a_look(pytester: pytest.Pytester, w
     # The base ran what the head ran: the same text and keywords, its own warm-up first in each round.
     calls = out["base_calls"]
     stream_calls = [c for c in calls if c["kind"] == "stream"]
-    assert len(stream_calls) == 2 * MAX_PAIRS    # one warm-up and one measured call a round
+    rounds = {nodeid: len(figures[nodeid]["pairs"]) for nodeid in (STREAMED, SYNTHESIZED)}
+    assert len(stream_calls) == 2 * rounds[STREAMED]    # one warm-up and one measured call a round
     # The measured calls got the pair's seed as seed= (one per round); the warm-ups none.
     seeds = [c["seed"] for c in calls if c["seed"] is not None]
-    assert len(seeds) == 2 * MAX_PAIRS and all(isinstance(s, int) for s in seeds)
-    assert len(set(seeds)) == 2 * MAX_PAIRS   # fixed by test, round and call: no two alike
+    assert len(seeds) == sum(rounds.values()) and all(isinstance(s, int) for s in seeds)
+    assert len(set(seeds)) == len(seeds)   # fixed by test, round and call: no two alike
     assert {c["text"] for c in stream_calls} == {"Hello there."}
     assert all(set(c["kwargs"]) == {"speaker"} for c in stream_calls)
     synth = [c for c in calls if c["kind"] == "synthesize"]
-    assert len(synth) == 2 * MAX_PAIRS
+    assert len(synth) == 2 * rounds[SYNTHESIZED]
     assert {c["text"] for c in synth} == {"Good morning."}
     assert all(set(c["kwargs"]) == {"speaker", "speed"} and c["kwargs"]["speed"] == 1.0 for c in synth)
     assert len({c["kwargs"]["speaker"] for c in calls}) == 1   # the test's speaker (the first one)
@@ -137,11 +143,12 @@ def test_a_pair_stored_with_its_outputs_as_one_text_still_loads(old: str, status
     assert str(sample.outputs) == (old or "not compared")
 
 
-def test_the_order_is_drawn_per_test_and_round_and_repeats_with_the_seed() -> None:
-    draws = [draw_order(7, "t.py::a", k) for k in range(40)]
-    assert set(draws) == {"AB", "BA"}
-    assert draws == [draw_order(7, "t.py::a", k) for k in range(40)]
-    assert draws != [draw_order(7, "t.py::b", k) for k in range(40)]
+def test_the_order_comes_in_balanced_blocks_drawn_per_test_and_repeats_with_the_seed() -> None:
+    draws = [draw_order(7, "t.py::a", k) for k in range(1, 41)]
+    assert all({draws[i], draws[i + 1]} == {"AB", "BA"} for i in range(0, 40, 2))
+    assert {draws[i] for i in range(0, 40, 2)} == {"AB", "BA"}      # which comes first is drawn
+    assert draws == [draw_order(7, "t.py::a", k) for k in range(1, 41)]
+    assert draws != [draw_order(7, "t.py::b", k) for k in range(1, 41)]
 
 
 PASS_THROUGH = '''
@@ -209,14 +216,15 @@ def test_a_pass_through_wrapper_is_paired_with_the_runtime_it_wraps_alike(
     result = pytester.runpytest("-p", "no:cacheprovider", f"--cosy-model={warm_tiny}", "--cosy-device=cpu",
                                 "--cosy-no-report", "-o", "cosy_allowed_warnings=autocast\n__array_wrap__",
                                 "--cosy-engine=passthrough:build", "--cosy-base-engine=fixed",
-                                f"--cosy-base-model={copy}", f"--cosy-ab-max-pairs={MAX_PAIRS}")
+                                f"--cosy-base-model={copy}", f"--cosy-ab-max-pairs={MAX_PAIRS}",
+                                f"--cosy-ab-confirm-pairs={MAX_PAIRS}")
     result.assert_outcomes(passed=1)
     fig = json.loads((pytester.path / "figures.json").read_text())["test_wrapped.py::test_streamed"]
     pairs = [PairSample.from_json(p) for p in fig["pairs"]]
-    assert len(pairs) == MAX_PAIRS and not fig["round_notes"], fig
+    assert len(pairs) in RULE.screen_looks + (7 + MAX_PAIRS, 2 * MAX_PAIRS) and not fig["round_notes"], fig
     assert {p.outputs for p in pairs} == {PairOutputs("identical")}
     seeds = (pytester.path / "seeds.txt").read_text().split()
-    assert len(seeds) == MAX_PAIRS and all(s.isdigit() for s in seeds), seeds
+    assert len(seeds) == len(pairs) and all(s.isdigit() for s in seeds), seeds
     # The model reference ran beside every calibration (it failed under the foreign adapter: bug 3).
     [line] = [line for line in result.stdout.lines if line.startswith("machine: ")]
     assert "model reference error" not in line and "model reference: " in line, line

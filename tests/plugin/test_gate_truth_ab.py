@@ -124,9 +124,11 @@ def test_the_table_counts_verdicts_per_condition(gate_truth: ModuleType, tmp_pat
     runs.append(gate_truth.AbRun("gate", "cross-session gate session (no base)", "ab/g", 40.0, 0))
     table = gate_truth.ab_table(runs).splitlines()
     assert len(table) == 4 and table[0].count("|") == table[2].count("|") == table[3].count("|")
-    assert table[2] == ("| A/A clean | 3 (1 without A/B verdicts) | 4 | 0 % (0) | 0 % (0) | 75 % (3) | 25 % (1) | "
-                        "0 % (0) | same 2 | same 1 | 1.000 | 10 | 1 of 50 | 100 | 3 .. 43 % |")
-    assert table[3] == "| cross-session gate session (no base) | 1 |" + " - |" * 11 + " 40 | - |"
+    # The first-chunk rows say "regression" (session()): the sessions fail, the RTF columns do not count them.
+    assert table[2] == ("| A/A clean | 3 (1 without A/B verdicts) | 2 of 3 | 4 | 0 % (0) | 0 % (0) | 0 % (0) | "
+                        "75 % (3) | 25 % (1) | 0 % (0) | 100 % (4) | same 2 | same 1 | 1.000 | 10 | 1 of 50 | 100 | "
+                        "3 .. 43 % |")
+    assert table[3] == "| cross-session gate session (no base) | 1 |" + " - |" * 14 + " 40 | - |"
 
 
 def test_the_slowdown_table_gives_what_each_level_applied(gate_truth: ModuleType) -> None:
@@ -193,13 +195,14 @@ def test_the_command_lines_and_environment(gate_truth: ModuleType, tmp_path: Pat
 
 def test_kept_pairs_are_judged_again_at_another_tolerance(gate_truth: ModuleType, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    # 12 pairs a test, head 15 % slower in every pair: significant at the first look (10 pairs).
-    session(tmp_path, "000-ab-slow", {A: (1.15, 12, "regression"), B: (1.15, 12, "regression")},
+    # 40 pairs a test, head 15 % slower in every pair: a candidate at the first look (10 pairs),
+    # confirmed on the 30 fresh pairs after it.
+    session(tmp_path, "000-ab-slow", {A: (1.15, 40, "regression"), B: (1.15, 40, "regression")},
             {"RTF": (1.15, "regression")})
     run = gate_truth.AbRun("ab-slow", "A/B +20 %", "ab/000-ab-slow", 80.0, 0, level=0.2, max_pairs=20)
     tight, loose = (gate_truth.rejudge_ab(tmp_path, [run], tol)[0] for tol in (0.05, 0.3))
     assert tight.verdicts == {A: "regression", B: "regression"} and tight.pooled_verdict["RTF"] == "regression"
-    assert tight.pairs == {A: 12, B: 12} and tight.ratios[A] == pytest.approx(1.15, abs=0.02)
+    assert tight.pairs == {A: 40, B: 40} and tight.ratios[A] == pytest.approx(1.15, abs=0.02)
     assert tight.pooled_ratio["RTF"] == pytest.approx(1.15, abs=0.02)
     assert tight.pooled_verdict["first chunk"] == "regression"
     # Beyond what a 15 % change can reach: its CI lies within +-30 %.
@@ -212,7 +215,7 @@ def test_kept_pairs_are_judged_again_at_another_tolerance(gate_truth: ModuleType
     assert gate_truth.main(["--ab-rejudge", "0.05,0.3", "--json", str(rows), "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "tolerance 0.05:" in out and "tolerance 0.3:" in out
-    assert "| A/B +20 % | 1 | 2 | 100 % (2) |" in out and "| 0.2 | 1 | +15." in out
+    assert "| A/B +20 % | 1 | 1 of 1 | 2 | 100 % (2) |" in out and "| 0.2 | 1 | +15." in out
 
 
 def test_rejudging_needs_the_earlier_runs_files(gate_truth: ModuleType) -> None:

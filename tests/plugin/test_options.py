@@ -114,8 +114,8 @@ def test_resolution_cli_over_env_over_ini_over_default(pytester: pytest.Pytester
     monkeypatch.setenv("COSY_RTF_TOLERANCE", "0.2")
     result = pytester.runpytest("-s", "--cosy-stall-timeout=11", "--cosy-device", "cpu")
     result.stdout.fnmatch_lines([
-        "SETTINGS 11.0 upstream model cpu 0.2 ('autocast', '^DeprecationWarning: old') [('ab_max_pairs', 'default'), "
-        "('asr', 'default'), ('base_engine', 'default'), ('base_model', 'default'), ('base_python', 'default'), "
+        "SETTINGS 11.0 upstream model cpu 0.2 ('autocast', '^DeprecationWarning: old') [('ab_confirm_pairs', 'default'), "
+        "('ab_floor', 'default'), ('ab_max_pairs', 'default'), ('asr', 'default'), ('base_engine', 'default'), ('base_model', 'default'), ('base_python', 'default'), "
         "('baseline_dir', 'default'), "
         "('device', '--cosy-device'), ('engine', 'ini cosy_engine'), ('fail_on_drift', 'default'), "
         "('fp16', 'default'), ('machine_tolerance', 'default'), ('markdown', 'default'), ('model', 'ini cosy_model'), "
@@ -153,7 +153,7 @@ def test_defaults_agree_between_help_settings_and_drift(pytester: pytest.Pyteste
     """Each default is written in one place: the --help text, `Settings()`, what `resolve` gives
     with nothing set, and the drift and baseline modules' constants all say the same."""
     from pytest_cosyvoice.settings import OPTIONS, Settings, resolve
-    from pytest_cosyvoice.tracking import baseline, drift
+    from pytest_cosyvoice.tracking import baseline, drift, paired
 
     defaults = Settings()
     assert {opt.name for opt in OPTIONS} <= {f.name for f in dataclasses.fields(Settings)}
@@ -187,6 +187,8 @@ def test_defaults_agree_between_help_settings_and_drift(pytester: pytest.Pyteste
     assert float(shown["stall_timeout_s"]) == defaults.stall_timeout_s
     assert shown["baseline_dir"] == f"{defaults.baseline_dir}/" and shown["report_dir"] == f"{defaults.report_dir}/"
     assert shown["device"] == defaults.device and shown["engine"] == defaults.engine
+    assert float(shown["ab_floor"]) == paired.DEFAULT_FLOOR == defaults.ab_floor
+    assert int(shown["ab_confirm_pairs"]) == paired.DEFAULT_CONFIRM_PAIRS == defaults.ab_confirm_pairs
 
 
 # -- help and markers text ---------------------------------------------------------------------
