@@ -37,9 +37,10 @@ Session level (`pool`): the pooled ratio is the geometric mean of the tests' est
 weighs the same, however many pairs it needed); its interval comes from a stratified bootstrap
 (the tests fixed, each test's AB and BA pairs resampled within their order, `DEFAULT_RESAMPLES`
 10^4 resamples). "regression" when the one-sided (1 - alpha) bound lies above 1 + floor and the
-ratio beyond the tolerance, likewise "improvement" below 1 / (1 + floor), "same" when the 95 % interval lies within the tolerance;
-otherwise "unknown" while a test still wants pairs, "inconclusive" once none does. `order_effect`
-says how much faster the second call of a pair ran over the session's pairs.
+ratio beyond the tolerance, likewise "improvement" below 1 / (1 + floor), "same" when the 95 %
+interval lies within the tolerance; otherwise "unknown" while a test still wants pairs,
+"inconclusive" once none does. `order_effect` says how much faster the second call of a pair ran
+over the session's pairs.
 """
 from __future__ import annotations
 

@@ -114,8 +114,9 @@ def test_resolution_cli_over_env_over_ini_over_default(pytester: pytest.Pytester
     monkeypatch.setenv("COSY_RTF_TOLERANCE", "0.2")
     result = pytester.runpytest("-s", "--cosy-stall-timeout=11", "--cosy-device", "cpu")
     result.stdout.fnmatch_lines([
-        "SETTINGS 11.0 upstream model cpu 0.2 ('autocast', '^DeprecationWarning: old') [('ab_confirm_pairs', 'default'), "
-        "('ab_floor', 'default'), ('ab_max_pairs', 'default'), ('asr', 'default'), ('base_engine', 'default'), ('base_model', 'default'), ('base_python', 'default'), "
+        "SETTINGS 11.0 upstream model cpu 0.2 ('autocast', '^DeprecationWarning: old') "
+        "[('ab_confirm_pairs', 'default'), ('ab_floor', 'default'), ('ab_max_pairs', 'default'), ('asr', 'default'), "
+        "('base_engine', 'default'), ('base_model', 'default'), ('base_python', 'default'), "
         "('baseline_dir', 'default'), "
         "('device', '--cosy-device'), ('engine', 'ini cosy_engine'), ('fail_on_drift', 'default'), "
         "('fp16', 'default'), ('machine_tolerance', 'default'), ('markdown', 'default'), ('model', 'ini cosy_model'), "

@@ -198,7 +198,8 @@ def test_pooled_unknown_while_a_test_wants_pairs_then_inconclusive() -> None:
 
 def test_looks_and_attainable_p() -> None:
     assert looks() == (10, 20)
-    assert Rule().screen_looks == (10, 20) and Rule().confirm_looks == (30, 60) == looks(max_pairs=DEFAULT_CONFIRM_PAIRS)
+    assert Rule().screen_looks == (10, 20)
+    assert Rule().confirm_looks == (30, 60) == looks(max_pairs=DEFAULT_CONFIRM_PAIRS)
     assert min_pairs(0.05) == 5 and min_pairs(0.01) == 7
     assert min_attainable_p(8) == 2 ** -8 and min_attainable_p(0) == 1.0
     r = judge_pairs("t", [(0.3, 0.3)] * 4)
