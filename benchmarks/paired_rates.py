@@ -1,95 +1,180 @@
-"""Seeded trials of the paired A/B rule (pytest_cosyvoice.tracking.paired): verdict shares per schedule.
+"""Seeded trials of the A/B release verdict (pytest_cosyvoice.tracking.paired) at the noise measured here.
 
-    .venv/bin/python benchmarks/paired_rates.py [--trials 400] [--seed 90000] [--noise 0.10] [--schedules 2]
+    .venv/bin/python benchmarks/paired_rates.py tests    [--trials 10000] [--shifts 1.0,1.03,1.05,1.1,1.2]
+    .venv/bin/python benchmarks/paired_rates.py sessions [--sessions 10000] [--tests 24] [--shift 1.0]
+    common: [--noise 0.066] [--period 0.02] [--seed 90000] [--confirm-pairs 60] [--json FILE]
 
-Each trial is one test: pairs (head, base), each side log-normal with sigma `--noise` around RTF 0.30,
-head multiplied by the shift. Pairs are added the way the A/B rounds will add them: at the rule's looks
-(`pairs_wanted`), or, for the "every pair" row, after each pair from 7 on at p <= alpha (optional
-stopping: what the looks are there to avoid). These numbers describe the rule on made-up noise, not
-what the gate achieves on a machine; docs/reports.md quotes them as such.
+`tests`: one test a trial. Pairs (head, base) around RTF 0.30, each side log-normal with sigma
+`--noise` (0.066 a side: the log-ratio sd of 0.093 a pair measured on this project's kept A/A pairs),
+the head multiplied by the shift, the first call of a pair `--period` slower (log; 0.02: the second
+call ran about 2 % faster on the quiet VM), orders in balanced AB/BA blocks as recording.pairing draws
+them, pairs added as the A/B rounds add them (at the looks `pairs_wanted` names). Prints the share of
+each verdict, the share the screen flagged and the mean pairs, with Clopper-Pearson 95 % intervals.
+
+`sessions`: one session a trial, `--tests` tests all slowed by `--shift`, each with an RTF and a
+first-chunk verdict drawn independently (a conservative stand-in: in the suites the two metrics share
+their calls), then the two pooled verdicts (`pool`, with `--pool-resamples` bootstrap resamples, run
+only where the pooled ratio lies beyond the tolerance: below it no resample can make a regression).
+A session fails, as under --cosy-fail-on-drift, on any confirmed per-test regression or a pooled one. These numbers describe the rule on made-up noise
+at the measured level, beside the real reruns in docs/reports.md, never instead of them.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
+import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pytest_cosyvoice.tracking.paired import (
-    DEFAULT_MAX_PAIRS,
+    DEFAULT_CONFIRM_PAIRS,
+    Pair,
     PairedResult,
     PairedVerdict,
+    Rule,
     judge_pairs,
-    looks,
-    min_pairs,
     pairs_wanted,
+    pool,
+    pooled_ratio,
 )
 
-DECIDED = (PairedVerdict.REGRESSION, PairedVerdict.IMPROVEMENT, PairedVerdict.SAME)
-# --schedules picks rows by these keys: "every" (every pair from 7 at alpha), or a number of looks.
-SCHEDULES = {"every": "every pair from 7", "1": "1 look (20)", "2": "2 looks (10, 20)", "3": "3 looks (9, 14, 20)"}
+RTF = 0.30
 
 
-def draw(rng: np.random.Generator, n: int, shift: float, noise: float) -> list[tuple[float, float]]:
-    base = 0.30 * np.exp(rng.normal(0.0, noise, n))
-    head = 0.30 * shift * np.exp(rng.normal(0.0, noise, n))
-    return list(zip(head.tolist(), base.tolist(), strict=True))
+def clopper_pearson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    tail = (1.0 - confidence) / 2.0
+    low = 0.0 if k == 0 else float(beta.ppf(tail, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1.0 - tail, k + 1, n - k))
+    return low, high
 
 
-def at_looks(rng: np.random.Generator, shift: float, noise: float, n_looks: int) -> PairedResult:
-    wanted = looks(n_looks=n_looks)[0]
-    pairs: list[tuple[float, float]] = []
-    while wanted:
-        pairs += draw(rng, wanted, shift, noise)
-        result = judge_pairs("t", pairs, n_looks=n_looks)
-        wanted = pairs_wanted(result)
-    return result
+def share(k: int, n: int) -> str:
+    lo, hi = clopper_pearson(k, n)
+    return f"{100.0 * k / n:.2f} % ({100 * lo:.2f}-{100 * hi:.2f} %)"
 
 
-def every_pair(rng: np.random.Generator, shift: float, noise: float) -> PairedResult:
-    pairs = draw(rng, DEFAULT_MAX_PAIRS, shift, noise)
-    for n in range(min_pairs(), DEFAULT_MAX_PAIRS + 1):
-        # One look at alpha with a cap of n: judged as if this were the last look, each time.
-        result = judge_pairs("t", pairs[:n], n_looks=1, max_pairs=n)
-        if result.verdict in DECIDED:
-            break
-    return result
+def blocks(rng: np.random.Generator, n: int) -> list[str]:
+    out: list[str] = []
+    while len(out) < n:
+        out += ["AB", "BA"] if rng.random() < 0.5 else ["BA", "AB"]
+    return out[:n]
 
 
-def main() -> None:
+def one_test(rng: np.random.Generator, shift: float, noise: float, period: float, rule: Rule
+             ) -> tuple[PairedResult, list[Pair], list[str]]:
+    """A test fed as the rounds feed it: the pairs it wants until it wants none."""
+    total = rule.max_pairs + rule.confirm_pairs
+    orders = blocks(rng, total)
+    head = RTF * shift * np.exp(rng.normal(0.0, noise, total) + np.where(np.array(orders) == "AB", period, 0.0))
+    base = RTF * np.exp(rng.normal(0.0, noise, total) + np.where(np.array(orders) == "BA", period, 0.0))
+    pairs = list(zip(head.tolist(), base.tolist(), strict=True))
+    n = rule.screen_looks[0]
+    result = judge_pairs("t", pairs[:n], orders[:n], rule=rule)
+    while wants := pairs_wanted(result):
+        n += wants
+        result = judge_pairs("t", pairs[:n], orders[:n], rule=rule)
+    return result, pairs[:n], orders[:n]
+
+
+def tests_main(args: argparse.Namespace, rule: Rule) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    print(f"{args.trials} tests a shift; noise {args.noise} a side, order effect {args.period}; "
+          f"confirm pairs {rule.confirm_pairs}, floor {rule.floor}\n")
+    print("| head/base | tests | regression (confirmed) | candidate flagged by the screen | improvement | same | "
+          "inconclusive | mean pairs |")
+    print("|---|---|---|---|---|---|---|---|")
+    for shift in (float(s) for s in args.shifts.split(",")):
+        rng = np.random.default_rng([args.seed, int(round(shift * 1000))])
+        counts: Counter[str] = Counter()
+        flagged = 0
+        used = []
+        for _ in range(args.trials):
+            r, pairs, _ = one_test(rng, shift, args.noise, args.period, rule)
+            counts[r.verdict.value] += 1
+            flagged += r.flagged == "regression"
+            used.append(len(pairs))
+        n = args.trials
+        print(f"| {shift:.2f} | {n} | {share(counts['regression'], n)} | {share(flagged, n)} | "
+              f"{share(counts['improvement'], n)} | {share(counts['same'], n)} | {share(counts['inconclusive'], n)} | "
+              f"{np.mean(used):.1f} |", flush=True)
+        out[f"{shift:g}"] = {"tests": n, "verdicts": dict(counts), "flagged_regression": flagged,
+                             "mean_pairs": float(np.mean(used))}
+    return out
+
+
+def sessions_main(args: argparse.Namespace, rule: Rule) -> dict[str, Any]:
+    pool_rule = Rule(confirm_pairs=rule.confirm_pairs, floor=rule.floor, resamples=args.pool_resamples)
+    rng = np.random.default_rng([args.seed, 7, int(round(args.shift * 1000))])
+    failing = per_test = pooled = 0
+    verdicts = 0
+    t = time.monotonic()
+    for s in range(args.sessions):
+        fails = False
+        for metric in ("RTF", "first chunk"):
+            by_test: dict[str, list[Pair]] = {}
+            orders: dict[str, list[str]] = {}
+            results = []
+            for i in range(args.tests):
+                r, pairs, o = one_test(rng, args.shift, args.noise, args.period, rule)
+                by_test[f"t{i}"], orders[f"t{i}"] = pairs, o
+                results.append(r)
+            hit = sum(r.verdict is PairedVerdict.REGRESSION for r in results)
+            verdicts += len(results)
+            per_test += hit
+            # A pooled regression needs the pooled ratio beyond the tolerance: below it no bootstrap can
+            # make one, so the resampling runs only where it can decide (the same verdict, much faster).
+            pooled_hit = pooled_ratio(by_test, orders) > 1.0 + pool_rule.tolerance and pool(
+                by_test, results, orders_by_test=orders, rule=pool_rule, metric=metric
+            ).verdict is PairedVerdict.REGRESSION
+            pooled += pooled_hit
+            fails |= bool(hit) or pooled_hit
+        failing += fails
+        if (s + 1) % max(1, args.sessions // 10) == 0:
+            print(f"  {s + 1} sessions, {failing} failing, {time.monotonic() - t:.0f} s", flush=True)
+    n = args.sessions
+    print(f"\n{n} sessions of {args.tests} tests (RTF and first chunk each), head/base {args.shift:g}, noise "
+          f"{args.noise} a side, order effect {args.period}, pooled bootstrap {args.pool_resamples} resamples:")
+    print(f"  failing sessions: {share(failing, n)}")
+    print(f"  per-test regressions: {share(per_test, verdicts)} of {verdicts} verdicts")
+    print(f"  pooled regressions: {share(pooled, 2 * n)} of {2 * n} pooled verdicts")
+    return {"sessions": n, "tests": args.tests, "shift": args.shift, "failing": failing,
+            "per_test_regressions": per_test, "verdicts": verdicts, "pooled_regressions": pooled,
+            "pool_resamples": args.pool_resamples}
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--trials", type=int, default=400)
+    ap.add_argument("what", choices=("tests", "sessions"))
+    ap.add_argument("--trials", type=int, default=10_000, help="tests a shift (tests)")
+    ap.add_argument("--shifts", default="1.0,1.03,1.05,1.1,1.2", help="head/base ratios (tests)")
+    ap.add_argument("--sessions", type=int, default=10_000, help="sessions (sessions)")
+    ap.add_argument("--tests", type=int, default=24, help="tests a session (sessions)")
+    ap.add_argument("--shift", type=float, default=1.0, help="head/base ratio of every test (sessions)")
+    ap.add_argument("--pool-resamples", type=int, default=1000, help="bootstrap resamples of the pooled verdict")
+    ap.add_argument("--noise", type=float, default=0.066, help="sigma of log, each side")
+    ap.add_argument("--period", type=float, default=0.02, help="how much slower the first call of a pair (log)")
+    ap.add_argument("--confirm-pairs", type=int, default=DEFAULT_CONFIRM_PAIRS)
     ap.add_argument("--seed", type=int, default=90000)
-    ap.add_argument("--noise", type=float, default=0.10, help="sigma of log, each side")
-    ap.add_argument("--shifts", default="1.0,1.1,1.2,0.85")
-    ap.add_argument("--schedules", default=",".join(SCHEDULES),
-                    help=f"comma-separated, of {', '.join(SCHEDULES)} (every pair; 1, 2 or 3 looks)")
-    args = ap.parse_args()
-    unknown = [s for s in args.schedules.split(",") if s not in SCHEDULES]
-    if unknown:
-        ap.error(f"--schedules {args.schedules!r}: unknown {unknown}; expected some of {', '.join(SCHEDULES)}")
-    print(f"{'schedule':<22} {'head/base':>9} {'regression':>10} {'improvement':>11} {'same':>6} "
-          f"{'inconclusive':>12} {'mean pairs':>10}")
-    for name in (SCHEDULES[s] for s in args.schedules.split(",")):
-        for shift in (float(s) for s in args.shifts.split(",")):
-            counts: Counter[str] = Counter()
-            used = []
-            for i in range(args.trials):
-                rng = np.random.default_rng(args.seed + i)
-                if name.startswith("every"):
-                    r = every_pair(rng, shift, args.noise)
-                else:
-                    r = at_looks(rng, shift, args.noise, int(name[0]))
-                counts[r.verdict.value] += 1
-                used.append(r.n_pairs)
-            share = {k: f"{100.0 * v / args.trials:.2f} %" for k, v in counts.items()}  # exact counts at 10^4 trials
-            print(f"{name:<22} {shift:>9.2f} {share.get('regression', '0 %'):>10} "
-                  f"{share.get('improvement', '0 %'):>11} {share.get('same', '0 %'):>6} "
-                  f"{share.get('inconclusive', '0 %'):>12} {np.mean(used):>10.1f}")
+    ap.add_argument("--json", type=Path, default=None, help="write the counts here")
+    args = ap.parse_args(argv)
+    if not (args.noise >= 0 and math.isfinite(args.noise)):
+        ap.error(f"--noise {args.noise!r}: expected a non-negative sigma, e.g. 0.066")
+    rule = Rule(confirm_pairs=args.confirm_pairs)
+    result = tests_main(args, rule) if args.what == "tests" else sessions_main(args, rule)
+    result.update(noise=args.noise, period=args.period, seed=args.seed, confirm_pairs=rule.confirm_pairs,
+                  floor=rule.floor)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

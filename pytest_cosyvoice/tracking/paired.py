@@ -81,6 +81,7 @@ __all__ = [
     "order_effect",
     "pairs_wanted",
     "pool",
+    "pooled_ratio",
     "ratios",
     "wants_more_pairs",
 ]
@@ -371,8 +372,7 @@ def pool(pairs_by_test: Mapping[str, Sequence[Pair]], results: Sequence[PairedRe
         per_test.append((d, _orders(orders_by_test.get(nodeid), len(d), nodeid)))
     if results is None:
         results = [judge_pairs(nodeid, p, orders_by_test.get(nodeid), rule=rule) for nodeid, p in pairs_by_test.items()]
-    estimates = np.array([_estimate(d, o) for d, o in per_test])
-    centre = float(estimates.mean())
+    centre = math.log(_pooled_ratio(per_test))
     boot = _stratified_bootstrap(per_test, rule.resamples, _rng(rule.seed, "\0pooled"))
     tail = 100.0 * (1.0 - rule.confidence) / 2.0
     ci_low, ci_high = (float(x) for x in np.percentile(boot, [tail, 100.0 - tail]))
@@ -392,6 +392,23 @@ def pool(pairs_by_test: Mapping[str, Sequence[Pair]], results: Sequence[PairedRe
                         p_against=math.exp(up if slower else -up), verdict=verdict, n_tests=len(per_test),
                         n_pairs=sum(len(d) for d, _ in per_test), metric=metric, confidence=rule.confidence,
                         floor=rule.floor, order=order_effect(per_test, rule.confidence))
+
+
+def pooled_ratio(pairs_by_test: Mapping[str, Sequence[Pair]],
+                 orders_by_test: Mapping[str, Sequence[str]] | None = None) -> float:
+    """The pooled ratio alone (`pool`'s, without its bootstrap): the geometric mean of the tests'
+    Hodges-Lehmann estimates, each over all its pairs. A pooled regression needs it beyond the
+    tolerance, so a script can rule one out without resampling."""
+    orders_by_test = orders_by_test or {}
+    per_test = []
+    for nodeid, p in pairs_by_test.items():
+        d = np.log(np.asarray(ratios(p, nodeid), dtype=np.float64))
+        per_test.append((d, _orders(orders_by_test.get(nodeid), len(d), nodeid)))
+    return _pooled_ratio(per_test)
+
+
+def _pooled_ratio(per_test: Sequence[tuple[_Floats, Sequence[str]]]) -> float:
+    return math.exp(float(np.mean([_estimate(d, o) for d, o in per_test])))
 
 
 def order_effect(per_test: Sequence[tuple[_Floats, Sequence[str]]], confidence: float = DEFAULT_CONFIDENCE
