@@ -15,7 +15,8 @@ each verdict, the share the screen flagged and the mean pairs, with Clopper-Pear
 first-chunk verdict drawn independently (a conservative stand-in: in the suites the two metrics share
 their calls), then the two pooled verdicts (`pool`, with `--pool-resamples` bootstrap resamples, run
 only where the pooled ratio lies beyond the tolerance: below it no resample can make a regression).
-A session fails, as under --cosy-fail-on-drift, on any confirmed per-test regression or a pooled one. These numbers describe the rule on made-up noise
+A session fails, as under --cosy-fail-on-drift, on any confirmed per-test regression or a pooled one.
+These numbers describe the rule on made-up noise
 at the measured level, beside the real reruns in docs/reports.md, never instead of them.
 """
 from __future__ import annotations
