@@ -183,10 +183,10 @@ def test_every_verdict_figure_the_readme_quotes_is_in_the_table() -> None:
 
 def test_ab_headline_examples_can_happen() -> None:
     """Every 'over N tests, M pairs' example can come out of the suites: N at most their RTF tests, and M
-    a sum of N per-test pair counts at the default looks (10 or 20)."""
+    a sum of N per-test pair counts at the default looks (10 or 20, plus 30 or 60 for a candidate)."""
     import ast
 
-    from pytest_cosyvoice.tracking.paired import looks
+    from pytest_cosyvoice.tracking.paired import Rule
     from suites.inputs import TEXTS
 
     rtf_marked = [p for p in (ROOT / "suites").glob("test_*.py") if "mark.rtf" in p.read_text(encoding="utf-8")]
@@ -199,14 +199,18 @@ def test_ab_headline_examples_can_happen() -> None:
     assert "rtf" in ast.unparse(stream.decorator_list[1]), "test_stream is the RTF test"
     rtf_tests = len(modes) * len(TEXTS)           # test_stream: every mode x every text
     assert f"suites' {rtf_tests} RTF tests" in README
-    first, *later = looks()
-    step = later[0] - first if later else 0
+    # A test ends at a screen look, or at a screen look plus a confirmation look (fresh pairs).
+    rule = Rule()
+    per_test = set(rule.screen_looks) | {s + c for s in rule.screen_looks for c in rule.confirm_looks}
     examples = [(name, int(n), int(m)) for name, text in (("README.md", README), *DOCS.items())
                 for n, m in re.findall(r"over (\d+) tests, (\d+) pairs", text)]
     assert examples
     for name, n, m in examples:
         assert n <= rtf_tests, (name, n, m)
-        assert first * n <= m <= looks()[-1] * n and (m - first * n) % (step or 1) == 0, (name, n, m)
+        sums = {0}
+        for _ in range(n):
+            sums = {a + b for a in sums for b in per_test}
+        assert m in sums, (name, n, m)
 
 
 def test_a_new_checkpoint_ab_leaves_the_quality_module_out() -> None:
