@@ -71,37 +71,14 @@ def load(model: str | None, device: str) -> tuple[str, Any, dict[str, Any]]:
     return model, rt, {"prompt_wav": p.wav, "prompt_text": p.text}
 
 
-def signed_rank_lower_count(n: int, alpha: float = 0.05) -> int:
-    """C: the number of Walsh averages cut from each end for a two-sided (1 - alpha) interval, i.e.
-    the largest c with P(W+ <= c - 1) <= alpha / 2 under the null (exact distribution of the
-    Wilcoxon signed-rank statistic for n pairs). 0 when n is too small for any interval."""
-    counts = [1]     # counts[w]: subsets of ranks 1..k whose sum is w
-    for k in range(1, n + 1):
-        new = counts + [0] * k
-        for w, c in enumerate(counts):
-            new[w + k] += c
-        counts = new
-    total = 2 ** n
-    cum, c = 0, 0
-    for w, k in enumerate(counts):
-        cum += k
-        if cum / total <= alpha / 2:
-            c = w + 1
-        else:
-            break
-    return c
-
-
 def walsh_interval(values: list[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:
-    """(estimate, low, high) of the centre of paired differences: Hodges-Lehmann (the median of the
-    Walsh averages) with the Wilcoxon signed-rank interval. low/high are None when there are too few
-    pairs for a (1 - alpha) interval (n < 6 at 95 %)."""
-    walsh = sorted((values[i] + values[j]) / 2 for i in range(len(values)) for j in range(i, len(values)))
-    est = statistics.median(walsh)
-    c = signed_rank_lower_count(len(values), alpha)
-    if c == 0:
-        return est, None, None
-    return est, walsh[c - 1], walsh[len(walsh) - c]
+    """(estimate, low, high) of the centre of paired differences: Hodges-Lehmann with the Wilcoxon
+    signed-rank (1 - alpha) interval, the plugin's own (`tracking.ranks.one_sample`, alpha / 2 a side).
+    low/high are None when there are too few pairs for a (1 - alpha) interval (n < 6 at 95 %)."""
+    from pytest_cosyvoice.tracking.ranks import one_sample
+
+    s = one_sample(values, alpha / 2.0)
+    return s.estimate, None if math.isinf(s.low) else s.low, None if math.isinf(s.high) else s.high
 
 
 def hodges_lehmann(ratios: list[float], alpha: float = 0.05) -> tuple[float, float | None, float | None]:

@@ -70,28 +70,25 @@ def _engine_form(v: str) -> str:
     raise BadValue(f"expected {one_of((*BUILTIN, FACTORY_FORM))}")
 
 
-def _max_pairs(v: str) -> int:
+def _pair_count(v: str, field: str, example: int) -> int:
+    """A whole number of pairs that `Rule` accepts as `field` (its first look must be reachable)."""
     try:
         n = int(v.strip())
     except ValueError:
-        raise BadValue("expected a whole number of pairs, e.g. 20") from None
+        raise BadValue(f"expected a whole number of pairs, e.g. {example}") from None
     try:
-        Rule(max_pairs=n, confirm_pairs=max(n, DEFAULT_CONFIRM_PAIRS))
+        Rule(**{field: n})
     except ValueError as e:
         raise BadValue(f"expected at least the first look's pairs: {e}") from None
     return n
 
 
+def _max_pairs(v: str) -> int:
+    return _pair_count(v, "max_pairs", DEFAULT_MAX_PAIRS)
+
+
 def _confirm_pairs(v: str) -> int:
-    try:
-        n = int(v.strip())
-    except ValueError:
-        raise BadValue("expected a whole number of pairs, e.g. 60") from None
-    try:
-        Rule(confirm_pairs=n)
-    except ValueError as e:
-        raise BadValue(f"expected at least the first confirmation look's pairs: {e}") from None
-    return n
+    return _pair_count(v, "confirm_pairs", DEFAULT_CONFIRM_PAIRS)
 
 
 def _floor(v: str) -> float:

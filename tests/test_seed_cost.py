@@ -23,7 +23,13 @@ def seed_cost() -> ModuleType:
 def test_the_interval_cuts_the_signed_rank_tables_critical_count(seed_cost: ModuleType, n: int, c: int) -> None:
     # Two-sided 5 % lower critical values of the signed-rank statistic: n=6: 0, 10: 8, 20: 52, 30: 137;
     # the interval starts at the Walsh average one past it. n=5 has none (1/32 > 2.5 %).
-    assert seed_cost.signed_rank_lower_count(n) == c
+    values = [math.sin(1.3 * k) + 0.01 * k for k in range(n)]
+    walsh = sorted((values[i] + values[j]) / 2 for i in range(n) for j in range(i, n))
+    _, lo, hi = seed_cost.walsh_interval(values)
+    if c == 0:
+        assert lo is None and hi is None
+    else:
+        assert (lo, hi) == (pytest.approx(walsh[c - 1]), pytest.approx(walsh[-c]))
 
 
 def test_the_hodges_lehmann_ratio_is_the_median_walsh_average_of_the_logs(seed_cost: ModuleType) -> None:

@@ -205,8 +205,8 @@ def plot_forest(path: Path, ab: AbVerdicts, key: RunKey, tolerance: float) -> Pa
         ax.set_yticklabels([short_id(r.nodeid, 44) for r in paired] + [f"pooled ({pooled.n_tests} tests)"],
                            fontsize=8.5)
         ax.set_ylim(-0.7, len(paired) + 0.7)
-        ax.set_xlabel(f"head / base {metric} (median ratio, {_pct_ci(pooled.confidence)} CI); right = head slower",
-                      fontsize=9)
+        ax.set_xlabel(f"head / base {metric} (Hodges-Lehmann ratio, {_pct_ci(pooled.confidence)} CI); "
+                      "right = head slower", fontsize=9)
         ax.set_title("\n".join(textwrap.wrap(pooled.describe(), 70)), fontsize=9, loc="left")
         ax.grid(axis="x", which="both", alpha=0.3)
     if not metrics:
