@@ -43,14 +43,14 @@ ORDERS = ("AB", "BA")   # "AB": head first; "BA": base first
 
 
 def draw_order(session_seed: int, nodeid: str, round: int) -> str:
-    """The round's order for one test, in balanced blocks: rounds 2k-1 and 2k (k = 1, 2, ...) are one
-    "AB" and one "BA", which first drawn per test and block, the same for a given session seed. Each
-    look (an even number of pairs) then holds as many of each, so the crossover analysis
-    (tracking.paired) can remove the order effect; a random order per round kept the level but
-    lost power to it (issue #24)."""
-    block = (round + 1) // 2
+    """The round's order for one test, in balanced blocks: rounds 2k and 2k+1 (0-based: round 0 is the
+    main pass, as `CallRecorder.round` counts) are one "AB" and one "BA", which first drawn per test
+    and block, the same for a given session seed. Each look (an even number of pairs) then holds as
+    many of each, so the crossover analysis (tracking.paired) can remove the order effect; a random
+    order per round kept the level but lost power to it (issue #24)."""
+    block = round // 2
     first = random.Random(f"{session_seed}|{nodeid}|block {block}").choice(ORDERS)
-    return first if round % 2 == 1 else ORDERS[1 - ORDERS.index(first)]
+    return first if round % 2 == 0 else ORDERS[1 - ORDERS.index(first)]
 
 
 def call_seed(nodeid: str, round: int, label: str) -> int:
