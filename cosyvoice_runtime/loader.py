@@ -200,9 +200,9 @@ def load_model(model_dir: str | os.PathLike[str]) -> LoadedModel:
     load_state(flow, files.flow)
     # Released hift.pt files of some versions carry a "generator." prefix (HiFiGan training wrapper).
     load_state(hift, files.hift, strip_prefix="generator.")
-    # The few places that draw random numbers enter a seeded request's draws (seeding.py): marked once
+    # The few places that draw random numbers enter a seeded request's draws (draw_sites.py): marked once
     # here, on the components this loader built, so a request pays for its seed only at its draws.
-    from .seeding import attach_draw_sites
+    from .draw_sites import attach_draw_sites
 
     attach_draw_sites(files.version, llm, flow, hift)
     return LoadedModel(files=files, configs=configs, llm=llm, flow=flow, hift=hift,

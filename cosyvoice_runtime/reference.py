@@ -39,7 +39,7 @@ import torch
 from .frontend import ModelInput
 from .rates import token_rate
 from .seeding import SeededDraws, drawing
-from .token2wav import Schedule, make_renderer
+from .token2wav import make_renderer
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -104,9 +104,6 @@ class ReferenceWork:
         self.llm_tokens = 0     # how many tokens the LLM gave in the last run
         self()  # first run: kernel selection and allocation, not the machine's speed
 
-    def _autocast(self) -> contextlib.AbstractContextManager[object]:
-        return torch.autocast(device_type=self.device.type, enabled=self.runtime.fp16)
-
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -126,7 +123,7 @@ class ReferenceWork:
             assert text is not None  # built with text above
             pst, emb = inp.llm_prompt_speech_token.to(dev), inp.llm_embedding.to(dev)
             t = time.perf_counter()
-            with self._autocast():
+            with rt.autocast():
                 gen = type(rt.llm).inference(
                     rt.llm, text=text.to(dev), text_len=_len(text, dev), prompt_text=pt.to(dev),
                     prompt_text_len=_len(pt, dev), prompt_speech_token=pst, prompt_speech_token_len=_len(pst, dev),
@@ -143,8 +140,8 @@ class ReferenceWork:
             spent["llm"] = time.perf_counter() - t
             s = rt.settings
             renderer = make_renderer(rt.version, _Timed(rt.flow, "flow", spent, self._sync),
-                                     _Timed(rt.hift, "hift", spent, self._sync), inp, dev, self._autocast,
-                                     Schedule(s.token_hop_len, s.token_max_hop_len, s.stream_scale_factor))
+                                     _Timed(rt.hift, "hift", spent, self._sync), inp, dev, rt.autocast,
+                                     s.schedule())
             renderer.render_last(self.tokens)
         return spent
 

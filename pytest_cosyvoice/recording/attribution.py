@@ -180,6 +180,15 @@ class EngineAttribution:
             return None
         return reader is not None and self.adapter.ancestor(thread, (reader,)) is reader
 
+    def started_by(self, track: CallTrack, harness: Iterable[int | None]) -> list[threading.Thread]:
+        """Threads alive now that the call started: new since it began, not the harness's, and under
+        overlapping calls only those its own reader started, where the engine's lineage is kept (a
+        foreign engine); elsewhere all new ones (the recorder settles those when the calls have ended)."""
+        new = new_threads(track, harness)
+        if not track.overlapped:
+            return new
+        return [t for t in new if self.descends(t, track.reader) is not False]
+
 
 def new_threads(track: CallTrack, harness: Iterable[int | None]) -> list[threading.Thread]:
     """Threads alive now that were not when the call began, other than the harness's (callers, readers)

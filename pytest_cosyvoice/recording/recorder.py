@@ -27,7 +27,7 @@ from cosyvoice_runtime import InvalidInput, token_rate
 
 from ..engine import Engine
 from ..judging.checks import Recording
-from .attribution import CallTrack, EngineAttribution, new_threads
+from .attribution import CallTrack, EngineAttribution
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Chunk, Runtime, Synthesis
@@ -167,15 +167,10 @@ class Recorder:
         return self.attribution.engine_kwargs(kind, call.track, kwargs, self.stall_timeout_s, time.perf_counter)
 
     def _started_by(self, call: _Call) -> list[threading.Thread]:
-        """Threads alive now that the call started: new since it began, not the harness's (callers,
-        readers), and under overlapping calls only those its own reader started, where the engine's
-        lineage is kept (a foreign engine); elsewhere all new ones, settled later (see `_settle`)."""
+        """`EngineAttribution.started_by` the call, past the harness's threads (callers, readers)."""
         with self._lock:
             harness = set(self._harness_threads)
-        new = new_threads(call.track, harness)
-        if not call.track.overlapped:
-            return new
-        return [t for t in new if self.attribution.descends(t, call.reader) is not False]
+        return self.attribution.started_by(call.track, harness)
 
     def _end(self, call: _Call, *, keep: bool = True) -> None:
         rec, reader = call.rec, call.reader

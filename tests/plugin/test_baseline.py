@@ -12,7 +12,8 @@ import pytest
 from cosyvoice_runtime import files
 from pytest_cosyvoice.judging.measurements import TestFigures as Figures
 from pytest_cosyvoice.tracking.baseline import SCHEMA, Baseline, BaselineError, BaselineStore
-from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.health import Health
+from pytest_cosyvoice.tracking.probes import CalibrationSample
 from pytest_cosyvoice.tracking.runkey import RunKey, model_identity
 from tests.runtime.test_files import FakeMsvcrt
 

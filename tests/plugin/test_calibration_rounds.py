@@ -8,7 +8,9 @@ import pytest
 from pytest_cosyvoice import rounds
 from pytest_cosyvoice.report.model import machine_facts
 from pytest_cosyvoice.tracking import health as health_module
-from pytest_cosyvoice.tracking.health import CalibrationSample, Contention, Health, HealthMonitor, Snapshot
+from pytest_cosyvoice.tracking import probes
+from pytest_cosyvoice.tracking.health import Health, HealthMonitor
+from pytest_cosyvoice.tracking.probes import CalibrationSample, Contention, Snapshot
 
 # Imported at collection: an inline pytester run that imports torch first drops it from sys.modules
 # afterwards, and a second import of torch in one process fails (see tests/fixtures.py warm_tiny).
@@ -27,7 +29,7 @@ def test_the_workload_runs_and_is_recorded() -> None:
 
 
 def test_contention_is_other_processes_share_of_all_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(health_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(probes.os, "cpu_count", lambda: 2)
     # 10 s of wall time on 2 cores; the system was busy 14 s, 4 s of it this process: others 50 %.
     a = Snapshot(wall=100.0, system_busy_s=1000.0, own_cpu_s=50.0, stat=(10_000.0, 0.0))
     b = Snapshot(wall=110.0, system_busy_s=1014.0, own_cpu_s=54.0, stat=(12_000.0, 200.0))
@@ -57,7 +59,7 @@ def test_gpu_state_without_nvml_says_how_to_get_it(monkeypatch: pytest.MonkeyPat
             raise ImportError("no pynvml")
         return real(name, *a, **k)
     monkeypatch.setattr(builtins, "__import__", no_nvml)
-    assert health_module.gpu_state("cuda")["error"] == health_module.NVML_HINT
+    assert probes.gpu_state("cuda")["error"] == probes.NVML_HINT
 
 
 def test_health_from_bad_json_names_the_field() -> None:

@@ -13,7 +13,8 @@ from pytest_cosyvoice.judging.quality_results import CallOutput, TestQuality
 from pytest_cosyvoice.report.terminal import summary_lines
 from pytest_cosyvoice.tracking.drift import DriftVerdict
 from pytest_cosyvoice.tracking.goldens import GoldenStore
-from pytest_cosyvoice.tracking.health import CalibrationSample, Health
+from pytest_cosyvoice.tracking.health import Health
+from pytest_cosyvoice.tracking.probes import CalibrationSample
 from pytest_cosyvoice.tracking.runkey import RunKey
 from pytest_cosyvoice.tracking.verdicts import EndOptions
 

@@ -25,8 +25,9 @@ from pytest_cosyvoice.report.model import (
 from pytest_cosyvoice.report.writer import summary_table, write_report
 from pytest_cosyvoice.tracking.baseline import BaselineStore
 from pytest_cosyvoice.tracking.drift import Machine, compare
-from pytest_cosyvoice.tracking.health import CalibrationSample, Health, HealthError
+from pytest_cosyvoice.tracking.health import Health, HealthError
 from pytest_cosyvoice.tracking.history import append_history, history_entry, history_problems, read_history
+from pytest_cosyvoice.tracking.probes import CalibrationSample
 from pytest_cosyvoice.tracking.runkey import RunKey
 
 pytest.importorskip("matplotlib")

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import cosyvoice_runtime
-from cosyvoice_runtime import Runtime, StreamObserver, StreamStats, seeding
+from cosyvoice_runtime import Runtime, StreamObserver, StreamStats, draw_sites, seeding
 from cosyvoice_runtime.seeding import SeededDraws, active_draws, drawing
 
 PROMPT_TEXT = "A short prompt sentence."
@@ -127,7 +127,7 @@ def test_the_sampler_stays_the_yamls_partial(v2: Runtime) -> None:
     assert getattr(s.func, "__cosy_draw_site__", False)
     assert "top_p" in inspect.signature(s.func).parameters   # upstream's own signature shows through
     # Made a draw site once: attaching again (another loader call on the same objects) changes nothing.
-    seeding.attach_draw_sites(v2.version, v2.llm, v2.flow, v2.hift)
+    draw_sites.attach_draw_sites(v2.version, v2.llm, v2.flow, v2.hift)
     assert v2.llm.sampling.func is s.func
     assert len(v2.hift.m_source._forward_pre_hooks) == 1
 

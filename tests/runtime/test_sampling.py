@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cosyvoice_runtime import sampling
-from cosyvoice_runtime.seeding import SeededDraws, draw_site, drawing
+from cosyvoice_runtime.draw_sites import draw_site
+from cosyvoice_runtime.seeding import SeededDraws, drawing
 
 common = pytest.importorskip("cosyvoice.utils.common")
 
