@@ -521,7 +521,8 @@ def rejudge_ab(work: Path, runs: list[AbRun], tolerance: float) -> list[AbRun]:
     """The kept raw pairs (every run's ab.csv under `work`) judged again at another tolerance, with the
     plugin's own rule (tracking.paired, with the pairs' orders), each run at its own pair cap."""
     _project_on_path()
-    from pytest_cosyvoice.tracking.paired import Rule, judge_pairs, pool
+    from pytest_cosyvoice.tracking.paired import Rule, judge_pairs
+    from pytest_cosyvoice.tracking.pooled import pool
 
     out = []
     for r in runs:

@@ -33,17 +33,16 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pytest_cosyvoice.tracking.pair_logs import Pair
 from pytest_cosyvoice.tracking.paired import (
     DEFAULT_CONFIRM_PAIRS,
-    Pair,
     PairedResult,
     PairedVerdict,
     Rule,
     judge_pairs,
     pairs_wanted,
-    pool,
-    pooled_ratio,
 )
+from pytest_cosyvoice.tracking.pooled import pool, pooled_ratio
 
 RTF = 0.30
 

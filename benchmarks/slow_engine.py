@@ -29,7 +29,7 @@ from cosyvoice_runtime.types import Chunk, Synthesis
 
 if TYPE_CHECKING:
     from cosyvoice_runtime import Runtime
-    from cosyvoice_runtime.runtime import RuntimeSettings
+    from cosyvoice_runtime.runtime_settings import RuntimeSettings
 
 VARIABLE = "COSY_SLOW"
 

@@ -21,7 +21,7 @@ from ..tracking.ab import AbVerdicts
 from ..tracking.baseline import Baseline
 from ..tracking.drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine
 from ..tracking.health import Health
-from ..tracking.paired import PairedVerdict
+from ..tracking.paired_results import PairedVerdict
 from ..tracking.runkey import RunKey
 
 if TYPE_CHECKING:

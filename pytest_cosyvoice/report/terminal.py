@@ -12,7 +12,7 @@ from ..judging.measurements import TestFigures
 from ..judging.quality_results import TestQuality
 from ..tracking.baseline import RESAVE
 from ..tracking.history import quality_counts
-from ..tracking.paired import PairedVerdict
+from ..tracking.paired_results import PairedVerdict
 from ..tracking.verdicts import machine_against
 from .findings import Findings
 from .model import machine_line, pct

@@ -16,17 +16,10 @@ from dataclasses import dataclass, field
 
 from ..judging.measurements import PairSample, TestFigures
 from .drift import DEFAULT_TOLERANCE
-from .paired import (
-    DEFAULT_CONFIRM_PAIRS,
-    DEFAULT_FLOOR,
-    DEFAULT_MAX_PAIRS,
-    Pair,
-    PairedResult,
-    PooledResult,
-    Rule,
-    judge_pairs,
-    pool,
-)
+from .pair_logs import Pair
+from .paired import DEFAULT_CONFIRM_PAIRS, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS, Rule, judge_pairs
+from .paired_results import PairedResult, PooledResult
+from .pooled import pool
 
 AB_METRICS = ("RTF", "first chunk")
 

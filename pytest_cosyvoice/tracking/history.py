@@ -20,7 +20,7 @@ from ..judging.measurements import TestFigures
 from ..judging.quality_results import SCORES, TestQuality, Why
 from ..stats import median_or_none
 from .health import Health
-from .paired import PairedResult, PooledResult
+from .paired_results import PairedResult, PooledResult
 from .runkey import RunKey
 
 HISTORY_SCHEMA = 2

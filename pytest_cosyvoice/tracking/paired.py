@@ -33,29 +33,20 @@ of 48 verdicts (24 tests, RTF and first chunk).
 `floor` defaults to 0.04 (the smallest slowdown a failing test guarantees), `tolerance` 0.05
 (the band of "same"); benchmarks/paired_rates.py draws the rates and docs/reports.md holds them.
 
-Session level (`pool`): the pooled ratio is the geometric mean of the tests' estimates (each test
-weighs the same, however many pairs it needed); its interval comes from a stratified bootstrap
-(the tests fixed, each test's AB and BA pairs resampled within their order, `DEFAULT_RESAMPLES`
-10^4 resamples). "regression" when the one-sided (1 - alpha) bound lies above 1 + floor and the
-ratio beyond the tolerance, likewise "improvement" below 1 / (1 + floor), "same" when the 95 %
-interval lies within the tolerance; otherwise "unknown" while a test still wants pairs,
-"inconclusive" once none does. `order_effect` says how much faster the second call of a pair ran
-over the session's pairs.
+The session level (the pooled verdict and the order effect) is `tracking.pooled`; both read the
+pairs through `tracking.pair_logs`.
 """
 from __future__ import annotations
 
 import math
-import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
-import numpy.typing as npt
-
 from . import ranks
 from .drift import DEFAULT_ALPHA, DEFAULT_TOLERANCE
-from .paired_results import OrderEffect, PairedResult, PairedVerdict, PooledResult, count
+from .pair_logs import Floats, Pair, by_order, checked_orders, log_ratios
+from .paired_results import PairedResult, PairedVerdict, count
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -68,21 +59,14 @@ __all__ = [
     "DEFAULT_SCREEN_ALPHA",
     "DEFAULT_SEED",
     "DEFAULT_TOLERANCE",
-    "OrderEffect",
-    "Pair",
     "PairedResult",
     "PairedVerdict",
-    "PooledResult",
     "Rule",
     "judge_pairs",
     "looks",
     "min_attainable_p",
     "min_pairs",
-    "order_effect",
     "pairs_wanted",
-    "pool",
-    "pooled_ratio",
-    "ratios",
     "wants_more_pairs",
 ]
 
@@ -107,8 +91,6 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_SEED = 20260117
 
-Pair = tuple[float, float]
-_Floats = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -193,23 +175,13 @@ def wants_more_pairs(result: PairedResult) -> bool:
     return result.wanted > 0
 
 
-def ratios(pairs: Sequence[Pair], nodeid: str = "") -> list[float]:
-    """head / base per pair; ValueError naming the test, the pair and the value for a pair that is
-    not two positive finite numbers, or for no pairs at all."""
-    where = f"test {nodeid!r}" if nodeid else "the test"
-    if len(pairs) == 0:
-        raise ValueError(f"{where} has no pairs: a paired verdict needs at least one (head, base) pair")
-    out: list[float] = []
-    for i, pair in enumerate(pairs, 1):
-        if len(pair) != 2:
-            raise ValueError(f"{where}: pair {i} is {pair!r}, not (head, base)")
-        for side, raw in zip(("head", "base"), pair, strict=True):
-            value = float(raw)
-            if not (math.isfinite(value) and value > 0.0):
-                raise ValueError(f"{where}: pair {i} has {side} {raw!r}; paired values must be positive "
-                                 f"finite numbers (RTF, or first-chunk ms)")
-        out.append(float(pair[0]) / float(pair[1]))
-    return out
+@dataclass(frozen=True)
+class _Test:
+    """What every result of one test's verdict carries, whichever stage gave it."""
+
+    nodeid: str
+    n_pairs: int
+    rule: Rule
 
 
 @dataclass(frozen=True)
@@ -225,26 +197,9 @@ class _Look:
     crossover: bool         # the order effect was removed (both orders present)
 
 
-def _orders(orders: Sequence[str] | None, n: int, nodeid: str) -> list[str]:
-    if orders is None:
-        return [""] * n
-    if len(orders) != n:
-        raise ValueError(f"test {nodeid!r}: {len(orders)} orders for {n} pairs")
-    bad = [o for o in orders if o not in ("AB", "BA", "")]
-    if bad:
-        raise ValueError(f"test {nodeid!r}: order {bad[0]!r} is not 'AB' (head first) or 'BA' (base first)")
-    return list(orders)
-
-
-def _split(d: _Floats, orders: Sequence[str]) -> tuple[_Floats, _Floats] | None:
-    ab = d[[o == "AB" for o in orders]]
-    ba = d[[o == "BA" for o in orders]]
-    return (ab, ba) if len(ab) and len(ba) and len(ab) + len(ba) == len(d) else None
-
-
-def _look(d: _Floats, orders: Sequence[str], alpha: float, confidence: float) -> _Look:
+def _look(d: Floats, orders: Sequence[str], alpha: float, confidence: float) -> _Look:
     tail = (1.0 - confidence) / 2.0
-    groups = _split(d, orders)
+    groups = by_order(d, orders)
     if groups is not None:
         bound, _ = ranks.crossover(groups[0], groups[1], alpha)
         ci, _ = ranks.crossover(groups[0], groups[1], tail)
@@ -253,8 +208,8 @@ def _look(d: _Floats, orders: Sequence[str], alpha: float, confidence: float) ->
     return _Look(bound.estimate, bound.low, bound.high, ci.low, ci.high, len(d), groups is not None)
 
 
-def _p(d: _Floats, orders: Sequence[str], theta0: float, greater: bool) -> float:
-    groups = _split(d, orders)
+def _p(d: Floats, orders: Sequence[str], theta0: float, greater: bool) -> float:
+    groups = by_order(d, orders)
     if groups is not None:
         return ranks.crossover_p(groups[0], groups[1], theta0, greater=greater)
     return ranks.one_sample_p(d, theta0, greater=greater)
@@ -266,10 +221,10 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None
     `orders` their "AB"/"BA" (None: unknown, judged as paired differences). The module docstring
     gives the rule."""
     rule = rule or Rule()
-    d = np.log(np.asarray(ratios(pairs, nodeid), dtype=np.float64))
-    o = _orders(orders, len(d), nodeid)
+    d = log_ratios(pairs, nodeid)
+    o = checked_orders(orders, len(d), nodeid)
     band = (math.log1p(-rule.tolerance) if rule.tolerance < 1 else -math.inf, math.log1p(rule.tolerance))
-    base = {"nodeid": nodeid, "n_pairs": len(d), "rule": rule}
+    base = _Test(nodeid, len(d), rule)
 
     screen = rule.screen_looks
     if len(d) < screen[0]:
@@ -294,7 +249,7 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None
                    note=f"inconclusive: {count(last, 'pair')}, CI {_ci(lk)}")
 
 
-def _confirm(base: dict[str, object], rule: Rule, fresh: _Floats, orders: Sequence[str],
+def _confirm(base: _Test, rule: Rule, fresh: Floats, orders: Sequence[str],
              direction: Literal["regression", "improvement"],
              screened: _Look, at: int) -> PairedResult:
     """Stage 2: the candidate's fresh pairs after look `at`."""
@@ -323,14 +278,13 @@ def _confirm(base: dict[str, object], rule: Rule, fresh: _Floats, orders: Sequen
                         f"(CI {_ci(lk)} against {against:.2f}x)")
 
 
-def _result(base: Mapping[str, object], lk: _Look, verdict: PairedVerdict, against: float, p: float, *,
+def _result(base: _Test, lk: _Look, verdict: PairedVerdict, against: float, p: float, *,
             wanted: int = 0, flagged: Literal["", "regression", "improvement"] = "", confirm: int = 0,
             note: str = "") -> PairedResult:
-    rule = base["rule"]
-    assert isinstance(rule, Rule)
+    rule = base.rule
     order = "" if lk.crossover else "order effect not removed (pairs of one order)"
     return PairedResult(
-        nodeid=str(base["nodeid"]), n_pairs=int(str(base["n_pairs"])), ratio=math.exp(lk.estimate),
+        nodeid=base.nodeid, n_pairs=base.n_pairs, ratio=math.exp(lk.estimate),
         ci_low=math.exp(lk.ci_low), ci_high=math.exp(lk.ci_high), p_value=p, p_against=against, verdict=verdict,
         alpha=rule.alpha, tolerance=rule.tolerance, floor=rule.floor, confidence=rule.confidence,
         max_pairs=rule.max_pairs, n_looks=rule.n_looks, confirm_pairs=confirm, flagged=flagged, wanted=wanted,
@@ -339,130 +293,6 @@ def _result(base: Mapping[str, object], lk: _Look, verdict: PairedVerdict, again
 
 def _ci(lk: _Look) -> str:
     return f"{math.exp(lk.ci_low):.2f}..{math.exp(lk.ci_high):.2f}"
-
-
-def _estimate(d: _Floats, orders: Sequence[str]) -> float:
-    groups = _split(d, orders)
-    if groups is None:
-        return float(np.median(_walsh(d)))
-    return 0.5 * float(np.median(np.subtract.outer(groups[0], -groups[1])))
-
-
-def _walsh(d: _Floats) -> _Floats:
-    i, j = np.triu_indices(len(d))
-    out: _Floats = (d[i] + d[j]) / 2.0
-    return out
-
-
-def pool(pairs_by_test: Mapping[str, Sequence[Pair]], results: Sequence[PairedResult] | None = None, *,
-         orders_by_test: Mapping[str, Sequence[str]] | None = None, rule: Rule | None = None,
-         metric: str = "RTF") -> PooledResult:
-    """The session's pooled ratio over all tests (the module docstring gives the rule).
-
-    `results`: the tests' `judge_pairs` results when the caller has them (they decide whether any
-    test still wants pairs, i.e. "unknown" against "inconclusive"); judged here otherwise.
-    """
-    rule = rule or Rule()
-    if not pairs_by_test:
-        raise ValueError("no tests to pool: the pooled ratio needs at least one test with pairs")
-    orders_by_test = orders_by_test or {}
-    per_test = []
-    for nodeid, p in pairs_by_test.items():
-        d = np.log(np.asarray(ratios(p, nodeid), dtype=np.float64))
-        per_test.append((d, _orders(orders_by_test.get(nodeid), len(d), nodeid)))
-    if results is None:
-        results = [judge_pairs(nodeid, p, orders_by_test.get(nodeid), rule=rule) for nodeid, p in pairs_by_test.items()]
-    centre = math.log(_pooled_ratio(per_test))
-    boot = _stratified_bootstrap(per_test, rule.resamples, _rng(rule.seed, "\0pooled"))
-    tail = 100.0 * (1.0 - rule.confidence) / 2.0
-    ci_low, ci_high = (float(x) for x in np.percentile(boot, [tail, 100.0 - tail]))
-    low, high = (float(x) for x in np.percentile(boot, [100.0 * rule.alpha, 100.0 * (1.0 - rule.alpha)]))
-    up = math.log1p(rule.floor)
-    slower = centre >= 0.0
-    p_value = float(np.mean(boot <= up) if slower else np.mean(boot >= -up))
-    if low > up and centre > math.log1p(rule.tolerance):
-        verdict = PairedVerdict.REGRESSION
-    elif high < -up and centre < math.log1p(-rule.tolerance):
-        verdict = PairedVerdict.IMPROVEMENT
-    elif math.log1p(-rule.tolerance) <= ci_low and ci_high <= math.log1p(rule.tolerance):
-        verdict = PairedVerdict.SAME
-    else:
-        verdict = PairedVerdict.UNKNOWN if any(r.wanted for r in results) else PairedVerdict.INCONCLUSIVE
-    return PooledResult(ratio=math.exp(centre), ci_low=math.exp(ci_low), ci_high=math.exp(ci_high), p_value=p_value,
-                        p_against=math.exp(up if slower else -up), verdict=verdict, n_tests=len(per_test),
-                        n_pairs=sum(len(d) for d, _ in per_test), metric=metric, confidence=rule.confidence,
-                        floor=rule.floor, order=order_effect(per_test, rule.confidence))
-
-
-def pooled_ratio(pairs_by_test: Mapping[str, Sequence[Pair]],
-                 orders_by_test: Mapping[str, Sequence[str]] | None = None) -> float:
-    """The pooled ratio alone (`pool`'s, without its bootstrap): the geometric mean of the tests'
-    Hodges-Lehmann estimates, each over all its pairs. A pooled regression needs it beyond the
-    tolerance, so a script can rule one out without resampling."""
-    orders_by_test = orders_by_test or {}
-    per_test = []
-    for nodeid, p in pairs_by_test.items():
-        d = np.log(np.asarray(ratios(p, nodeid), dtype=np.float64))
-        per_test.append((d, _orders(orders_by_test.get(nodeid), len(d), nodeid)))
-    return _pooled_ratio(per_test)
-
-
-def _pooled_ratio(per_test: Sequence[tuple[_Floats, Sequence[str]]]) -> float:
-    return math.exp(float(np.mean([_estimate(d, o) for d, o in per_test])))
-
-
-def order_effect(per_test: Sequence[tuple[_Floats, Sequence[str]]], confidence: float = DEFAULT_CONFIDENCE
-                 ) -> OrderEffect | None:
-    """How much slower the first call of a pair ran than the second, over the session's pairs: each
-    test's log ratios centred on its own estimate, then the crossover's period half-shift between
-    the AB and BA pairs; None without both orders."""
-    ab: list[float] = []
-    ba: list[float] = []
-    for d, o in per_test:
-        groups = _split(d, o)
-        if groups is None:
-            continue
-        centre = _estimate(d, o)
-        ab.extend((groups[0] - centre).tolist())
-        ba.extend((groups[1] - centre).tolist())
-    if not ab or not ba:
-        return None
-    shift = ranks.two_sample(ab, ba, (1.0 - confidence) / 2.0).scaled(0.5)
-    return OrderEffect(math.exp(shift.estimate), math.exp(shift.low), math.exp(shift.high), len(ab) + len(ba))
-
-
-def _rng(seed: int, nodeid: str) -> np.random.Generator:
-    # Mixing the nodeid in keeps each test's interval independent of the session's test order.
-    return np.random.default_rng([seed, zlib.crc32(nodeid.encode("utf-8"))])
-
-
-def _resampled_estimates(d: _Floats, orders: Sequence[str], resamples: int, rng: np.random.Generator) -> _Floats:
-    groups = _split(d, orders)
-    out = np.empty(resamples, dtype=np.float64)
-    step = 2000
-    for start in range(0, resamples, step):
-        b = min(step, resamples - start)
-        if groups is None:
-            picks = d[rng.integers(0, len(d), size=(b, len(d)))]
-            i, j = np.triu_indices(len(d))
-            out[start:start + b] = np.median((picks[:, i] + picks[:, j]) / 2.0, axis=1)
-        else:
-            ab, ba = groups
-            x = ab[rng.integers(0, len(ab), size=(b, len(ab)))]
-            y = -ba[rng.integers(0, len(ba), size=(b, len(ba)))]
-            out[start:start + b] = 0.5 * np.median((x[:, :, None] - y[:, None, :]).reshape(b, -1), axis=1)
-    return out
-
-
-def _stratified_bootstrap(per_test: Sequence[tuple[_Floats, Sequence[str]]], resamples: int,
-                          rng: np.random.Generator) -> _Floats:
-    # The tests are fixed (they are the suite, not a sample of it); each test's pairs are resampled
-    # within their order, so the pooled interval counts each test's own noise once.
-    total = np.zeros(resamples, dtype=np.float64)
-    for d, o in per_test:
-        total += _resampled_estimates(d, o, resamples, rng)
-    out: _Floats = total / len(per_test)
-    return out
 
 
 def _check_alpha(alpha: float) -> None:

@@ -22,7 +22,8 @@ from .baseline import Baseline, BaselineError, BaselineStore, SavedSession
 from .drift import DEFAULT_MACHINE_TOLERANCE, DEFAULT_TOLERANCE, DriftResult, DriftVerdict, Machine, compare
 from .goldens import GoldenError, GoldenStore, GoldenTest
 from .health import Health
-from .paired import DEFAULT_CONFIRM_PAIRS, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS, PairedResult, PairedVerdict, PooledResult
+from .paired import DEFAULT_CONFIRM_PAIRS, DEFAULT_FLOOR, DEFAULT_MAX_PAIRS
+from .paired_results import PairedResult, PairedVerdict, PooledResult
 from .runkey import RunKey
 from .stack import detect_stack, stack_changes
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from pytest_cosyvoice.tracking import ranks
+from pytest_cosyvoice.tracking.pair_logs import Pair, ratios
 from pytest_cosyvoice.tracking.paired import (
     DEFAULT_CONFIRM_PAIRS,
     DEFAULT_FLOOR,
-    Pair,
     PairedResult,
     PairedVerdict,
     Rule,
@@ -22,10 +22,9 @@ from pytest_cosyvoice.tracking.paired import (
     min_attainable_p,
     min_pairs,
     pairs_wanted,
-    pool,
-    ratios,
     wants_more_pairs,
 )
+from pytest_cosyvoice.tracking.pooled import pool
 
 RTF = 0.30
 
