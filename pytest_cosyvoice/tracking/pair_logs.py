@@ -68,6 +68,21 @@ def estimate(d: Floats, orders: Sequence[str]) -> float:
     Walsh averages."""
     groups = by_order(d, orders)
     if groups is None:
-        i, j = np.triu_indices(len(d))
-        return float(np.median((d[i] + d[j]) / 2.0))
-    return 0.5 * float(np.median(np.subtract.outer(groups[0], -groups[1])))
+        return float(walsh_medians(d[None, :])[0])
+    return float(crossover_shifts(groups[0][None, :], groups[1][None, :])[0])
+
+
+def walsh_medians(d: Floats) -> Floats:
+    """Per row of `d` (rows: resamples of one test's pairs), the median of its Walsh averages: the
+    one-order Hodges-Lehmann estimate (`estimate` is row 0 of a one-row batch)."""
+    i, j = np.triu_indices(d.shape[1])
+    out: Floats = np.median((d[:, i] + d[:, j]) / 2.0, axis=1)
+    return out
+
+
+def crossover_shifts(ab: Floats, ba: Floats) -> Floats:
+    """Per row, half the Hodges-Lehmann shift between the AB log ratios and minus the BA ones: the
+    crossover estimate, in which the order effect cancels."""
+    diffs = ab[:, :, None] + ba[:, None, :]
+    out: Floats = 0.5 * np.median(diffs.reshape(len(ab), -1), axis=1)
+    return out

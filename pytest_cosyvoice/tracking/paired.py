@@ -92,7 +92,6 @@ DEFAULT_RESAMPLES = 10_000
 DEFAULT_SEED = 20260117
 
 
-
 @dataclass(frozen=True)
 class Rule:
     """The verdict rule's parameters (the module docstring says what each does)."""
@@ -238,9 +237,9 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None
                            wanted=at - len(d))
         lk = _look(d[:at], o[:at], rule.screen_alpha_look, rule.confidence)
         if lk.low > 0.0 and lk.estimate > band[1]:
-            return _confirm(base, rule, d[at:], o[at:], "regression", lk, at)
+            return _confirm(base, d[at:], o[at:], "regression", lk, at)
         if lk.high < 0.0 and lk.estimate < band[0]:
-            return _confirm(base, rule, d[at:], o[at:], "improvement", lk, at)
+            return _confirm(base, d[at:], o[at:], "improvement", lk, at)
         if band[0] <= lk.ci_low and lk.ci_high <= band[1]:
             return _result(base, lk, PairedVerdict.SAME, 1.0, _p(d[:at], o[:at], 0.0, lk.estimate >= 0))
     last = screen[-1]
@@ -249,10 +248,11 @@ def judge_pairs(nodeid: str, pairs: Sequence[Pair], orders: Sequence[str] | None
                    note=f"inconclusive: {count(last, 'pair')}, CI {_ci(lk)}")
 
 
-def _confirm(base: _Test, rule: Rule, fresh: Floats, orders: Sequence[str],
+def _confirm(base: _Test, fresh: Floats, orders: Sequence[str],
              direction: Literal["regression", "improvement"],
              screened: _Look, at: int) -> PairedResult:
     """Stage 2: the candidate's fresh pairs after look `at`."""
+    rule = base.rule
     slower = direction == "regression"
     floor_log = math.log1p(rule.floor) if slower else -math.log1p(rule.floor)
     against = math.exp(floor_log)

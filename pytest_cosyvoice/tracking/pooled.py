@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from . import ranks
-from .pair_logs import Floats, Pair, by_order, checked_orders, estimate, log_ratios
+from .pair_logs import Floats, Pair, by_order, checked_orders, crossover_shifts, estimate, log_ratios, walsh_medians
 from .paired import DEFAULT_CONFIDENCE, Rule, judge_pairs
 from .paired_results import OrderEffect, PairedResult, PairedVerdict, PooledResult
 
@@ -100,9 +100,9 @@ def order_effect(per_test: Sequence[tuple[Floats, Sequence[str]]], confidence: f
     return OrderEffect(math.exp(shift.estimate), math.exp(shift.low), math.exp(shift.high), len(ab) + len(ba))
 
 
-def _rng(seed: int, nodeid: str) -> np.random.Generator:
-    # Mixing the nodeid in keeps each test's interval independent of the session's test order.
-    return np.random.default_rng([seed, zlib.crc32(nodeid.encode("utf-8"))])
+def _rng(seed: int, name: str) -> np.random.Generator:
+    # The rule's seed and a fixed name: the same pairs give the same interval in every session.
+    return np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
 
 
 def _resampled_estimates(d: Floats, orders: Sequence[str], resamples: int, rng: np.random.Generator) -> Floats:
@@ -112,14 +112,11 @@ def _resampled_estimates(d: Floats, orders: Sequence[str], resamples: int, rng: 
     for start in range(0, resamples, step):
         b = min(step, resamples - start)
         if groups is None:
-            picks = d[rng.integers(0, len(d), size=(b, len(d)))]
-            i, j = np.triu_indices(len(d))
-            out[start:start + b] = np.median((picks[:, i] + picks[:, j]) / 2.0, axis=1)
+            out[start:start + b] = walsh_medians(d[rng.integers(0, len(d), size=(b, len(d)))])
         else:
             ab, ba = groups
-            x = ab[rng.integers(0, len(ab), size=(b, len(ab)))]
-            y = -ba[rng.integers(0, len(ba), size=(b, len(ba)))]
-            out[start:start + b] = 0.5 * np.median((x[:, :, None] - y[:, None, :]).reshape(b, -1), axis=1)
+            out[start:start + b] = crossover_shifts(ab[rng.integers(0, len(ab), size=(b, len(ab)))],
+                                                    ba[rng.integers(0, len(ba), size=(b, len(ba)))])
     return out
 
 

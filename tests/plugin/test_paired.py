@@ -251,3 +251,19 @@ def test_bad_rules_are_refused_naming_the_value(kwargs: dict[str, float], messag
 def test_no_tests_to_pool() -> None:
     with pytest.raises(ValueError, match="no tests to pool"):
         pool({})
+
+
+def test_the_estimate_cancels_the_order_effect_and_the_bootstrap_uses_the_same_estimator() -> None:
+    from pytest_cosyvoice.tracking.pair_logs import crossover_shifts, estimate, walsh_medians
+
+    rng = np.random.default_rng(5)
+    d = rng.normal(0.05, 0.09, 16)
+    orders = ["AB", "BA", "BA", "AB"] * 4
+    period = np.array([0.08 if o == "AB" else -0.08 for o in orders])
+    assert estimate(d + period, orders) == pytest.approx(estimate(d, orders), abs=1e-12)
+    # Pairs of one order: the period is not removed, it moves the estimate by itself.
+    assert estimate(d + 0.08, [""] * 16) == pytest.approx(estimate(d, [""] * 16) + 0.08, abs=1e-12)
+    ab, ba = d[[o == "AB" for o in orders]], d[[o == "BA" for o in orders]]
+    batch = np.stack([ab, ab[::-1]]), np.stack([ba, ba])
+    assert crossover_shifts(*batch).tolist() == [estimate(d, orders)] * 2   # row order does not matter
+    assert walsh_medians(np.stack([d, d]))[1] == estimate(d, [""] * 16)
